@@ -1,0 +1,214 @@
+/**
+ * \file store.h
+ * The sole owner of the LMDB environment: read views for the RPC threads, write transactions
+ * for the writer thread (and entctl offline), the aggregated record codec, and apply().
+ *
+ * Tables (named DBIs; layouts in docs/storage.md). Keys "c\0f" are customer_id NUL feature_code.
+ *   meta       "seq" -> u64 LE events applied; "last_commit" -> i64 LE ms; "schema" -> u32 LE
+ *   features   code -> [u8 feature type][ent.v1.Feature protobuf]
+ *   plans      code -> ent.v1.SetEntitlementsRequest protobuf (code, name, grants)
+ *   addons     code -> ent.v1.SetEntitlementsRequest protobuf
+ *   subs       customer\0sub_id -> ent.v1.Subscription protobuf
+ *   overrides  customer\0feature -> ent.v1.CustomerOverride protobuf
+ *   usage      customer\0feature -> {i64 period_start, i64 used} LE
+ *   idem       customer\0key -> {i64 at, i64 quantity, u8 flags} LE
+ *   customers  customer -> u32 LE number of subscriptions + overrides
+ *   plan_subs  (DUPSORT) plan code -> customer\0sub_id
+ *   addon_subs (DUPSORT) add-on code -> customer\0sub_id
+ *   bounds     (DUPSORT) be64(t ^ sign bit) -> customer\0feature (feature empty: whole customer)
+ *   agg        customer\0feature -> aggregated record (versioned compact binary, read in place)
+ *
+ * Threads: any number of read views, one per thread (MDB_NOTLS); write transactions on one
+ * thread at a time (the writer thread).
+ */
+#ifndef ENT_STORE_H
+#define ENT_STORE_H
+
+#include "ent/model.h"
+#include "ent/util.h"
+
+struct ent_store;
+struct ent_view;
+struct ent_wtxn;
+struct _Ent__V1__Event;
+
+struct ent_store_opts {
+	const char *path;     /**< directory; created if missing (unless read_only) */
+	size_t map_size;      /**< bytes; 0: 1 GiB. Grown online by ent_store_grow */
+	unsigned max_readers; /**< 0: 256 */
+	bool read_only;
+	bool no_sync; /**< MDB_NOSYNC: for bulk offline builds only; never for the daemon */
+};
+
+/**
+ * Open (creating tables as needed) the environment at opts->path.
+ * \return 0, or -ENT_E* with \a err naming the problem (missing directory, bad schema, ...).
+ * \note the handle is freed by ent_store_close, after every view is freed.
+ */
+ENT_API int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out,
+			   struct ent_err *err);
+ENT_API void ent_store_close(struct ent_store *s);
+
+struct ent_store_stats {
+	uint64_t seq;
+	int64_t last_commit_at;
+	uint64_t features, plans, addons, subscriptions, overrides, customers, aggregates;
+	uint64_t boundaries;
+	int64_t next_boundary_at; /**< 0: none */
+	uint64_t db_size_bytes;	  /**< pages in use x page size */
+	uint64_t map_size_bytes;
+};
+ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
+
+/** The earliest pending boundary (ms), or 0 when none. */
+ENT_API int ent_store_next_boundary(struct ent_store *s, int64_t *at);
+
+/**
+ * Write a compact copy of the environment to \a path (a directory; MDB_CP_COMPACT).
+ */
+ENT_API int ent_store_copy(struct ent_store *s, const char *path, struct ent_err *err);
+
+/* ---- read views ------------------------------------------------------------------------ */
+
+/**
+ * A read view owns one read transaction handle, reset between lookups and renewed for the next,
+ * so no snapshot is held while idle. Not thread-safe: one per thread.
+ */
+ENT_API int ent_view_new(struct ent_store *s, struct ent_view **out);
+ENT_API void ent_view_free(struct ent_view *v);
+/** Renew the snapshot (cheap). Everything read through the view is valid until ent_view_end. */
+ENT_API int ent_view_begin(struct ent_view *v);
+ENT_API void ent_view_end(struct ent_view *v);
+/** The sequence (events applied) of the current snapshot. */
+ENT_API uint64_t ent_view_seq(const struct ent_view *v);
+
+struct ent_check {
+	struct ent_str customer;
+	struct ent_str feature;
+	int64_t quantity; /**< >= 1 */
+	int64_t at;	  /**< evaluation instant, ms; must be set (callers fill now) */
+};
+
+/** Scratch and answer of one check: d.agg points at seg; strings borrowed from the map. */
+struct ent_check_result {
+	struct ent_decision d;
+	struct ent_usage_state usage;
+	struct ent_agg seg;
+};
+
+/**
+ * The hot path: decide \a c in the current snapshot. One mdb_get on a hit; on a miss it tells
+ * unknown feature, unknown customer and not entitled apart. Allocates nothing.
+ * \return 0 (the answer is in out->d, whatever it is), or -ENT_ECORRUPT / -ENT_EIO.
+ */
+ENT_API int ent_view_check(struct ent_view *v, const struct ent_check *c,
+			   struct ent_check_result *out);
+
+/** One feature of a customer's aggregated view (GetCustomerEntitlements). */
+struct ent_customer_feature {
+	struct ent_str feature_code;
+	const void *feature_pb;		   /**< const Ent__V1__Feature *, in the arena */
+	struct ent_check_result r;	   /**< the aggregate at the instant, decided for 1 unit */
+	const struct ent_sources *sources; /**< all sources, with windows (active ones flagged by
+					       comparing their window with the instant) */
+};
+typedef int (*ent_customer_feature_cb)(void *ctx, const struct ent_customer_feature *cf);
+
+/**
+ * Call \a cb for each feature the customer has an aggregate for (feature code order), limited
+ * to \a filter when n_filter > 0. Sources are gathered from the base tables into \a arena.
+ * \return 0, -ENT_ENOTFOUND for an unknown customer, or the first non-zero cb return.
+ */
+ENT_API int ent_view_customer_features(struct ent_view *v, struct ent_str customer,
+				       const struct ent_str *filter, size_t n_filter, int64_t at,
+				       struct ent_arena *arena, ent_customer_feature_cb cb,
+				       void *ctx);
+
+enum ent_table {
+	ENT_T_META,
+	ENT_T_FEATURES,
+	ENT_T_PLANS,
+	ENT_T_ADDONS,
+	ENT_T_SUBS,
+	ENT_T_OVERRIDES,
+	ENT_T_USAGE,
+	ENT_T_IDEM,
+	ENT_T_CUSTOMERS,
+	ENT_T_PLAN_SUBS,
+	ENT_T_ADDON_SUBS,
+	ENT_T_BOUNDS,
+	ENT_T_AGG,
+	ENT_T__COUNT
+};
+
+/** Raw get: \a val borrowed until ent_view_end. \return 0 or -ENT_ENOTFOUND. */
+ENT_API int ent_view_get(struct ent_view *v, enum ent_table t, struct ent_str key,
+			 struct ent_str *val);
+
+typedef int (*ent_kv_cb)(void *ctx, struct ent_str key, struct ent_str val);
+/**
+ * Iterate \a t in key order over keys starting with \a prefix (empty: all), beginning after
+ * \a after (empty: from the start), at most \a limit entries (0: no limit).
+ * \return 0, or the first non-zero cb return.
+ */
+ENT_API int ent_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix,
+			  struct ent_str after, size_t limit, ent_kv_cb cb, void *ctx);
+
+/* ---- writes ---------------------------------------------------------------------------- */
+
+/** Begin the (single) write transaction. Only one thread may write at a time. */
+ENT_API int ent_wtxn_begin(struct ent_store *s, struct ent_wtxn **out);
+/**
+ * Commit durably (fsync unless no_sync). Grows the map and retries once on MDB_MAP_FULL is NOT
+ * done here: a full map answers -ENT_EFULL and the transaction is aborted.
+ */
+ENT_API int ent_wtxn_commit(struct ent_wtxn *w, struct ent_err *err);
+ENT_API void ent_wtxn_abort(struct ent_wtxn *w);
+/** Sequence after the events applied so far in this transaction. */
+ENT_API uint64_t ent_wtxn_seq(const struct ent_wtxn *w);
+
+/** What an applied event produced, for the caller's response. */
+struct ent_apply_result {
+	uint64_t seq;	    /**< sequence after this event (0 if it failed) */
+	struct ent_err err; /**< why it failed (err.code != 0) */
+	/** The stored object echoed back, in the arena: Ent__V1__Feature, SetEntitlementsRequest,
+	    Subscription or CustomerOverride (NULL for others). */
+	const void *object;
+	bool deleted;	/**< delete events: something was deleted */
+	bool duplicate; /**< usage/consume: idempotency key seen before, nothing counted */
+	bool allowed;	/**< consume */
+	uint8_t reason; /**< consume: enum ent_reason */
+	struct ent_decision usage; /**< usage/consume: usage after the event (agg == NULL) */
+	uint32_t recomputed;	   /**< aggregated records rewritten */
+};
+
+/**
+ * Validate and apply one event inside \a w, in a nested transaction: an invalid event changes
+ * nothing and fails alone (res->err), the others of the group commit. Deterministic: the only
+ * clock is ev->at. Recomputes every affected aggregate (a plan change reaches every customer
+ * on the plan) and the boundary index in the same transaction.
+ * \param arena holds res->object; reset by the caller.
+ * \return 0, or -ENT_E* (also in res->err). -ENT_EFULL means the whole transaction must abort.
+ */
+ENT_API int ent_apply(struct ent_wtxn *w, const struct _Ent__V1__Event *ev, struct ent_arena *arena,
+		      struct ent_apply_result *res);
+
+/* ---- aggregated record codec (record.c) ---------------------------------------------- */
+
+/**
+ * Encode \a n segments plus the usage state into \a buf (capacity \a cap).
+ * \return bytes written, or -ENT_EINVAL if it does not fit.
+ */
+ENT_API int ent_record_encode(const struct ent_usage_state *u, const struct ent_agg *segs, int n,
+			      uint8_t *buf, size_t cap);
+/**
+ * Decode the usage state and the segment containing \a t from \a rec in place: strings in
+ * \a seg point into \a rec. Validates every length against the buffer (records are untrusted
+ * bytes to a fuzzer). \return 0 or -ENT_ECORRUPT.
+ */
+ENT_API int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usage_state *u,
+			      struct ent_agg *seg);
+/** Maximum encoded size of one record. */
+#define ENT_RECORD_MAX (64 * 1024)
+
+#endif

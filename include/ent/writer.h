@@ -1,0 +1,60 @@
+/**
+ * \file writer.h
+ * The only LMDB writer: one libuv loop thread. RPC threads hand it events through a queue and
+ * uv_async_send (never blocking on it); it group-commits every event waiting at that moment in
+ * one transaction (each event in its own nested transaction, so a bad one fails alone), commits
+ * durably, then answers each caller with its result. A uv_timer fires at the next boundary in
+ * the store's index and applies a Tick event.
+ */
+#ifndef ENT_WRITER_H
+#define ENT_WRITER_H
+
+#include "ent/store.h"
+#include "ent/util.h"
+
+struct ent_writer;
+struct _Ent__V1__Event;
+
+/**
+ * Called on the writer thread after the group holding the request committed (or failed:
+ * res->err.code != 0 and res->seq == 0). res->object lives until the callback returns.
+ * The callback must not block; it may start a gRPC batch.
+ */
+typedef void (*ent_writer_done_cb)(void *ctx, const struct ent_apply_result *res);
+
+/** A caller-owned request; must stay valid until its callback has run. */
+struct ent_writer_req {
+	struct ent_writer_req *next;	     /**< queue link, owned by the writer while queued */
+	const struct _Ent__V1__Event *event; /**< caller-owned until the callback */
+	ent_writer_done_cb cb;
+	void *ctx;
+};
+
+struct ent_writer_opts {
+	struct ent_store *store;
+	size_t max_group;	   /**< events per transaction at most; 0: 1024 */
+	int64_t idem_retention_ms; /**< how long idempotency keys are kept; 0: 7 days */
+};
+
+/** Start the loop thread. \return 0 or -ENT_E*. */
+ENT_API int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out);
+/**
+ * Queue \a req (thread-safe, never blocks beyond a short mutex). ev->at is stamped with the
+ * current time by the writer if 0. \return 0, or -ENT_EUNAVAIL once stopping.
+ */
+ENT_API int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req);
+/** Sequence of the last commit (atomic read; any thread). */
+ENT_API uint64_t ent_writer_seq(const struct ent_writer *w);
+
+struct ent_writer_stats {
+	uint64_t commits, events, failed, queue_depth;
+	uint64_t last_commit_us; /**< duration of the last commit */
+	int64_t next_boundary_at;
+	int64_t boundary_lag_ms; /**< how late the last boundary tick ran */
+};
+ENT_API void ent_writer_get_stats(const struct ent_writer *w, struct ent_writer_stats *out);
+
+/** Refuse new requests, finish every queued one, stop the timers, join the thread. */
+ENT_API void ent_writer_stop(struct ent_writer *w);
+
+#endif
