@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The README's two commands, and their parts:
+#   deploy/dev.sh run    install what is missing, build, load the demo data, start entd
+#   deploy/dev.sh test   install what is missing, build, run every test (release + ASan/UBSan)
+#   deploy/dev.sh deps | build
+# Works on a fresh Debian 12 machine as root or as a user with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Build and test dependencies, all from Debian 12's own archive.
+build_pkgs=(build-essential cmake pkg-config libgrpc-dev libprotobuf-dev protobuf-compiler
+	protobuf-c-compiler libprotobuf-c-dev liblmdb-dev libuv1-dev libjansson-dev libcmocka-dev)
+test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps)
+
+deps() {
+	local missing=() p
+	for p in "${build_pkgs[@]}" "${test_pkgs[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "dev.sh: installing ${missing[*]}" >&2
+	local sudo=()
+	[ "$(id -u)" = 0 ] || sudo=(sudo)
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get update -qq
+	"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() { # build DIR [cmake args...]
+	local dir=$1
+	shift
+	cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+	cmake --build "$dir" -j"$jobs"
+}
+
+run() {
+	deps
+	build build
+	local data=${ENTD_DEMO_DIR:-$top/.ent-demo}
+	mkdir -p "$data"
+	if [ ! -f "$data/data.mdb" ]; then
+		build/entctl import --db "$data" deploy/demo/demo.json
+	fi
+	if [ ! -s "$data/admin-token" ]; then
+		(umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$data/admin-token")
+	fi
+	local addr=${ENTD_ADDR:-127.0.0.1:50051}
+	cat <<MSG
+
+entd is starting on $addr and unix:$data/entd.sock with the demo data in $data.
+In another terminal:
+  build/entctl health
+  build/entctl check cus_acme api_calls 10
+  build/entctl get cus_acme
+  ENTD_ADMIN_TOKEN=\$(cat $data/admin-token) build/entctl admin status
+Stop it with Ctrl-C.
+
+MSG
+	export ENTD_ADMIN_TOKEN
+	ENTD_ADMIN_TOKEN=$(cat "$data/admin-token")
+	exec build/entd --db "$data" --listen "$addr" --listen "unix:$data/entd.sock"
+}
+
+test_all() {
+	deps
+	build build
+	(cd build && ctest -j"$jobs" --output-on-failure --timeout 900)
+	# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+	build build-asan -DENT_ASAN=ON -DENT_BUILD_BENCH=OFF
+	(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest -j"$jobs" --output-on-failure --timeout 1800)
+}
+
+case "${1:-}" in
+deps) deps ;;
+build) deps && build build ;;
+run) run ;;
+test) test_all ;;
+*)
+	echo "usage: deploy/dev.sh run|test|deps|build" >&2
+	exit 2
+	;;
+esac
