@@ -1,0 +1,142 @@
+/*
+ * Usage reset periods. Fixed-length periods (DAILY, WEEKLY) step from the anchor in
+ * milliseconds; calendar periods step whole UTC months from the anchor's date and time of day,
+ * clamping the day to the month's length. The civil-date arithmetic is done here, without
+ * gmtime/timegm, so the answer never depends on the process's TZ or locale.
+ *
+ * Intermediate values are __int128 so that any int64 instant (even ENT_T_MIN/ENT_T_MAX) gives a
+ * well-defined, saturated answer instead of signed overflow.
+ */
+#include "ent/model.h"
+
+#define DAY_MS	(INT64_C(86400000))
+#define WEEK_MS (7 * DAY_MS)
+
+typedef __int128 i128;
+
+static int64_t sat64(i128 v)
+{
+	if (v > INT64_MAX)
+		return INT64_MAX;
+	if (v < INT64_MIN)
+		return INT64_MIN;
+	return (int64_t)v;
+}
+
+/* Division rounding toward negative infinity (C's rounds toward zero). */
+static i128 floor_div(i128 a, i128 b)
+{
+	i128 q = a / b;
+	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static bool is_leap(int64_t y)
+{
+	return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+static unsigned days_in_month(int64_t y, unsigned m)
+{
+	static const unsigned dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+/* A UTC instant split into a month index (year * 12 + month - 1), day and time of day. */
+struct civil {
+	int64_t month;
+	unsigned day;
+	int64_t tod;
+};
+
+static struct civil civil_of(int64_t ms)
+{
+	int64_t days = (int64_t)floor_div(ms, DAY_MS);
+	int64_t y;
+	unsigned m, d;
+	civil_from_days(days, &y, &m, &d);
+	return (struct civil){y * 12 + (int64_t)m - 1, d,
+			      (int64_t)((i128)ms - (i128)days * DAY_MS)};
+}
+
+/*
+ * Start of the period \a k months after the anchor \a a. The day is clamped from the anchor's
+ * own day every time, so Jan 31 gives Feb 28/29 and then Mar 31 again, not Mar 28.
+ */
+static i128 month_start(const struct civil *a, int64_t k)
+{
+	int64_t mi = a->month + k;
+	int64_t y = (int64_t)floor_div(mi, 12);
+	unsigned m = (unsigned)(mi - y * 12) + 1;
+	unsigned dim = days_in_month(y, m);
+	unsigned d = a->day < dim ? a->day : dim;
+	return (i128)days_from_civil(y, m, d) * DAY_MS + a->tod;
+}
+
+void ent_model_period(uint8_t reset, int64_t anchor, int64_t t, int64_t *start, int64_t *end)
+{
+	int64_t step;
+	switch (reset) {
+	case ENT_RESET_DAILY:
+	case ENT_RESET_WEEKLY: {
+		i128 len = reset == ENT_RESET_DAILY ? DAY_MS : WEEK_MS;
+		i128 k = floor_div((i128)t - anchor, len);
+		i128 s = (i128)anchor + k * len;
+		*start = sat64(s);
+		*end = sat64(s + len);
+		return;
+	}
+	case ENT_RESET_MONTHLY:
+		step = 1;
+		break;
+	case ENT_RESET_QUARTERLY:
+		step = 3;
+		break;
+	case ENT_RESET_HALF_YEARLY:
+		step = 6;
+		break;
+	case ENT_RESET_ANNUAL:
+		step = 12;
+		break;
+	default: /* NEVER, UNSPECIFIED and anything unknown: one period for ever */
+		*start = anchor ? anchor : ENT_T_MIN;
+		*end = 0;
+		return;
+	}
+
+	/*
+	 * Guess k from the month distance, then correct it: the guess is off by at most one
+	 * period because the clamped day and the time of day only move a start within its month.
+	 */
+	struct civil a = civil_of(anchor), c = civil_of(t);
+	int64_t k = (int64_t)floor_div((i128)c.month - a.month, step);
+	while (month_start(&a, k * step) > t)
+		k--;
+	while (month_start(&a, (k + 1) * step) <= t)
+		k++;
+	*start = sat64(month_start(&a, k * step));
+	*end = sat64(month_start(&a, (k + 1) * step));
+}
