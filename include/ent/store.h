@@ -30,7 +30,7 @@
 struct ent_store;
 struct ent_view;
 struct ent_wtxn;
-struct _Ent__V1__Event;
+struct Ent__V1__Event;
 
 struct ent_store_opts {
 	const char *path;     /**< directory; created if missing (unless read_only) */
@@ -190,7 +190,7 @@ struct ent_apply_result {
  * \param arena holds res->object; reset by the caller.
  * \return 0, or -ENT_E* (also in res->err). -ENT_EFULL means the whole transaction must abort.
  */
-ENT_API int ent_apply(struct ent_wtxn *w, const struct _Ent__V1__Event *ev, struct ent_arena *arena,
+ENT_API int ent_apply(struct ent_wtxn *w, const struct Ent__V1__Event *ev, struct ent_arena *arena,
 		      struct ent_apply_result *res);
 
 /* ---- aggregated record codec (record.c) ---------------------------------------------- */

@@ -1,0 +1,816 @@
+/*
+ * Write transactions and apply(): the one code path that changes state, online (writer
+ * thread) and offline (entctl import) alike.
+ *
+ * Each event runs in a nested transaction of the group's write transaction: if it fails, its
+ * nested transaction is aborted and the group goes on without it. On success it bumps meta
+ * "seq" in the same nested transaction, so the sequence and the state it describes commit
+ * together or not at all. The only clock is ev->at, so replaying the same events gives the same
+ * database (fleet mode depends on it).
+ *
+ * This file also holds what every kind shares: table helpers, the recompute of one aggregate
+ * with its usage row and boundary entries, reference counts, tick and wipe.
+ */
+#include <stdlib.h>
+
+#include "ent/pbarena.h"
+#include "store/impl.h"
+
+/* ---- write transactions ----------------------------------------------------------------- */
+
+int ent_wtxn_begin(struct ent_store *s, struct ent_wtxn **out)
+{
+	if (s->read_only || s->w.txn)
+		return -ENT_EPRECOND;
+	if (!s->ws) {
+		s->ws = calloc(1, sizeof(*s->ws));
+		if (!s->ws)
+			return -ENT_ENOMEM;
+		ent_arena_init(&s->ws->rc, 64 * 1024);
+		ent_arena_init(&s->ws->tmp, 64 * 1024);
+	}
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	uint64_t seq;
+	int r = ent_store_meta_u64(s, txn, "seq", &seq);
+	if (r) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	s->w.txn = txn;
+	s->w.seq = seq;
+	*out = &s->w;
+	return 0;
+}
+
+int ent_wtxn_commit(struct ent_wtxn *w, struct ent_err *err)
+{
+	if (!w || !w->txn)
+		return ent_err_set(err, ENT_EINVAL, "no write transaction");
+	MDB_txn *txn = w->txn;
+	w->txn = NULL;
+	uint8_t b[8];
+	ent_le64_put(b, (uint64_t)ent_now_ms());
+	MDB_val k = {11, "last_commit"}, v = {8, b};
+	int rc = mdb_put(txn, w->s->dbi[ENT_T_META], &k, &v, 0);
+	if (rc) {
+		mdb_txn_abort(txn);
+		return ent_err_set(err, -ent_store_mdb_err(rc), "commit: %s", mdb_strerror(rc));
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc)
+		return ent_err_set(err, -ent_store_mdb_err(rc), "commit: %s", mdb_strerror(rc));
+	return 0;
+}
+
+void ent_wtxn_abort(struct ent_wtxn *w)
+{
+	if (w && w->txn) {
+		mdb_txn_abort(w->txn);
+		w->txn = NULL;
+	}
+}
+
+uint64_t ent_wtxn_seq(const struct ent_wtxn *w)
+{
+	return w->seq;
+}
+
+/* ---- table helpers ---------------------------------------------------------------------- */
+
+static MDB_val sval(struct ent_str s)
+{
+	return (MDB_val){s.len, (void *)s.p};
+}
+
+int ent_a_get(struct ent_actx *c, enum ent_table t, struct ent_str key, MDB_val *val)
+{
+	if (key.len == 0 || key.len >= ENT_KEY_MAX)
+		return -ENT_ENOTFOUND;
+	MDB_val k = sval(key);
+	return ent_store_mdb_err(mdb_get(c->txn, c->s->dbi[t], &k, val));
+}
+
+int ent_a_put(struct ent_actx *c, enum ent_table t, struct ent_str key, const void *val, size_t len)
+{
+	MDB_val k = sval(key), v = {len, (void *)val};
+	return ent_store_mdb_err(mdb_put(c->txn, c->s->dbi[t], &k, &v, 0));
+}
+
+int ent_a_del(struct ent_actx *c, enum ent_table t, struct ent_str key)
+{
+	if (key.len == 0 || key.len >= ENT_KEY_MAX)
+		return -ENT_ENOTFOUND;
+	MDB_val k = sval(key);
+	return ent_store_mdb_err(mdb_del(c->txn, c->s->dbi[t], &k, NULL));
+}
+
+int ent_a_del_dup(struct ent_actx *c, enum ent_table t, struct ent_str key, struct ent_str val)
+{
+	MDB_val k = sval(key), v = sval(val);
+	int rc = mdb_del(c->txn, c->s->dbi[t], &k, &v);
+	return rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
+}
+
+int ent_a_put_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
+		 const ProtobufCMessage *m)
+{
+	/* Packed straight into the reserved value: no intermediate buffer. */
+	size_t n = protobuf_c_message_get_packed_size(m);
+	MDB_val k = sval(key), v = {n, NULL};
+	int rc = mdb_put(c->txn, c->s->dbi[t], &k, &v, MDB_RESERVE);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	protobuf_c_message_pack(m, v.mv_data);
+	return 0;
+}
+
+int ent_a_get_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
+		 const ProtobufCMessageDescriptor *d, struct ent_arena *a, void **out)
+{
+	MDB_val v;
+	int r = ent_a_get(c, t, key, &v);
+	if (r)
+		return r;
+	ProtobufCAllocator al;
+	ent_pb_allocator(&al, a);
+	*out = protobuf_c_message_unpack(d, &al, v.mv_size, v.mv_data);
+	return *out ? 0 : -ENT_ECORRUPT;
+}
+
+int ent_a_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix, ent_a_scan_cb cb,
+	       void *ctx)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(c->txn, c->s->dbi[t], &cur);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	MDB_val k = sval(prefix), v;
+	rc = mdb_cursor_get(cur, &k, &v, prefix.len ? MDB_SET_RANGE : MDB_FIRST);
+	int r = 0;
+	while (rc == 0) {
+		if (k.mv_size < prefix.len || memcmp(k.mv_data, prefix.p, prefix.len) != 0)
+			break;
+		if ((r = cb(c, ctx, ent_val_str(k), ent_val_str(v))))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (r)
+		return r;
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
+}
+
+/* ---- string sets ------------------------------------------------------------------------ */
+
+int ent_strset_add(struct ent_actx *c, struct ent_strset *set, struct ent_str s)
+{
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 16;
+		struct ent_str *v = ent_arena_alloc(c->arena, cap * sizeof(*v));
+		if (!v)
+			return -ENT_ENOMEM;
+		if (set->n)
+			memcpy(v, set->v, set->n * sizeof(*v));
+		set->v = v;
+		set->cap = cap;
+	}
+	char *p = ent_arena_strndup(c->arena, s.p ? s.p : "", s.len);
+	if (!p)
+		return -ENT_ENOMEM;
+	set->v[set->n++] = (struct ent_str){p, s.len};
+	return 0;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return ent_str_cmp(*(const struct ent_str *)a, *(const struct ent_str *)b);
+}
+
+void ent_strset_uniq(struct ent_strset *set)
+{
+	if (set->n < 2)
+		return;
+	qsort(set->v, set->n, sizeof(*set->v), str_cmp);
+	size_t m = 1;
+	for (size_t i = 1; i < set->n; i++)
+		if (!ent_str_eq(set->v[i], set->v[m - 1]))
+			set->v[m++] = set->v[i];
+	set->n = m;
+}
+
+bool ent_strset_has(const struct ent_strset *set, struct ent_str s)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (ent_str_eq(set->v[i], s))
+			return true;
+	return false;
+}
+
+/* ---- boundaries, reference counts, usage ------------------------------------------------- */
+
+static int bound_val(struct ent_key *val, struct ent_str customer, struct ent_str feature)
+{
+	return ent_key_make(val, customer, &feature);
+}
+
+int ent_a_bound_add(struct ent_actx *c, int64_t t, struct ent_str customer, struct ent_str feature)
+{
+	struct ent_key val;
+	if (bound_val(&val, customer, feature))
+		return -ENT_EINVAL;
+	uint8_t k[8];
+	ent_bound_key(k, t);
+	MDB_val mk = {8, k}, mv = ent_key_val(&val);
+	/* A duplicate (same time, same target) is a no-op for DUPSORT without NODUPDATA. */
+	return ent_store_mdb_err(mdb_put(c->txn, c->s->dbi[ENT_T_BOUNDS], &mk, &mv, 0));
+}
+
+static int bound_del(struct ent_actx *c, int64_t t, const struct ent_key *val)
+{
+	uint8_t k[8];
+	ent_bound_key(k, t);
+	MDB_val mk = {8, k}, mv = ent_key_val(val);
+	int rc = mdb_del(c->txn, c->s->dbi[ENT_T_BOUNDS], &mk, &mv);
+	return rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
+}
+
+/* The end of the usage period a record's counter belongs to, or 0 if it never resets. */
+static int64_t period_end_of(const struct ent_usage_state *u)
+{
+	if (u->feature_type != ENT_FT_METERED || u->reset == ENT_RESET_NEVER ||
+	    u->reset == ENT_RESET_UNSPECIFIED)
+		return 0;
+	int64_t start, end;
+	ent_model_period(u->reset, u->anchor, u->period_start, &start, &end);
+	return end;
+}
+
+int ent_a_customer_ref(struct ent_actx *c, struct ent_str customer, int delta)
+{
+	MDB_val v;
+	int64_t n = 0;
+	int r = ent_a_get(c, ENT_T_CUSTOMERS, customer, &v);
+	if (r == 0 && v.mv_size == 4) {
+		const uint8_t *p = v.mv_data;
+		n = (int64_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			      (uint32_t)p[3] << 24);
+	} else if (r && r != -ENT_ENOTFOUND) {
+		return r;
+	}
+	n += delta;
+	if (n <= 0)
+		return r == 0 ? ent_a_del(c, ENT_T_CUSTOMERS, customer) : 0;
+	uint8_t b[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
+	return ent_a_put(c, ENT_T_CUSTOMERS, customer, b, 4);
+}
+
+/* The previous record's facts needed after it is overwritten: its edges and usage. */
+struct old_rec {
+	bool exists;
+	struct ent_usage_state u;
+	int n;
+	int64_t to[ENT_MAX_SEGMENTS];
+};
+
+static int read_old(struct ent_actx *c, const struct ent_key *key, struct old_rec *o)
+{
+	MDB_val v;
+	o->exists = false;
+	o->n = 0;
+	int r = ent_a_get(c, ENT_T_AGG, (struct ent_str){key->b, key->len}, &v);
+	if (r == -ENT_ENOTFOUND)
+		return 0;
+	if (r)
+		return r;
+	o->exists = true;
+	int n = ent_record_header(v.mv_data, v.mv_size, &o->u);
+	if (n < 0) {
+		/* A corrupt record is rebuilt from the base tables; its edges are lost, which
+		 * at worst leaves stale boundary entries that recompute once more. */
+		memset(&o->u, 0, sizeof(o->u));
+		return 0;
+	}
+	o->n = n;
+	for (int i = 0; i < n; i++) {
+		int64_t from;
+		ent_record_seg_window(v.mv_data, i, &from, &o->to[i]);
+	}
+	return 0;
+}
+
+static int drop_old_bounds(struct ent_actx *c, const struct ent_key *key, const struct old_rec *o)
+{
+	int r = 0;
+	for (int i = 0; i < o->n && !r; i++)
+		if (o->to[i] != ENT_T_MAX)
+			r = bound_del(c, o->to[i], key);
+	int64_t pe = o->exists ? period_end_of(&o->u) : 0;
+	if (!r && pe)
+		r = bound_del(c, pe, key);
+	return r;
+}
+
+int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    int64_t now)
+{
+	struct ent_wscratch *ws = c->ws;
+	struct ent_key key;
+	if (ent_key_make(&key, customer, &feature))
+		return ent_err_set(c->err, ENT_EINVAL, "key too long");
+	struct ent_str skey = {key.b, key.len};
+	struct old_rec old;
+	int r = read_old(c, &key, &old);
+	if (r)
+		return r;
+
+	ent_arena_reset(&ws->rc);
+	r = ent_store_gather(c->s, c->txn, customer, feature, &ws->rc, &ws->src);
+	if (r == -ENT_EINVAL)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "customer '%.*s' would have more than %d sources of feature "
+				   "'%.*s'",
+				   (int)customer.len, customer.p, ENT_MAX_SOURCES, (int)feature.len,
+				   feature.p);
+	if (r == -ENT_ENOTFOUND)
+		ws->src.n = 0; /* the feature is gone: so are its aggregates */
+	else if (r)
+		return r;
+
+	if ((r = drop_old_bounds(c, &key, &old)))
+		return r;
+	if (ws->src.n == 0) {
+		if (!old.exists)
+			return 0;
+		c->res->recomputed++;
+		return ent_a_del(c, ENT_T_AGG, skey);
+	}
+
+	int n = ent_model_segments(&ws->src, now, ws->segs);
+	if (n < 1)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "aggregate of customer '%.*s' feature '%.*s' exceeds capacities",
+				   (int)customer.len, customer.p, (int)feature.len, feature.p);
+	struct ent_usage_state u = {.feature_type = ws->src.feature.type};
+	ent_model_usage_shape(&ws->src, now, &u.reset, &u.anchor);
+	int64_t ps, pe;
+	ent_model_period(u.reset, u.anchor, now, &ps, &pe);
+	u.period_start = ps;
+	u.used = 0;
+
+	/*
+	 * The usage row: counted in a period that started before the current one, it rolls to
+	 * the current period at zero; counted in the current period (even under a changed
+	 * anchor), it keeps its count.
+	 */
+	MDB_val v;
+	r = ent_a_get(c, ENT_T_USAGE, skey, &v);
+	if (r == 0 && v.mv_size == 16) {
+		int64_t row_ps = (int64_t)ent_le64_get(v.mv_data);
+		int64_t row_used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
+		u.used = row_ps < ps ? 0 : row_used;
+		if (row_ps != ps || row_used != u.used) {
+			uint8_t b[16];
+			ent_le64_put(b, (uint64_t)ps);
+			ent_le64_put(b + 8, (uint64_t)u.used);
+			if ((r = ent_a_put(c, ENT_T_USAGE, skey, b, 16)))
+				return r;
+		}
+	} else if (r && r != -ENT_ENOTFOUND) {
+		return r;
+	}
+
+	int len = ent_record_encode(&u, ws->segs, n, ws->rec, sizeof(ws->rec));
+	if (len < 0)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "aggregate of customer '%.*s' feature '%.*s' exceeds %d bytes",
+				   (int)customer.len, customer.p, (int)feature.len, feature.p,
+				   ENT_RECORD_MAX);
+	r = ent_a_get(c, ENT_T_AGG, skey, &v);
+	bool same = r == 0 && v.mv_size == (size_t)len && memcmp(v.mv_data, ws->rec, len) == 0;
+	if (!same) {
+		if ((r = ent_a_put(c, ENT_T_AGG, skey, ws->rec, (size_t)len)))
+			return r;
+		c->res->recomputed++;
+	}
+	/*
+	 * Boundaries: every future segment edge, every future source window edge (merged
+	 * segments hide edges that still move the usage shape, and past the segment cap the
+	 * tail is only exact until its first edge: docs/semantics.md rule 8c), and the end of
+	 * the usage period. Only segment edges are removed on the next recompute (they are all
+	 * the record remembers); a leftover source edge costs one idle recompute when it falls
+	 * due and is dropped then.
+	 */
+	for (int i = 0; i < n; i++) {
+		int64_t to = ws->segs[i].to;
+		if (to != ENT_T_MAX && to > now && (r = ent_a_bound_add(c, to, customer, feature)))
+			return r;
+	}
+	for (uint32_t i = 0; i < ws->src.n; i++) {
+		int64_t e[2] = {ws->src.src[i].active_from, ws->src.src[i].expires_at};
+		for (int k = 0; k < 2; k++)
+			if (e[k] > now && (r = ent_a_bound_add(c, e[k], customer, feature)))
+				return r;
+	}
+	int64_t end = period_end_of(&u);
+	if (end && end > now && (r = ent_a_bound_add(c, end, customer, feature)))
+		return r;
+	return 0;
+}
+
+int ent_a_recompute_all(struct ent_actx *c, const struct ent_strset *customers,
+			const struct ent_strset *features, int64_t now)
+{
+	for (size_t i = 0; i < customers->n; i++)
+		for (size_t j = 0; j < features->n; j++) {
+			int r = ent_a_recompute(c, customers->v[i], features->v[j], now);
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
+static int collect_agg_feature(struct ent_actx *c, void *ctx, struct ent_str key,
+			       struct ent_str val)
+{
+	struct ent_str cu, fe;
+	if (!ent_key_split(key, &cu, &fe))
+		return 0;
+	return ent_strset_add(c, ctx, fe);
+}
+
+static int collect_key_suffix(struct ent_actx *c, void *ctx, struct ent_str key, struct ent_str val)
+{
+	return collect_agg_feature(c, ctx, key, val);
+}
+
+int ent_a_recompute_customer(struct ent_actx *c, struct ent_str customer, int64_t now)
+{
+	struct ent_key prefix;
+	struct ent_str empty = {"", 0};
+	if (ent_key_make(&prefix, customer, &empty))
+		return 0;
+	struct ent_strset features = {0};
+	struct ent_str p = {prefix.b, prefix.len};
+	int r = ent_a_scan(c, ENT_T_AGG, p, collect_agg_feature, &features);
+	if (!r)
+		r = ent_a_scan(c, ENT_T_OVERRIDES, p, collect_key_suffix, &features);
+	if (r)
+		return r;
+	ent_strset_uniq(&features);
+	for (size_t i = 0; i < features.n && !r; i++)
+		r = ent_a_recompute(c, customer, features.v[i], now);
+	return r;
+}
+
+int ent_a_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		      int64_t period_start, int64_t used)
+{
+	struct ent_key key;
+	if (ent_key_make(&key, customer, &feature))
+		return -ENT_EINVAL;
+	struct ent_str skey = {key.b, key.len};
+	uint8_t b[16];
+	ent_le64_put(b, (uint64_t)period_start);
+	ent_le64_put(b + 8, (uint64_t)used);
+	int r = ent_a_put(c, ENT_T_USAGE, skey, b, 16);
+	if (r)
+		return r;
+	MDB_val v;
+	r = ent_a_get(c, ENT_T_AGG, skey, &v);
+	if (r == -ENT_ENOTFOUND)
+		return 0;
+	if (r)
+		return r;
+	struct ent_usage_state old;
+	if (v.mv_size > sizeof(c->ws->rec) || ent_record_header(v.mv_data, v.mv_size, &old) < 0)
+		return -ENT_ECORRUPT;
+	/* Patched in place: only the two usage fields of the header change. */
+	size_t len = v.mv_size;
+	memcpy(c->ws->rec, v.mv_data, len);
+	ent_record_set_usage(c->ws->rec, period_start, used);
+	if ((r = ent_a_put(c, ENT_T_AGG, skey, c->ws->rec, len)))
+		return r;
+	struct ent_usage_state nu = old;
+	nu.period_start = period_start;
+	nu.used = used;
+	int64_t old_end = period_end_of(&old), new_end = period_end_of(&nu);
+	if (old_end != new_end) {
+		if (old_end && (r = bound_del(c, old_end, &key)))
+			return r;
+		if (new_end && new_end > c->at &&
+		    (r = ent_a_bound_add(c, new_end, customer, feature)))
+			return r;
+	}
+	return 0;
+}
+
+int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		 int64_t quantity, int64_t t, struct ent_usage_state *u, struct ent_decision *d)
+{
+	memset(u, 0, sizeof(*u));
+	struct ent_key key;
+	MDB_val v;
+	int r = ent_key_make(&key, customer, &feature)
+			? -ENT_ENOTFOUND
+			: ent_a_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
+	if (r == 0) {
+		r = ent_record_decode(v.mv_data, v.mv_size, t, u, &c->ws->seg);
+		if (r)
+			return r;
+		ent_model_decide(u, &c->ws->seg, quantity, t, d);
+		return 0;
+	}
+	if (r != -ENT_ENOTFOUND)
+		return r;
+	r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
+	if (r == -ENT_ENOTFOUND) {
+		ent_model_decide_missing(ENT_R_UNKNOWN_FEATURE, ENT_FT_UNSPECIFIED, d);
+		return 0;
+	}
+	if (r)
+		return r;
+	uint8_t type = v.mv_size ? ((const uint8_t *)v.mv_data)[0] : 0;
+	r = ent_a_get(c, ENT_T_CUSTOMERS, customer, &v);
+	if (r && r != -ENT_ENOTFOUND)
+		return r;
+	ent_model_decide_missing(r ? ENT_R_UNKNOWN_CUSTOMER : ENT_R_NOT_ENTITLED, type, d);
+	return 0;
+}
+
+/* ---- tick and wipe ------------------------------------------------------------------------ */
+
+struct expired {
+	struct ent_strset subs, overrides;
+	int64_t now;
+};
+
+static int find_ended_sub(struct ent_actx *c, void *ctx, struct ent_str key, struct ent_str val)
+{
+	struct expired *e = ctx;
+	ent_arena_reset(&c->ws->tmp);
+	ProtobufCAllocator al;
+	ent_pb_allocator(&al, &c->ws->tmp);
+	Ent__V1__Subscription *sub =
+		ent__v1__subscription__unpack(&al, val.len, (const uint8_t *)val.p);
+	if (!sub)
+		return -ENT_ECORRUPT;
+	if (sub->ends_at != 0 && sub->ends_at <= e->now)
+		return ent_strset_add(c, &e->subs, key);
+	return 0;
+}
+
+static int find_expired_override(struct ent_actx *c, void *ctx, struct ent_str key,
+				 struct ent_str val)
+{
+	struct expired *e = ctx;
+	ent_arena_reset(&c->ws->tmp);
+	ProtobufCAllocator al;
+	ent_pb_allocator(&al, &c->ws->tmp);
+	Ent__V1__CustomerOverride *o =
+		ent__v1__customer_override__unpack(&al, val.len, (const uint8_t *)val.p);
+	if (!o)
+		return -ENT_ECORRUPT;
+	if (o->expires_at != 0 && o->expires_at <= e->now)
+		return ent_strset_add(c, &e->overrides, key);
+	return 0;
+}
+
+/* Delete the customer's ended subscriptions and expired overrides (each recomputes). */
+static int expire_customer(struct ent_actx *c, struct ent_str customer, int64_t now)
+{
+	struct ent_key prefix;
+	struct ent_str empty = {"", 0};
+	if (ent_key_make(&prefix, customer, &empty))
+		return 0;
+	struct ent_str p = {prefix.b, prefix.len};
+	struct expired e = {{0}, {0}, now};
+	int r = ent_a_scan(c, ENT_T_SUBS, p, find_ended_sub, &e);
+	if (!r)
+		r = ent_a_scan(c, ENT_T_OVERRIDES, p, find_expired_override, &e);
+	for (size_t i = 0; i < e.subs.n && !r; i++) {
+		struct ent_str cu, id;
+		if (ent_key_split(e.subs.v[i], &cu, &id))
+			r = ent_a_remove_subscription(c, cu, id);
+	}
+	for (size_t i = 0; i < e.overrides.n && !r; i++) {
+		struct ent_str cu, fe;
+		if (ent_key_split(e.overrides.v[i], &cu, &fe))
+			r = ent_a_remove_override(c, cu, fe);
+	}
+	return r;
+}
+
+/* Idempotency keys are swept at most once per minute of idem_before progress: a sweep walks
+ * the whole table, and a minute of extra retention is harmless. */
+#define IDEM_SWEEP_MS 60000
+
+static int sweep_idem(struct ent_actx *c, int64_t before)
+{
+	uint64_t last;
+	int r = ent_store_meta_u64(c->s, c->txn, "idem_swept", &last);
+	if (r)
+		return r;
+	if (before <= 0 || (last != 0 && before < (int64_t)last + IDEM_SWEEP_MS))
+		return 0;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(c->txn, c->s->dbi[ENT_T_IDEM], &cur);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	MDB_val k, v;
+	/* After mdb_cursor_del the cursor already stands on the next entry; MDB_NEXT then
+	 * returns that entry (LMDB's C_DEL handling), so deleting while walking is safe. */
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size >= 8 && (int64_t)ent_le64_get(v.mv_data) < before &&
+		    (rc = mdb_cursor_del(cur, 0)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return ent_store_mdb_err(rc);
+	uint8_t b[8];
+	ent_le64_put(b, (uint64_t)before);
+	return ent_a_put(c, ENT_T_META, ent_str_c("idem_swept"), b, 8);
+}
+
+static int apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
+{
+	int64_t now = t->now ? t->now : c->at;
+	/* Everything the tick removes or rebuilds happens as of its own instant. */
+	c->at = now;
+	for (;;) {
+		/* Take the first due entry, delete it, then act: acting rewrites the index, so
+		 * no cursor is kept across it. New entries are always later than now. */
+		MDB_cursor *cur;
+		int rc = mdb_cursor_open(c->txn, c->s->dbi[ENT_T_BOUNDS], &cur);
+		if (rc)
+			return ent_store_mdb_err(rc);
+		MDB_val k, v;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		struct ent_key val = {0};
+		int64_t when = 0;
+		if (rc == 0 && k.mv_size == 8 && v.mv_size < sizeof(val.b)) {
+			when = ent_bound_time(k.mv_data);
+			val.len = (uint32_t)v.mv_size;
+			memcpy(val.b, v.mv_data, v.mv_size);
+			if (when <= now)
+				rc = mdb_cursor_del(cur, 0);
+		} else if (rc == 0) {
+			rc = mdb_cursor_del(cur, 0); /* malformed entry: drop it */
+			mdb_cursor_close(cur);
+			if (rc)
+				return ent_store_mdb_err(rc);
+			continue;
+		}
+		mdb_cursor_close(cur);
+		if (rc == MDB_NOTFOUND || (rc == 0 && when > now))
+			break;
+		if (rc)
+			return ent_store_mdb_err(rc);
+		struct ent_str customer, feature;
+		if (!ent_key_split((struct ent_str){val.b, val.len}, &customer, &feature))
+			continue;
+		/*
+		 * Ends and expiries always have a whole-customer entry (feature empty), so only
+		 * those look for what to delete; the per-feature entries (segment and period
+		 * edges, by far the most) just recompute their one aggregate.
+		 */
+		int r = feature.len ? ent_a_recompute(c, customer, feature, now)
+				    : expire_customer(c, customer, now);
+		if (!r && !feature.len)
+			r = ent_a_recompute_customer(c, customer, now);
+		if (r)
+			return r;
+	}
+	return sweep_idem(c, t->idem_before);
+}
+
+static int apply_wipe(struct ent_actx *c)
+{
+	for (int t = 0; t < ENT_T__COUNT; t++) {
+		if (t == ENT_T_META)
+			continue;
+		int rc = mdb_drop(c->txn, c->s->dbi[t], 0);
+		if (rc)
+			return ent_store_mdb_err(rc);
+	}
+	return 0;
+}
+
+/* ---- apply ------------------------------------------------------------------------------- */
+
+static int dispatch(struct ent_actx *c)
+{
+	const Ent__V1__Event *ev = c->ev;
+	switch (ev->kind_case) {
+	case ENT__V1__EVENT__KIND_UPSERT_FEATURE:
+		return ent_a_upsert_feature(c, ev->upsert_feature);
+	case ENT__V1__EVENT__KIND_DELETE_FEATURE:
+		return ent_a_delete_feature(c, ev->delete_feature);
+	case ENT__V1__EVENT__KIND_SET_PLAN:
+		return ent_a_set_entitlements(c, ENT_T_PLANS, ev->set_plan, false);
+	case ENT__V1__EVENT__KIND_PATCH_PLAN:
+		return ent_a_set_entitlements(c, ENT_T_PLANS, ev->patch_plan, true);
+	case ENT__V1__EVENT__KIND_DELETE_PLAN:
+		return ent_a_delete_entitlements(c, ENT_T_PLANS, ev->delete_plan);
+	case ENT__V1__EVENT__KIND_SET_ADDON:
+		return ent_a_set_entitlements(c, ENT_T_ADDONS, ev->set_addon, false);
+	case ENT__V1__EVENT__KIND_PATCH_ADDON:
+		return ent_a_set_entitlements(c, ENT_T_ADDONS, ev->patch_addon, true);
+	case ENT__V1__EVENT__KIND_DELETE_ADDON:
+		return ent_a_delete_entitlements(c, ENT_T_ADDONS, ev->delete_addon);
+	case ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION:
+		return ent_a_upsert_subscription(c, ev->upsert_subscription);
+	case ENT__V1__EVENT__KIND_CANCEL_SUBSCRIPTION:
+		return ent_a_cancel_subscription(c, ev->cancel_subscription);
+	case ENT__V1__EVENT__KIND_SET_OVERRIDE:
+		return ent_a_set_override(c, ev->set_override);
+	case ENT__V1__EVENT__KIND_UPDATE_OVERRIDE:
+		return ent_a_update_override(c, ev->update_override);
+	case ENT__V1__EVENT__KIND_DELETE_OVERRIDE:
+		return ent_a_delete_override(c, ev->delete_override);
+	case ENT__V1__EVENT__KIND_REPORT_USAGE:
+		return ent_a_report_usage(c, ev->report_usage);
+	case ENT__V1__EVENT__KIND_CONSUME:
+		return ent_a_consume(c, ev->consume);
+	case ENT__V1__EVENT__KIND_TICK:
+		return apply_tick(c, ev->tick);
+	case ENT__V1__EVENT__KIND_WIPE:
+		return apply_wipe(c);
+	case ENT__V1__EVENT__KIND_SET_USAGE:
+		return ent_a_set_usage(c, ev->set_usage);
+	default:
+		return ent_err_set(c->err, ENT_EINVAL, "event: unknown or missing kind (%d)",
+				   (int)ev->kind_case);
+	}
+}
+
+/* Message bodies of the oneof may be NULL in a hand-built event: refuse them up front. */
+static bool body_present(const Ent__V1__Event *ev)
+{
+	switch (ev->kind_case) {
+	case ENT__V1__EVENT__KIND_DELETE_FEATURE:
+	case ENT__V1__EVENT__KIND_DELETE_PLAN:
+	case ENT__V1__EVENT__KIND_DELETE_ADDON:
+		return ev->delete_feature != NULL; /* the union's string member */
+	case ENT__V1__EVENT__KIND__NOT_SET:
+		return true; /* dispatch names the problem */
+	default:
+		return ev->upsert_feature != NULL; /* the union's message pointer */
+	}
+}
+
+int ent_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
+	      struct ent_apply_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (!w || !w->txn)
+		return ent_err_set(&res->err, ENT_EINVAL, "no write transaction");
+	if (!ev || !body_present(ev))
+		return ent_err_set(&res->err, ENT_EINVAL, "event: missing body");
+	struct ent_store *s = w->s;
+	struct ent_actx c = {
+		.s = s,
+		.ws = s->ws,
+		.ev = ev,
+		.at = ev->at,
+		.arena = arena,
+		.res = res,
+		.err = &res->err,
+	};
+	ent_pb_allocator(&c.alloc, arena);
+	int rc = mdb_txn_begin(s->env, w->txn, 0, &c.txn);
+	if (rc) {
+		int r = ent_store_mdb_err(rc);
+		return ent_err_set(&res->err, -r, "begin: %s", mdb_strerror(rc));
+	}
+	int r = dispatch(&c);
+	uint64_t seq = w->seq + 1;
+	if (!r) {
+		uint8_t b[8];
+		ent_le64_put(b, seq);
+		r = ent_a_put(&c, ENT_T_META, ent_str_c("seq"), b, 8);
+	}
+	if (!r) {
+		rc = mdb_txn_commit(c.txn);
+		if (rc)
+			r = ent_store_mdb_err(rc);
+	} else {
+		mdb_txn_abort(c.txn);
+	}
+	if (r) {
+		struct ent_err keep = res->err;
+		memset(res, 0, sizeof(*res));
+		res->err = keep;
+		if (!res->err.code || res->err.code != -r)
+			ent_err_set(&res->err, -r, "%s%s%s", ent_strerror(r), keep.code ? ": " : "",
+				    keep.code ? keep.msg : "");
+		return r;
+	}
+	w->seq = seq;
+	res->seq = seq;
+	return 0;
+}

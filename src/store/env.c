@@ -1,0 +1,346 @@
+/*
+ * The LMDB environment: open and close, the table handles, the schema check, statistics and
+ * compact copies. The only place LMDB return codes become ENT_E* codes (ent_store_mdb_err).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "store/impl.h"
+
+int ent_store_mdb_err(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return -ENT_ENOTFOUND;
+	case MDB_KEYEXIST:
+		return -ENT_EEXIST;
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+	case MDB_PAGE_FULL:
+	case ENOSPC:
+		/* All are "this transaction does not fit": the caller aborts and may grow. */
+		return -ENT_EFULL;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_VERSION_MISMATCH:
+	case MDB_INVALID:
+	case MDB_INCOMPATIBLE:
+		return -ENT_ECORRUPT;
+	case MDB_READERS_FULL:
+		return -ENT_EUNAVAIL;
+	case MDB_BAD_VALSIZE:
+		return -ENT_EINVAL;
+	case ENOMEM:
+		return -ENT_ENOMEM;
+	default:
+		return -ENT_EIO;
+	}
+}
+
+static const char *const table_names[ENT_T__COUNT] = {
+	[ENT_T_META] = "meta",
+	[ENT_T_FEATURES] = "features",
+	[ENT_T_PLANS] = "plans",
+	[ENT_T_ADDONS] = "addons",
+	[ENT_T_SUBS] = "subs",
+	[ENT_T_OVERRIDES] = "overrides",
+	[ENT_T_USAGE] = "usage",
+	[ENT_T_IDEM] = "idem",
+	[ENT_T_CUSTOMERS] = "customers",
+	[ENT_T_PLAN_SUBS] = "plan_subs",
+	[ENT_T_ADDON_SUBS] = "addon_subs",
+	[ENT_T_BOUNDS] = "bounds",
+	[ENT_T_AGG] = "agg",
+};
+
+static unsigned table_flags(enum ent_table t)
+{
+	switch (t) {
+	case ENT_T_PLAN_SUBS:
+	case ENT_T_ADDON_SUBS:
+	case ENT_T_BOUNDS:
+		return MDB_DUPSORT;
+	default:
+		return 0;
+	}
+}
+
+/* mkdir -p: every missing component of \a path, mode 0755. */
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char c = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = c;
+	}
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint64_t *out)
+{
+	MDB_val k = {strlen(name), (void *)name}, v;
+	int rc = mdb_get(txn, s->dbi[ENT_T_META], &k, &v);
+	*out = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return ent_store_mdb_err(rc);
+	if (v.mv_size == 8)
+		*out = ent_le64_get(v.mv_data);
+	else if (v.mv_size == 4)
+		*out = (uint64_t)((const uint8_t *)v.mv_data)[0] |
+		       (uint64_t)((const uint8_t *)v.mv_data)[1] << 8 |
+		       (uint64_t)((const uint8_t *)v.mv_data)[2] << 16 |
+		       (uint64_t)((const uint8_t *)v.mv_data)[3] << 24;
+	else
+		return -ENT_ECORRUPT;
+	return 0;
+}
+
+/*
+ * Open every table (creating them unless read-only) and check or stamp the schema, in one
+ * transaction: a read-only open uses a read txn, which is enough for mdb_dbi_open of existing
+ * tables.
+ */
+static int open_tables(struct ent_store *s, const char *path, struct ent_err *err)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+	if (rc)
+		return ent_err_set(err, -ent_store_mdb_err(rc),
+				   "%s: cannot begin a transaction: %s", path, mdb_strerror(rc));
+	for (int t = 0; t < ENT_T__COUNT; t++) {
+		unsigned flags = table_flags(t) | (s->read_only ? 0 : MDB_CREATE);
+		rc = mdb_dbi_open(txn, table_names[t], flags, &s->dbi[t]);
+		if (rc == MDB_NOTFOUND) {
+			mdb_txn_abort(txn);
+			return ent_err_set(err, ENT_ENOTFOUND,
+					   "%s: not an entd database (no table '%s')", path,
+					   table_names[t]);
+		}
+		if (rc) {
+			mdb_txn_abort(txn);
+			return ent_err_set(err, -ent_store_mdb_err(rc), "%s: table '%s': %s", path,
+					   table_names[t], mdb_strerror(rc));
+		}
+	}
+	uint64_t schema;
+	int r = ent_store_meta_u64(s, txn, "schema", &schema);
+	if (r) {
+		mdb_txn_abort(txn);
+		return ent_err_set(err, -r, "%s: meta 'schema' unreadable", path);
+	}
+	if (schema == 0 && !s->read_only) {
+		uint8_t b[4] = {ENT_SCHEMA, 0, 0, 0};
+		MDB_val k = {6, "schema"}, v = {4, b};
+		rc = mdb_put(txn, s->dbi[ENT_T_META], &k, &v, 0);
+		if (rc) {
+			mdb_txn_abort(txn);
+			return ent_err_set(err, -ent_store_mdb_err(rc), "%s: writing schema: %s",
+					   path, mdb_strerror(rc));
+		}
+	} else if (schema == 0) {
+		mdb_txn_abort(txn);
+		return ent_err_set(err, ENT_ENOTFOUND, "%s: not an entd database (no schema)",
+				   path);
+	} else if (schema != ENT_SCHEMA) {
+		mdb_txn_abort(txn);
+		return ent_err_set(err, ENT_EPRECOND,
+				   "%s: database schema %llu is not supported (this entd reads "
+				   "schema %d)",
+				   path, (unsigned long long)schema, ENT_SCHEMA);
+	}
+	/* Commit even the read-only txn: table handles opened in an aborted txn are closed. */
+	rc = mdb_txn_commit(txn);
+	if (rc)
+		return ent_err_set(err, -ent_store_mdb_err(rc), "%s: cannot commit: %s", path,
+				   mdb_strerror(rc));
+	return 0;
+}
+
+int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, struct ent_err *err)
+{
+	struct ent_err local;
+	if (!err)
+		err = &local;
+	if (!opts || !opts->path || !*opts->path)
+		return ent_err_set(err, ENT_EINVAL, "store path: required");
+	const char *path = opts->path;
+	if (!opts->read_only) {
+		int r = mkdir_p(path);
+		if (r)
+			return ent_err_set(err, ENT_EIO, "%s: cannot create directory: %s", path,
+					   strerror(-r));
+	}
+	struct ent_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return ent_err_set(err, ENT_ENOMEM, "out of memory");
+	s->read_only = opts->read_only;
+	s->w.s = s;
+
+	int rc = mdb_env_create(&s->env);
+	if (rc) {
+		ent_err_set(err, -ent_store_mdb_err(rc), "mdb_env_create: %s", mdb_strerror(rc));
+		goto fail_create;
+	}
+	size_t map_size = opts->map_size ? opts->map_size : (size_t)1 << 30;
+	unsigned readers = opts->max_readers ? opts->max_readers : 256;
+	if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
+	    (rc = mdb_env_set_maxreaders(s->env, readers))) {
+		ent_err_set(err, -ent_store_mdb_err(rc), "%s: %s", path, mdb_strerror(rc));
+		goto fail_env;
+	}
+	/*
+	 * MDB_NOTLS: read views are tied to our view objects, not to threads, and a thread may
+	 * hold one view per store. MDB_NOSYNC only on request (bulk offline builds): the daemon
+	 * acknowledges a write only after it is durable.
+	 */
+	unsigned flags = MDB_NOTLS;
+	if (opts->read_only)
+		flags |= MDB_RDONLY;
+	if (opts->no_sync)
+		flags |= MDB_NOSYNC;
+	rc = mdb_env_open(s->env, path, flags, 0644);
+	if (rc) {
+		int code = -ent_store_mdb_err(rc);
+		if (rc == ENOENT)
+			code = ENT_ENOTFOUND;
+		ent_err_set(err, code, "%s: cannot open: %s", path, mdb_strerror(rc));
+		goto fail_env;
+	}
+	int r = open_tables(s, path, err);
+	if (r)
+		goto fail_env;
+	*out = s;
+	return 0;
+
+fail_env:
+	mdb_env_close(s->env);
+fail_create:
+	free(s);
+	return -err->code;
+}
+
+void ent_store_close(struct ent_store *s)
+{
+	if (!s)
+		return;
+	if (s->w.txn)
+		mdb_txn_abort(s->w.txn);
+	if (s->ws) {
+		ent_arena_deinit(&s->ws->rc);
+		ent_arena_deinit(&s->ws->tmp);
+		free(s->ws);
+	}
+	mdb_env_close(s->env);
+	free(s);
+}
+
+static int first_boundary(struct ent_store *s, MDB_txn *txn, int64_t *at)
+{
+	MDB_cursor *cur;
+	*at = 0;
+	int rc = mdb_cursor_open(txn, s->dbi[ENT_T_BOUNDS], &cur);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	MDB_val k, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	if (rc == 0 && k.mv_size == 8)
+		*at = ent_bound_time(k.mv_data);
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
+}
+
+int ent_store_next_boundary(struct ent_store *s, int64_t *at)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	int r = first_boundary(s, txn, at);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+int ent_store_stats(struct ent_store *s, struct ent_store_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	static const struct {
+		enum ent_table t;
+		size_t off;
+	} counts[] = {
+		{ENT_T_FEATURES, offsetof(struct ent_store_stats, features)},
+		{ENT_T_PLANS, offsetof(struct ent_store_stats, plans)},
+		{ENT_T_ADDONS, offsetof(struct ent_store_stats, addons)},
+		{ENT_T_SUBS, offsetof(struct ent_store_stats, subscriptions)},
+		{ENT_T_OVERRIDES, offsetof(struct ent_store_stats, overrides)},
+		{ENT_T_CUSTOMERS, offsetof(struct ent_store_stats, customers)},
+		{ENT_T_AGG, offsetof(struct ent_store_stats, aggregates)},
+		{ENT_T_BOUNDS, offsetof(struct ent_store_stats, boundaries)},
+	};
+	int r = 0;
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]) && !r; i++) {
+		MDB_stat st;
+		rc = mdb_stat(txn, s->dbi[counts[i].t], &st);
+		if (rc)
+			r = ent_store_mdb_err(rc);
+		else
+			*(uint64_t *)((char *)out + counts[i].off) = st.ms_entries;
+	}
+	uint64_t last = 0;
+	if (!r)
+		r = ent_store_meta_u64(s, txn, "seq", &out->seq);
+	if (!r)
+		r = ent_store_meta_u64(s, txn, "last_commit", &last);
+	out->last_commit_at = (int64_t)last;
+	if (!r)
+		r = first_boundary(s, txn, &out->next_boundary_at);
+	mdb_txn_abort(txn);
+	MDB_envinfo info;
+	MDB_stat est;
+	if (!r && !(rc = mdb_env_info(s->env, &info)) && !(rc = mdb_env_stat(s->env, &est))) {
+		out->db_size_bytes = ((uint64_t)info.me_last_pgno + 1) * est.ms_psize;
+		out->map_size_bytes = info.me_mapsize;
+	} else if (!r) {
+		r = ent_store_mdb_err(rc);
+	}
+	return r;
+}
+
+int ent_store_copy(struct ent_store *s, const char *path, struct ent_err *err)
+{
+	if (!path || !*path)
+		return ent_err_set(err, ENT_EINVAL, "snapshot path: required");
+	int r = mkdir_p(path);
+	if (r)
+		return ent_err_set(err, ENT_EIO, "%s: cannot create directory: %s", path,
+				   strerror(-r));
+	/* LMDB refuses to overwrite an existing data.mdb (O_EXCL): a snapshot never clobbers. */
+	int rc = mdb_env_copy2(s->env, path, MDB_CP_COMPACT);
+	if (rc)
+		return ent_err_set(err, -ent_store_mdb_err(rc), "%s: copy failed: %s", path,
+				   mdb_strerror(rc));
+	return 0;
+}

@@ -1,0 +1,1117 @@
+/*
+ * The store end to end: events applied through ent_apply in write transactions, answers read
+ * back through read views (ent_view_check), in a temporary LMDB directory under /tmp that is
+ * removed at the end. Instants are fixed (no wall clock), so nothing depends on timing.
+ */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "ent/store.h"
+#include "ent/v1/event.pb-c.h"
+
+#define T0  1700000000000LL /* 2023-11-14T22:13:20Z */
+#define DAY 86400000LL
+
+/* ---- fixture ---------------------------------------------------------------------------- */
+
+struct fx {
+	char dir[64];
+	struct ent_store *s;
+	struct ent_view *v;
+	struct ent_arena arena;
+	struct ent_apply_result res;
+};
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void fx_open(struct fx *f, size_t map_size)
+{
+	struct ent_store_opts o = {.path = f->dir, .map_size = map_size};
+	struct ent_err err = {0};
+	int r = ent_store_open(&o, &f->s, &err);
+	if (r)
+		fail_msg("open %s: %s", f->dir, err.msg);
+	assert_int_equal(ent_view_new(f->s, &f->v), 0);
+}
+
+static void fx_close(struct fx *f)
+{
+	ent_view_free(f->v);
+	ent_store_close(f->s);
+	f->v = NULL;
+	f->s = NULL;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	strcpy(f->dir, "/tmp/entd-test-store-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	ent_arena_init(&f->arena, 0);
+	fx_open(f, 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	fx_close(f);
+	ent_arena_deinit(&f->arena);
+	rm_rf(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Apply one event in its own transaction; \return ent_apply's result. */
+static int apply(struct fx *f, Ent__V1__Event *ev)
+{
+	struct ent_wtxn *w;
+	ent_arena_reset(&f->arena);
+	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	int r = ent_apply(w, ev, &f->arena, &f->res);
+	if (r == -ENT_EFULL) {
+		ent_wtxn_abort(w);
+		return r;
+	}
+	/* A commit can hit a full map too (the last pages are written then): same answer. */
+	struct ent_err err = {0};
+	int c = ent_wtxn_commit(w, &err);
+	if (c == -ENT_EFULL) {
+		f->res.err = err;
+		return c;
+	}
+	if (c)
+		fail_msg("commit: %s", err.msg);
+	return r;
+}
+
+static void apply_ok(struct fx *f, Ent__V1__Event *ev)
+{
+	int r = apply(f, ev);
+	if (r)
+		fail_msg("event kind %d failed: %s", (int)ev->kind_case, f->res.err.msg);
+}
+
+/* ---- event builders (everything lives in static storage of the test) ------------------- */
+
+static Ent__V1__Event event(int64_t at)
+{
+	Ent__V1__Event ev = ENT__V1__EVENT__INIT;
+	ev.at = at;
+	return ev;
+}
+
+static void upsert_feature(struct fx *f, const char *code, Ent__V1__FeatureType type)
+{
+	Ent__V1__Feature ft = ENT__V1__FEATURE__INIT;
+	ft.code = (char *)code;
+	ft.type = type;
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+	ev.upsert_feature = &ft;
+	apply_ok(f, &ev);
+}
+
+static Ent__V1__Grant grant(const char *feature, int64_t limit, Ent__V1__ResetPeriod reset)
+{
+	Ent__V1__Grant g = ENT__V1__GRANT__INIT;
+	g.feature_code = (char *)feature;
+	g.usage_limit = limit;
+	g.usage_reset_period = reset;
+	return g;
+}
+
+static int set_object(struct fx *f, Ent__V1__Event__KindCase kind, const char *code,
+		      Ent__V1__Grant *grants, size_t n)
+{
+	Ent__V1__Grant *ptrs[8];
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &grants[i];
+	Ent__V1__SetEntitlementsRequest req = ENT__V1__SET_ENTITLEMENTS_REQUEST__INIT;
+	req.code = (char *)code;
+	req.name = (char *)code;
+	req.n_entitlements = n;
+	req.entitlements = ptrs;
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = kind;
+	ev.set_plan = &req; /* the union member of every SetEntitlementsRequest kind */
+	return apply(f, &ev);
+}
+
+struct sub_spec {
+	const char *id, *customer, *plan;
+	int64_t quantity, active_from, ends_at;
+	const char *addon;
+	int64_t addon_quantity;
+};
+
+static int upsert_sub(struct fx *f, const struct sub_spec *sp)
+{
+	Ent__V1__SubscriptionAddon ad = ENT__V1__SUBSCRIPTION_ADDON__INIT, *adp = &ad;
+	Ent__V1__Subscription sub = ENT__V1__SUBSCRIPTION__INIT;
+	sub.id = (char *)sp->id;
+	sub.customer_id = (char *)sp->customer;
+	sub.plan_code = (char *)sp->plan;
+	sub.quantity = sp->quantity;
+	sub.active_from = sp->active_from;
+	sub.ends_at = sp->ends_at;
+	if (sp->addon) {
+		ad.addon_code = (char *)sp->addon;
+		ad.quantity = sp->addon_quantity;
+		sub.n_addons = 1;
+		sub.addons = &adp;
+	}
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
+	ev.upsert_subscription = &sub;
+	return apply(f, &ev);
+}
+
+static int set_override_number(struct fx *f, const char *customer, const char *feature,
+			       double number, int64_t expires_at, int64_t at)
+{
+	Ent__V1__OverrideValue val = ENT__V1__OVERRIDE_VALUE__INIT;
+	val.kind_case = ENT__V1__OVERRIDE_VALUE__KIND_NUMBER_VALUE;
+	val.number_value = number;
+	Ent__V1__SetCustomerEntitlementRequest req =
+		ENT__V1__SET_CUSTOMER_ENTITLEMENT_REQUEST__INIT;
+	req.customer_id = (char *)customer;
+	req.feature_code = (char *)feature;
+	req.value = &val;
+	req.reason = "support ticket 42";
+	req.expires_at = expires_at;
+	Ent__V1__Event ev = event(at);
+	ev.kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
+	ev.set_override = &req;
+	return apply(f, &ev);
+}
+
+static int report(struct fx *f, const char *customer, const char *feature, int64_t q,
+		  const char *key, int64_t at)
+{
+	Ent__V1__ReportUsageRequest req = ENT__V1__REPORT_USAGE_REQUEST__INIT;
+	req.customer_id = (char *)customer;
+	req.feature_code = (char *)feature;
+	req.quantity = q;
+	req.idempotency_key = (char *)key;
+	Ent__V1__Event ev = event(at);
+	ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
+	ev.report_usage = &req;
+	return apply(f, &ev);
+}
+
+static int consume(struct fx *f, const char *customer, const char *feature, int64_t q,
+		   const char *key, int64_t at)
+{
+	Ent__V1__ConsumeEntitlementRequest req = ENT__V1__CONSUME_ENTITLEMENT_REQUEST__INIT;
+	req.customer_id = (char *)customer;
+	req.feature_code = (char *)feature;
+	req.quantity = q;
+	req.idempotency_key = (char *)(key ? key : "");
+	Ent__V1__Event ev = event(at);
+	ev.kind_case = ENT__V1__EVENT__KIND_CONSUME;
+	ev.consume = &req;
+	return apply(f, &ev);
+}
+
+static void tick(struct fx *f, int64_t now, int64_t idem_before)
+{
+	Ent__V1__Tick t = ENT__V1__TICK__INIT;
+	t.now = now;
+	t.idem_before = idem_before;
+	Ent__V1__Event ev = event(now);
+	ev.kind_case = ENT__V1__EVENT__KIND_TICK;
+	ev.tick = &t;
+	apply_ok(f, &ev);
+}
+
+/* The usual catalog: api_calls (metered), sso (boolean), plan startup (100 calls a month
+ * and sso), add-on boost (50 calls). */
+static void catalog(struct fx *f)
+{
+	upsert_feature(f, "api_calls", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	upsert_feature(f, "sso", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	Ent__V1__Grant g[2] = {grant("api_calls", 100, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY),
+			       grant("sso", 0, 0)};
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", g, 2), 0);
+	Ent__V1__Grant b = grant("api_calls", 50, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY);
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_ADDON, "boost", &b, 1), 0);
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+
+struct answer {
+	struct ent_decision d;
+	bool override_applied;
+	char override_reason[64];
+	int64_t override_expires_at;
+	uint64_t seq;
+};
+
+static struct answer check(struct fx *f, const char *customer, const char *feature, int64_t q,
+			   int64_t at)
+{
+	static struct ent_check_result r;
+	struct answer a;
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(ent_view_begin(f->v), 0);
+	struct ent_check c = {ent_str_c(customer), ent_str_c(feature), q, at};
+	assert_int_equal(ent_view_check(f->v, &c, &r), 0);
+	a.d = r.d;
+	a.d.agg = NULL;
+	if (r.d.agg) {
+		a.override_applied = r.d.agg->override_applied;
+		snprintf(a.override_reason, sizeof(a.override_reason), "%.*s",
+			 (int)r.d.agg->override_reason.len, r.d.agg->override_reason.p);
+		a.override_expires_at = r.d.agg->override_expires_at;
+	}
+	a.seq = ent_view_seq(f->v);
+	ent_view_end(f->v);
+	return a;
+}
+
+static uint64_t count_bounds_at(struct fx *f, int64_t t);
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_plan_and_subscription(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 3}), 0);
+	/* The echo is the stored subscription, stamped with the event time. */
+	const Ent__V1__Subscription *echo = f->res.object;
+	assert_non_null(echo);
+	assert_string_equal(echo->plan_code, "startup");
+	assert_int_equal(echo->created_at, T0);
+	assert_true(f->res.recomputed >= 2);
+
+	struct answer a = check(f, "acme", "api_calls", 1, T0 + 1000);
+	assert_true(a.d.allowed);
+	assert_int_equal(a.d.reason, ENT_R_ENTITLED);
+	assert_int_equal(a.d.feature_type, ENT_FT_METERED);
+	assert_int_equal(a.d.limit, 300); /* 100 x quantity 3 */
+	assert_int_equal(a.d.remaining, 300);
+	assert_int_equal(a.d.reset, ENT_RESET_MONTHLY);
+	assert_true(a.d.period_end > T0);
+
+	a = check(f, "acme", "sso", 1, T0 + 1000);
+	assert_true(a.d.allowed);
+	assert_int_equal(a.d.feature_type, ENT_FT_BOOLEAN);
+
+	/* 301 units is more than the limit. */
+	a = check(f, "acme", "api_calls", 301, T0 + 1000);
+	assert_false(a.d.allowed);
+	assert_int_equal(a.d.reason, ENT_R_LIMIT_EXCEEDED);
+}
+
+static void test_addon_adds(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(
+		upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, 0, 0, "boost", 2}), 0);
+	struct answer a = check(f, "acme", "api_calls", 1, T0);
+	assert_int_equal(a.d.limit, 100 + 50 * 2);
+	/* Changing the subscription drops the add-on: its index entry and its grant go. */
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	a = check(f, "acme", "api_calls", 1, T0);
+	assert_int_equal(a.d.limit, 100);
+	Ent__V1__Grant b = grant("api_calls", 70, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY);
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_ADDON, "boost", &b, 1), 0);
+	assert_int_equal(f->res.recomputed, 0); /* nobody is on the add-on any more */
+	a = check(f, "acme", "api_calls", 1, T0);
+	assert_int_equal(a.d.limit, 100);
+}
+
+static void test_override_expiry(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	int64_t exp = T0 + DAY;
+	assert_int_equal(set_override_number(f, "acme", "api_calls", 1000, exp, T0), 0);
+	const Ent__V1__CustomerOverride *o = f->res.object;
+	assert_non_null(o);
+	assert_int_equal(o->expires_at, exp);
+	assert_int_equal(o->created_at, T0);
+
+	struct answer a = check(f, "acme", "api_calls", 1, exp - 1);
+	assert_int_equal(a.d.limit, 1000);
+	assert_true(a.override_applied);
+	assert_string_equal(a.override_reason, "support ticket 42");
+	assert_int_equal(a.override_expires_at, exp);
+	assert_int_equal(a.d.next_change_at, exp);
+
+	/* Exact in time: at expires_at the override is gone without any tick. */
+	a = check(f, "acme", "api_calls", 1, exp);
+	assert_int_equal(a.d.limit, 100);
+	assert_false(a.override_applied);
+
+	/* An override alone grants a feature the plans do not. */
+	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	a = check(f, "acme", "export", 1, T0);
+	assert_int_equal(a.d.reason, ENT_R_NOT_ENTITLED);
+	assert_int_equal(set_override_number(f, "acme", "export", 1, 0, T0), 0);
+	a = check(f, "acme", "export", 1, T0);
+	assert_true(a.d.allowed);
+}
+
+static void test_windows(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	int64_t start = T0 + 10 * DAY, end = T0 + 20 * DAY;
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, start, end}),
+			 0);
+	struct answer a = check(f, "acme", "sso", 1, T0);
+	assert_false(a.d.allowed);
+	assert_int_equal(a.d.reason, ENT_R_NOT_YET_ACTIVE);
+	assert_int_equal(a.d.next_change_at, start);
+	a = check(f, "acme", "sso", 1, start);
+	assert_true(a.d.allowed);
+	a = check(f, "acme", "sso", 1, end);
+	assert_false(a.d.allowed);
+	assert_int_equal(a.d.reason, ENT_R_EXPIRED);
+
+	/* Cancelling ends it at the cancel instant. */
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s2", "globex", "startup", 1}), 0);
+	Ent__V1__CancelSubscriptionRequest req = ENT__V1__CANCEL_SUBSCRIPTION_REQUEST__INIT;
+	req.customer_id = "globex";
+	req.subscription_id = "s2";
+	req.at = T0 + 5 * DAY;
+	Ent__V1__Event ev = event(T0 + DAY);
+	ev.kind_case = ENT__V1__EVENT__KIND_CANCEL_SUBSCRIPTION;
+	ev.cancel_subscription = &req;
+	apply_ok(f, &ev);
+	const Ent__V1__Subscription *s = f->res.object;
+	assert_true(s->cancelled);
+	assert_int_equal(s->ends_at, T0 + 5 * DAY);
+	a = check(f, "globex", "sso", 1, T0 + 5 * DAY - 1);
+	assert_true(a.d.allowed);
+	a = check(f, "globex", "sso", 1, T0 + 5 * DAY);
+	assert_int_equal(a.d.reason, ENT_R_EXPIRED);
+	/* Cancelling an unknown subscription is NOT_FOUND. */
+	req.subscription_id = "nope";
+	assert_int_equal(apply(f, &ev), -ENT_ENOTFOUND);
+}
+
+static void test_unknown(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC);
+	struct answer a = check(f, "acme", "nope", 1, T0);
+	assert_int_equal(a.d.reason, ENT_R_UNKNOWN_FEATURE);
+	a = check(f, "nobody", "sso", 1, T0);
+	assert_int_equal(a.d.reason, ENT_R_UNKNOWN_CUSTOMER);
+	assert_int_equal(a.d.feature_type, ENT_FT_BOOLEAN);
+	a = check(f, "acme", "export", 1, T0);
+	assert_int_equal(a.d.reason, ENT_R_NOT_ENTITLED);
+	assert_int_equal(a.d.feature_type, ENT_FT_STATIC);
+	/* Oversized ids are simply unknown, never an error. */
+	char big[400];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	a = check(f, big, "sso", 1, T0);
+	assert_int_equal(a.d.reason, ENT_R_UNKNOWN_CUSTOMER);
+	a = check(f, "acme", big, 1, T0);
+	assert_int_equal(a.d.reason, ENT_R_UNKNOWN_FEATURE);
+}
+
+static void test_usage_and_idempotency(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	assert_int_equal(report(f, "acme", "api_calls", 10, "k1", T0 + 1), 0);
+	assert_false(f->res.duplicate);
+	assert_int_equal(f->res.usage.used, 10);
+	assert_int_equal(f->res.usage.remaining, 90);
+	assert_null(f->res.usage.agg);
+	assert_int_equal(report(f, "acme", "api_calls", 10, "k1", T0 + 2), 0);
+	assert_true(f->res.duplicate);
+	assert_int_equal(f->res.usage.used, 10);
+	assert_int_equal(report(f, "acme", "api_calls", 5, "k2", T0 + 3), 0);
+	assert_int_equal(f->res.usage.used, 15);
+	struct answer a = check(f, "acme", "api_calls", 1, T0 + 4);
+	assert_int_equal(a.d.used, 15);
+	assert_int_equal(a.d.remaining, 85);
+
+	/* The next month starts from zero, before any tick. */
+	a = check(f, "acme", "api_calls", 1, a.d.period_end);
+	assert_int_equal(a.d.used, 0);
+
+	/* Refusals name the field. */
+	assert_int_equal(report(f, "acme", "sso", 1, "k3", T0), -ENT_EINVAL);
+	assert_non_null(strstr(f->res.err.msg, "feature_code"));
+	assert_int_equal(f->res.seq, 0);
+	assert_int_equal(report(f, "nobody", "api_calls", 1, "k3", T0), -ENT_ENOTFOUND);
+	assert_non_null(strstr(f->res.err.msg, "customer_id: unknown customer"));
+	assert_int_equal(report(f, "acme", "api_calls", 0, "k3", T0), -ENT_EINVAL);
+	assert_int_equal(report(f, "acme", "api_calls", 1, "", T0), -ENT_EINVAL);
+	assert_non_null(strstr(f->res.err.msg, "idempotency_key"));
+
+	/* A report for an earlier, closed period is acknowledged but not counted. */
+	int64_t next = T0 + 40 * DAY;
+	assert_int_equal(report(f, "acme", "api_calls", 7, "k4", next), 0);
+	assert_int_equal(f->res.usage.used, 7);
+	Ent__V1__ReportUsageRequest req = ENT__V1__REPORT_USAGE_REQUEST__INIT;
+	req.customer_id = "acme";
+	req.feature_code = "api_calls";
+	req.quantity = 3;
+	req.idempotency_key = "k5";
+	req.timestamp = T0 + 1;
+	Ent__V1__Event ev = event(next + 1);
+	ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
+	ev.report_usage = &req;
+	apply_ok(f, &ev);
+	assert_false(f->res.duplicate);
+	assert_int_equal(f->res.usage.used, 7);
+
+	/* Idempotency keys are dropped by the retention sweep of a tick. */
+	tick(f, next + 2, next + 2);
+	assert_int_equal(report(f, "acme", "api_calls", 1, "k4", next + 3), 0);
+	assert_false(f->res.duplicate);
+	assert_int_equal(f->res.usage.used, 8);
+}
+
+static void test_consume_hard_limit(void **state)
+{
+	struct fx *f = *state;
+	upsert_feature(f, "jobs", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	Ent__V1__Grant g = grant("jobs", 5, ENT__V1__RESET_PERIOD__RESET_PERIOD_DAILY);
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "tiny", &g, 1), 0);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "tiny", 1, T0}), 0);
+	int allowed = 0;
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(consume(f, "acme", "jobs", 2, NULL, T0 + 10 + i), 0);
+		if (f->res.allowed) {
+			allowed++;
+		} else {
+			assert_int_equal(f->res.reason, ENT_R_LIMIT_EXCEEDED);
+		}
+		assert_true(f->res.usage.used <= 5);
+	}
+	assert_int_equal(allowed, 2);
+	assert_int_equal(consume(f, "acme", "jobs", 1, NULL, T0 + 100), 0);
+	assert_true(f->res.allowed);
+	assert_int_equal(f->res.usage.used, 5);
+	assert_int_equal(consume(f, "acme", "jobs", 1, NULL, T0 + 101), 0);
+	assert_false(f->res.allowed);
+	assert_int_equal(check(f, "acme", "jobs", 1, T0 + 102).d.used, 5);
+
+	/* An idempotency key makes a repeat answer the first effect, counted once. */
+	assert_int_equal(consume(f, "acme", "jobs", 3, "once", T0 + DAY), 0);
+	assert_true(f->res.allowed);
+	assert_int_equal(f->res.usage.used, 3);
+	assert_int_equal(consume(f, "acme", "jobs", 3, "once", T0 + DAY + 1), 0);
+	assert_true(f->res.duplicate);
+	assert_true(f->res.allowed);
+	assert_int_equal(f->res.usage.used, 3);
+
+	/* Unknown targets are answered, not failed. */
+	assert_int_equal(consume(f, "acme", "nope", 1, NULL, T0), 0);
+	assert_false(f->res.allowed);
+	assert_int_equal(f->res.reason, ENT_R_UNKNOWN_FEATURE);
+}
+
+static void test_soft_limit(void **state)
+{
+	struct fx *f = *state;
+	upsert_feature(f, "jobs", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	Ent__V1__Grant g = grant("jobs", 5, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY);
+	g.is_soft_limit = true;
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "soft", &g, 1), 0);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "soft", 1}), 0);
+	assert_int_equal(consume(f, "acme", "jobs", 10, NULL, T0), 0);
+	assert_true(f->res.allowed);
+	assert_int_equal(f->res.reason, ENT_R_ALLOWED_OVER_SOFT_LIMIT);
+	assert_int_equal(f->res.usage.used, 10);
+	struct answer a = check(f, "acme", "jobs", 1, T0 + 1);
+	assert_true(a.d.allowed && a.d.soft);
+	assert_int_equal(a.d.reason, ENT_R_ALLOWED_OVER_SOFT_LIMIT);
+	assert_int_equal(a.d.remaining, 0);
+}
+
+static void test_group_bad_event_fails_alone(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	struct ent_wtxn *w;
+	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	uint64_t seq0 = ent_wtxn_seq(w);
+
+	Ent__V1__Subscription a = ENT__V1__SUBSCRIPTION__INIT, b = a, c = a;
+	a.id = "s1", a.customer_id = "acme", a.plan_code = "startup";
+	b.id = "s2", b.customer_id = "globex", b.plan_code = "gold";
+	c.id = "s3", c.customer_id = "initech", c.plan_code = "startup";
+	Ent__V1__Subscription *subs[3] = {&a, &b, &c};
+	int want[3] = {0, -ENT_EINVAL, 0};
+	for (int i = 0; i < 3; i++) {
+		Ent__V1__Event ev = event(T0);
+		ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
+		ev.upsert_subscription = subs[i];
+		struct ent_apply_result res;
+		assert_int_equal(ent_apply(w, &ev, &f->arena, &res), want[i]);
+		if (want[i]) {
+			assert_int_equal(res.err.code, ENT_EINVAL);
+			assert_string_equal(res.err.msg, "subscription.plan_code: no plan 'gold'");
+			assert_int_equal(res.seq, 0);
+		} else {
+			assert_int_equal(res.err.code, 0);
+		}
+	}
+	assert_int_equal(ent_wtxn_seq(w), seq0 + 2);
+	struct ent_err err;
+	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+
+	assert_true(check(f, "acme", "sso", 1, T0).d.allowed);
+	assert_true(check(f, "initech", "sso", 1, T0).d.allowed);
+	assert_int_equal(check(f, "globex", "sso", 1, T0).d.reason, ENT_R_UNKNOWN_CUSTOMER);
+	assert_int_equal(check(f, "acme", "sso", 1, T0).seq, seq0 + 2);
+}
+
+static void test_seq_and_reopen(void **state)
+{
+	struct fx *f = *state;
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.seq, 0);
+	catalog(f); /* 4 events */
+	assert_int_equal(f->res.seq, 4);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 2}), 0);
+	assert_int_equal(f->res.seq, 5);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.seq, 5);
+	assert_int_equal(st.features, 2);
+	assert_int_equal(st.plans, 1);
+	assert_int_equal(st.addons, 1);
+	assert_int_equal(st.subscriptions, 1);
+	assert_int_equal(st.customers, 1);
+	assert_int_equal(st.aggregates, 2);
+	assert_true(st.last_commit_at > 0);
+	assert_true(st.db_size_bytes > 0 && st.map_size_bytes == (uint64_t)1 << 30);
+
+	fx_close(f);
+	fx_open(f, 0);
+	struct answer a = check(f, "acme", "api_calls", 1, T0);
+	assert_int_equal(a.seq, 5);
+	assert_int_equal(a.d.limit, 200);
+
+	/* A compact copy opens on its own with the same state. */
+	char copy[96];
+	snprintf(copy, sizeof(copy), "%s/snap", f->dir);
+	struct ent_err err = {0};
+	if (ent_store_copy(f->s, copy, &err))
+		fail_msg("copy: %s", err.msg);
+	struct ent_store_opts o = {.path = copy, .read_only = true};
+	struct ent_store *s2;
+	assert_int_equal(ent_store_open(&o, &s2, &err), 0);
+	struct ent_view *v2;
+	assert_int_equal(ent_view_new(s2, &v2), 0);
+	assert_int_equal(ent_view_begin(v2), 0);
+	assert_int_equal(ent_view_seq(v2), 5);
+	struct ent_check c = {ENT_STR_LIT("acme"), ENT_STR_LIT("sso"), 1, T0};
+	static struct ent_check_result r;
+	assert_int_equal(ent_view_check(v2, &c, &r), 0);
+	assert_true(r.d.allowed);
+	ent_view_end(v2);
+	ent_view_free(v2);
+	ent_store_close(s2);
+	/* A read-only open of a missing database says so. */
+	snprintf(copy, sizeof(copy), "%s/none", f->dir);
+	o.path = copy;
+	assert_int_equal(ent_store_open(&o, &s2, &err), -ENT_ENOTFOUND);
+}
+
+static void test_schema_refused(void **state)
+{
+	struct fx *f = *state;
+	fx_close(f);
+	/* Stamp another schema through a raw LMDB write, then reopen. */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	uint8_t two[4] = {2, 0, 0, 0};
+	MDB_val k = {6, "schema"}, v = {4, two};
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	struct ent_store_opts o = {.path = f->dir};
+	struct ent_err err = {0};
+	struct ent_store *s;
+	assert_int_equal(ent_store_open(&o, &s, &err), -ENT_EPRECOND);
+	assert_non_null(strstr(err.msg, "schema 2"));
+	/* Put it back so teardown can close a working store. */
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	two[0] = 1;
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	fx_open(f, 0);
+}
+
+static void test_map_full(void **state)
+{
+	struct fx *f = *state;
+	fx_close(f);
+	rm_rf(f->dir);
+	/* 32 KiB is the smallest map LMDB opens with our tables; 64 KiB leaves room for a few
+	 * events before it fills. */
+	fx_open(f, 64 * 1024);
+	char desc[1000];
+	memset(desc, 'd', sizeof(desc) - 1);
+	desc[sizeof(desc) - 1] = '\0';
+	int committed = 0, r = 0;
+	for (int i = 0; i < 1000; i++) {
+		char code[32];
+		snprintf(code, sizeof(code), "feature_%04d", i);
+		Ent__V1__Feature ft = ENT__V1__FEATURE__INIT;
+		ft.code = code;
+		ft.type = ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN;
+		ft.description = desc;
+		Ent__V1__Event ev = event(T0);
+		ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+		ev.upsert_feature = &ft;
+		r = apply(f, &ev);
+		if (r)
+			break;
+		committed++;
+	}
+	assert_int_equal(r, -ENT_EFULL);
+	assert_int_equal(f->res.err.code, ENT_EFULL);
+	assert_true(committed > 0);
+	/* Everything acknowledged is there after a reopen, and the store still reads. */
+	fx_close(f);
+	fx_open(f, 64 * 1024);
+	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_view_seq(f->v), (uint64_t)committed);
+	struct ent_str val;
+	assert_int_equal(ent_view_get(f->v, ENT_T_FEATURES, ENT_STR_LIT("feature_0000"), &val), 0);
+	assert_true(val.len > 1000);
+	ent_view_end(f->v);
+	assert_int_equal(check(f, "x", "feature_0000", 1, T0).d.reason, ENT_R_UNKNOWN_CUSTOMER);
+}
+
+static int count_bound(void *ctx, struct ent_str key, struct ent_str val)
+{
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+static uint64_t count_bounds_at(struct fx *f, int64_t t)
+{
+	uint8_t k[8];
+	uint64_t u = (uint64_t)t ^ (UINT64_C(1) << 63);
+	for (int i = 0; i < 8; i++)
+		k[i] = (uint8_t)(u >> (56 - 8 * i));
+	uint64_t n = 0;
+	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_view_scan(f->v, ENT_T_BOUNDS, (struct ent_str){(char *)k, 8},
+				       (struct ent_str){"", 0}, 0, count_bound, &n),
+			 0);
+	ent_view_end(f->v);
+	return n;
+}
+
+static void test_tick_expires_override(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	int64_t exp = T0 + DAY;
+	assert_int_equal(set_override_number(f, "acme", "api_calls", 1000, exp, T0), 0);
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.overrides, 1);
+	assert_int_equal(st.customers, 1);
+	assert_true(count_bounds_at(f, exp) >= 1);
+	int64_t next;
+	assert_int_equal(ent_store_next_boundary(f->s, &next), 0);
+	assert_int_equal(next, exp);
+
+	tick(f, exp - 1, 0); /* not due yet: nothing changes */
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.overrides, 1);
+
+	tick(f, exp, 0);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.overrides, 0);
+	assert_int_equal(count_bounds_at(f, exp), 0);
+	assert_true(st.next_boundary_at > exp); /* the usage period end remains */
+	struct answer a = check(f, "acme", "api_calls", 1, exp);
+	assert_int_equal(a.d.limit, 100);
+	assert_false(a.override_applied);
+
+	/* An ended subscription is deleted by the tick at its end, with its customer. */
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s9", "shortlived", "startup", 1, 0,
+							  T0 + 2 * DAY}),
+			 0);
+	assert_int_equal(check(f, "shortlived", "sso", 1, T0 + 2 * DAY).d.reason, ENT_R_EXPIRED);
+	tick(f, T0 + 2 * DAY, 0);
+	assert_int_equal(check(f, "shortlived", "sso", 1, T0 + 2 * DAY).d.reason,
+			 ENT_R_UNKNOWN_CUSTOMER);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.subscriptions, 1);
+	assert_int_equal(st.customers, 1);
+}
+
+static void test_plan_change_fans_out(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	const char *customers[] = {"c1", "c2", "c3"};
+	for (int i = 0; i < 3; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "s%d", i);
+		assert_int_equal(
+			upsert_sub(f, &(struct sub_spec){id, customers[i], "startup", i + 1}), 0);
+	}
+	Ent__V1__Grant g = grant("api_calls", 1000, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY);
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", &g, 1), 0);
+	/* api_calls changes for 3 customers and sso goes away for 3: 6 rewritten. */
+	assert_int_equal(f->res.recomputed, 6);
+	for (int i = 0; i < 3; i++) {
+		struct answer a = check(f, customers[i], "api_calls", 1, T0);
+		assert_int_equal(a.d.limit, 1000 * (i + 1));
+		a = check(f, customers[i], "sso", 1, T0);
+		assert_int_equal(a.d.reason, ENT_R_NOT_ENTITLED);
+	}
+	/* Patch merges by feature: sso comes back, api_calls stays. */
+	Ent__V1__Grant p = grant("sso", 0, 0);
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_PATCH_PLAN, "startup", &p, 1), 0);
+	const Ent__V1__SetEntitlementsRequest *o = f->res.object;
+	assert_int_equal(o->n_entitlements, 2);
+	assert_true(check(f, "c2", "sso", 1, T0).d.allowed);
+	assert_int_equal(check(f, "c2", "api_calls", 1, T0).d.limit, 2000);
+	/* Deleting the plan removes what it granted. */
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_PLAN;
+	ev.delete_plan = "startup";
+	apply_ok(f, &ev);
+	assert_true(f->res.deleted);
+	assert_int_equal(check(f, "c3", "sso", 1, T0).d.reason, ENT_R_NOT_ENTITLED);
+}
+
+static void test_validation_messages(void **state)
+{
+	struct fx *f = *state;
+	Ent__V1__PrivilegeDef pd = ENT__V1__PRIVILEGE_DEF__INIT, *pdp = &pd;
+	char *opts[] = {"google", "okta"};
+	pd.code = "provider";
+	pd.value_type = ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_SELECT;
+	pd.n_select_options = 2;
+	pd.select_options = opts;
+	Ent__V1__Feature ft = ENT__V1__FEATURE__INIT;
+	ft.code = "sso";
+	ft.type = ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN;
+	ft.n_privileges = 1;
+	ft.privileges = &pdp;
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+	ev.upsert_feature = &ft;
+	apply_ok(f, &ev);
+	upsert_feature(f, "seats", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+
+	Ent__V1__PrivilegeValue pv = ENT__V1__PRIVILEGE_VALUE__INIT, *pvp = &pv;
+	pv.code = "provider";
+	pv.value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
+	pv.string_value = "azure";
+	Ent__V1__Grant g[3] = {grant("seats", 5, 0), grant("seats", 1, 0), grant("sso", 0, 0)};
+	g[2].n_privileges = 1;
+	g[2].privileges = &pvp;
+	g[1].feature_code = "seats2";
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", g, 3),
+			 -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg,
+			    "entitlements[1].feature_code: unknown feature 'seats2'");
+	g[1].feature_code = "seats";
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", g, 3),
+			 -ENT_EINVAL);
+	assert_non_null(strstr(f->res.err.msg, "entitlements[1].feature_code"));
+	Ent__V1__Grant ok[2] = {g[0], g[2]};
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", ok, 2),
+			 -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg,
+			    "entitlements[1].privileges.provider: 'azure' is not one of google, "
+			    "okta");
+	pv.string_value = "okta";
+	ok[0].usage_limit = -1;
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", ok, 2),
+			 -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg, "entitlements[0].usage_limit: must be >= 0");
+	ok[0].usage_limit = 5;
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", ok, 2), 0);
+	/* The stored grant carries the declared privilege type. */
+	const Ent__V1__SetEntitlementsRequest *o = f->res.object;
+	assert_int_equal(o->entitlements[1]->privileges[0]->value_type,
+			 ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_SELECT);
+
+	/* Referenced features can neither go nor change type. */
+	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
+	ev.delete_feature = "seats";
+	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
+	assert_string_equal(f->res.err.msg, "feature 'seats' is used by plan 'startup'");
+	ft.type = ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC;
+	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+	ev.upsert_feature = &ft;
+	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
+	assert_non_null(strstr(f->res.err.msg, "used by plan 'startup'"));
+	/* An unused one can go. */
+	upsert_feature(f, "spare", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
+	ev.delete_feature = "spare";
+	apply_ok(f, &ev);
+	assert_true(f->res.deleted);
+
+	/* Bad ids and windows. */
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s 1", "acme", "startup"}), -ENT_EINVAL);
+	assert_non_null(strstr(f->res.err.msg, "subscription.id"));
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, T0 + 5, T0}),
+			 -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg, "subscription.ends_at: must be after active_from");
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", -1}),
+			 -ENT_EINVAL);
+	assert_int_equal(set_override_number(f, "acme", "seats", 1.5, 0, T0), -ENT_EINVAL);
+	assert_non_null(strstr(f->res.err.msg, "value.number_value"));
+	assert_int_equal(set_override_number(f, "acme", "nope", 1, 0, T0), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg, "feature_code: unknown feature 'nope'");
+	assert_int_equal(set_override_number(f, "acme", "seats", 1, T0 - 1, T0), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg, "expires_at: in the past");
+	/* Nothing of the failures was stored. */
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.subscriptions, 0);
+	assert_int_equal(st.overrides, 0);
+	assert_int_equal(st.customers, 0);
+}
+
+static void test_zenskar_update(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	Google__Protobuf__Int64Value q = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	Google__Protobuf__Int64Value used = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	q.value = 40;
+	used.value = 12;
+	Ent__V1__UpdateCustomerEntitlementRequest req =
+		ENT__V1__UPDATE_CUSTOMER_ENTITLEMENT_REQUEST__INIT;
+	req.customer_id = "acme";
+	req.feature_code = "api_calls";
+	req.quantity = &q;
+	req.quantity_used = &used;
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
+	ev.update_override = &req;
+	apply_ok(f, &ev); /* creates the override */
+	const Ent__V1__CustomerOverride *o = f->res.object;
+	assert_non_null(o->quantity);
+	assert_int_equal(o->quantity->value, 40);
+	assert_int_equal(o->quantity_used, 12);
+	struct answer a = check(f, "acme", "api_calls", 1, T0 + 1);
+	assert_int_equal(a.d.limit, 40);
+	assert_int_equal(a.d.used, 12);
+
+	/* Only the fields sent change. */
+	Google__Protobuf__Int64Value exp = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	exp.value = T0 + DAY;
+	req.quantity = NULL;
+	req.quantity_used = NULL;
+	req.expiry_at = &exp;
+	ev.at = T0 + 10;
+	apply_ok(f, &ev);
+	o = f->res.object;
+	assert_int_equal(o->quantity->value, 40);
+	assert_int_equal(o->expires_at, T0 + DAY);
+	assert_int_equal(o->created_at, T0);
+	assert_int_equal(o->updated_at, T0 + 10);
+	a = check(f, "acme", "api_calls", 1, T0 + DAY);
+	assert_int_equal(a.d.limit, 100);
+
+	Google__Protobuf__Int64Value from = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	from.value = T0 + 2 * DAY;
+	req.expiry_at = NULL;
+	req.active_from = &from;
+	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg, "expiry_at: must be after active_from");
+
+	/* Delete: gone, and a second delete is NOT_FOUND. */
+	Ent__V1__DeleteCustomerEntitlementRequest del =
+		ENT__V1__DELETE_CUSTOMER_ENTITLEMENT_REQUEST__INIT;
+	del.customer_id = "acme";
+	del.feature_code = "api_calls";
+	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_OVERRIDE;
+	ev.delete_override = &del;
+	apply_ok(f, &ev);
+	assert_true(f->res.deleted);
+	assert_int_equal(apply(f, &ev), -ENT_ENOTFOUND);
+	a = check(f, "acme", "api_calls", 1, T0 + 11);
+	assert_int_equal(a.d.limit, 100);
+	assert_int_equal(a.d.used, 12); /* the counter belongs to the customer, not the override */
+}
+
+struct listed {
+	int n;
+	char codes[4][32];
+	uint32_t sources[4];
+	bool allowed[4];
+};
+
+static int list_cb(void *ctx, const struct ent_customer_feature *cf)
+{
+	struct listed *l = ctx;
+	const Ent__V1__Feature *ft = cf->feature_pb;
+	assert_true(l->n < 4);
+	assert_true(ent_str_eq(cf->feature_code, ent_str_c(ft->code)));
+	snprintf(l->codes[l->n], 32, "%.*s", (int)cf->feature_code.len, cf->feature_code.p);
+	l->sources[l->n] = cf->sources->n;
+	l->allowed[l->n] = cf->r.d.allowed;
+	l->n++;
+	return 0;
+}
+
+static void test_customer_features(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(
+		upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, 0, 0, "boost", 1}), 0);
+	assert_int_equal(set_override_number(f, "acme", "sso", 0, 0, T0), 0);
+	struct ent_arena a;
+	ent_arena_init(&a, 0);
+	struct listed l = {0};
+	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(
+		ent_view_customer_features(f->v, ENT_STR_LIT("acme"), NULL, 0, T0, &a, list_cb, &l),
+		0);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.codes[0], "api_calls");
+	assert_int_equal(l.sources[0], 2); /* plan + add-on */
+	assert_true(l.allowed[0]);
+	assert_string_equal(l.codes[1], "sso");
+	assert_int_equal(l.sources[1], 2); /* plan + override */
+	assert_false(l.allowed[1]);	   /* number 0 on a boolean switches it off */
+
+	struct ent_str only = ENT_STR_LIT("sso");
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(ent_view_customer_features(f->v, ENT_STR_LIT("acme"), &only, 1, T0, &a,
+						    list_cb, &l),
+			 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(ent_view_customer_features(f->v, ENT_STR_LIT("nobody"), NULL, 0, T0, &a,
+						    list_cb, &l),
+			 -ENT_ENOTFOUND);
+	ent_view_end(f->v);
+	ent_arena_deinit(&a);
+}
+
+static void test_wipe_and_set_usage(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	Ent__V1__UsageState us = ENT__V1__USAGE_STATE__INIT;
+	us.customer_id = "acme";
+	us.feature_code = "api_calls";
+	struct answer a = check(f, "acme", "api_calls", 1, T0);
+	us.period_start = a.d.period_start;
+	us.used = 60;
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_SET_USAGE;
+	ev.set_usage = &us;
+	apply_ok(f, &ev);
+	assert_int_equal(check(f, "acme", "api_calls", 1, T0).d.used, 60);
+
+	uint64_t seq = f->res.seq;
+	Ent__V1__Wipe wipe = ENT__V1__WIPE__INIT;
+	ev.kind_case = ENT__V1__EVENT__KIND_WIPE;
+	ev.wipe = &wipe;
+	apply_ok(f, &ev);
+	assert_int_equal(f->res.seq, seq + 1);
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.features + st.plans + st.subscriptions + st.aggregates + st.boundaries,
+			 0);
+	assert_int_equal(st.seq, seq + 1);
+	assert_int_equal(check(f, "acme", "api_calls", 1, T0).d.reason, ENT_R_UNKNOWN_FEATURE);
+}
+
+static void test_scan_paging(void **state)
+{
+	struct fx *f = *state;
+	const char *codes[] = {"a", "b", "c", "d", "e"};
+	for (int i = 0; i < 5; i++)
+		upsert_feature(f, codes[i], ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	uint64_t n = 0;
+	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_view_scan(f->v, ENT_T_FEATURES, (struct ent_str){"", 0},
+				       ENT_STR_LIT("b"), 2, count_bound, &n),
+			 0);
+	assert_int_equal(n, 2); /* c, d */
+	n = 0;
+	assert_int_equal(ent_view_scan(f->v, ENT_T_FEATURES, (struct ent_str){"", 0},
+				       ENT_STR_LIT("d"), 0, count_bound, &n),
+			 0);
+	assert_int_equal(n, 1); /* e */
+	ent_view_end(f->v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_plan_and_subscription, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_addon_adds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_override_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_and_idempotency, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consume_hard_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_soft_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_bad_event_fails_alone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seq_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tick_expires_override, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_change_fans_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validation_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zenskar_update, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_customer_features, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wipe_and_set_usage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_paging, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
