@@ -13,7 +13,7 @@
 #include "ent/util.h"
 
 struct ent_writer;
-struct _Ent__V1__Event;
+struct Ent__V1__Event;
 
 /**
  * Called on the writer thread after the group holding the request committed (or failed:
@@ -24,8 +24,8 @@ typedef void (*ent_writer_done_cb)(void *ctx, const struct ent_apply_result *res
 
 /** A caller-owned request; must stay valid until its callback has run. */
 struct ent_writer_req {
-	struct ent_writer_req *next;	     /**< queue link, owned by the writer while queued */
-	const struct _Ent__V1__Event *event; /**< caller-owned until the callback */
+	struct ent_writer_req *next;	    /**< queue link, owned by the writer while queued */
+	const struct Ent__V1__Event *event; /**< caller-owned until the callback */
 	ent_writer_done_cb cb;
 	void *ctx;
 };
@@ -39,8 +39,9 @@ struct ent_writer_opts {
 /** Start the loop thread. \return 0 or -ENT_E*. */
 ENT_API int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out);
 /**
- * Queue \a req (thread-safe, never blocks beyond a short mutex). ev->at is stamped with the
- * current time by the writer if 0. \return 0, or -ENT_EUNAVAIL once stopping.
+ * Queue \a req (thread-safe, never blocks beyond a short mutex). An event with at == 0 is
+ * applied with at = the time its group began; the stamp goes on a shallow copy, the caller's
+ * const Event is never written. \return 0, or -ENT_EUNAVAIL once stopping.
  */
 ENT_API int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req);
 /** Sequence of the last commit (atomic read; any thread). */
@@ -54,7 +55,10 @@ struct ent_writer_stats {
 };
 ENT_API void ent_writer_get_stats(const struct ent_writer *w, struct ent_writer_stats *out);
 
-/** Refuse new requests, finish every queued one, stop the timers, join the thread. */
+/**
+ * Refuse new requests, finish every queued one (each callback runs), stop the timers, join the
+ * thread and free \a w. Call once, from a thread other than the writer's (not from a callback).
+ */
 ENT_API void ent_writer_stop(struct ent_writer *w);
 
 #endif

@@ -16,4 +16,8 @@ int ent_ctl_get(int argc, char **argv);	   /* get [-a ADDR] [--json] CUSTOMER [F
 int ent_ctl_health(int argc, char **argv); /* health [-a ADDR] [SERVICE] */
 int ent_ctl_admin(int argc, char **argv);  /* every admin RPC: see `entctl help` */
 
+/* ReportUsage and ConsumeEntitlement (src/client/ctl_remote.c). */
+int ent_ctl_usage(int argc, char **argv);   /* usage [-a ADDR] --key K CUSTOMER FEATURE N */
+int ent_ctl_consume(int argc, char **argv); /* consume [-a ADDR] [--key K] CUSTOMER FEATURE [N] */
+
 #endif

@@ -596,7 +596,21 @@ int ent_a_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *
 			 (void **)&old);
 	if (r == -ENT_ENOTFOUND)
 		return 0;
-	if (r || (r = ent_a_del(c, t, s_(code))) || (r = fan_out(c, t, s_(code), old, NULL)))
+	if (r)
+		return r;
+	/* A plan or add-on a subscription still names stays: deleting it would leave that
+	   subscription pointing at nothing, and an export that no import accepts. */
+	struct ent_strset users = {0};
+	r = index_customers(c, t == ENT_T_PLANS ? ENT_T_PLAN_SUBS : ENT_T_ADDON_SUBS, s_(code),
+			    &users);
+	if (r)
+		return r;
+	if (users.n > 0)
+		return ent_err_set(c->err, ENT_EPRECOND,
+				   "code: %s '%s' is used by a subscription of customer '%.*s'",
+				   t == ENT_T_PLANS ? "plan" : "add-on", code, (int)users.v[0].len,
+				   users.v[0].p);
+	if ((r = ent_a_del(c, t, s_(code))) || (r = fan_out(c, t, s_(code), old, NULL)))
 		return r;
 	c->res->deleted = true;
 	return 0;

@@ -817,13 +817,17 @@ static void test_plan_change_fans_out(void **state)
 	assert_int_equal(o->n_entitlements, 2);
 	assert_true(check(f, "c2", "sso", 1, T0).d.allowed);
 	assert_int_equal(check(f, "c2", "api_calls", 1, T0).d.limit, 2000);
-	/* Deleting the plan removes what it granted. */
+	/* A plan that subscriptions still name cannot be deleted, and nothing changes. */
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_PLAN;
 	ev.delete_plan = "startup";
-	apply_ok(f, &ev);
-	assert_true(f->res.deleted);
+	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
+	assert_non_null(strstr(f->res.err.msg, "plan 'startup' is used by a subscription"));
+	assert_true(check(f, "c3", "sso", 1, T0).d.allowed);
+	/* Setting it to no grants removes what it granted from every customer on it. */
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "startup", NULL, 0), 0);
 	assert_int_equal(check(f, "c3", "sso", 1, T0).d.reason, ENT_R_NOT_ENTITLED);
+	assert_int_equal(check(f, "c1", "api_calls", 1, T0).d.reason, ENT_R_NOT_ENTITLED);
 }
 
 static void test_validation_messages(void **state)

@@ -1,0 +1,1105 @@
+/*
+ * JSON document -> ent.v1.Event messages -> ent_apply in one write transaction.
+ *
+ * The converter checks syntax and shape only: JSON types, unknown keys (so a typo is an error,
+ * not a silently ignored field), times, enum names, and privilege value types when the feature
+ * is declared in the same document. Everything that needs the stored state -- does the plan
+ * exist, is the value one of the select options -- is ent_apply's job, so an import and the
+ * admin RPCs refuse exactly the same things. Either way the error names the JSON path.
+ */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ent/json.h"
+#include "ent/model.h"
+#include "ent/v1/event.pb-c.h"
+#include "json/impl.h"
+
+/* The JSON path of the value being converted: "plans.pro.entitlements.seats". */
+struct path {
+	char buf[400];
+	size_t len;
+};
+
+static size_t path_push(struct path *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static size_t path_push(struct path *p, const char *fmt, ...)
+{
+	size_t old = p->len;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(p->buf + p->len, sizeof(p->buf) - p->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		p->len = p->len + (size_t)n < sizeof(p->buf) ? p->len + (size_t)n
+							     : sizeof(p->buf) - 1;
+	return old;
+}
+
+static size_t path_key(struct path *p, const char *key)
+{
+	return path_push(p, p->len ? ".%s" : "%s", key);
+}
+
+static size_t path_index(struct path *p, size_t i)
+{
+	return path_push(p, "[%zu]", i);
+}
+
+static void path_pop(struct path *p, size_t old)
+{
+	p->len = old;
+	p->buf[old] = '\0';
+}
+
+/*
+ * Conversion state. decl maps each feature code declared in the document to an object
+ * {privilege code: integer enum ent_priv_type}: a jansson object is a ready-made hash table,
+ * and the document's declaration is authoritative because its upsert replaces the stored one.
+ */
+struct conv {
+	struct ent_arena *arena;
+	struct ent_err *err;
+	struct path path;
+	json_t *decl;
+	Ent__V1__Event **ev;
+	const char **paths;
+	size_t n, cap;
+};
+
+static int fail(struct conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct conv *c, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return ent_err_set(c->err, ENT_EINVAL, "%s: %s", c->path.len ? c->path.buf : "document",
+			   msg);
+}
+
+/* fail() for member \a key of the current object. The path is left pointing at it. */
+static int fail_at(struct conv *c, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail_at(struct conv *c, const char *key, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	path_key(&c->path, key);
+	return fail(c, "%s", msg);
+}
+
+static int oom(struct conv *c)
+{
+	return ent_err_set(c->err, ENT_ENOMEM, "out of memory");
+}
+
+static void *zalloc(struct conv *c, size_t n)
+{
+	void *p = ent_arena_alloc(c->arena, n ? n : 1);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+static char *dup_json_str(struct conv *c, const json_t *s)
+{
+	return ent_arena_strndup(c->arena, json_string_value(s), json_string_length(s));
+}
+
+/* Every key of \a obj must be in the NULL-terminated \a allowed list. */
+static int check_keys(struct conv *c, json_t *obj, const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(obj, key, v)
+	{
+		const char *const *a = allowed;
+		while (*a && strcmp(*a, key))
+			a++;
+		if (!*a)
+			return fail_at(c, key, "unknown key");
+	}
+	return 0;
+}
+
+static int need_object(struct conv *c, json_t *j)
+{
+	return json_is_object(j) ? 0 : fail(c, "expected object");
+}
+
+/* Getters: 1 when present, 0 when absent or null (the default is left alone), <0 on error. */
+
+static int get_str(struct conv *c, json_t *obj, const char *key, char **out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return fail_at(c, key, "expected string");
+	if (!(*out = dup_json_str(c, v)))
+		return oom(c);
+	return 1;
+}
+
+static int need_str(struct conv *c, json_t *obj, const char *key, char **out)
+{
+	int rc = get_str(c, obj, key, out);
+	if (rc == 0)
+		return fail_at(c, key, "required");
+	return rc;
+}
+
+static int get_int(struct conv *c, json_t *obj, const char *key, int64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v))
+		return fail_at(c, key, "expected integer");
+	*out = json_integer_value(v);
+	return 1;
+}
+
+static int get_bool(struct conv *c, json_t *obj, const char *key, protobuf_c_boolean *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return fail_at(c, key, "expected true or false");
+	*out = json_is_true(v);
+	return 1;
+}
+
+/* A time is an RFC 3339 string or Unix epoch milliseconds; null is "not set" (0). */
+static int get_time(struct conv *c, json_t *obj, const char *key, int64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || json_is_null(v))
+		return 0;
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return 1;
+	}
+	if (!json_is_string(v))
+		return fail_at(c, key, "expected RFC 3339 time or Unix ms");
+	if (ent_time_parse(json_string_value(v), out))
+		return fail_at(c, key,
+			       "bad time \"%.40s\" (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)",
+			       json_string_value(v));
+	return 1;
+}
+
+/* An array of strings (static values, select options). */
+static int get_str_array(struct conv *c, json_t *obj, const char *key, size_t *n, char ***out)
+{
+	json_t *a = json_object_get(obj, key);
+	if (!a || json_is_null(a))
+		return 0;
+	if (!json_is_array(a))
+		return fail_at(c, key, "expected array of strings");
+	size_t old = path_key(&c->path, key);
+	*n = json_array_size(a);
+	if (!(*out = zalloc(c, *n * sizeof(char *))))
+		return oom(c);
+	for (size_t i = 0; i < *n; i++) {
+		json_t *s = json_array_get(a, i);
+		if (!json_is_string(s)) {
+			path_index(&c->path, i);
+			return fail(c, "expected string");
+		}
+		if (!((*out)[i] = dup_json_str(c, s)))
+			return oom(c);
+	}
+	path_pop(&c->path, old);
+	return 1;
+}
+
+static Ent__V1__Event *add_event(struct conv *c)
+{
+	if (c->n >= c->cap)
+		return NULL; /* cannot happen: cap counts every object of the document */
+	Ent__V1__Event *ev = zalloc(c, sizeof(*ev));
+	const char *p = ent_arena_strndup(c->arena, c->path.buf, c->path.len);
+	if (!ev || !p)
+		return NULL;
+	ent__v1__event__init(ev);
+	c->ev[c->n] = ev;
+	c->paths[c->n] = p;
+	c->n++;
+	return ev;
+}
+
+/* ---- features ------------------------------------------------------------------------- */
+
+static const char *const feature_keys[] = {
+	"code",		 "name",	"description", "type",
+	"unit_singular", "unit_plural", "metadata",    "privileges",
+	"created_at",	 "updated_at",	NULL};
+static const char *const priv_def_keys[] = {"code", "name", "value_type", "config", NULL};
+static const char *const config_keys[] = {"select_options", NULL};
+
+static int conv_priv_def(struct conv *c, json_t *j, Ent__V1__PrivilegeDef *d, json_t *types)
+{
+	int rc;
+	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, priv_def_keys)))
+		return rc;
+	if ((rc = need_str(c, j, "code", &d->code)) < 0 ||
+	    (rc = get_str(c, j, "name", &d->name)) < 0)
+		return rc;
+	char *vt = NULL;
+	uint8_t t = ENT_PT_STRING; /* Lago's default */
+	if ((rc = get_str(c, j, "value_type", &vt)) < 0)
+		return rc;
+	if (vt && ent_json_priv_type_parse(vt, &t))
+		return fail_at(c, "value_type",
+			       "unknown value type \"%.40s\" (integer, boolean, string, select)",
+			       vt);
+	d->value_type = (Ent__V1__PrivilegeType)t;
+	json_t *cfg = json_object_get(j, "config");
+	if (cfg && !json_is_null(cfg)) {
+		size_t old = path_key(&c->path, "config");
+		if ((rc = need_object(c, cfg)) || (rc = check_keys(c, cfg, config_keys)))
+			return rc;
+		if ((rc = get_str_array(c, cfg, "select_options", &d->n_select_options,
+					&d->select_options)) < 0)
+			return rc;
+		path_pop(&c->path, old);
+	}
+	json_t *ti = json_integer(t);
+	if (!ti || json_object_set_new(types, d->code, ti))
+		return oom(c);
+	return 0;
+}
+
+static int conv_feature(struct conv *c, json_t *j)
+{
+	int rc;
+	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, feature_keys)))
+		return rc;
+	Ent__V1__Feature *f = zalloc(c, sizeof(*f));
+	Ent__V1__Event *ev = add_event(c);
+	if (!f || !ev)
+		return oom(c);
+	ent__v1__feature__init(f);
+	ev->kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+	ev->upsert_feature = f;
+
+	char *type = NULL;
+	if ((rc = need_str(c, j, "code", &f->code)) < 0 ||
+	    (rc = get_str(c, j, "name", &f->name)) < 0 ||
+	    (rc = get_str(c, j, "description", &f->description)) < 0 ||
+	    (rc = need_str(c, j, "type", &type)) < 0 ||
+	    (rc = get_str(c, j, "unit_singular", &f->unit_singular)) < 0 ||
+	    (rc = get_str(c, j, "unit_plural", &f->unit_plural)) < 0 ||
+	    (rc = get_time(c, j, "created_at", &f->created_at)) < 0 ||
+	    (rc = get_time(c, j, "updated_at", &f->updated_at)) < 0)
+		return rc;
+	uint8_t t;
+	if (ent_json_feature_type_parse(type, &t))
+		return fail_at(c, "type",
+			       "unknown feature type \"%.40s\" (boolean, metered, static)", type);
+	f->type = (Ent__V1__FeatureType)t;
+
+	json_t *md = json_object_get(j, "metadata");
+	if (md && !json_is_null(md)) {
+		size_t old = path_key(&c->path, "metadata");
+		if ((rc = need_object(c, md)))
+			return rc;
+		f->n_metadata = json_object_size(md);
+		f->metadata = zalloc(c, f->n_metadata * sizeof(*f->metadata));
+		if (!f->metadata)
+			return oom(c);
+		size_t i = 0;
+		const char *key;
+		json_t *v;
+		json_object_foreach(md, key, v)
+		{
+			if (!json_is_string(v))
+				return fail_at(c, key, "expected string");
+			Ent__V1__Feature__MetadataEntry *e = zalloc(c, sizeof(*e));
+			if (!e)
+				return oom(c);
+			ent__v1__feature__metadata_entry__init(e);
+			e->key = ent_arena_strndup(c->arena, key, strlen(key));
+			e->value = dup_json_str(c, v);
+			if (!e->key || !e->value)
+				return oom(c);
+			f->metadata[i++] = e;
+		}
+		path_pop(&c->path, old);
+	}
+
+	json_t *types = json_object();
+	if (!types || json_object_set_new(c->decl, f->code, types))
+		return oom(c);
+	json_t *privs = json_object_get(j, "privileges");
+	if (privs && !json_is_null(privs)) {
+		size_t old = path_key(&c->path, "privileges");
+		if (!json_is_array(privs))
+			return fail(c, "expected array");
+		f->n_privileges = json_array_size(privs);
+		f->privileges = zalloc(c, f->n_privileges * sizeof(*f->privileges));
+		if (!f->privileges)
+			return oom(c);
+		for (size_t i = 0; i < f->n_privileges; i++) {
+			size_t o2 = path_index(&c->path, i);
+			Ent__V1__PrivilegeDef *d = zalloc(c, sizeof(*d));
+			if (!d)
+				return oom(c);
+			ent__v1__privilege_def__init(d);
+			if ((rc = conv_priv_def(c, json_array_get(privs, i), d, types)))
+				return rc;
+			f->privileges[i] = d;
+			path_pop(&c->path, o2);
+		}
+		path_pop(&c->path, old);
+	}
+	return 0;
+}
+
+/* ---- grants and privilege values ------------------------------------------------------- */
+
+/*
+ * The declared type of privilege \a priv of \a feature: 1 found, 0 the feature is not declared
+ * in this document (apply checks against the stored feature), -1 declared without it.
+ */
+static int priv_decl(struct conv *c, const char *feature, const char *priv, uint8_t *type)
+{
+	json_t *types = json_object_get(c->decl, feature);
+	if (!types)
+		return 0;
+	json_t *t = json_object_get(types, priv);
+	if (!t)
+		return -1;
+	*type = (uint8_t)json_integer_value(t);
+	return 1;
+}
+
+/*
+ * A Lago privilege map {code: value} into PrivilegeValues. The value type is the feature's
+ * declaration when the document has it (so "20" for an integer privilege is an error here),
+ * else it follows the JSON type and apply checks it against the stored feature.
+ */
+static int conv_priv_map(struct conv *c, const char *feature, json_t *map, size_t *n,
+			 Ent__V1__PrivilegeValue ***out)
+{
+	int rc;
+	if ((rc = need_object(c, map)))
+		return rc;
+	*n = json_object_size(map);
+	if (!(*out = zalloc(c, *n * sizeof(**out))))
+		return oom(c);
+	size_t i = 0;
+	const char *key;
+	json_t *v;
+	json_object_foreach(map, key, v)
+	{
+		Ent__V1__PrivilegeValue *pv = zalloc(c, sizeof(*pv));
+		if (!pv)
+			return oom(c);
+		ent__v1__privilege_value__init(pv);
+		if (!(pv->code = ent_arena_strndup(c->arena, key, strlen(key))))
+			return oom(c);
+		uint8_t t = ENT_PT_UNSPECIFIED;
+		int known = priv_decl(c, feature, key, &t);
+		if (known < 0)
+			return fail_at(c, key, "feature %s declares no privilege %s", feature, key);
+		if (!known) {
+			if (json_is_integer(v))
+				t = ENT_PT_INTEGER;
+			else if (json_is_boolean(v))
+				t = ENT_PT_BOOLEAN;
+			else if (json_is_string(v))
+				t = ENT_PT_STRING;
+			else
+				return fail_at(c, key, "expected integer, boolean or string");
+		}
+		switch (t) {
+		case ENT_PT_INTEGER:
+			if (!json_is_integer(v))
+				return fail_at(c, key, "expected integer");
+			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_INT_VALUE;
+			pv->int_value = json_integer_value(v);
+			break;
+		case ENT_PT_BOOLEAN:
+			if (!json_is_boolean(v))
+				return fail_at(c, key, "expected true or false");
+			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_BOOL_VALUE;
+			pv->bool_value = json_is_true(v);
+			break;
+		default: /* STRING, SELECT */
+			if (!json_is_string(v))
+				return fail_at(c, key, "expected string");
+			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
+			if (!(pv->string_value = dup_json_str(c, v)))
+				return oom(c);
+			break;
+		}
+		pv->value_type = (Ent__V1__PrivilegeType)t;
+		(*out)[i++] = pv;
+	}
+	return 0;
+}
+
+/* Keys that make a grant object the extended form; anything else is a Lago privilege map. */
+static const char *const grant_keys[] = {
+	"enabled",	 "usage_limit", "unlimited", "is_soft_limit", "usage_reset_period",
+	"static_values", "privileges",	NULL};
+
+static bool is_extended_grant(json_t *j)
+{
+	for (const char *const *k = grant_keys; *k; k++)
+		if (json_object_get(j, *k))
+			return true;
+	return false;
+}
+
+/* The path is at the grant ("plans.pro.entitlements.seats"). */
+static int conv_grant(struct conv *c, const char *feature, json_t *j, Ent__V1__Grant **out)
+{
+	int rc;
+	if ((rc = need_object(c, j)))
+		return rc;
+	Ent__V1__Grant *g = zalloc(c, sizeof(*g));
+	if (!g)
+		return oom(c);
+	ent__v1__grant__init(g);
+	if (!(g->feature_code = ent_arena_strndup(c->arena, feature, strlen(feature))))
+		return oom(c);
+	*out = g;
+	if (!is_extended_grant(j))
+		return conv_priv_map(c, feature, j, &g->n_privileges, &g->privileges);
+
+	if ((rc = check_keys(c, j, grant_keys)))
+		return rc;
+	json_t *en = json_object_get(j, "enabled");
+	if (en && !json_is_null(en)) {
+		if (!json_is_boolean(en))
+			return fail_at(c, "enabled", "expected true or false");
+		Google__Protobuf__BoolValue *b = zalloc(c, sizeof(*b));
+		if (!b)
+			return oom(c);
+		google__protobuf__bool_value__init(b);
+		b->value = json_is_true(en);
+		g->enabled = b;
+	}
+	/* Flexprice writes an unlimited grant as usage_limit: null. */
+	json_t *lim = json_object_get(j, "usage_limit");
+	if (lim && json_is_null(lim))
+		g->unlimited = true;
+	else if ((rc = get_int(c, j, "usage_limit", &g->usage_limit)) < 0)
+		return rc;
+	protobuf_c_boolean unl = false;
+	if ((rc = get_bool(c, j, "unlimited", &unl)) < 0)
+		return rc;
+	if (rc > 0)
+		g->unlimited = g->unlimited || unl;
+	if ((rc = get_bool(c, j, "is_soft_limit", &g->is_soft_limit)) < 0)
+		return rc;
+	char *rp = NULL;
+	if ((rc = get_str(c, j, "usage_reset_period", &rp)) < 0)
+		return rc;
+	if (rp) {
+		uint8_t r;
+		if (ent_json_reset_parse(rp, &r))
+			return fail_at(c, "usage_reset_period",
+				       "unknown reset period \"%.40s\" (" ENT_JSON_RESET_NAMES ")",
+				       rp);
+		g->usage_reset_period = (Ent__V1__ResetPeriod)r;
+	}
+	if ((rc = get_str_array(c, j, "static_values", &g->n_static_values, &g->static_values)) < 0)
+		return rc;
+	json_t *privs = json_object_get(j, "privileges");
+	if (privs && !json_is_null(privs)) {
+		size_t old = path_key(&c->path, "privileges");
+		if ((rc = conv_priv_map(c, feature, privs, &g->n_privileges, &g->privileges)))
+			return rc;
+		path_pop(&c->path, old);
+	}
+	return 0;
+}
+
+/* {feature_code: grant} in document order. The path is at the map. */
+static int conv_grant_map(struct conv *c, json_t *map, size_t *n, Ent__V1__Grant ***out)
+{
+	int rc;
+	if ((rc = need_object(c, map)))
+		return rc;
+	*n = json_object_size(map);
+	if (!(*out = zalloc(c, *n * sizeof(**out))))
+		return oom(c);
+	size_t i = 0;
+	const char *key;
+	json_t *v;
+	json_object_foreach(map, key, v)
+	{
+		size_t old = path_key(&c->path, key);
+		if ((rc = conv_grant(c, key, v, &(*out)[i++])))
+			return rc;
+		path_pop(&c->path, old);
+	}
+	return 0;
+}
+
+/* ---- plans and add-ons ------------------------------------------------------------------ */
+
+static const char *const plan_keys[] = {"name", "entitlements", NULL};
+
+static int conv_plan(struct conv *c, const char *code, json_t *j, bool addon)
+{
+	int rc;
+	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, plan_keys)))
+		return rc;
+	Ent__V1__SetEntitlementsRequest *p = zalloc(c, sizeof(*p));
+	Ent__V1__Event *ev = add_event(c);
+	if (!p || !ev)
+		return oom(c);
+	ent__v1__set_entitlements_request__init(p);
+	if (addon) {
+		ev->kind_case = ENT__V1__EVENT__KIND_SET_ADDON;
+		ev->set_addon = p;
+	} else {
+		ev->kind_case = ENT__V1__EVENT__KIND_SET_PLAN;
+		ev->set_plan = p;
+	}
+	if (!(p->code = ent_arena_strndup(c->arena, code, strlen(code))))
+		return oom(c);
+	if ((rc = get_str(c, j, "name", &p->name)) < 0)
+		return rc;
+	json_t *ents = json_object_get(j, "entitlements");
+	if (ents && !json_is_null(ents)) {
+		size_t old = path_key(&c->path, "entitlements");
+		if ((rc = conv_grant_map(c, ents, &p->n_entitlements, &p->entitlements)))
+			return rc;
+		path_pop(&c->path, old);
+	}
+	return 0;
+}
+
+/* ---- subscriptions ---------------------------------------------------------------------- */
+
+static const char *const sub_keys[] = {"id",	    "customer_id",  "plan_code",  "quantity",
+				       "addons",    "active_from",  "ends_at",	  "billing_anchor",
+				       "cancelled", "entitlements", "created_at", "updated_at",
+				       NULL};
+static const char *const sub_addon_keys[] = {"addon_code", "quantity", NULL};
+
+static int conv_subscription(struct conv *c, json_t *j)
+{
+	int rc;
+	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, sub_keys)))
+		return rc;
+	Ent__V1__Subscription *s = zalloc(c, sizeof(*s));
+	Ent__V1__Event *ev = add_event(c);
+	if (!s || !ev)
+		return oom(c);
+	ent__v1__subscription__init(s);
+	ev->kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
+	ev->upsert_subscription = s;
+	if ((rc = need_str(c, j, "id", &s->id)) < 0 ||
+	    (rc = need_str(c, j, "customer_id", &s->customer_id)) < 0 ||
+	    (rc = get_str(c, j, "plan_code", &s->plan_code)) < 0 ||
+	    (rc = get_int(c, j, "quantity", &s->quantity)) < 0 ||
+	    (rc = get_time(c, j, "active_from", &s->active_from)) < 0 ||
+	    (rc = get_time(c, j, "ends_at", &s->ends_at)) < 0 ||
+	    (rc = get_time(c, j, "billing_anchor", &s->billing_anchor)) < 0 ||
+	    (rc = get_bool(c, j, "cancelled", &s->cancelled)) < 0 ||
+	    (rc = get_time(c, j, "created_at", &s->created_at)) < 0 ||
+	    (rc = get_time(c, j, "updated_at", &s->updated_at)) < 0)
+		return rc;
+	json_t *addons = json_object_get(j, "addons");
+	if (addons && !json_is_null(addons)) {
+		size_t old = path_key(&c->path, "addons");
+		if (!json_is_array(addons))
+			return fail(c, "expected array");
+		s->n_addons = json_array_size(addons);
+		if (!(s->addons = zalloc(c, s->n_addons * sizeof(*s->addons))))
+			return oom(c);
+		for (size_t i = 0; i < s->n_addons; i++) {
+			size_t o2 = path_index(&c->path, i);
+			json_t *a = json_array_get(addons, i);
+			Ent__V1__SubscriptionAddon *sa = zalloc(c, sizeof(*sa));
+			if (!sa)
+				return oom(c);
+			ent__v1__subscription_addon__init(sa);
+			if ((rc = need_object(c, a)) || (rc = check_keys(c, a, sub_addon_keys)))
+				return rc;
+			if ((rc = need_str(c, a, "addon_code", &sa->addon_code)) < 0 ||
+			    (rc = get_int(c, a, "quantity", &sa->quantity)) < 0)
+				return rc;
+			s->addons[i] = sa;
+			path_pop(&c->path, o2);
+		}
+		path_pop(&c->path, old);
+	}
+	json_t *ents = json_object_get(j, "entitlements");
+	if (ents && !json_is_null(ents)) {
+		size_t old = path_key(&c->path, "entitlements");
+		if ((rc = conv_grant_map(c, ents, &s->n_entitlements, &s->entitlements)))
+			return rc;
+		path_pop(&c->path, old);
+	}
+	return 0;
+}
+
+/* ---- overrides ---------------------------------------------------------------------------- */
+
+static const char *const override_keys[] = {
+	"customer_id", "feature_code",	"value",      "reason",	   "expires_at", "active_from",
+	"quantity",    "static_values", "privileges", "unlimited", "created_at", "updated_at",
+	NULL};
+
+/*
+ * An override with a value (Hyperline) is a set_override event, followed by an update_override
+ * carrying the quantity when there is one (SetCustomerEntitlementRequest mirrors Hyperline's
+ * PUT, which has no quantity). Without a value it is a Zenskar assignment: update_override
+ * alone, which creates the override holding just quantity and window.
+ *
+ * The applier stamps created_at/updated_at with the event time, so the document's stamps travel
+ * as ev->at: the first event at created_at, a second one at updated_at when they differ.
+ * ent_json_apply keeps these times only when it starts from an empty state (see there).
+ */
+static int conv_override(struct conv *c, json_t *j)
+{
+	int rc;
+	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, override_keys)))
+		return rc;
+	char *customer = NULL, *feature = NULL;
+	int64_t created = 0, updated = 0, quantity = 0, active_from = 0, expires_at = 0;
+	if ((rc = need_str(c, j, "customer_id", &customer)) < 0 ||
+	    (rc = need_str(c, j, "feature_code", &feature)) < 0 ||
+	    (rc = get_time(c, j, "created_at", &created)) < 0 ||
+	    (rc = get_time(c, j, "updated_at", &updated)) < 0 ||
+	    (rc = get_time(c, j, "active_from", &active_from)) < 0 ||
+	    (rc = get_time(c, j, "expires_at", &expires_at)) < 0)
+		return rc;
+	int has_qty = get_int(c, j, "quantity", &quantity);
+	if (has_qty < 0)
+		return has_qty;
+
+	json_t *v = json_object_get(j, "value");
+	bool has_value = v && !json_is_null(v);
+	Ent__V1__Event *ev = add_event(c);
+	if (!ev)
+		return oom(c);
+	ev->at = created ? created : updated;
+	if (has_value) {
+		Ent__V1__SetCustomerEntitlementRequest *o = zalloc(c, sizeof(*o));
+		Ent__V1__OverrideValue *ov = zalloc(c, sizeof(*ov));
+		if (!o || !ov)
+			return oom(c);
+		ent__v1__set_customer_entitlement_request__init(o);
+		ent__v1__override_value__init(ov);
+		ev->kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
+		ev->set_override = o;
+		o->customer_id = customer;
+		o->feature_code = feature;
+		o->active_from = active_from;
+		o->expires_at = expires_at;
+		if (json_is_boolean(v)) {
+			ov->kind_case = ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE;
+			ov->bool_value = json_is_true(v);
+		} else if (json_is_number(v)) {
+			ov->kind_case = ENT__V1__OVERRIDE_VALUE__KIND_NUMBER_VALUE;
+			ov->number_value = json_number_value(v);
+		} else {
+			return fail_at(c, "value", "expected true, false or a number");
+		}
+		o->value = ov;
+		if ((rc = get_str(c, j, "reason", &o->reason)) < 0 ||
+		    (rc = get_bool(c, j, "unlimited", &o->unlimited)) < 0 ||
+		    (rc = get_str_array(c, j, "static_values", &o->n_static_values,
+					&o->static_values)) < 0)
+			return rc;
+		json_t *privs = json_object_get(j, "privileges");
+		if (privs && !json_is_null(privs)) {
+			size_t old = path_key(&c->path, "privileges");
+			if ((rc = conv_priv_map(c, feature, privs, &o->n_privileges,
+						&o->privileges)))
+				return rc;
+			path_pop(&c->path, old);
+		}
+	} else {
+		static const char *const need_value[] = {"reason", "unlimited", "static_values",
+							 "privileges", NULL};
+		for (const char *const *k = need_value; *k; k++)
+			if (json_object_get(j, *k))
+				return fail_at(
+					c, "value",
+					"required with %s (without a value an override is a "
+					"Zenskar assignment: quantity, active_from, expires_at)",
+					*k);
+		Ent__V1__UpdateCustomerEntitlementRequest *u = zalloc(c, sizeof(*u));
+		Google__Protobuf__Int64Value *w = zalloc(c, 2 * sizeof(*w));
+		if (!u || !w)
+			return oom(c);
+		ent__v1__update_customer_entitlement_request__init(u);
+		ev->kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
+		ev->update_override = u;
+		u->customer_id = customer;
+		u->feature_code = feature;
+		if (active_from) {
+			google__protobuf__int64_value__init(&w[0]);
+			w[0].value = active_from;
+			u->active_from = &w[0];
+		}
+		if (expires_at) {
+			google__protobuf__int64_value__init(&w[1]);
+			w[1].value = expires_at;
+			u->expiry_at = &w[1];
+		}
+	}
+	/* The quantity (with a value), or a later updated_at: one more update. */
+	bool qty_later = has_value && has_qty > 0;
+	if (!has_value && has_qty > 0) {
+		Google__Protobuf__Int64Value *q = zalloc(c, sizeof(*q));
+		if (!q)
+			return oom(c);
+		google__protobuf__int64_value__init(q);
+		q->value = quantity;
+		ev->update_override->quantity = q;
+	}
+	if (qty_later || (updated && updated != ev->at)) {
+		Ent__V1__UpdateCustomerEntitlementRequest *u = zalloc(c, sizeof(*u));
+		Ent__V1__Event *ev2 = add_event(c);
+		if (!u || !ev2)
+			return oom(c);
+		ent__v1__update_customer_entitlement_request__init(u);
+		u->customer_id = customer;
+		u->feature_code = feature;
+		if (qty_later) {
+			Google__Protobuf__Int64Value *q = zalloc(c, sizeof(*q));
+			if (!q)
+				return oom(c);
+			google__protobuf__int64_value__init(q);
+			q->value = quantity;
+			u->quantity = q;
+		}
+		ev2->kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
+		ev2->update_override = u;
+		ev2->at = updated;
+	}
+	return 0;
+}
+
+/* ---- usage ------------------------------------------------------------------------------- */
+
+static const char *const report_keys[] = {"customer_id", "feature_code",    "quantity",
+					  "timestamp",	 "idempotency_key", NULL};
+static const char *const counter_keys[] = {"customer_id", "feature_code", "period_start", "used",
+					   NULL};
+
+/* A counter (what export writes: set as is) when it has "used", else a usage report. */
+static int conv_usage(struct conv *c, json_t *j)
+{
+	int rc;
+	if ((rc = need_object(c, j)))
+		return rc;
+	Ent__V1__Event *ev = add_event(c);
+	if (!ev)
+		return oom(c);
+	if (json_object_get(j, "used")) {
+		if ((rc = check_keys(c, j, counter_keys)))
+			return rc;
+		Ent__V1__UsageState *u = zalloc(c, sizeof(*u));
+		if (!u)
+			return oom(c);
+		ent__v1__usage_state__init(u);
+		ev->kind_case = ENT__V1__EVENT__KIND_SET_USAGE;
+		ev->set_usage = u;
+		if ((rc = need_str(c, j, "customer_id", &u->customer_id)) < 0 ||
+		    (rc = need_str(c, j, "feature_code", &u->feature_code)) < 0 ||
+		    (rc = get_time(c, j, "period_start", &u->period_start)) < 0 ||
+		    (rc = get_int(c, j, "used", &u->used)) < 0)
+			return rc;
+		return 0;
+	}
+	if ((rc = check_keys(c, j, report_keys)))
+		return rc;
+	Ent__V1__ReportUsageRequest *r = zalloc(c, sizeof(*r));
+	if (!r)
+		return oom(c);
+	ent__v1__report_usage_request__init(r);
+	ev->kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
+	ev->report_usage = r;
+	if ((rc = need_str(c, j, "customer_id", &r->customer_id)) < 0 ||
+	    (rc = need_str(c, j, "feature_code", &r->feature_code)) < 0 ||
+	    (rc = get_int(c, j, "quantity", &r->quantity)) < 0 ||
+	    (rc = get_time(c, j, "timestamp", &r->timestamp)) < 0 ||
+	    (rc = need_str(c, j, "idempotency_key", &r->idempotency_key)) < 0)
+		return rc;
+	if (!json_object_get(j, "quantity"))
+		return fail_at(c, "quantity", "required");
+	return 0;
+}
+
+/* ---- the document ------------------------------------------------------------------------ */
+
+static const char *const doc_keys[] = {"features",  "plans", "addons", "subscriptions",
+				       "overrides", "usage", NULL};
+
+typedef int (*conv_item_fn)(struct conv *c, json_t *j);
+
+static int conv_array(struct conv *c, json_t *doc, const char *key, conv_item_fn fn)
+{
+	json_t *a = json_object_get(doc, key);
+	if (!a || json_is_null(a))
+		return 0;
+	size_t old = path_key(&c->path, key);
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		size_t o2 = path_index(&c->path, i);
+		int rc = fn(c, json_array_get(a, i));
+		if (rc)
+			return rc;
+		path_pop(&c->path, o2);
+	}
+	path_pop(&c->path, old);
+	return 0;
+}
+
+static int conv_plans(struct conv *c, json_t *doc, const char *key, bool addon)
+{
+	json_t *m = json_object_get(doc, key);
+	if (!m || json_is_null(m))
+		return 0;
+	size_t old = path_key(&c->path, key);
+	const char *code;
+	json_t *v;
+	json_object_foreach(m, code, v)
+	{
+		size_t o2 = path_key(&c->path, code);
+		int rc = conv_plan(c, code, v, addon);
+		if (rc)
+			return rc;
+		path_pop(&c->path, o2);
+	}
+	path_pop(&c->path, old);
+	return 0;
+}
+
+/* Type-check the top-level members and count the events they make, to size the arrays once. */
+static int count_events(struct conv *c, json_t *doc, size_t *n)
+{
+	static const struct {
+		const char *key;
+		bool object;
+		size_t events; /* per item */
+	} members[] = {
+		{"features", false, 1},	     {"plans", true, 1},      {"addons", true, 1},
+		{"subscriptions", false, 1}, {"overrides", false, 2}, {"usage", false, 1},
+	};
+	*n = 0;
+	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+		json_t *m = json_object_get(doc, members[i].key);
+		if (!m || json_is_null(m))
+			continue;
+		if (members[i].object ? !json_is_object(m) : !json_is_array(m))
+			return fail_at(c, members[i].key,
+				       members[i].object ? "expected object" : "expected array");
+		*n += members[i].events *
+		      (members[i].object ? json_object_size(m) : json_array_size(m));
+	}
+	return 0;
+}
+
+int ent_json_to_events_paths(const char *text, size_t len, struct ent_arena *arena,
+			     Ent__V1__Event ***events, const char ***paths, size_t *n,
+			     struct ent_err *err)
+{
+	struct conv c = {.arena = arena, .err = err};
+	json_error_t jerr;
+	int rc;
+	*events = NULL;
+	*n = 0;
+	if (paths)
+		*paths = NULL;
+	json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc)
+		return ent_err_set(err, ENT_EINVAL, "line %d column %d: %s", jerr.line, jerr.column,
+				   jerr.text);
+	if (!json_is_object(doc)) {
+		rc = ent_err_set(err, ENT_EINVAL, "document: expected object");
+		goto out;
+	}
+	if ((rc = check_keys(&c, doc, doc_keys)) || (rc = count_events(&c, doc, &c.cap)))
+		goto out;
+	c.ev = zalloc(&c, c.cap * sizeof(*c.ev));
+	c.paths = zalloc(&c, c.cap * sizeof(*c.paths));
+	c.decl = json_object();
+	if (!c.ev || !c.paths || !c.decl) {
+		rc = oom(&c);
+		goto out;
+	}
+	/* Dependency order, whatever the document's order: a plan refers to features, a
+	 * subscription to plans and add-ons, an override and usage to a customer. */
+	if ((rc = conv_array(&c, doc, "features", conv_feature)) ||
+	    (rc = conv_plans(&c, doc, "plans", false)) ||
+	    (rc = conv_plans(&c, doc, "addons", true)) ||
+	    (rc = conv_array(&c, doc, "subscriptions", conv_subscription)) ||
+	    (rc = conv_array(&c, doc, "overrides", conv_override)) ||
+	    (rc = conv_array(&c, doc, "usage", conv_usage)))
+		goto out;
+	*events = c.ev;
+	*n = c.n;
+	if (paths)
+		*paths = c.paths;
+out:
+	json_decref(c.decl);
+	json_decref(doc);
+	return rc;
+}
+
+int ent_json_to_events(const char *text, size_t len, struct ent_arena *arena,
+		       Ent__V1__Event ***events, size_t *n, struct ent_err *err)
+{
+	return ent_json_to_events_paths(text, len, arena, events, NULL, n, err);
+}
+
+/* ---- applying -------------------------------------------------------------------------- */
+
+/* The grants of an event that has them (plans, add-ons, subscriptions). */
+static size_t event_grants(const Ent__V1__Event *ev, Ent__V1__Grant ***g)
+{
+	switch (ev->kind_case) {
+	case ENT__V1__EVENT__KIND_SET_PLAN:
+	case ENT__V1__EVENT__KIND_SET_ADDON:
+		*g = ev->set_plan->entitlements; /* set_plan and set_addon share the union slot */
+		return ev->set_plan->n_entitlements;
+	case ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION:
+		*g = ev->upsert_subscription->entitlements;
+		return ev->upsert_subscription->n_entitlements;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Turn apply's message into one that names the JSON path. apply names proto fields
+ * ("entitlements[1].privileges.provider: 'github' is not ...", "subscription.plan_code: ..."),
+ * which are the document's keys except that grants are a list there and a map here: the index
+ * becomes the feature code. A message that does not start with a field ("database full") is
+ * just prefixed with the object's path.
+ */
+static void apply_error(struct ent_err *err, int code, const char *path, const Ent__V1__Event *ev,
+			const char *msg)
+{
+	const char *m = msg;
+	if (!strncmp(m, "subscription.", 13) &&
+	    ev->kind_case == ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION)
+		m += 13;
+	size_t field = strspn(m, "abcdefghijklmnopqrstuvwxyz0123456789_.[]");
+	if (field == 0 || m[field] != ':') {
+		ent_err_set(err, code, "%s: %s", path, msg);
+		return;
+	}
+	Ent__V1__Grant **g;
+	size_t n = event_grants(ev, &g);
+	unsigned long i;
+	int used = 0;
+	if (n && sscanf(m, "entitlements[%lu]%n", &i, &used) == 1 && used > 0 && i < n) {
+		const char *rest = m + used;
+		if (!strncmp(rest, ".feature_code:", 14))
+			rest += 13; /* the map key is the feature code */
+		ent_err_set(err, code, "%s.entitlements.%s%s", path, g[i]->feature_code, rest);
+		return;
+	}
+	ent_err_set(err, code, "%s.%s", path, m);
+}
+
+/* Apply one event; on failure the error is apply's, placed at the object's JSON path. */
+static int apply_one(struct ent_wtxn *w, Ent__V1__Event *ev, const char *path,
+		     struct ent_arena *scratch, struct ent_err *err)
+{
+	struct ent_apply_result res;
+	memset(&res, 0, sizeof(res));
+	int rc = ent_apply(w, ev, scratch, &res);
+	ent_arena_reset(scratch);
+	if (rc == 0 && res.err.code == 0)
+		return 0;
+	int code = res.err.code ? res.err.code : (rc < 0 ? -rc : ENT_EIO);
+	apply_error(err, code, path, ev, res.err.msg[0] ? res.err.msg : ent_strerror(code));
+	return -code;
+}
+
+int ent_json_apply(struct ent_wtxn *w, const char *text, size_t len, bool replace, int64_t now,
+		   struct ent_arena *arena, struct ent_err *err, struct ent_json_stats *stats)
+{
+	Ent__V1__Event **ev;
+	const char **paths;
+	size_t n;
+	int rc = ent_json_to_events_paths(text, len, arena, &ev, &paths, &n, err);
+	if (rc)
+		return rc;
+	if (!now)
+		now = ent_now_ms();
+	/* apply() results (echoed objects) are dropped after each event, so a large document does
+	 * not keep one copy of every object it stores. */
+	struct ent_arena scratch;
+	ent_arena_init(&scratch, 0);
+	uint32_t changes = 0;
+	/*
+	 * Override stamps travel as event times (conv_override). Applying an event "in the past"
+	 * recomputes its aggregate as of then, which would roll an existing usage counter of the
+	 * current period back to an older one; so document times are kept only when nothing can
+	 * be counted yet: after a wipe, or into a store that never applied an event. Otherwise
+	 * every event happens now.
+	 */
+	bool keep_times = replace || ent_wtxn_seq(w) == 0;
+	if (replace) {
+		Ent__V1__Wipe wipe = ENT__V1__WIPE__INIT;
+		Ent__V1__Event wev = ENT__V1__EVENT__INIT;
+		wev.at = now;
+		wev.kind_case = ENT__V1__EVENT__KIND_WIPE;
+		wev.wipe = &wipe;
+		if ((rc = apply_one(w, &wev, "replace", &scratch, err)))
+			goto out;
+		changes++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!ev[i]->at || !keep_times)
+			ev[i]->at = now;
+		if ((rc = apply_one(w, ev[i], paths[i], &scratch, err)))
+			goto out;
+		changes++;
+	}
+	if (stats) {
+		stats->changes = changes;
+		stats->seq = ent_wtxn_seq(w);
+	}
+out:
+	ent_arena_deinit(&scratch);
+	return rc;
+}
+
+int ent_json_import(struct ent_store *store, const char *text, size_t len, bool replace,
+		    struct ent_err *err, struct ent_json_stats *stats)
+{
+	struct ent_wtxn *w;
+	struct ent_json_stats st = {0};
+	struct ent_arena arena;
+	int rc = ent_wtxn_begin(store, &w);
+	if (rc)
+		return ent_err_set(err, rc, "begin write transaction: %s", ent_strerror(rc));
+	ent_arena_init(&arena, 0);
+	rc = ent_json_apply(w, text, len, replace, 0, &arena, err, &st);
+	ent_arena_deinit(&arena);
+	if (rc) {
+		ent_wtxn_abort(w);
+		return rc;
+	}
+	if ((rc = ent_wtxn_commit(w, err)))
+		return rc;
+	if (stats)
+		*stats = st;
+	return 0;
+}

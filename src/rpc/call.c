@@ -1,0 +1,641 @@
+/*
+ * The per-call state machine: request -> dispatch -> (stream: recv/send ...) -> final batch ->
+ * recycle. See core.h for the threading rules; the short version is that every completion of
+ * a call arrives on its own worker thread, and only a unary call handed to the writer is
+ * touched by another thread, and only until it starts its final batch.
+ *
+ * Recycling rules, which keep a call from being recycled twice or while another thread holds
+ * it:
+ * - unary and generic calls are recycled only when their final batch completes, or through the
+ *   orphan stack when that batch could not be started;
+ * - stream and watch calls are recycled at the end of the completion that leaves them with no
+ *   batch in flight, always on the worker thread.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+
+#include "ent/pbarena.h"
+#include "ent/v1/entitlement.pb-c.h"
+#include "rpc/core.h"
+
+/* Requests and responses of the check service fit in one block; large admin or batch calls
+   grow the arena with bigger blocks and drop them on recycle. */
+#define CALL_ARENA_BLOCK (8 * 1024)
+#define CALL_BIG_MESSAGE (64 * 1024)
+
+static struct ent_rpc *call_rpc(const struct ent_call *c)
+{
+	return c->ws->w.rpc;
+}
+
+struct ent_arena *ent_call_arena(struct ent_call *call)
+{
+	return &call->arena;
+}
+
+struct ent_worker *ent_call_worker(struct ent_call *call)
+{
+	return &call->ws->w;
+}
+
+const struct ent_rpc_opts *ent_call_opts(struct ent_call *call)
+{
+	return &call_rpc(call)->opts;
+}
+
+void ent_call_drop_arena(struct ent_call *c)
+{
+	c->drop_arena = true;
+}
+
+struct ent_call *ent_call_new(struct ent_wstate *ws)
+{
+	struct ent_call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->ws = ws;
+	c->t_request = (struct ent_tag){ENT_TAG_REQUEST, c};
+	c->t_batch = (struct ent_tag){ENT_TAG_BATCH, c};
+	c->t_recv = (struct ent_tag){ENT_TAG_RECV, c};
+	c->t_send = (struct ent_tag){ENT_TAG_SEND, c};
+	c->t_close = (struct ent_tag){ENT_TAG_CLOSE, c};
+	grpc_call_details_init(&c->details);
+	grpc_metadata_array_init(&c->md);
+	ent_arena_init(&c->arena, CALL_ARENA_BLOCK);
+	ent_pb_allocator(&c->alloc, &c->arena);
+	c->all_next = ws->all;
+	ws->all = c;
+	ws->n_calls++;
+	return c;
+}
+
+void ent_call_free(struct ent_call *c)
+{
+	if (c->call)
+		grpc_call_unref(c->call);
+	grpc_byte_buffer_destroy(c->payload);
+	grpc_byte_buffer_destroy(c->recv);
+	grpc_byte_buffer_destroy(c->held);
+	grpc_byte_buffer_destroy(c->sent);
+	if (c->has_details)
+		grpc_slice_unref(c->status_details);
+	grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->md);
+	ent_arena_deinit(&c->arena);
+	free(c);
+}
+
+struct ent_call *ent_call_get(struct ent_wstate *ws)
+{
+	struct ent_call *c = ws->free;
+	if (c) {
+		ws->free = c->next;
+		c->next = NULL;
+		return c;
+	}
+	return ent_call_new(ws);
+}
+
+/* Back to the free list with every per-call resource released; runs on the worker thread. */
+static void recycle(struct ent_call *c)
+{
+	struct ent_wstate *ws = c->ws;
+	bool was_live = c->call != NULL;
+
+	/* grpc_byte_buffer_destroy accepts NULL. */
+	grpc_byte_buffer_destroy(c->payload);
+	grpc_byte_buffer_destroy(c->recv);
+	grpc_byte_buffer_destroy(c->held);
+	grpc_byte_buffer_destroy(c->sent);
+	c->payload = c->recv = c->held = c->sent = NULL;
+	if (c->call) {
+		grpc_call_unref(c->call);
+		c->call = NULL;
+	}
+	if (c->has_details) {
+		grpc_slice_unref(c->status_details);
+		c->has_details = false;
+	}
+	/* The server swaps its own metadata array into ours when it publishes a call; its keys
+	   and values died with grpc_call_unref above, so release the array now. */
+	grpc_metadata_array_destroy(&c->md);
+	grpc_metadata_array_init(&c->md);
+	if (c->rm && c->rm->kind == ENT_MK_GENERIC) {
+		grpc_call_details_destroy(&c->details);
+		grpc_call_details_init(&c->details);
+	}
+	if (c->drop_arena) {
+		ent_arena_deinit(&c->arena);
+		ent_arena_init(&c->arena, CALL_ARENA_BLOCK);
+	} else {
+		ent_arena_reset(&c->arena);
+	}
+	c->rm = NULL;
+	c->cancelled = 0;
+	c->pending = 0;
+	c->finished = c->md_sent = c->send_busy = c->recv_busy = false;
+	c->half_closed = c->close_armed = c->drop_arena = c->end_pending = false;
+	c->watch_sent = -1;
+	c->watch_unknown = c->watch_listed = false;
+
+	c->next = ws->free;
+	ws->free = c;
+	if (was_live)
+		atomic_fetch_sub_explicit(&ws->live, 1, memory_order_release);
+}
+
+/*
+ * A call whose final batch could not be started gets no completion, so the thread that gave
+ * up on it (perhaps the writer) hands it to its worker, which recycles it on the next
+ * notification.
+ */
+static void orphan(struct ent_call *c)
+{
+	struct ent_wstate *ws = c->ws;
+	struct ent_call *head = atomic_load(&ws->orphans);
+	do {
+		c->orphan_next = head;
+	} while (!atomic_compare_exchange_weak(&ws->orphans, &head, c));
+	ent_rpc_notify(ws);
+}
+
+void ent_call_collect_orphans(struct ent_wstate *ws)
+{
+	struct ent_call *c = atomic_exchange(&ws->orphans, NULL);
+	while (c) {
+		struct ent_call *n = c->orphan_next;
+		c->orphan_next = NULL;
+		recycle(c);
+		c = n;
+	}
+}
+
+static bool is_streaming(const struct ent_call *c)
+{
+	return c->rm && (c->rm->kind == ENT_MK_CHECK_STREAM || c->rm->kind == ENT_MK_WATCH);
+}
+
+/* The call is over without a status of ours (the client left or a batch failed). */
+static void kill_call(struct ent_call *c)
+{
+	if (c->call)
+		grpc_call_cancel(c->call, NULL);
+	c->finished = true;
+}
+
+int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm)
+{
+	struct ent_wstate *ws = c->ws;
+	grpc_server *server = call_rpc(c)->server;
+	grpc_call_error e;
+
+	c->rm = rm;
+	if (rm->kind == ENT_MK_GENERIC) {
+		e = grpc_server_request_call(server, &c->call, &c->details, &c->md, ws->cq, ws->cq,
+					     &c->t_request);
+	} else {
+		/* Unary methods and Watch are registered so the request arrives with the call. */
+		bool payload = rm->kind == ENT_MK_UNARY || rm->kind == ENT_MK_WATCH;
+		e = grpc_server_request_registered_call(server, rm->handle, &c->call, &c->deadline,
+							&c->md, payload ? &c->payload : NULL,
+							ws->cq, ws->cq, &c->t_request);
+	}
+	if (e != GRPC_CALL_OK) {
+		c->rm = NULL;
+		c->next = ws->free;
+		ws->free = c;
+		return -ENT_EUNAVAIL;
+	}
+	return 0;
+}
+
+/* ---- sending ------------------------------------------------------------------------- */
+
+/*
+ * Pack \a msg into a byte buffer. The bytes go into one gRPC slice that the transport frees
+ * once written: gRPC may keep a sent slice past the batch completion (the socket write is
+ * asynchronous), so it cannot point into the call's arena.
+ */
+static int pack_message(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	if (len > call_rpc(c)->opts.max_message_bytes)
+		return -ENT_EFULL;
+	if (len > CALL_BIG_MESSAGE)
+		c->drop_arena = true;
+	grpc_slice s = grpc_slice_malloc(len);
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+	*out = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return 0;
+}
+
+/* Start the call's last batch. On failure no completion will come: hand the call back. */
+static void start_final(struct ent_call *c, grpc_op *ops, size_t n)
+{
+	c->finished = true;
+	c->pending++;
+	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_batch, NULL);
+	if (e == GRPC_CALL_OK)
+		return;
+	c->pending--;
+	ent_log(ENT_LOG_ERROR, "rpc: cannot start the final batch", "error",
+		grpc_call_error_to_string(e), NULL);
+	grpc_call_cancel(c->call, NULL);
+	/* Streams are recycled by the completion that is running now (worker thread); a unary
+	   call may be on the writer thread here and must go through its worker. */
+	if (!is_streaming(c))
+		orphan(c);
+}
+
+static void fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status, const char *msg)
+{
+	op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	op->data.send_status_from_server.status = status;
+	if (msg && *msg) {
+		c->status_details = grpc_slice_from_copied_string(msg);
+		c->has_details = true;
+		op->data.send_status_from_server.status_details = &c->status_details;
+	}
+}
+
+void ent_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
+{
+	grpc_byte_buffer *bb;
+	if (pack_message(c, resp, &bb)) {
+		ent_call_fail_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				     "response is larger than the maximum message size");
+		return;
+	}
+	c->sent = bb;
+	grpc_op ops[4];
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = bb;
+	ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
+	ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[3].data.recv_close_on_server.cancelled = &c->cancelled;
+	c->md_sent = true;
+	start_final(c, ops, 4);
+}
+
+void ent_call_fail_status(struct ent_call *c, grpc_status_code status, const char *msg)
+{
+	if (is_streaming(c)) {
+		ent_call_stream_end(c, status, msg);
+		return;
+	}
+	grpc_op ops[3];
+	size_t n = 0;
+	memset(ops, 0, sizeof(ops));
+	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	fill_status(c, &ops[n++], status, msg);
+	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+	c->md_sent = true;
+	start_final(c, ops, n);
+}
+
+void ent_call_fail(struct ent_call *c, int ent_code, const char *msg)
+{
+	ent_call_fail_status(c, ent_rpc_status(ent_code), msg);
+}
+
+int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
+{
+	grpc_byte_buffer *bb;
+	int rc = pack_message(c, msg, &bb);
+	if (rc)
+		return rc;
+	grpc_op ops[2];
+	size_t n = 0;
+	memset(ops, 0, sizeof(ops));
+	if (!c->md_sent)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = bb;
+	c->sent = bb;
+	c->send_busy = true;
+	c->pending++;
+	if (grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL) != GRPC_CALL_OK) {
+		grpc_byte_buffer_destroy(bb);
+		c->sent = NULL;
+		c->send_busy = false;
+		c->pending--;
+		kill_call(c);
+		return -ENT_EIO;
+	}
+	c->md_sent = true;
+	return 0;
+}
+
+void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg)
+{
+	if (c->finished)
+		return;
+	/* One SEND_MESSAGE at a time, and the status goes after it. */
+	if (c->send_busy) {
+		c->end_pending = true;
+		c->end_status = status;
+		snprintf(c->end_msg, sizeof(c->end_msg), "%s", msg ? msg : "");
+		return;
+	}
+	grpc_op ops[3];
+	size_t n = 0;
+	memset(ops, 0, sizeof(ops));
+	if (!c->md_sent)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	fill_status(c, &ops[n++], status, msg);
+	if (!c->close_armed) {
+		ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+		ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+		c->close_armed = true;
+	}
+	c->md_sent = true;
+	start_final(c, ops, n);
+}
+
+/* ---- receiving ----------------------------------------------------------------------- */
+
+ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
+				  grpc_byte_buffer *bb)
+{
+	/* The common case: one uncompressed slice, unpacked in place without a copy. */
+	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+	    bb->data.raw.slice_buffer.count == 1) {
+		grpc_slice s = bb->data.raw.slice_buffer.slices[0];
+		if (GRPC_SLICE_LENGTH(s) > CALL_BIG_MESSAGE)
+			c->drop_arena = true;
+		return protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
+						 GRPC_SLICE_START_PTR(s));
+	}
+	grpc_byte_buffer_reader r;
+	if (!grpc_byte_buffer_reader_init(&r, bb))
+		return NULL;
+	grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	if (GRPC_SLICE_LENGTH(s) > CALL_BIG_MESSAGE)
+		c->drop_arena = true;
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
+							GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	return m;
+}
+
+static bool slice_is(grpc_slice s, const char *lit, size_t len)
+{
+	return GRPC_SLICE_LENGTH(s) == len && memcmp(GRPC_SLICE_START_PTR(s), lit, len) == 0;
+}
+
+/* By pointer: a short value is stored inline in the grpc_slice itself, so a pointer into a
+   copy of the slice would dangle. */
+static struct ent_str slice_str(const grpc_slice *s)
+{
+	return (struct ent_str){(const char *)GRPC_SLICE_START_PTR(*s),
+				(uint32_t)GRPC_SLICE_LENGTH(*s)};
+}
+
+int ent_call_auth(struct ent_call *c)
+{
+	struct ent_str authz = {"", 0}, key = {"", 0};
+	/* Keys arrive lower-case (HTTP/2). The values are borrowed from the call, which outlives
+	   this check. */
+	for (size_t i = 0; i < c->md.count; i++) {
+		const grpc_metadata *m = &c->md.metadata[i];
+		if (slice_is(m->key, "authorization", 13))
+			authz = slice_str(&m->value);
+		else if (slice_is(m->key, "x-api-key", 9))
+			key = slice_str(&m->value);
+	}
+	return ent_auth_check(ent_call_opts(c)->admin_token, authz, key);
+}
+
+static bool deadline_passed(gpr_timespec deadline)
+{
+	/* Requested calls carry a monotonic deadline; a timespan would not be a deadline. */
+	if (deadline.clock_type == GPR_TIMESPAN || deadline.tv_sec == INT64_MAX)
+		return false;
+	return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) < 0;
+}
+
+static const char *auth_failure(const struct ent_call *c)
+{
+	const char *token = ent_call_opts((struct ent_call *)c)->admin_token;
+	if (!token || !*token)
+		return "no credential is configured on this server (--admin-token), so this "
+		       "method is refused";
+	return "missing or invalid credential: send 'authorization: Bearer <token>' or "
+	       "'x-api-key: <token>'";
+}
+
+/* The common gate of every method: deadline, then credential. Answers and returns false when
+   the call must not run. */
+static bool gate(struct ent_call *c, gpr_timespec deadline)
+{
+	if (deadline_passed(deadline)) {
+		ent_call_fail_status(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+				     "deadline exceeded before the call was handled");
+		return false;
+	}
+	if (c->rm->auth && ent_call_auth(c) != 0) {
+		ent_call_fail_status(c, GRPC_STATUS_UNAUTHENTICATED, auth_failure(c));
+		return false;
+	}
+	return true;
+}
+
+static void dispatch_unary(struct ent_call *c)
+{
+	if (!gate(c, c->deadline))
+		return;
+	if (!c->payload) {
+		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+		return;
+	}
+	ProtobufCMessage *req = ent_call_unpack(c, c->rm->m->request, c->payload);
+	/* Strings were copied into the arena: the received bytes can go now. */
+	grpc_byte_buffer_destroy(c->payload);
+	c->payload = NULL;
+	if (!req) {
+		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	c->rm->m->handler(c, req);
+	/* The call may belong to the writer thread now: do not touch it. */
+}
+
+static void dispatch_generic(struct ent_call *c)
+{
+	char msg[300];
+	grpc_slice m = c->details.method;
+	int len = (int)GRPC_SLICE_LENGTH(m);
+	if (len > 200)
+		len = 200;
+	snprintf(msg, sizeof(msg), "unknown method '%.*s'", len,
+		 (const char *)GRPC_SLICE_START_PTR(m));
+	ent_call_fail_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+}
+
+/* ---- the check stream ---------------------------------------------------------------- */
+
+static void stream_recv(struct ent_call *c)
+{
+	grpc_op op;
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->recv;
+	c->recv_busy = true;
+	c->pending++;
+	if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) != GRPC_CALL_OK) {
+		c->recv_busy = false;
+		c->pending--;
+		kill_call(c);
+	}
+}
+
+/* Answer one received message; the next receive starts only once this one is answered, so
+   responses stay in request order with one SEND_MESSAGE in flight. */
+static void stream_process(struct ent_call *c, grpc_byte_buffer *bb)
+{
+	/* The previous message's request and response are no longer referenced: the response
+	   was packed into its own slice. */
+	ent_arena_reset(&c->arena);
+	ProtobufCMessage *req =
+		ent_call_unpack(c, &ent__v1__check_entitlement_request__descriptor, bb);
+	grpc_byte_buffer_destroy(bb);
+	if (!req) {
+		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	struct ent_err err = {0};
+	if (ent_check_stream_msg(c, req, &err) != 0) {
+		ent_call_stream_end(c, ent_rpc_status(err.code), err.msg);
+		return;
+	}
+	if (!c->finished)
+		stream_recv(c);
+}
+
+static void stream_on_recv(struct ent_call *c, bool success)
+{
+	grpc_byte_buffer *bb = c->recv;
+	c->recv = NULL;
+	if (c->finished || !success) {
+		grpc_byte_buffer_destroy(bb);
+		kill_call(c);
+		return;
+	}
+	if (!bb) {
+		/* The client half-closed: OK once the last response is out. */
+		if (c->send_busy)
+			c->half_closed = true;
+		else
+			ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
+		return;
+	}
+	if (c->send_busy)
+		c->held = bb;
+	else
+		stream_process(c, bb);
+}
+
+static void stream_on_sent(struct ent_call *c)
+{
+	if (c->held) {
+		grpc_byte_buffer *bb = c->held;
+		c->held = NULL;
+		stream_process(c, bb);
+	} else if (c->half_closed) {
+		ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
+	}
+}
+
+/* ---- completions --------------------------------------------------------------------- */
+
+static void on_request(struct ent_call *c, bool success)
+{
+	struct ent_wstate *ws = c->ws;
+	struct ent_rpc *r = call_rpc(c);
+
+	if (!success) {
+		/* The slot was killed by shutdown: nothing arrived. */
+		c->finished = true;
+		recycle(c);
+		return;
+	}
+	atomic_fetch_add_explicit(&ws->live, 1, memory_order_relaxed);
+	/* Re-arm first: a unary handler may hand this call to the writer, after which this
+	   thread must not touch it. */
+	if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
+		struct ent_call *n = ent_call_get(ws);
+		if (!n || ent_call_arm(n, c->rm) != 0)
+			ent_log(ENT_LOG_ERROR, "rpc: cannot re-arm a call slot", "method",
+				c->rm->path, NULL);
+	}
+	switch (c->rm->kind) {
+	case ENT_MK_UNARY:
+		dispatch_unary(c);
+		return;
+	case ENT_MK_GENERIC:
+		dispatch_generic(c);
+		return;
+	case ENT_MK_CHECK_STREAM:
+		if (gate(c, c->deadline))
+			stream_recv(c);
+		break;
+	case ENT_MK_WATCH:
+		if (gate(c, c->deadline))
+			ent_health_watch_start(c);
+		break;
+	}
+	if (c->pending == 0 && c->finished)
+		recycle(c);
+}
+
+void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
+{
+	switch (kind) {
+	case ENT_TAG_REQUEST:
+		on_request(c, success);
+		return;
+	case ENT_TAG_BATCH:
+		c->pending--;
+		break;
+	case ENT_TAG_RECV:
+		c->pending--;
+		c->recv_busy = false;
+		stream_on_recv(c, success);
+		break;
+	case ENT_TAG_SEND:
+		c->pending--;
+		c->send_busy = false;
+		grpc_byte_buffer_destroy(c->sent);
+		c->sent = NULL;
+		if (c->finished)
+			break;
+		if (!success) {
+			kill_call(c);
+		} else if (c->end_pending) {
+			c->end_pending = false;
+			ent_call_stream_end(c, c->end_status, c->end_msg);
+		} else if (c->rm->kind == ENT_MK_WATCH) {
+			ent_health_watch_sent(c);
+		} else {
+			stream_on_sent(c);
+		}
+		break;
+	case ENT_TAG_CLOSE:
+		c->pending--;
+		ent_health_watch_closed(c);
+		break;
+	}
+	if (c->pending == 0 && c->finished)
+		recycle(c);
+}

@@ -1,0 +1,689 @@
+/*
+ * The check service: CheckEntitlement, BatchCheckEntitlements, the check stream,
+ * GetCustomerEntitlements, and the two writes that go through the writer (ReportUsage,
+ * ConsumeEntitlement).
+ *
+ * The read path is: validate -> ent_view_begin -> ent_view_check -> build the response in the
+ * call's arena -> pack -> ent_view_end. Decisions borrow strings from the mapped database,
+ * valid until ent_view_end, and protobuf-c wants NUL-terminated strings, so the few strings a
+ * response carries are copied into the arena (which keeps its blocks: no malloc once warm);
+ * the response is packed before the view ends. No lock is taken: the view belongs to the
+ * worker thread.
+ *
+ * Writes wrap the request in an ent.v1.Event in the call's arena and hand it to the writer;
+ * the writer's callback (on the writer thread) builds the answer in the same arena and
+ * finishes the call. Read-your-writes on one node: the writer answers after its commit, so a
+ * check sent after that answer, with min_sequence = the answer's sequence, sees it.
+ */
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ent/v1/entitlement.pb-c.h"
+#include "ent/v1/event.pb-c.h"
+#include "rpc/core.h"
+
+#define MAX_BATCH 10000
+/* Re-begin a too-old snapshot this many times before answering UNAVAILABLE. */
+#define MIN_SEQ_RETRIES 3
+/* A batch this large builds a response big enough to drop the arena's blocks afterwards. */
+#define BIG_BATCH 256
+
+/* ---- building responses in the arena ------------------------------------------------- */
+
+/* Arena allocation that remembers a failure, so builders check once at the end. */
+struct bld {
+	struct ent_arena *a;
+	bool oom;
+};
+
+static void *bld_alloc(struct bld *b, size_t n)
+{
+	void *p = n ? ent_arena_alloc(b->a, n) : NULL;
+	if (n && !p)
+		b->oom = true;
+	return p;
+}
+
+static char *bld_str(struct bld *b, struct ent_str s)
+{
+	if (!s.len)
+		return (char *)protobuf_c_empty_string;
+	char *p = ent_arena_strndup(b->a, s.p, s.len);
+	if (!p) {
+		b->oom = true;
+		return (char *)protobuf_c_empty_string;
+	}
+	return p;
+}
+
+static char **bld_strs(struct bld *b, const struct ent_str *s, uint32_t n)
+{
+	char **v = bld_alloc(b, n * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = bld_str(b, s[i]);
+	return v;
+}
+
+static Ent__V1__PrivilegeValue **bld_privs(struct bld *b, const struct ent_priv *p, uint32_t n)
+{
+	Ent__V1__PrivilegeValue *vals = bld_alloc(b, n * sizeof(*vals));
+	Ent__V1__PrivilegeValue **v = bld_alloc(b, n * sizeof(*v));
+	if (!vals || !v)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		Ent__V1__PrivilegeValue *pv = &vals[i];
+		ent__v1__privilege_value__init(pv);
+		pv->code = bld_str(b, p[i].code);
+		pv->value_type = p[i].type;
+		switch (p[i].type) {
+		case ENT_PT_INTEGER:
+			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_INT_VALUE;
+			pv->int_value = p[i].i;
+			break;
+		case ENT_PT_BOOLEAN:
+			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_BOOL_VALUE;
+			pv->bool_value = p[i].b;
+			break;
+		case ENT_PT_STRING:
+		case ENT_PT_SELECT:
+			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
+			pv->string_value = bld_str(b, p[i].s);
+			break;
+		}
+		v[i] = pv;
+	}
+	return v;
+}
+
+static void fill_usage(Ent__V1__Usage *u, const struct ent_decision *d)
+{
+	ent__v1__usage__init(u);
+	u->limit = d->limit;
+	u->unlimited = d->unlimited;
+	u->used = d->used;
+	u->remaining = d->remaining;
+	u->is_soft_limit = d->soft;
+	u->reset_period = d->reset;
+	u->period_start = d->period_start;
+	u->period_end = d->period_end;
+}
+
+/* The response of one decided check; \a usage is storage for the Usage sub-message. */
+static void fill_check_response(struct bld *b, Ent__V1__CheckEntitlementResponse *resp,
+				Ent__V1__Usage *usage, const struct ent_decision *d, uint64_t seq)
+{
+	const struct ent_agg *g = d->agg;
+	ent__v1__check_entitlement_response__init(resp);
+	resp->allowed = d->allowed;
+	resp->reason = d->reason;
+	resp->feature_type = d->feature_type;
+	switch (d->feature_type) {
+	case ENT_FT_BOOLEAN:
+		resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_BOOL_VALUE;
+		resp->bool_value = g ? g->enabled : d->allowed;
+		break;
+	case ENT_FT_METERED:
+		/* An unlimited feature has no number to give: the oneof stays unset. */
+		if (g && !d->unlimited) {
+			resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_NUMBER_VALUE;
+			resp->number_value = (double)d->limit;
+		}
+		break;
+	case ENT_FT_STATIC:
+		if (g && g->n_static) {
+			resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_STRING_VALUE;
+			resp->string_value = bld_str(b, g->statics[0]);
+		}
+		break;
+	}
+	if (g) {
+		if (g->n_static) {
+			resp->n_static_values = g->n_static;
+			resp->static_values = bld_strs(b, g->statics, g->n_static);
+		}
+		if (g->n_privs) {
+			resp->n_privileges = g->n_privs;
+			resp->privileges = bld_privs(b, g->privs, g->n_privs);
+		}
+		if (g->override_applied) {
+			resp->override_applied = true;
+			resp->override_reason = bld_str(b, g->override_reason);
+			resp->override_expires_at = g->override_expires_at;
+		}
+	}
+	if (d->metered) {
+		fill_usage(usage, d);
+		resp->usage = usage;
+	}
+	resp->next_change_at = d->next_change_at;
+	resp->sequence = seq;
+}
+
+/* ---- validation and snapshots --------------------------------------------------------- */
+
+static int parse_check(const Ent__V1__CheckEntitlementRequest *r, int64_t now, struct ent_check *c,
+		       struct ent_err *err)
+{
+	int rc;
+	c->customer = ent_str_c(r->customer_id);
+	c->feature = ent_str_c(r->feature_code);
+	if ((rc = ent_check_id(c->customer, ENT_MAX_CUSTOMER_ID, "customer_id", err)) != 0)
+		return rc;
+	if ((rc = ent_check_id(c->feature, ENT_MAX_CODE, "feature_code", err)) != 0)
+		return rc;
+	if (r->quantity < 0)
+		return ent_err_set(err, ENT_EINVAL, "quantity: must not be negative");
+	if (r->at < 0)
+		return ent_err_set(err, ENT_EINVAL, "at: must not be negative");
+	c->quantity = r->quantity ? r->quantity : 1;
+	c->at = r->at ? r->at : now;
+	return 0;
+}
+
+/*
+ * Begin a snapshot at least \a min_seq new. A writer commit that the caller has already seen
+ * answered is visible to a fresh snapshot, so a renewal normally suffices; a min_sequence
+ * from the future (another node, or not yet committed) is refused rather than waited for,
+ * since a worker thread must never block.
+ */
+static int begin_min(struct ent_view *v, uint64_t min_seq, struct ent_err *err)
+{
+	for (int i = 0;; i++) {
+		int rc = ent_view_begin(v);
+		if (rc)
+			return ent_err_set(err, rc, "snapshot: %s", ent_strerror(rc));
+		uint64_t seq = ent_view_seq(v);
+		if (seq >= min_seq)
+			return 0;
+		ent_view_end(v);
+		if (i == MIN_SEQ_RETRIES)
+			return ent_err_set(err, ENT_EUNAVAIL,
+					   "snapshot sequence %" PRIu64
+					   " is older than min_sequence %" PRIu64,
+					   seq, min_seq);
+		sched_yield();
+	}
+}
+
+static int view_error(int rc, struct ent_err *err)
+{
+	return ent_err_set(err, rc, "check: %s", ent_strerror(rc));
+}
+
+/* ---- CheckEntitlement and the stream ------------------------------------------------- */
+
+/*
+ * Decide one check into \a resp. On success the view is still open (the response borrows
+ * nothing from it, but the caller ends it after packing, keeping one rule for all paths).
+ */
+static int check_one(struct ent_call *call, const Ent__V1__CheckEntitlementRequest *req,
+		     Ent__V1__CheckEntitlementResponse *resp, Ent__V1__Usage *usage,
+		     struct ent_err *err)
+{
+	struct ent_view *v = ent_call_worker(call)->view;
+	struct ent_check c;
+	int rc = parse_check(req, ent_now_ms(), &c, err);
+	if (rc)
+		return rc;
+	if ((rc = begin_min(v, req->min_sequence, err)) != 0)
+		return rc;
+	struct ent_check_result res;
+	if ((rc = ent_view_check(v, &c, &res)) != 0) {
+		ent_view_end(v);
+		return view_error(rc, err);
+	}
+	struct bld b = {ent_call_arena(call), false};
+	fill_check_response(&b, resp, usage, &res.d, ent_view_seq(v));
+	if (b.oom) {
+		ent_view_end(v);
+		return ent_err_set(err, ENT_ENOMEM, "response: out of memory");
+	}
+	return 0;
+}
+
+static void h_check(struct ent_call *call, const ProtobufCMessage *m)
+{
+	Ent__V1__CheckEntitlementResponse resp;
+	Ent__V1__Usage usage;
+	struct ent_err err;
+	if (check_one(call, (const Ent__V1__CheckEntitlementRequest *)m, &resp, &usage, &err)) {
+		ent_call_fail(call, err.code, err.msg);
+		return;
+	}
+	ent_call_reply(call, &resp.base);
+	ent_view_end(ent_call_worker(call)->view);
+}
+
+int ent_check_stream_msg(struct ent_call *c, const ProtobufCMessage *req, struct ent_err *err)
+{
+	Ent__V1__CheckEntitlementResponse resp;
+	Ent__V1__Usage usage;
+	int rc = check_one(c, (const Ent__V1__CheckEntitlementRequest *)req, &resp, &usage, err);
+	if (rc)
+		return rc;
+	rc = ent_call_stream_send(c, &resp.base);
+	ent_view_end(ent_call_worker(c)->view);
+	if (rc)
+		return ent_err_set(err, rc, "response: cannot be sent");
+	return 0;
+}
+
+/* ---- BatchCheckEntitlements ----------------------------------------------------------- */
+
+static void h_batch(struct ent_call *call, const ProtobufCMessage *m)
+{
+	const Ent__V1__BatchCheckEntitlementsRequest *req =
+		(const Ent__V1__BatchCheckEntitlementsRequest *)m;
+	struct ent_err err;
+	char msg[sizeof(err.msg) + 64];
+	size_t n = req->n_checks;
+
+	if (n == 0 || n > MAX_BATCH) {
+		snprintf(msg, sizeof(msg), "checks: must hold 1..%d checks (got %zu)", MAX_BATCH,
+			 n);
+		ent_call_fail(call, ENT_EINVAL, msg);
+		return;
+	}
+	if (n > BIG_BATCH)
+		ent_call_drop_arena(call);
+	struct bld b = {ent_call_arena(call), false};
+	struct ent_check *cs = bld_alloc(&b, n * sizeof(*cs));
+	Ent__V1__CheckEntitlementResponse *rs = bld_alloc(&b, n * sizeof(*rs));
+	Ent__V1__CheckEntitlementResponse **rp = bld_alloc(&b, n * sizeof(*rp));
+	Ent__V1__Usage *us = bld_alloc(&b, n * sizeof(*us));
+	if (b.oom) {
+		ent_call_fail(call, ENT_ENOMEM, "checks: out of memory");
+		return;
+	}
+	/* Validate everything before reading: a bad batch is refused as a whole. */
+	int64_t now = ent_now_ms();
+	uint64_t min_seq = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (parse_check(req->checks[i], now, &cs[i], &err) != 0) {
+			snprintf(msg, sizeof(msg), "checks[%zu].%s", i, err.msg);
+			ent_call_fail(call, err.code, msg);
+			return;
+		}
+		if (req->checks[i]->min_sequence > min_seq)
+			min_seq = req->checks[i]->min_sequence;
+	}
+	struct ent_view *v = ent_call_worker(call)->view;
+	if (begin_min(v, min_seq, &err) != 0) {
+		ent_call_fail(call, err.code, err.msg);
+		return;
+	}
+	/* One snapshot for all: the answers are consistent with each other. */
+	uint64_t seq = ent_view_seq(v);
+	struct ent_check_result res;
+	for (size_t i = 0; i < n; i++) {
+		int rc = ent_view_check(v, &cs[i], &res);
+		if (rc) {
+			ent_view_end(v);
+			snprintf(msg, sizeof(msg), "checks[%zu]: %s", i, ent_strerror(rc));
+			ent_call_fail(call, rc, msg);
+			return;
+		}
+		fill_check_response(&b, &rs[i], &us[i], &res.d, seq);
+		rp[i] = &rs[i];
+	}
+	if (b.oom) {
+		ent_view_end(v);
+		ent_call_fail(call, ENT_ENOMEM, "response: out of memory");
+		return;
+	}
+	Ent__V1__BatchCheckEntitlementsResponse resp =
+		ENT__V1__BATCH_CHECK_ENTITLEMENTS_RESPONSE__INIT;
+	resp.n_results = n;
+	resp.results = rp;
+	resp.sequence = seq;
+	ent_call_reply(call, &resp.base);
+	ent_view_end(v);
+}
+
+/* ---- GetCustomerEntitlements ---------------------------------------------------------- */
+
+struct gce {
+	struct bld b;
+	int64_t at;
+	Ent__V1__AggregatedFeature **items;
+	size_t n, cap;
+};
+
+static bool source_active(const struct ent_source *s, int64_t at)
+{
+	return (s->active_from == 0 || s->active_from <= at) &&
+	       (s->expires_at == 0 || at < s->expires_at);
+}
+
+static Ent__V1__EntitlementSource *build_source(struct bld *b, const struct ent_source *s,
+						int64_t at)
+{
+	Ent__V1__EntitlementSource *e = bld_alloc(b, sizeof(*e));
+	if (!e)
+		return NULL;
+	ent__v1__entitlement_source__init(e);
+	e->entity_type = s->type;
+	e->entity_id = bld_str(b, s->id);
+	e->entity_name = bld_str(b, s->name);
+	e->subscription_id = bld_str(b, s->subscription_id);
+	e->quantity = s->quantity;
+	e->is_enabled = s->enabled;
+	e->usage_limit = s->usage_limit;
+	e->unlimited = s->unlimited;
+	e->is_soft_limit = s->soft;
+	e->usage_reset_period = s->reset;
+	if (s->n_static) {
+		e->n_static_values = s->n_static;
+		e->static_values = bld_strs(b, s->statics, s->n_static);
+	}
+	if (s->n_privs) {
+		e->n_privileges = s->n_privs;
+		e->privileges = bld_privs(b, s->privs, s->n_privs);
+	}
+	e->active_from = s->active_from;
+	e->expires_at = s->expires_at;
+	e->reason = bld_str(b, s->reason);
+	e->active = source_active(s, at);
+	return e;
+}
+
+static int gce_feature(void *ctx, const struct ent_customer_feature *cf)
+{
+	struct gce *g = ctx;
+	struct bld *b = &g->b;
+	if (g->n == g->cap) {
+		/* Arena arrays cannot grow in place: double into a new one (the old one is
+		   dropped with the arena). */
+		size_t cap = g->cap ? g->cap * 2 : 16;
+		Ent__V1__AggregatedFeature **items = bld_alloc(b, cap * sizeof(*items));
+		if (!items)
+			return -ENT_ENOMEM;
+		if (g->n)
+			memcpy(items, g->items, g->n * sizeof(*items));
+		g->items = items;
+		g->cap = cap;
+	}
+	Ent__V1__AggregatedFeature *af = bld_alloc(b, sizeof(*af));
+	Ent__V1__AggregatedEntitlement *e = bld_alloc(b, sizeof(*e));
+	if (!af || !e)
+		return -ENT_ENOMEM;
+	ent__v1__aggregated_feature__init(af);
+	ent__v1__aggregated_entitlement__init(e);
+
+	af->feature = (Ent__V1__Feature *)cf->feature_pb;
+	if (!af->feature) {
+		/* The store always gives the declaration; if not, name the feature at least. */
+		Ent__V1__Feature *f = bld_alloc(b, sizeof(*f));
+		if (!f)
+			return -ENT_ENOMEM;
+		ent__v1__feature__init(f);
+		f->code = bld_str(b, cf->feature_code);
+		f->type = cf->r.d.feature_type;
+		af->feature = f;
+	}
+
+	const struct ent_decision *d = &cf->r.d;
+	const struct ent_agg *a = d->agg;
+	if (a) {
+		e->is_enabled = a->enabled;
+		e->is_soft_limit = a->soft;
+		e->usage_limit = a->limit;
+		e->unlimited = a->unlimited;
+		if (a->n_static) {
+			e->n_static_values = a->n_static;
+			e->static_values = bld_strs(b, a->statics, a->n_static);
+		}
+		if (a->n_privs) {
+			e->n_privileges = a->n_privs;
+			e->privileges = bld_privs(b, a->privs, a->n_privs);
+		}
+		if (a->override_applied) {
+			e->override_reason = bld_str(b, a->override_reason);
+			e->override_expires_at = a->override_expires_at;
+		}
+	}
+	e->usage_reset_period = d->reset ? d->reset : cf->r.usage.reset;
+	if (d->metered) {
+		Ent__V1__Usage *u = bld_alloc(b, sizeof(*u));
+		if (!u)
+			return -ENT_ENOMEM;
+		fill_usage(u, d);
+		e->usage = u;
+	}
+	e->reason = d->reason;
+	e->next_change_at = d->next_change_at;
+	af->entitlement = e;
+
+	const struct ent_sources *s = cf->sources;
+	if (s && s->n) {
+		af->sources = bld_alloc(b, s->n * sizeof(*af->sources));
+		if (!af->sources)
+			return -ENT_ENOMEM;
+		for (uint32_t i = 0; i < s->n; i++)
+			if (!(af->sources[af->n_sources++] = build_source(b, &s->src[i], g->at)))
+				return -ENT_ENOMEM;
+	}
+	if (b->oom)
+		return -ENT_ENOMEM;
+	g->items[g->n++] = af;
+	return 0;
+}
+
+static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
+{
+	const Ent__V1__GetCustomerEntitlementsRequest *req =
+		(const Ent__V1__GetCustomerEntitlementsRequest *)m;
+	struct ent_err err;
+	char msg[sizeof(err.msg) + 64];
+	struct ent_str customer = ent_str_c(req->customer_id);
+
+	if (ent_check_id(customer, ENT_MAX_CUSTOMER_ID, "customer_id", &err) != 0) {
+		ent_call_fail(call, err.code, err.msg);
+		return;
+	}
+	if (req->at < 0) {
+		ent_call_fail(call, ENT_EINVAL, "at: must not be negative");
+		return;
+	}
+	struct gce g = {.b = {ent_call_arena(call), false}};
+	g.at = req->at ? req->at : ent_now_ms();
+	struct ent_str *filter = NULL;
+	if (req->n_feature_codes) {
+		filter = bld_alloc(&g.b, req->n_feature_codes * sizeof(*filter));
+		if (!filter) {
+			ent_call_fail(call, ENT_ENOMEM, "feature_codes: out of memory");
+			return;
+		}
+		for (size_t i = 0; i < req->n_feature_codes; i++) {
+			filter[i] = ent_str_c(req->feature_codes[i]);
+			if (ent_check_id(filter[i], ENT_MAX_CODE, "feature_code", &err) != 0) {
+				snprintf(msg, sizeof(msg), "feature_codes[%zu]: %s", i, err.msg);
+				ent_call_fail(call, err.code, msg);
+				return;
+			}
+		}
+	}
+	struct ent_view *v = ent_call_worker(call)->view;
+	if (begin_min(v, req->min_sequence, &err) != 0) {
+		ent_call_fail(call, err.code, err.msg);
+		return;
+	}
+	/* Sources are gathered from the base tables: this answer is larger than a check's. */
+	ent_call_drop_arena(call);
+	int rc = ent_view_customer_features(v, customer, filter, req->n_feature_codes, g.at,
+					    ent_call_arena(call), gce_feature, &g);
+	if (rc == -ENT_ENOTFOUND) {
+		ent_view_end(v);
+		snprintf(msg, sizeof(msg), "customer_id: unknown customer '%s'", req->customer_id);
+		ent_call_fail(call, ENT_ENOTFOUND, msg);
+		return;
+	}
+	if (rc) {
+		ent_view_end(v);
+		snprintf(msg, sizeof(msg), "customer_id: cannot read '%s': %s", req->customer_id,
+			 ent_strerror(rc));
+		ent_call_fail(call, rc, msg);
+		return;
+	}
+	Ent__V1__GetCustomerEntitlementsResponse resp =
+		ENT__V1__GET_CUSTOMER_ENTITLEMENTS_RESPONSE__INIT;
+	resp.customer_id = req->customer_id;
+	resp.n_features = g.n;
+	resp.features = g.items;
+	resp.sequence = ent_view_seq(v);
+	ent_call_reply(call, &resp.base);
+	ent_view_end(v);
+}
+
+/* ---- writes: ReportUsage, ConsumeEntitlement ------------------------------------------ */
+
+/* Runs on the writer thread; the call is this thread's until the final batch starts. */
+static void report_done(void *ctx, const struct ent_apply_result *res)
+{
+	struct ent_call *call = ctx;
+	if (res->err.code) {
+		ent_call_fail(call, res->err.code, res->err.msg);
+		return;
+	}
+	Ent__V1__ReportUsageResponse resp = ENT__V1__REPORT_USAGE_RESPONSE__INIT;
+	Ent__V1__Usage usage;
+	fill_usage(&usage, &res->usage);
+	resp.duplicate = res->duplicate;
+	resp.usage = &usage;
+	resp.sequence = res->seq;
+	ent_call_reply(call, &resp.base);
+}
+
+static void consume_done(void *ctx, const struct ent_apply_result *res)
+{
+	struct ent_call *call = ctx;
+	if (res->err.code) {
+		ent_call_fail(call, res->err.code, res->err.msg);
+		return;
+	}
+	Ent__V1__ConsumeEntitlementResponse resp = ENT__V1__CONSUME_ENTITLEMENT_RESPONSE__INIT;
+	Ent__V1__Usage usage;
+	fill_usage(&usage, &res->usage);
+	resp.allowed = res->allowed;
+	resp.reason = res->reason;
+	resp.usage = &usage;
+	resp.sequence = res->seq;
+	resp.duplicate = res->duplicate;
+	ent_call_reply(call, &resp.base);
+}
+
+/*
+ * Hand \a ev to the writer. The event, the request it points to and the writer's request all
+ * live in the call's arena, which stays until the call is recycled after the callback's reply.
+ */
+static void submit(struct ent_call *call, Ent__V1__Event *ev, ent_writer_done_cb cb)
+{
+	struct ent_writer *w = ent_call_opts(call)->writer;
+	if (!w) {
+		ent_call_fail(call, ENT_EUNAVAIL, "writes are not available on this server");
+		return;
+	}
+	struct ent_writer_req *wr = ent_arena_alloc(ent_call_arena(call), sizeof(*wr));
+	if (!wr) {
+		ent_call_fail(call, ENT_ENOMEM, "request: out of memory");
+		return;
+	}
+	memset(wr, 0, sizeof(*wr));
+	wr->event = ev;
+	wr->cb = cb;
+	wr->ctx = call;
+	int rc = ent_writer_submit(w, wr);
+	if (rc)
+		ent_call_fail(call, rc, "writer: not accepting writes (shutting down)");
+	/* On success the call belongs to the writer until cb runs: do not touch it here. */
+}
+
+static Ent__V1__Event *new_event(struct ent_call *call)
+{
+	Ent__V1__Event *ev = ent_arena_alloc(ent_call_arena(call), sizeof(*ev));
+	if (ev)
+		ent__v1__event__init(ev);
+	return ev;
+}
+
+static int check_ids(const char *customer, const char *feature, struct ent_err *err)
+{
+	int rc = ent_check_id(ent_str_c(customer), ENT_MAX_CUSTOMER_ID, "customer_id", err);
+	if (!rc)
+		rc = ent_check_id(ent_str_c(feature), ENT_MAX_CODE, "feature_code", err);
+	return rc;
+}
+
+static void h_report(struct ent_call *call, const ProtobufCMessage *m)
+{
+	Ent__V1__ReportUsageRequest *req = (Ent__V1__ReportUsageRequest *)m;
+	struct ent_err err;
+	if (check_ids(req->customer_id, req->feature_code, &err) ||
+	    ent_check_id(ent_str_c(req->idempotency_key), ENT_MAX_IDEM_KEY, "idempotency_key",
+			 &err)) {
+		ent_call_fail(call, err.code, err.msg);
+		return;
+	}
+	if (req->quantity <= 0) {
+		ent_call_fail(call, ENT_EINVAL, "quantity: must be positive");
+		return;
+	}
+	if (req->timestamp < 0) {
+		ent_call_fail(call, ENT_EINVAL, "timestamp: must not be negative");
+		return;
+	}
+	Ent__V1__Event *ev = new_event(call);
+	if (!ev) {
+		ent_call_fail(call, ENT_ENOMEM, "request: out of memory");
+		return;
+	}
+	ev->kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
+	ev->report_usage = req;
+	submit(call, ev, report_done);
+}
+
+static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
+{
+	Ent__V1__ConsumeEntitlementRequest *req = (Ent__V1__ConsumeEntitlementRequest *)m;
+	struct ent_err err;
+	if (check_ids(req->customer_id, req->feature_code, &err) ||
+	    (*req->idempotency_key && ent_check_id(ent_str_c(req->idempotency_key),
+						   ENT_MAX_IDEM_KEY, "idempotency_key", &err))) {
+		ent_call_fail(call, err.code, err.msg);
+		return;
+	}
+	if (req->quantity < 0) {
+		ent_call_fail(call, ENT_EINVAL, "quantity: must not be negative");
+		return;
+	}
+	/* The request lives in the arena and is ours: say what 0 means before it is logged as
+	   an event. */
+	if (req->quantity == 0)
+		req->quantity = 1;
+	Ent__V1__Event *ev = new_event(call);
+	if (!ev) {
+		ent_call_fail(call, ENT_ENOMEM, "request: out of memory");
+		return;
+	}
+	ev->kind_case = ENT__V1__EVENT__KIND_CONSUME;
+	ev->consume = req;
+	submit(call, ev, consume_done);
+}
+
+const struct ent_method ent_check_methods[] = {
+	{"/ent.v1.EntitlementService/CheckEntitlement",
+	 &ent__v1__check_entitlement_request__descriptor, h_check, false},
+	{"/ent.v1.EntitlementService/BatchCheckEntitlements",
+	 &ent__v1__batch_check_entitlements_request__descriptor, h_batch, false},
+	{"/ent.v1.EntitlementService/GetCustomerEntitlements",
+	 &ent__v1__get_customer_entitlements_request__descriptor, h_customer, false},
+	{"/ent.v1.EntitlementService/ReportUsage", &ent__v1__report_usage_request__descriptor,
+	 h_report, false},
+	{"/ent.v1.EntitlementService/ConsumeEntitlement",
+	 &ent__v1__consume_entitlement_request__descriptor, h_consume, false},
+};
+const size_t ent_check_methods_count = sizeof(ent_check_methods) / sizeof(ent_check_methods[0]);

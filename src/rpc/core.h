@@ -1,0 +1,236 @@
+/*
+ * Private to the server core (server.c, call.c) and the services built directly on its call
+ * state (check.c for the bidirectional check stream, health.c for Watch). admin.c only needs
+ * impl.h.
+ *
+ * Threads and ownership
+ * ---------------------
+ * Each worker thread owns one completion queue, one read view and a pool of struct ent_call.
+ * A call object is requested on its worker's queue and every batch it starts reports back to
+ * that same queue, so all of its state changes happen on one thread and need no lock. The one
+ * exception is a unary handler that hands its work to the writer: from then on the writer
+ * thread owns the call until ent_call_reply()/ent_call_fail() has started the final batch; the
+ * worker does not touch the call in between, and the completion comes back to the worker.
+ *
+ * A call object is recycled (back on its worker's free list, its arena reset) when no batch is
+ * in flight (pending == 0) and the call is over (finished). Recycling never frees memory of our
+ * own, so a steady state allocates nothing in this module.
+ *
+ * Worker notifications (health changes, shutdown, orphaned calls) are delivered as completions:
+ * another thread creates a call on a lame channel bound to the worker's queue, which fails at
+ * once and so posts its tag there. The C core has no public alarm; this is the smallest public
+ * way to wake one particular queue.
+ */
+#ifndef ENT_RPC_CORE_H
+#define ENT_RPC_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+
+#include "rpc/impl.h"
+
+/** What a completion means; every tag handed to gRPC is a struct ent_tag. */
+enum ent_tag_kind {
+	ENT_TAG_REQUEST,  /**< a requested call arrived (success 0: slot killed by shutdown) */
+	ENT_TAG_BATCH,	  /**< the final batch (status sent, close received) */
+	ENT_TAG_RECV,	  /**< stream: a RECV_MESSAGE finished */
+	ENT_TAG_SEND,	  /**< stream: a SEND_MESSAGE finished */
+	ENT_TAG_CLOSE,	  /**< watch: the early RECV_CLOSE_ON_SERVER finished */
+	ENT_TAG_NOTIFY,	  /**< a worker notification (lame call finished) */
+	ENT_TAG_SHUTDOWN, /**< grpc_server_shutdown_and_notify finished */
+};
+
+struct ent_tag {
+	uint8_t kind;
+	void *owner; /**< the struct ent_call, ent_wstate or ent_rpc it belongs to */
+};
+
+enum ent_method_kind {
+	ENT_MK_UNARY,	     /**< request arrives with the call, one final batch */
+	ENT_MK_CHECK_STREAM, /**< ent.v1.EntitlementService/StreamCheckEntitlements */
+	ENT_MK_WATCH,	     /**< grpc.health.v1.Health/Watch */
+	ENT_MK_GENERIC,	     /**< any unregistered method: UNIMPLEMENTED */
+};
+
+/** A registered method of the running server. */
+struct ent_rmethod {
+	const char *path;
+	const struct ent_method *m; /**< unary: descriptor and handler; NULL otherwise */
+	uint8_t kind;		    /**< enum ent_method_kind */
+	bool auth;		    /**< needs the credential (admin, or checks when protected) */
+	unsigned prearm;	    /**< calls kept requested per queue */
+	void *handle;		    /**< grpc_server_register_method's handle */
+};
+
+struct ent_wstate;
+
+/*
+ * One call. Invariants:
+ * - pending counts batches in flight; the call is recycled on its worker thread when the last
+ *   one completes and finished is set (the final status batch was started, or the call died).
+ * - streams: at most one RECV_MESSAGE (recv_busy) and one SEND_MESSAGE (send_busy) in flight;
+ *   a message received while a send is in flight waits in held.
+ * - sent holds the byte buffer of the SEND_MESSAGE in flight (destroyed on its completion).
+ * - payload, md, deadline and details are filled by gRPC when the request completes and are
+ *   valid until the call is recycled (metadata values die with grpc_call_unref).
+ */
+struct ent_call {
+	struct ent_tag t_request, t_batch, t_recv, t_send, t_close;
+	struct ent_wstate *ws;
+	const struct ent_rmethod *rm; /**< what it was requested for */
+	struct ent_call *next;	      /**< free list or the worker's watch list */
+	struct ent_call *all_next;    /**< every call object of the worker */
+	struct ent_call *orphan_next; /**< the worker's orphan stack */
+
+	grpc_call *call;
+	gpr_timespec deadline;
+	grpc_call_details details; /**< generic calls only */
+	grpc_metadata_array md;
+	grpc_byte_buffer *payload; /**< request (unary, watch) */
+	grpc_byte_buffer *recv;	   /**< stream: target of RECV_MESSAGE */
+	grpc_byte_buffer *held;	   /**< stream: received while a send was in flight */
+	grpc_byte_buffer *sent;	   /**< message of the SEND_MESSAGE in flight */
+	grpc_slice status_details;
+	bool has_details;
+	int cancelled; /**< RECV_CLOSE_ON_SERVER: the client left */
+
+	unsigned pending;
+	bool finished;
+	bool md_sent;	  /**< initial metadata went out */
+	bool send_busy;	  /**< stream/watch: a SEND_MESSAGE is in flight */
+	bool recv_busy;	  /**< stream: a RECV_MESSAGE is in flight */
+	bool half_closed; /**< stream: the client finished sending */
+	bool close_armed; /**< RECV_CLOSE_ON_SERVER was started */
+	bool drop_arena;  /**< free the arena's blocks on recycle (a large call) */
+
+	/* A final status that waits for the send in flight (stream, watch). */
+	bool end_pending;
+	grpc_status_code end_status;
+	char end_msg[256];
+
+	/* Health Watch: the status last sent and the one to report (-1: unknown service). */
+	int watch_sent;
+	bool watch_unknown;
+	bool watch_listed;
+
+	struct ent_arena arena;
+	ProtobufCAllocator alloc;
+};
+
+/*
+ * Per worker thread. The public part (struct ent_worker) comes first so a handler's
+ * ent_call_worker() pointer converts back. Only notify_armed and orphans are touched by other
+ * threads; everything else belongs to the worker thread.
+ */
+struct ent_wstate {
+	struct ent_worker w;
+	grpc_completion_queue *cq;
+	pthread_t thread;
+	bool thread_started;
+	struct ent_call *free;	  /**< idle call objects, LIFO so the warm ones are reused */
+	struct ent_call *all;	  /**< every call object, freed at stop */
+	struct ent_call *watches; /**< active health Watch streams */
+	size_t n_calls;
+	atomic_size_t live; /**< calls that arrived and are not recycled yet (read at stop) */
+
+	struct ent_tag t_notify;
+	atomic_int notify_armed; /**< a notification call is in flight */
+	grpc_call *notify_call;
+	grpc_metadata_array notify_md;
+	grpc_status_code notify_status;
+	grpc_slice notify_details;
+	_Atomic(struct ent_call *) orphans; /**< calls another thread could not finish */
+};
+
+/* Invariant: after start, only serving, stopping and the shutdown fields change. */
+struct ent_rpc {
+	struct ent_rpc_opts opts; /**< copy; admin_token points at token */
+	char *token;
+	grpc_server *server;
+	grpc_channel *lame; /**< posts worker notifications */
+	struct ent_rmethod *methods;
+	size_t n_methods;
+	struct ent_rmethod generic;
+	struct ent_wstate *workers;
+	unsigned n_workers;
+	atomic_bool serving;
+	atomic_bool stopping;
+
+	struct ent_tag t_shutdown;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	bool shutdown_done; /**< under mu */
+};
+
+/* ---- call.c --------------------------------------------------------------------------- */
+
+/** Set up a call object of \a ws (no gRPC state yet). NULL on allocation failure. */
+struct ent_call *ent_call_new(struct ent_wstate *ws);
+/** Free a recycled call object (stop only). */
+void ent_call_free(struct ent_call *c);
+/** Request \a c for \a rm on its worker's queue. \return 0 or -ENT_EUNAVAIL. */
+int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm);
+/** A completion for \a c arrived on its worker thread. */
+void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success);
+/** Recycle every call in the worker's orphan stack (worker thread). */
+void ent_call_collect_orphans(struct ent_wstate *ws);
+/** The worker's idle call object, or a new one. NULL on allocation failure. */
+struct ent_call *ent_call_get(struct ent_wstate *ws);
+
+/** Note that the call's arena grew large: its blocks are freed instead of kept on recycle. */
+void ent_call_drop_arena(struct ent_call *c);
+
+/**
+ * Stream/watch: start a SEND_MESSAGE of \a msg (initial metadata with the first).
+ * \return 0, or -ENT_E* (nothing started).
+ */
+int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg);
+/**
+ * Stream/watch: end with \a status / \a msg once no send is in flight. The final batch carries
+ * RECV_CLOSE_ON_SERVER except for Watch, whose close is already pending.
+ */
+void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg);
+
+/** The credential check for a call whose method needs it (0 or -ENT_EAUTH). */
+int ent_call_auth(struct ent_call *c);
+
+/** Unpack \a bb into the call's arena. NULL: malformed. The buffer is not consumed. */
+ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
+				  grpc_byte_buffer *bb);
+
+/* ---- server.c ------------------------------------------------------------------------- */
+
+/** Wake the worker: it collects orphans and reconsiders its Watch streams. Any thread. */
+void ent_rpc_notify(struct ent_wstate *ws);
+
+/* ---- check.c -------------------------------------------------------------------------- */
+
+extern const struct ent_method ent_check_methods[];
+extern const size_t ent_check_methods_count;
+/** The path of the bidirectional check stream. */
+#define ENT_CHECK_STREAM_PATH "/ent.v1.EntitlementService/StreamCheckEntitlements"
+/**
+ * One message of the check stream: validate, check and start its response send.
+ * \return 0, or -ENT_E* with \a err naming the field (the stream ends with that status).
+ */
+int ent_check_stream_msg(struct ent_call *c, const ProtobufCMessage *req, struct ent_err *err);
+
+/* ---- health.c ------------------------------------------------------------------------- */
+
+extern const struct ent_method ent_health_methods[];
+extern const size_t ent_health_methods_count;
+#define ENT_HEALTH_WATCH_PATH "/grpc.health.v1.Health/Watch"
+/** A Watch call arrived with its request in c->payload. */
+void ent_health_watch_start(struct ent_call *c);
+/** The Watch's send finished successfully and no final status is waiting. */
+void ent_health_watch_sent(struct ent_call *c);
+/** The Watch's RECV_CLOSE_ON_SERVER finished: the client left or the call ended. */
+void ent_health_watch_closed(struct ent_call *c);
+/** The serving status or the stopping flag may have changed: update the worker's watches. */
+void ent_health_watch_update(struct ent_wstate *ws);
+
+#endif

@@ -1,0 +1,484 @@
+/*
+ * The writer: one libuv loop thread that owns every LMDB write transaction.
+ *
+ * Other threads only push requests onto a mutex-guarded FIFO and wake the loop with
+ * uv_async_send. The loop takes the whole queue at once and applies it in groups of at most
+ * max_group events, one write transaction per group, committed durably before any caller of
+ * the group is answered. A uv_timer fires at the next boundary of the store's index (override
+ * expiry or activation, period end) and at least hourly, and applies a Tick event.
+ * docs/writer.md tells the whole story (ordering, failure isolation, disk full).
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "ent/store.h"
+#include "ent/util.h"
+#include "ent/v1/event.pb-c.h"
+#include "ent/writer.h"
+
+/** Idempotency keys are pruned by a tick at least this often, boundary or not. */
+#define TICK_EVERY_MS (60 * 60 * 1000)
+/** Retry delay when a boundary survived the tick that should have cleared it. */
+#define STUCK_RETRY_MS		  1000
+#define DEFAULT_MAX_GROUP	  1024
+#define DEFAULT_IDEM_RETENTION_MS (7LL * 24 * 60 * 60 * 1000)
+
+/*
+ * Invariants:
+ * - qhead/qtail/stopping are only touched with qlock held. A submitter that finds the queue
+ *   empty calls uv_async_send(&work) while still holding qlock; once stopping is set nobody
+ *   sends any more, so the loop may close the handles after draining under qlock.
+ * - Everything below "loop thread only" is touched by the loop thread alone (and by
+ *   ent_writer_start/stop before the thread starts and after it was joined).
+ * - The atomics are written by the loop thread and read by anyone (stats, seq).
+ */
+struct ent_writer {
+	struct ent_store *store;
+	size_t max_group;
+	int64_t idem_retention_ms;
+
+	uv_mutex_t qlock;
+	struct ent_writer_req *qhead, *qtail;
+	bool stopping;
+
+	uv_thread_t thread;
+	uv_loop_t loop;
+	uv_async_t work; /**< "requests queued" */
+	uv_async_t stop; /**< "stop began: drain and close" */
+	uv_timer_t timer;
+
+	/* loop thread only */
+	struct ent_arena arena;		  /**< results' objects; reset after each group's answers */
+	struct ent_apply_result *results; /**< max_group entries, one per request of a group */
+	struct ent_writer_req **group;	  /**< max_group entries: the group being applied */
+	int64_t armed_boundary;		  /**< boundary the timer waits for, 0: hourly tick only */
+	int64_t last_tick;  /**< when the last tick ran (start time before the first) */
+	Ent__V1__Tick tick; /**< the tick event, reused */
+	Ent__V1__Event tick_ev;
+	struct ent_writer_req tick_req;
+	uint64_t full_refused;	/**< events answered ENT_EFULL since the last log line */
+	int64_t full_logged_at; /**< when that line was last written */
+
+	_Atomic uint64_t seq;
+	_Atomic uint64_t commits, events, failed, queue_depth;
+	_Atomic uint64_t last_commit_us;
+	_Atomic int64_t next_boundary_at;
+	_Atomic int64_t boundary_lag_ms;
+};
+
+/* ---- answering ------------------------------------------------------------------------ */
+
+/*
+ * Answer reqs[0..n) with their results and forget the arena. Called only once the group's fate
+ * is sealed (committed, or known not to be), so an acknowledged event is a durable one.
+ * A request may be freed by its own callback: read it before calling.
+ */
+static void answer(struct ent_writer *w, struct ent_writer_req **reqs, struct ent_apply_result *res,
+		   size_t n)
+{
+	uint64_t failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (res[i].err.code)
+			failed++;
+	}
+	atomic_fetch_add_explicit(&w->events, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->failed, failed, memory_order_relaxed);
+	for (size_t i = 0; i < n; i++) {
+		struct ent_writer_req *r = reqs[i];
+		ent_writer_done_cb cb = r->cb;
+		void *ctx = r->ctx;
+		r->next = NULL;
+		if (cb)
+			cb(ctx, &res[i]);
+	}
+	ent_arena_reset(&w->arena);
+}
+
+/* Turn the result of an event that will not be committed into the group's error. */
+static void fail_result(struct ent_apply_result *res, const struct ent_err *err)
+{
+	if (res->err.code)
+		return; /* it failed on its own: its own reason is the more useful one */
+	memset(res, 0, sizeof(*res));
+	res->err = *err;
+}
+
+/* ---- group commit --------------------------------------------------------------------- */
+
+/*
+ * Try to apply reqs[0..n) in one transaction. Returns n once every request was answered.
+ * Returns k < n when the map ran out of space and a shorter group may fit: nothing was
+ * answered, the transaction was aborted, and the caller retries reqs[0..k). k is the index of
+ * the event whose ent_apply hit -ENT_EFULL (0: that event was first and does not fit alone),
+ * or n / 2 when the commit itself hit it.
+ */
+static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t n)
+{
+	struct ent_apply_result *res = w->results;
+	struct ent_err err = {0};
+	struct ent_wtxn *txn;
+
+	int rc = ent_wtxn_begin(w->store, &txn);
+	if (rc) {
+		ent_err_set(&err, -rc, "write transaction: %s", ent_strerror(rc));
+		for (size_t i = 0; i < n; i++) {
+			memset(&res[i], 0, sizeof(res[i]));
+			res[i].err = err;
+		}
+		ent_log(ENT_LOG_ERROR, "writer: cannot begin a transaction", "err", err.msg, NULL);
+		answer(w, reqs, res, n);
+		return n;
+	}
+
+	/*
+	 * The submitter's Event is const and may be read by it concurrently (e.g. to build the
+	 * response), so the time stamp goes on a shallow copy: only the top-level `at` differs,
+	 * the payload pointers are shared and only read by ent_apply.
+	 */
+	int64_t now = ent_now_ms();
+	for (size_t i = 0; i < n; i++) {
+		Ent__V1__Event ev = *reqs[i]->event;
+		if (ev.at == 0)
+			ev.at = now;
+		memset(&res[i], 0, sizeof(res[i]));
+		rc = ent_apply(txn, &ev, &w->arena, &res[i]);
+		if (rc == -ENT_EFULL) {
+			ent_wtxn_abort(txn);
+			ent_arena_reset(&w->arena);
+			return i;
+		}
+		if (rc && !res[i].err.code)
+			ent_err_set(&res[i].err, -rc, "%s", ent_strerror(rc));
+		if (res[i].err.code)
+			res[i].seq = 0;
+	}
+
+	uint64_t seq = ent_wtxn_seq(txn);
+	uint64_t t0 = uv_hrtime();
+	rc = ent_wtxn_commit(txn, &err);
+	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
+	if (rc == -ENT_EFULL && n > 1) {
+		/* The pages LMDB needs at commit did not fit: half as many events may. */
+		ent_arena_reset(&w->arena);
+		return n / 2;
+	}
+	if (rc) {
+		/* Nothing of the group reached the disk: every event is answered so. */
+		if (!err.code)
+			ent_err_set(&err, -rc, "commit: %s", ent_strerror(rc));
+		for (size_t i = 0; i < n; i++)
+			fail_result(&res[i], &err);
+		if (rc == -ENT_EFULL)
+			w->full_refused += n;
+		else
+			ent_log(ENT_LOG_ERROR, "writer: commit failed", "err", err.msg, NULL);
+	} else {
+		atomic_store_explicit(&w->seq, seq, memory_order_release);
+		atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
+	}
+	answer(w, reqs, res, n);
+	return n;
+}
+
+/*
+ * Apply reqs[0..n) in as few transactions as fit. When the map runs out of space, the group is
+ * cut before the event that did not fit (or halved, if the commit did not fit) and retried; an
+ * event that does not fit as the first of a transaction is answered -ENT_EFULL alone. So one
+ * oversized change fails by itself and everything around it still commits if it fits. The
+ * group size only grows back (doubling) after a success, so a map that stays full costs one
+ * short attempt per event, never a loop.
+ */
+static void run_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t n)
+{
+	size_t start = 0, cap = n;
+	while (start < n) {
+		size_t m = n - start < cap ? n - start : cap;
+		size_t k = try_group(w, reqs + start, m);
+		if (k == m) {
+			start += m;
+			cap = cap > n / 2 ? n : cap * 2;
+		} else if (k == 0) {
+			struct ent_apply_result *res = w->results;
+			memset(res, 0, sizeof(*res));
+			ent_err_set(&res->err, ENT_EFULL,
+				    "database full: the change does not fit in the map");
+			answer(w, reqs + start, res, 1);
+			start += 1;
+			w->full_refused++;
+		} else {
+			cap = k;
+		}
+	}
+	/* A full map refuses every event: one line a second, with the count, not one each. */
+	int64_t now = ent_now_ms();
+	if (w->full_refused && now - w->full_logged_at >= 1000) {
+		char buf[24];
+		snprintf(buf, sizeof(buf), "%" PRIu64, w->full_refused);
+		ent_log(ENT_LOG_WARN, "writer: events refused, the database map is full", "events",
+			buf, NULL);
+		w->full_refused = 0;
+		w->full_logged_at = now;
+	}
+}
+
+static void arm_timer(struct ent_writer *w);
+
+/*
+ * Take the whole queue at once (O(1) under the lock) and apply it group by group. Requests
+ * submitted meanwhile find the queue empty and send a new wake-up, so nothing is left behind
+ * and the loop gets to run its timer between two takes.
+ */
+static void drain(struct ent_writer *w)
+{
+	uv_mutex_lock(&w->qlock);
+	struct ent_writer_req *r = w->qhead;
+	w->qhead = w->qtail = NULL;
+	uv_mutex_unlock(&w->qlock);
+	if (!r)
+		return;
+
+	while (r) {
+		size_t n = 0;
+		while (r && n < w->max_group) {
+			w->group[n++] = r;
+			r = r->next;
+		}
+		/* Counted out before the answers, so a caller answered sees itself dequeued. */
+		atomic_fetch_sub_explicit(&w->queue_depth, n, memory_order_relaxed);
+		run_group(w, w->group, n);
+	}
+	arm_timer(w);
+}
+
+static void on_work(uv_async_t *h)
+{
+	drain(h->data);
+}
+
+/* ---- boundaries ----------------------------------------------------------------------- */
+
+static void on_tick_done(void *ctx, const struct ent_apply_result *res)
+{
+	if (res->err.code)
+		ent_log(ENT_LOG_ERROR, "writer: tick failed", "err", res->err.msg, NULL);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void run_tick(struct ent_writer *w, int64_t now)
+{
+	w->tick.now = now;
+	w->tick.idem_before = now - w->idem_retention_ms;
+	w->tick_ev.at = now;
+	struct ent_writer_req *r = &w->tick_req;
+	run_group(w, &r, 1);
+	w->last_tick = now;
+}
+
+/*
+ * (Re)arm the timer for the earliest of the next boundary and the hourly tick. The store's
+ * index is the truth (it survives restarts), so a boundary that passed while entd was down
+ * gives a delay of 0 and fires at once.
+ */
+static void arm_timer(struct ent_writer *w)
+{
+	int64_t at = 0;
+	int rc = ent_store_next_boundary(w->store, &at);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR, "writer: cannot read the next boundary", "err",
+			ent_strerror(rc), NULL);
+		at = 0;
+	}
+	atomic_store_explicit(&w->next_boundary_at, at, memory_order_relaxed);
+
+	int64_t now = ent_now_ms();
+	int64_t target = w->last_tick + TICK_EVERY_MS;
+	w->armed_boundary = 0;
+	if (at != 0 && at < target) {
+		target = at;
+		w->armed_boundary = at;
+		/*
+		 * A tick at or after this instant already ran and the boundary is still there:
+		 * retry later rather than spin on it.
+		 */
+		if (at <= w->last_tick && target < now + STUCK_RETRY_MS)
+			target = now + STUCK_RETRY_MS;
+	}
+	int64_t delay = target > now ? target - now : 0;
+	/* The loop's clock is cached at the start of an iteration; a commit may have taken long. */
+	uv_update_time(&w->loop);
+	uv_timer_start(&w->timer, on_timer, (uint64_t)delay, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct ent_writer *w = t->data;
+	int64_t now = ent_now_ms();
+	int64_t boundary = w->armed_boundary;
+	bool boundary_due = boundary != 0 && boundary <= now;
+	/*
+	 * The timer runs on the monotonic clock, boundaries are wall-clock instants: if the wall
+	 * clock was stepped back, the timer can fire before the boundary. Then just re-arm.
+	 */
+	if (boundary_due || now - w->last_tick >= TICK_EVERY_MS)
+		run_tick(w, now);
+	if (boundary_due)
+		atomic_store_explicit(&w->boundary_lag_ms, now - boundary, memory_order_relaxed);
+	arm_timer(w);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+/*
+ * Stop began (no submitter can queue any more): answer everything still queued, then close
+ * the handles so uv_run returns and the thread ends.
+ */
+static void on_stop(uv_async_t *h)
+{
+	struct ent_writer *w = h->data;
+	drain(w);
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->work, NULL);
+	uv_close((uv_handle_t *)&w->stop, NULL);
+	uv_close((uv_handle_t *)&w->timer, NULL);
+}
+
+static void loop_main(void *arg)
+{
+	struct ent_writer *w = arg;
+	arm_timer(w);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out)
+{
+	if (!opts || !opts->store || !out)
+		return -ENT_EINVAL;
+	struct ent_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENT_ENOMEM;
+	w->store = opts->store;
+	w->max_group = opts->max_group ? opts->max_group : DEFAULT_MAX_GROUP;
+	w->idem_retention_ms =
+		opts->idem_retention_ms > 0 ? opts->idem_retention_ms : DEFAULT_IDEM_RETENTION_MS;
+	w->results = calloc(w->max_group, sizeof(*w->results));
+	w->group = calloc(w->max_group, sizeof(*w->group));
+	if (!w->results || !w->group)
+		goto fail_alloc;
+	ent_arena_init(&w->arena, 0);
+
+	struct ent_store_stats st;
+	if (ent_store_stats(w->store, &st) == 0)
+		atomic_store(&w->seq, st.seq);
+	w->last_tick = ent_now_ms();
+	ent__v1__tick__init(&w->tick);
+	ent__v1__event__init(&w->tick_ev);
+	w->tick_ev.kind_case = ENT__V1__EVENT__KIND_TICK;
+	w->tick_ev.tick = &w->tick;
+	w->tick_req.event = &w->tick_ev;
+	w->tick_req.cb = on_tick_done;
+	w->tick_req.ctx = w;
+
+	if (uv_mutex_init(&w->qlock))
+		goto fail_mutex;
+	if (uv_loop_init(&w->loop))
+		goto fail_loop;
+	/* Handles are set up here; the thread creation orders this before the loop runs. */
+	if (uv_async_init(&w->loop, &w->work, on_work))
+		goto fail_handles;
+	w->work.data = w;
+	if (uv_async_init(&w->loop, &w->stop, on_stop)) {
+		uv_close((uv_handle_t *)&w->work, NULL);
+		goto fail_handles;
+	}
+	w->stop.data = w;
+	uv_timer_init(&w->loop, &w->timer);
+	w->timer.data = w;
+	if (uv_thread_create(&w->thread, loop_main, w)) {
+		uv_close((uv_handle_t *)&w->work, NULL);
+		uv_close((uv_handle_t *)&w->stop, NULL);
+		uv_close((uv_handle_t *)&w->timer, NULL);
+		goto fail_handles;
+	}
+	*out = w;
+	return 0;
+
+fail_handles:
+	uv_run(&w->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+	uv_loop_close(&w->loop);
+fail_loop:
+	uv_mutex_destroy(&w->qlock);
+fail_mutex:
+	ent_arena_deinit(&w->arena);
+fail_alloc:
+	free(w->results);
+	free(w->group);
+	free(w);
+	return -ENT_ENOMEM;
+}
+
+int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req)
+{
+	req->next = NULL;
+	uv_mutex_lock(&w->qlock);
+	if (w->stopping) {
+		uv_mutex_unlock(&w->qlock);
+		return -ENT_EUNAVAIL;
+	}
+	bool was_empty = w->qhead == NULL;
+	if (was_empty)
+		w->qhead = req;
+	else
+		w->qtail->next = req;
+	w->qtail = req;
+	atomic_fetch_add_explicit(&w->queue_depth, 1, memory_order_relaxed);
+	/*
+	 * Only the push onto an empty queue wakes the loop: the loop takes the whole queue, so a
+	 * non-empty one has a wake-up pending already. Sending under the lock is what lets
+	 * on_stop close the handle safely (see the invariants); it is a flag test and at most
+	 * one eventfd write.
+	 */
+	if (was_empty)
+		uv_async_send(&w->work);
+	uv_mutex_unlock(&w->qlock);
+	return 0;
+}
+
+uint64_t ent_writer_seq(const struct ent_writer *w)
+{
+	return atomic_load_explicit(&w->seq, memory_order_acquire);
+}
+
+void ent_writer_get_stats(const struct ent_writer *w, struct ent_writer_stats *out)
+{
+	out->commits = atomic_load_explicit(&w->commits, memory_order_relaxed);
+	out->events = atomic_load_explicit(&w->events, memory_order_relaxed);
+	out->failed = atomic_load_explicit(&w->failed, memory_order_relaxed);
+	out->queue_depth = atomic_load_explicit(&w->queue_depth, memory_order_relaxed);
+	out->last_commit_us = atomic_load_explicit(&w->last_commit_us, memory_order_relaxed);
+	out->next_boundary_at = atomic_load_explicit(&w->next_boundary_at, memory_order_relaxed);
+	out->boundary_lag_ms = atomic_load_explicit(&w->boundary_lag_ms, memory_order_relaxed);
+}
+
+void ent_writer_stop(struct ent_writer *w)
+{
+	if (!w)
+		return;
+	uv_mutex_lock(&w->qlock);
+	w->stopping = true;
+	uv_mutex_unlock(&w->qlock);
+	uv_async_send(&w->stop);
+	uv_thread_join(&w->thread);
+
+	uv_loop_close(&w->loop);
+	uv_mutex_destroy(&w->qlock);
+	ent_arena_deinit(&w->arena);
+	free(w->results);
+	free(w->group);
+	free(w);
+}

@@ -1,0 +1,933 @@
+/*
+ * The writer against a real store in a temporary LMDB directory: concurrent submitters, group
+ * commit, failure isolation, hard limits under contention, boundary timers, draining on stop.
+ *
+ * Nothing here depends on timing for pass/fail: where the writer must be caught mid-way, a
+ * "gate" request whose callback blocks holds the writer thread still; waits have generous
+ * time-outs that only turn a hang into a failure.
+ *
+ * ENT_WRITER_BENCH=1 also prints durable events per second (never asserted).
+ */
+#include <dirent.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "ent/store.h"
+#include "ent/util.h"
+#include "ent/v1/event.pb-c.h"
+#include "ent/writer.h"
+
+#define WAIT_NS (120ULL * 1000 * 1000 * 1000) /* a hang guard, not a pass criterion */
+
+struct fx {
+	char dir[64];
+	struct ent_store *store;
+	struct ent_writer *w;
+};
+
+static void rm_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	char p[512];
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static struct ent_store *open_store(const char *dir)
+{
+	struct ent_store_opts o = {.path = dir};
+	struct ent_store *s = NULL;
+	struct ent_err err = {0};
+	int rc = ent_store_open(&o, &s, &err);
+	if (rc)
+		fprintf(stderr, "ent_store_open: %s\n", err.msg);
+	assert_int_equal(rc, 0);
+	return s;
+}
+
+static struct ent_writer *start_writer(struct ent_store *s, size_t max_group)
+{
+	struct ent_writer_opts o = {.store = s, .max_group = max_group};
+	struct ent_writer *w = NULL;
+	assert_int_equal(ent_writer_start(&o, &w), 0);
+	assert_non_null(w);
+	return w;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	strcpy(f->dir, "/tmp/ent_writer_XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	f->store = open_store(f->dir);
+	f->w = start_writer(f->store, 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (f->w)
+		ent_writer_stop(f->w);
+	if (f->store)
+		ent_store_close(f->store);
+	rm_dir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- event builders (the strings are literals or test-owned; nothing is freed) ---------- */
+
+struct ev_feature {
+	Ent__V1__Event ev;
+	Ent__V1__Feature f;
+};
+
+static void mk_feature(struct ev_feature *e, const char *code, Ent__V1__FeatureType type)
+{
+	ent__v1__event__init(&e->ev);
+	ent__v1__feature__init(&e->f);
+	e->f.code = (char *)code;
+	e->f.name = (char *)code;
+	e->f.type = type;
+	e->ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+	e->ev.upsert_feature = &e->f;
+}
+
+struct ev_plan {
+	Ent__V1__Event ev;
+	Ent__V1__SetEntitlementsRequest p;
+	Ent__V1__Grant g;
+	Ent__V1__Grant *gp[1];
+};
+
+static void mk_plan(struct ev_plan *e, const char *code, const char *feature, int64_t limit)
+{
+	ent__v1__event__init(&e->ev);
+	ent__v1__set_entitlements_request__init(&e->p);
+	ent__v1__grant__init(&e->g);
+	e->g.feature_code = (char *)feature;
+	e->g.usage_limit = limit;
+	e->g.usage_reset_period = ENT__V1__RESET_PERIOD__RESET_PERIOD_NEVER;
+	e->gp[0] = &e->g;
+	e->p.code = (char *)code;
+	e->p.name = (char *)code;
+	e->p.n_entitlements = 1;
+	e->p.entitlements = e->gp;
+	e->ev.kind_case = ENT__V1__EVENT__KIND_SET_PLAN;
+	e->ev.set_plan = &e->p;
+}
+
+struct ev_sub {
+	Ent__V1__Event ev;
+	Ent__V1__Subscription s;
+};
+
+static void mk_sub(struct ev_sub *e, const char *id, const char *customer, const char *plan)
+{
+	ent__v1__event__init(&e->ev);
+	ent__v1__subscription__init(&e->s);
+	e->s.id = (char *)id;
+	e->s.customer_id = (char *)customer;
+	e->s.plan_code = (char *)plan;
+	e->ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
+	e->ev.upsert_subscription = &e->s;
+}
+
+struct ev_usage {
+	Ent__V1__Event ev;
+	Ent__V1__ReportUsageRequest u;
+	char key[ENT_MAX_IDEM_KEY + 1];
+};
+
+static void mk_usage(struct ev_usage *e, const char *customer, const char *feature, int64_t qty,
+		     const char *key)
+{
+	ent__v1__event__init(&e->ev);
+	ent__v1__report_usage_request__init(&e->u);
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->u.customer_id = (char *)customer;
+	e->u.feature_code = (char *)feature;
+	e->u.quantity = qty;
+	e->u.idempotency_key = e->key;
+	e->ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
+	e->ev.report_usage = &e->u;
+}
+
+struct ev_consume {
+	Ent__V1__Event ev;
+	Ent__V1__ConsumeEntitlementRequest c;
+};
+
+static void mk_consume(struct ev_consume *e, const char *customer, const char *feature)
+{
+	ent__v1__event__init(&e->ev);
+	ent__v1__consume_entitlement_request__init(&e->c);
+	e->c.customer_id = (char *)customer;
+	e->c.feature_code = (char *)feature;
+	e->c.quantity = 1;
+	e->ev.kind_case = ENT__V1__EVENT__KIND_CONSUME;
+	e->ev.consume = &e->c;
+}
+
+struct ev_override {
+	Ent__V1__Event ev;
+	Ent__V1__SetCustomerEntitlementRequest o;
+	Ent__V1__OverrideValue v;
+};
+
+static void mk_override(struct ev_override *e, const char *customer, const char *feature,
+			int64_t expires_at)
+{
+	ent__v1__event__init(&e->ev);
+	ent__v1__set_customer_entitlement_request__init(&e->o);
+	ent__v1__override_value__init(&e->v);
+	e->v.kind_case = ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE;
+	e->v.bool_value = 1;
+	e->o.customer_id = (char *)customer;
+	e->o.feature_code = (char *)feature;
+	e->o.value = &e->v;
+	e->o.reason = (char *)"trial";
+	e->o.expires_at = expires_at;
+	e->ev.kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
+	e->ev.set_override = &e->o;
+}
+
+/* ---- waiting for callbacks ---------------------------------------------------------------- */
+
+/** One request and what its callback saw. */
+struct slot {
+	struct ent_writer_req req;
+	struct counter *counter;
+	atomic_int calls;
+	int err;
+	uint64_t seq;
+	bool allowed;
+};
+
+/** Counts callbacks of many slots; wait_all blocks until \a want arrived (or the guard). */
+struct counter {
+	uv_mutex_t m;
+	uv_cond_t c;
+	uint64_t done, want;
+};
+
+static void counter_init(struct counter *c, uint64_t want)
+{
+	uv_mutex_init(&c->m);
+	uv_cond_init(&c->c);
+	c->done = 0;
+	c->want = want;
+}
+
+static void counter_deinit(struct counter *c)
+{
+	uv_cond_destroy(&c->c);
+	uv_mutex_destroy(&c->m);
+}
+
+static void slot_cb(void *ctx, const struct ent_apply_result *res)
+{
+	struct slot *s = ctx;
+	s->err = res->err.code;
+	s->seq = res->seq;
+	s->allowed = res->allowed;
+	if (res->err.code && getenv("ENT_TEST_VERBOSE"))
+		fprintf(stderr, "event failed: %s\n", res->err.msg);
+	atomic_fetch_add(&s->calls, 1);
+	uv_mutex_lock(&s->counter->m);
+	if (++s->counter->done >= s->counter->want)
+		uv_cond_broadcast(&s->counter->c);
+	uv_mutex_unlock(&s->counter->m);
+}
+
+static bool counter_wait(struct counter *c)
+{
+	uint64_t deadline = uv_hrtime() + WAIT_NS;
+	uv_mutex_lock(&c->m);
+	while (c->done < c->want) {
+		uint64_t now = uv_hrtime();
+		if (now >= deadline)
+			break;
+		uv_cond_timedwait(&c->c, &c->m, deadline - now);
+	}
+	bool ok = c->done >= c->want;
+	uv_mutex_unlock(&c->m);
+	return ok;
+}
+
+static void slot_prep(struct slot *s, struct counter *c, const Ent__V1__Event *ev)
+{
+	memset(s, 0, sizeof(*s));
+	s->counter = c;
+	s->req.event = ev;
+	s->req.cb = slot_cb;
+	s->req.ctx = s;
+}
+
+/** Submit one event and wait for its answer. \return the ENT_E* code of the result. */
+static int submit_wait(struct ent_writer *w, const Ent__V1__Event *ev, struct slot *out)
+{
+	struct counter c;
+	struct slot s;
+	counter_init(&c, 1);
+	slot_prep(&s, &c, ev);
+	assert_int_equal(ent_writer_submit(w, &s.req), 0);
+	assert_true(counter_wait(&c));
+	assert_int_equal(atomic_load(&s.calls), 1);
+	counter_deinit(&c);
+	if (out)
+		*out = s;
+	return s.err;
+}
+
+/*
+ * A request whose callback blocks the writer thread until released, so the test can fill the
+ * queue while the writer provably cannot take it.
+ */
+struct gate {
+	struct ev_feature ev;
+	struct ent_writer_req req;
+	uv_sem_t running, release;
+};
+
+static void gate_cb(void *ctx, const struct ent_apply_result *res)
+{
+	struct gate *g = ctx;
+	uv_sem_post(&g->running);
+	uv_sem_wait(&g->release);
+}
+
+static void gate_close(struct gate *g, struct ent_writer *w)
+{
+	uv_sem_init(&g->running, 0);
+	uv_sem_init(&g->release, 0);
+	mk_feature(&g->ev, "gate", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	g->req = (struct ent_writer_req){.event = &g->ev.ev, .cb = gate_cb, .ctx = g};
+	assert_int_equal(ent_writer_submit(w, &g->req), 0);
+	uv_sem_wait(&g->running);
+}
+
+static void gate_open(struct gate *g)
+{
+	uv_sem_post(&g->release);
+}
+
+static void gate_destroy(struct gate *g)
+{
+	uv_sem_destroy(&g->running);
+	uv_sem_destroy(&g->release);
+}
+
+/* ---- common state ------------------------------------------------------------------------ */
+
+/** Features api (metered, huge limit) and calls (metered, hard limit), on plans pro/basic. */
+static void seed(struct ent_writer *w, int64_t calls_limit)
+{
+	struct ev_feature f;
+	struct ev_plan p;
+	mk_feature(&f, "api", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	assert_int_equal(submit_wait(w, &f.ev, NULL), 0);
+	mk_feature(&f, "calls", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	assert_int_equal(submit_wait(w, &f.ev, NULL), 0);
+	mk_feature(&f, "beta", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	assert_int_equal(submit_wait(w, &f.ev, NULL), 0);
+	mk_plan(&p, "pro", "api", 1000000000);
+	assert_int_equal(submit_wait(w, &p.ev, NULL), 0);
+	mk_plan(&p, "basic", "calls", calls_limit);
+	assert_int_equal(submit_wait(w, &p.ev, NULL), 0);
+}
+
+static void subscribe(struct ent_writer *w, const char *id, const char *customer, const char *plan)
+{
+	struct ev_sub s;
+	mk_sub(&s, id, customer, plan);
+	assert_int_equal(submit_wait(w, &s.ev, NULL), 0);
+}
+
+/** Decide one unit of \a feature for \a customer now in a fresh snapshot. */
+static void check_now(struct ent_store *s, const char *customer, const char *feature,
+		      struct ent_decision *d, uint64_t *seq)
+{
+	struct ent_view *v;
+	struct ent_check_result r;
+	struct ent_check c = {.customer = ent_str_c(customer),
+			      .feature = ent_str_c(feature),
+			      .quantity = 1,
+			      .at = ent_now_ms()};
+	assert_int_equal(ent_view_new(s, &v), 0);
+	assert_int_equal(ent_view_begin(v), 0);
+	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	*d = r.d;
+	d->agg = NULL; /* borrowed from the snapshot, gone after ent_view_end */
+	if (seq)
+		*seq = ent_view_seq(v);
+	ent_view_end(v);
+	ent_view_free(v);
+}
+
+static uint64_t store_count(struct ent_store *s, size_t field_offset)
+{
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(s, &st), 0);
+	return *(uint64_t *)((char *)&st + field_offset);
+}
+
+/* ---- many submitters ---------------------------------------------------------------------- */
+
+#define N_THREADS     8
+#define PER_THREAD    2000
+#define FEATURE_EVERY 50 /* every 50th event of a thread upserts a feature */
+
+struct producer {
+	uv_thread_t tid;
+	int id;
+	struct ent_writer *w;
+	struct counter *counter;
+	struct slot *slots;
+	struct ev_usage *usage;
+	struct ev_feature *features;
+	char (*codes)[32];
+	int refused;
+};
+
+static void producer_main(void *arg)
+{
+	struct producer *p = arg;
+	for (int i = 0; i < PER_THREAD; i++) {
+		const Ent__V1__Event *ev;
+		if (i % FEATURE_EVERY == 0) {
+			snprintf(p->codes[i], sizeof(p->codes[i]), "f%d_%d", p->id, i);
+			mk_feature(&p->features[i], p->codes[i],
+				   ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+			ev = &p->features[i].ev;
+		} else {
+			char key[32];
+			snprintf(key, sizeof(key), "k%d_%d", p->id, i);
+			mk_usage(&p->usage[i], "cust", "api", 1, key);
+			ev = &p->usage[i].ev;
+		}
+		slot_prep(&p->slots[i], p->counter, ev);
+		if (ent_writer_submit(p->w, &p->slots[i].req))
+			p->refused++;
+	}
+}
+
+static void test_concurrent_submitters(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, 100);
+	subscribe(f->w, "s1", "cust", "pro");
+	uint64_t features_before =
+		store_count(f->store, offsetof(struct ent_store_stats, features));
+
+	struct counter c;
+	counter_init(&c, (uint64_t)N_THREADS * PER_THREAD);
+	struct producer p[N_THREADS];
+	struct ent_writer_stats st0, st1;
+	ent_writer_get_stats(f->w, &st0);
+	uint64_t t0 = uv_hrtime();
+	for (int t = 0; t < N_THREADS; t++) {
+		p[t] = (struct producer){.id = t, .w = f->w, .counter = &c};
+		p[t].slots = calloc(PER_THREAD, sizeof(*p[t].slots));
+		p[t].usage = calloc(PER_THREAD, sizeof(*p[t].usage));
+		p[t].features = calloc(PER_THREAD, sizeof(*p[t].features));
+		p[t].codes = calloc(PER_THREAD, sizeof(*p[t].codes));
+		assert_int_equal(uv_thread_create(&p[t].tid, producer_main, &p[t]), 0);
+	}
+	for (int t = 0; t < N_THREADS; t++)
+		uv_thread_join(&p[t].tid);
+	assert_true(counter_wait(&c));
+	uint64_t elapsed = uv_hrtime() - t0;
+	ent_writer_get_stats(f->w, &st1);
+
+	/* Every callback fired exactly once, successfully, with a committed sequence. */
+	uint64_t last_seq = ent_writer_seq(f->w);
+	int n_usage = 0, n_features = 0;
+	for (int t = 0; t < N_THREADS; t++) {
+		assert_int_equal(p[t].refused, 0);
+		for (int i = 0; i < PER_THREAD; i++) {
+			struct slot *s = &p[t].slots[i];
+			assert_int_equal(atomic_load(&s->calls), 1);
+			assert_int_equal(s->err, 0);
+			assert_true(s->seq > 0 && s->seq <= last_seq);
+			if (i % FEATURE_EVERY == 0)
+				n_features++;
+			else
+				n_usage++;
+		}
+	}
+	assert_int_equal(st1.events - st0.events, (uint64_t)N_THREADS * PER_THREAD);
+	assert_int_equal(st1.failed, st0.failed);
+	assert_int_equal(st1.queue_depth, 0);
+	assert_true(st1.commits > st0.commits);
+
+	if (getenv("ENT_WRITER_BENCH")) {
+		uint64_t commits = st1.commits - st0.commits;
+		printf("# writer bench: %d events from %d threads in %.3f s: %.0f durable events/s, "
+		       "%" PRIu64 " commits (%.1f events/commit), last commit %" PRIu64 " us\n",
+		       N_THREADS * PER_THREAD, N_THREADS, elapsed / 1e9,
+		       N_THREADS * PER_THREAD / (elapsed / 1e9), commits,
+		       (double)(N_THREADS * PER_THREAD) / (double)(commits ? commits : 1),
+		       st1.last_commit_us);
+	}
+
+	struct ent_decision d;
+	check_now(f->store, "cust", "api", &d, NULL);
+	assert_int_equal(d.used, n_usage);
+	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, features)),
+			 features_before + (uint64_t)n_features);
+
+	/* Committed means durable: reopen and count again. */
+	ent_writer_stop(f->w);
+	f->w = NULL;
+	ent_store_close(f->store);
+	f->store = open_store(f->dir);
+	check_now(f->store, "cust", "api", &d, NULL);
+	assert_int_equal(d.used, n_usage);
+	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, seq)), last_seq);
+	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, features)),
+			 features_before + (uint64_t)n_features);
+
+	for (int t = 0; t < N_THREADS; t++) {
+		free(p[t].slots);
+		free(p[t].usage);
+		free(p[t].features);
+		free(p[t].codes);
+	}
+	counter_deinit(&c);
+}
+
+/* One writer, one request in flight at a time: the commit (fsync) rate. Bench only. */
+static void test_serial_commit_rate(void **state)
+{
+	struct fx *f = *state;
+	if (!getenv("ENT_WRITER_BENCH")) {
+		skip();
+		return;
+	}
+	seed(f->w, 100);
+	subscribe(f->w, "s1", "cust", "pro");
+	enum {
+		N = 300
+	};
+	uint64_t t0 = uv_hrtime();
+	for (int i = 0; i < N; i++) {
+		struct ev_usage u;
+		char key[32];
+		snprintf(key, sizeof(key), "serial%d", i);
+		mk_usage(&u, "cust", "api", 1, key);
+		assert_int_equal(submit_wait(f->w, &u.ev, NULL), 0);
+	}
+	uint64_t elapsed = uv_hrtime() - t0;
+	printf("# writer bench: %d events one at a time in %.3f s: %.0f durable commits/s\n", N,
+	       elapsed / 1e9, N / (elapsed / 1e9));
+}
+
+/* ---- failure isolation -------------------------------------------------------------------- */
+
+static void test_invalid_event_fails_alone(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, 100);
+	subscribe(f->w, "s1", "cust", "pro");
+
+	enum {
+		N = 201,
+		BAD = 100
+	};
+	struct ev_usage *u = calloc(N, sizeof(*u));
+	struct slot *s = calloc(N, sizeof(*s));
+	struct counter c;
+	counter_init(&c, N);
+
+	/* Hold the writer so that all N are queued together and go into one transaction. */
+	struct gate g;
+	gate_close(&g, f->w);
+	struct ent_writer_stats st0, st1;
+	ent_writer_get_stats(f->w, &st0);
+	for (int i = 0; i < N; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "iso%d", i);
+		if (i == BAD)
+			mk_usage(&u[i], "cust", "api", 0, ""); /* quantity 0, no key: invalid */
+		else
+			mk_usage(&u[i], "cust", "api", 1, key);
+		slot_prep(&s[i], &c, &u[i].ev);
+		assert_int_equal(ent_writer_submit(f->w, &s[i].req), 0);
+	}
+	gate_open(&g);
+	assert_true(counter_wait(&c));
+	ent_writer_get_stats(f->w, &st1);
+
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(atomic_load(&s[i].calls), 1);
+		if (i == BAD) {
+			assert_int_equal(s[i].err, ENT_EINVAL);
+			assert_int_equal(s[i].seq, 0);
+		} else {
+			assert_int_equal(s[i].err, 0);
+			assert_true(s[i].seq > 0);
+		}
+	}
+	/* The gate's group committed before st0; the N requests made exactly one more. */
+	assert_int_equal(st1.commits - st0.commits, 1);
+	assert_int_equal(st1.failed - st0.failed, 1);
+
+	struct ent_decision d;
+	check_now(f->store, "cust", "api", &d, NULL);
+	assert_int_equal(d.used, N - 1);
+
+	gate_destroy(&g);
+	counter_deinit(&c);
+	free(u);
+	free(s);
+}
+
+/* ---- a hard limit under contention ---------------------------------------------------------- */
+
+#define LIMIT	     100
+#define CONSUMERS    8
+#define CONSUME_EACH 40
+
+struct consumer {
+	uv_thread_t tid;
+	struct ent_writer *w;
+	struct counter *counter;
+	struct slot slots[CONSUME_EACH];
+	struct ev_consume ev[CONSUME_EACH];
+};
+
+static void consumer_main(void *arg)
+{
+	struct consumer *k = arg;
+	for (int i = 0; i < CONSUME_EACH; i++) {
+		mk_consume(&k->ev[i], "cc", "calls");
+		slot_prep(&k->slots[i], k->counter, &k->ev[i].ev);
+		if (ent_writer_submit(k->w, &k->slots[i].req))
+			k->slots[i].err = -1;
+	}
+}
+
+static void test_consume_never_exceeds_limit(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, LIMIT);
+	subscribe(f->w, "s2", "cc", "basic");
+
+	struct counter c;
+	counter_init(&c, CONSUMERS * CONSUME_EACH);
+	struct consumer *k = calloc(CONSUMERS, sizeof(*k));
+	for (int t = 0; t < CONSUMERS; t++) {
+		k[t].w = f->w;
+		k[t].counter = &c;
+		assert_int_equal(uv_thread_create(&k[t].tid, consumer_main, &k[t]), 0);
+	}
+	for (int t = 0; t < CONSUMERS; t++)
+		uv_thread_join(&k[t].tid);
+	assert_true(counter_wait(&c));
+
+	int allowed = 0;
+	for (int t = 0; t < CONSUMERS; t++) {
+		for (int i = 0; i < CONSUME_EACH; i++) {
+			assert_int_equal(atomic_load(&k[t].slots[i].calls), 1);
+			assert_int_equal(k[t].slots[i].err, 0);
+			allowed += k[t].slots[i].allowed;
+		}
+	}
+	/* 320 attempts of one unit against a hard limit of 100: exactly 100 granted. */
+	assert_int_equal(allowed, LIMIT);
+
+	struct ent_decision d;
+	check_now(f->store, "cc", "calls", &d, NULL);
+	assert_int_equal(d.used, LIMIT);
+	assert_false(d.allowed);
+	assert_int_equal(d.reason, ENT_R_LIMIT_EXCEEDED);
+	free(k);
+	counter_deinit(&c);
+}
+
+/* ---- boundaries ------------------------------------------------------------------------- */
+
+/** Poll (up to 10 s) until the store holds no override. */
+static bool wait_no_overrides(struct ent_store *s)
+{
+	for (int i = 0; i < 200; i++) {
+		if (store_count(s, offsetof(struct ent_store_stats, overrides)) == 0)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+static void test_boundary_timer_expires_override(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, LIMIT);
+	subscribe(f->w, "s3", "cb", "basic");
+
+	int64_t expires = ent_now_ms() + 1500;
+	struct ev_override o;
+	mk_override(&o, "cb", "beta", expires);
+	assert_int_equal(submit_wait(f->w, &o.ev, NULL), 0);
+
+	struct ent_decision d;
+	int64_t before = ent_now_ms();
+	check_now(f->store, "cb", "beta", &d, NULL);
+	if (before < expires - 200) /* only meaningful if we got here before the expiry */
+		assert_true(d.allowed);
+
+	/* The timer applies the expiry: the override is dropped from the tables. */
+	assert_true(wait_no_overrides(f->store));
+	assert_true(ent_now_ms() >= expires);
+	check_now(f->store, "cb", "beta", &d, NULL);
+	assert_false(d.allowed);
+
+	struct ent_writer_stats st;
+	ent_writer_get_stats(f->w, &st);
+	assert_true(st.boundary_lag_ms >= 0);
+	assert_true(st.next_boundary_at == 0 || st.next_boundary_at > expires);
+}
+
+static void test_boundary_passed_while_down_fires_at_start(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, LIMIT);
+	subscribe(f->w, "s4", "cd", "basic");
+	ent_writer_stop(f->w);
+	f->w = NULL;
+
+	/* Write the override with the writer down, straight through the store. */
+	int64_t now = ent_now_ms();
+	struct ev_override o;
+	mk_override(&o, "cd", "beta", now + 200);
+	o.ev.at = now;
+	struct ent_wtxn *txn;
+	struct ent_arena arena;
+	struct ent_apply_result res = {0};
+	struct ent_err err = {0};
+	ent_arena_init(&arena, 0);
+	assert_int_equal(ent_wtxn_begin(f->store, &txn), 0);
+	assert_int_equal(ent_apply(txn, (const void *)&o.ev, &arena, &res), 0);
+	assert_int_equal(ent_wtxn_commit(txn, &err), 0);
+	ent_arena_deinit(&arena);
+	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, overrides)), 1);
+
+	while (ent_now_ms() <= now + 200)
+		usleep(20 * 1000);
+	f->w = start_writer(f->store, 0);
+	assert_true(wait_no_overrides(f->store));
+}
+
+/* ---- a full map ------------------------------------------------------------------------- */
+
+static void test_map_full_fails_alone_and_keeps_going(void **state)
+{
+	char dir[64];
+	strcpy(dir, "/tmp/ent_writer_XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	struct ent_store_opts so = {.path = dir, .map_size = 512 * 1024};
+	struct ent_store *store = NULL;
+	struct ent_err err = {0};
+	assert_int_equal(ent_store_open(&so, &store, &err), 0);
+	struct ent_writer *w = start_writer(store, 0);
+	seed(w, LIMIT);
+	subscribe(w, "s1", "cust", "pro");
+
+	/* ~4000 idempotency keys of 200 bytes cannot fit in a 512 KiB map. */
+	enum {
+		N = 4000
+	};
+	struct ev_usage *u = calloc(N, sizeof(*u));
+	struct slot *s = calloc(N, sizeof(*s));
+	struct counter c;
+	counter_init(&c, N);
+	struct gate g;
+	gate_close(&g, w);
+	struct ent_writer_stats st0, st1;
+	ent_writer_get_stats(w, &st0);
+	for (int i = 0; i < N; i++) {
+		char key[256];
+		snprintf(key, sizeof(key), "%0200d", i);
+		mk_usage(&u[i], "cust", "api", 1, key);
+		slot_prep(&s[i], &c, &u[i].ev);
+		assert_int_equal(ent_writer_submit(w, &s[i].req), 0);
+	}
+	gate_open(&g);
+	assert_true(counter_wait(&c));
+	ent_writer_get_stats(w, &st1);
+
+	int ok = 0, full = 0;
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(atomic_load(&s[i].calls), 1);
+		if (s[i].err == 0) {
+			assert_true(s[i].seq > 0);
+			ok++;
+		} else {
+			assert_int_equal(s[i].err, ENT_EFULL);
+			assert_int_equal(s[i].seq, 0);
+			full++;
+		}
+	}
+	assert_true(ok > 0);
+	assert_true(full > 0);
+	assert_int_equal(st1.failed - st0.failed, (uint64_t)full);
+
+	/* Exactly the acknowledged events were committed, and the writer still answers. */
+	struct ent_decision d;
+	check_now(store, "cust", "api", &d, NULL);
+	assert_int_equal(d.used, ok);
+	struct ev_feature f;
+	mk_feature(&f, "late", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	int rc = submit_wait(w, &f.ev, NULL);
+	assert_true(rc == 0 || rc == ENT_EFULL);
+
+	ent_writer_stop(w);
+	ent_store_close(store);
+	rm_dir(dir);
+	gate_destroy(&g);
+	counter_deinit(&c);
+	free(u);
+	free(s);
+}
+
+/* ---- stop ------------------------------------------------------------------------------- */
+
+struct stopper {
+	uv_thread_t tid;
+	struct ent_writer *w;
+};
+
+static void stopper_main(void *arg)
+{
+	struct stopper *s = arg;
+	ent_writer_stop(s->w);
+}
+
+static void test_stop_drains_queue(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, LIMIT);
+	subscribe(f->w, "s1", "cust", "pro");
+
+	enum {
+		N = 3000,
+		MAX_PROBES = 100000
+	};
+	struct ev_usage *u = calloc(N, sizeof(*u));
+	struct slot *s = calloc(N, sizeof(*s));
+	struct slot *probe = calloc(MAX_PROBES, sizeof(*probe));
+	struct ev_usage *probe_ev = calloc(MAX_PROBES, sizeof(*probe_ev));
+	struct counter c;
+	counter_init(&c, N);
+
+	struct gate g;
+	gate_close(&g, f->w); /* the writer thread is now held inside the gate's callback */
+	for (int i = 0; i < N; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "drain%d", i);
+		mk_usage(&u[i], "cust", "api", 1, key);
+		slot_prep(&s[i], &c, &u[i].ev);
+		assert_int_equal(ent_writer_submit(f->w, &s[i].req), 0);
+	}
+
+	struct stopper st = {.w = f->w};
+	assert_int_equal(uv_thread_create(&st.tid, stopper_main, &st), 0);
+	/*
+	 * Stop began once a submit is refused. Probes accepted before that are queued like any
+	 * other request and must be answered too.
+	 */
+	int accepted = 0, rc = 0;
+	while (accepted < MAX_PROBES) {
+		char key[32];
+		snprintf(key, sizeof(key), "probe%d", accepted);
+		mk_usage(&probe_ev[accepted], "cust", "api", 1, key);
+		slot_prep(&probe[accepted], &c, &probe_ev[accepted].ev);
+		rc = ent_writer_submit(f->w, &probe[accepted].req);
+		if (rc)
+			break;
+		uv_mutex_lock(&c.m);
+		c.want++;
+		uv_mutex_unlock(&c.m);
+		accepted++;
+		if (accepted % 64 == 0)
+			usleep(1000);
+	}
+	assert_int_equal(rc, -ENT_EUNAVAIL);
+	gate_open(&g);
+	uv_thread_join(&st.tid); /* stop returns only after the queue was drained */
+	f->w = NULL;
+
+	uv_mutex_lock(&c.m);
+	uint64_t done = c.done;
+	uv_mutex_unlock(&c.m);
+	assert_int_equal(done, (uint64_t)N + (uint64_t)accepted);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(atomic_load(&s[i].calls), 1);
+		assert_int_equal(s[i].err, 0);
+	}
+	for (int i = 0; i < accepted; i++) {
+		assert_int_equal(atomic_load(&probe[i].calls), 1);
+		assert_int_equal(probe[i].err, 0);
+	}
+	assert_int_equal(atomic_load(&probe[accepted].calls), 0);
+
+	struct ent_decision d;
+	check_now(f->store, "cust", "api", &d, NULL);
+	assert_int_equal(d.used, N + accepted);
+
+	gate_destroy(&g);
+	counter_deinit(&c);
+	free(u);
+	free(s);
+	free(probe);
+	free(probe_ev);
+}
+
+static void test_start_rejects_bad_opts(void **state)
+{
+	struct ent_writer *w = NULL;
+	struct ent_writer_opts o = {0};
+	assert_int_equal(ent_writer_start(&o, &w), -ENT_EINVAL);
+	assert_null(w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_start_rejects_bad_opts),
+		cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_serial_commit_rate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_event_fails_alone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consume_never_exceeds_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_boundary_timer_expires_override, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_boundary_passed_while_down_fires_at_start,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_drains_queue, setup, teardown),
+		cmocka_unit_test(test_map_full_fails_alone_and_keeps_going),
+	};
+	ent_log_setup(ENT_LOG_WARN, false);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
