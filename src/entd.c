@@ -315,8 +315,8 @@ int main(int argc, char **argv)
 	else
 		snprintf(threads, sizeof(threads), "auto");
 	ent_log(ENT_LOG_INFO, "entd listening", "listen", addrs, "db", cfg.db, "sequence", seq,
-		"threads", threads, "admin", cfg.admin_token ? "enabled" : "disabled",
-		"version", ENT_VERSION, NULL);
+		"threads", threads, "admin", cfg.admin_token ? "enabled" : "disabled", "version",
+		ENT_VERSION, NULL);
 
 	for (;;) {
 		int sig = 0;
