@@ -30,6 +30,22 @@ struct ent_writer_req {
 	void *ctx;
 };
 
+/**
+ * A change that is more than one event and must be all or nothing (an Import document): \a fn
+ * runs on the writer thread inside a write transaction of its own, applying what it likes with
+ * ent_apply. A negative return aborts the transaction (nothing of it is written) and answers
+ * the caller with res->err; 0 commits it durably, then the callback gets res->seq.
+ * \param arena the writer's scratch, reset after the callback.
+ */
+typedef int (*ent_writer_txn_fn)(void *ctx, struct ent_wtxn *txn, struct ent_arena *arena,
+				 struct ent_apply_result *res);
+
+/** A caller-owned transaction request; must stay valid until its callback has run. */
+struct ent_writer_txn_req {
+	struct ent_writer_req req; /**< req.event is NULL: that marks a transaction request */
+	ent_writer_txn_fn fn;
+};
+
 struct ent_writer_opts {
 	struct ent_store *store;
 	size_t max_group;	   /**< events per transaction at most; 0: 1024 */
@@ -44,6 +60,12 @@ ENT_API int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writ
  * const Event is never written. \return 0, or -ENT_EUNAVAIL once stopping.
  */
 ENT_API int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req);
+/**
+ * Queue a transaction request (thread-safe). It runs after everything queued before it, alone
+ * in its transaction; req.cb and req.ctx are set by the caller, req.event is set to NULL here.
+ * \return 0, or -ENT_EUNAVAIL once stopping.
+ */
+ENT_API int ent_writer_submit_txn(struct ent_writer *w, struct ent_writer_txn_req *t);
 /** Sequence of the last commit (atomic read; any thread). */
 ENT_API uint64_t ent_writer_seq(const struct ent_writer *w);
 

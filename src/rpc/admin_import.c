@@ -3,17 +3,10 @@
  *
  * Import is all or nothing. A document is many events (features, plans, ..., usage) and the
  * writer's groups isolate failures per event, so submitting them one by one would leave half a
- * document behind when, say, its third plan names an unknown feature. Instead the whole document
- * is applied by ent_json_import in one write transaction of its own, on the writer thread (the
- * only thread that may write): the handler submits a no-op Tick as a carrier, and the carrier's
- * callback, which the writer runs on its thread after the carrier's group committed and before
- * it begins the next transaction, runs the import. The writer then re-arms its boundary timer
- * from the store's index as after every batch, so boundaries the document brings are honoured.
- *
- * Cost of the carrier: one extra event in the sequence (a Tick at the first representable
- * instant, which has nothing to do). The writer's loop is busy for the duration of the import,
- * exactly as it would be for any atomic import; every other write waits for it, checks do not (they
- * read snapshots).
+ * document behind when, say, its third plan names an unknown feature. So the document goes to
+ * the writer as one transaction request (ent_writer_submit_txn): on the writer thread,
+ * ent_json_apply applies every event in a transaction of its own, which commits only if all of
+ * them succeeded. Checks keep being answered from snapshots meanwhile; other writes wait.
  *
  * Export scans one snapshot of the worker's read view into a malloc'ed document.
  */
@@ -26,42 +19,38 @@
 
 #define DEFAULT_MAX_MESSAGE (4u << 20)
 
-/* Everything the carrier's callback needs, in the call's arena. */
+/* Everything the transaction needs, in the call's arena (alive until the call is answered). */
 struct admin_import {
-	struct ent_writer_req req;
-	Ent__V1__Event ev;
-	Ent__V1__Tick tick;
+	struct ent_writer_txn_req txn;
 	struct ent_call *call;
 	const Ent__V1__ImportRequest *request;
-	struct ent_store *store;
+	struct ent_json_stats stats;
 };
 
-/* Writer thread, between two transactions: apply the document in a transaction of its own. */
-static void import_run(void *ctx, const struct ent_apply_result *res)
+/* Writer thread, inside the import's own transaction. */
+static int import_apply(void *ctx, struct ent_wtxn *txn, struct ent_arena *arena,
+			struct ent_apply_result *res)
+{
+	struct admin_import *im = ctx;
+	const char *json = im->request->json;
+	return ent_json_apply(txn, json, strlen(json), im->request->replace, 0, arena, &res->err,
+			      &im->stats);
+}
+
+/* Writer thread, after the transaction committed (or was abandoned). */
+static void import_done(void *ctx, const struct ent_apply_result *res)
 {
 	struct admin_import *im = ctx;
 	Ent__V1__ImportResponse resp = ENT__V1__IMPORT_RESPONSE__INIT;
-	struct ent_json_stats stats = {0};
-	struct ent_err err = {0};
-	const char *json = im->request->json ? im->request->json : "";
-	int rc;
 
-	/* The carrier did not commit (disk full, stopping): the import would not either. */
 	if (res->err.code) {
 		ent_admin_fail_err(im->call, &res->err);
 		return;
 	}
-	rc = ent_json_import(im->store, json, strlen(json), im->request->replace, &err, &stats);
-	if (rc < 0) {
-		if (!err.code)
-			ent_err_set(&err, -rc, "import: %s", ent_strerror(rc));
-		ent_admin_fail_err(im->call, &err);
-		return;
-	}
 	ent_log(ENT_LOG_INFO, "admin import applied", "replace",
 		im->request->replace ? "true" : "false", NULL);
-	resp.sequence = stats.seq;
-	resp.changes = stats.changes;
+	resp.sequence = res->seq;
+	resp.changes = im->stats.changes;
 	ent_call_reply(im->call, &resp.base);
 }
 
@@ -104,22 +93,11 @@ void ent_admin_import(struct ent_call *call, const ProtobufCMessage *req)
 		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return;
 	}
-	*im = (struct admin_import){.call = call, .request = r, .store = opts->store};
-	ent__v1__event__init(&im->ev);
-	ent__v1__tick__init(&im->tick);
-	/*
-	 * A tick at the first representable instant has nothing to do: no boundary is that old
-	 * (a tick of 0 would mean "now" and run the timer's work), and idem_before = 0 prunes
-	 * nothing.
-	 */
-	im->tick.now = ENT_T_MIN;
-	im->tick.idem_before = 0;
-	im->ev.kind_case = ENT__V1__EVENT__KIND_TICK;
-	im->ev.tick = &im->tick;
-	im->req.event = &im->ev;
-	im->req.cb = import_run;
-	im->req.ctx = im;
-	rc = ent_writer_submit(opts->writer, &im->req);
+	*im = (struct admin_import){.call = call, .request = r};
+	im->txn.fn = import_apply;
+	im->txn.req.cb = import_done;
+	im->txn.req.ctx = im;
+	rc = ent_writer_submit_txn(opts->writer, &im->txn);
 	if (rc < 0)
 		ent_call_fail(call, rc, "admin: writer is stopping");
 }

@@ -226,6 +226,47 @@ static void run_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t
 	}
 }
 
+/*
+ * Run one transaction request: its function applies what it likes in a transaction of its own,
+ * which commits only if the function succeeded, and the caller is answered after the commit.
+ */
+static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
+{
+	struct ent_writer_txn_req *t = (struct ent_writer_txn_req *)r;
+	struct ent_apply_result *res = w->results;
+	struct ent_wtxn *txn;
+	memset(res, 0, sizeof(*res));
+	int rc = ent_wtxn_begin(w->store, &txn);
+	if (rc) {
+		ent_err_set(&res->err, -rc, "write transaction: %s", ent_strerror(rc));
+		answer(w, &r, res, 1);
+		return;
+	}
+	rc = t->fn(r->ctx, txn, &w->arena, res);
+	if (rc < 0) {
+		ent_wtxn_abort(txn);
+		if (!res->err.code)
+			ent_err_set(&res->err, -rc, "%s", ent_strerror(rc));
+		res->seq = 0;
+		answer(w, &r, res, 1);
+		return;
+	}
+	uint64_t seq = ent_wtxn_seq(txn);
+	uint64_t t0 = uv_hrtime();
+	rc = ent_wtxn_commit(txn, &res->err);
+	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
+	if (rc) {
+		if (!res->err.code)
+			ent_err_set(&res->err, -rc, "commit: %s", ent_strerror(rc));
+		res->seq = 0;
+	} else {
+		res->seq = seq;
+		atomic_store_explicit(&w->seq, seq, memory_order_release);
+		atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
+	}
+	answer(w, &r, res, 1);
+}
+
 static void arm_timer(struct ent_writer *w);
 
 /*
@@ -243,8 +284,16 @@ static void drain(struct ent_writer *w)
 		return;
 
 	while (r) {
+		if (!r->event) {
+			/* A transaction request runs alone, in queue order. */
+			struct ent_writer_req *next = r->next;
+			atomic_fetch_sub_explicit(&w->queue_depth, 1, memory_order_relaxed);
+			run_txn(w, r);
+			r = next;
+			continue;
+		}
 		size_t n = 0;
-		while (r && n < w->max_group) {
+		while (r && r->event && n < w->max_group) {
 			w->group[n++] = r;
 			r = r->next;
 		}
@@ -422,7 +471,22 @@ fail_alloc:
 	return -ENT_ENOMEM;
 }
 
+static int enqueue(struct ent_writer *w, struct ent_writer_req *req);
+
+int ent_writer_submit_txn(struct ent_writer *w, struct ent_writer_txn_req *t)
+{
+	t->req.event = NULL;
+	return enqueue(w, &t->req);
+}
+
 int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req)
+{
+	if (!req->event)
+		return -ENT_EINVAL;
+	return enqueue(w, req);
+}
+
+static int enqueue(struct ent_writer *w, struct ent_writer_req *req)
 {
 	req->next = NULL;
 	uv_mutex_lock(&w->qlock);

@@ -752,6 +752,19 @@ class AdminTests(Statuses, unittest.TestCase):
         ex = self.admin.Export(a.ExportRequest())
         self.admin.Import(a.ImportRequest(json=ex.json))
 
+    def test_import_is_all_or_nothing(self):
+        """A document whose plan names an unknown feature is refused whole: the valid feature
+        before it is not written either, and the sequence does not move."""
+        a = pb["admin"]
+        doc = ('{"features": [{"code": "py_atomic_f", "type": "boolean"}],'
+               ' "plans": {"py_atomic_p": {"entitlements": {"py_no_such_feature": {}}}}}')
+        before = self.admin.GetStatus(a.GetStatusRequest()).sequence
+        self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.admin.Import,
+                          a.ImportRequest(json=doc), contains="py_no_such_feature")
+        self.assertStatus(grpc.StatusCode.NOT_FOUND, self.admin.GetFeature,
+                          a.GetFeatureRequest(code="py_atomic_f"))
+        self.assertEqual(self.admin.GetStatus(a.GetStatusRequest()).sequence, before)
+
     def test_export_import_roundtrip(self):
         a = pb["admin"]
         ex = self.admin.Export(a.ExportRequest())

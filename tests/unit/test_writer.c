@@ -605,6 +605,91 @@ static void test_invalid_event_fails_alone(void **state)
 	free(s);
 }
 
+/* ---- transaction requests: all or nothing ------------------------------------------------ */
+
+struct txn_job {
+	struct ent_writer_txn_req txn;
+	struct ev_feature a, b;
+	struct counter *counter;
+	int err;
+	uint64_t seq;
+};
+
+/* Writer thread: apply both features; the first failure abandons the whole transaction. */
+static int txn_apply_two(void *ctx, struct ent_wtxn *txn, struct ent_arena *arena,
+			 struct ent_apply_result *res)
+{
+	struct txn_job *j = ctx;
+	int rc = ent_apply(txn, &j->a.ev, arena, res);
+	if (rc == 0)
+		rc = ent_apply(txn, &j->b.ev, arena, res);
+	return rc;
+}
+
+static void txn_done(void *ctx, const struct ent_apply_result *res)
+{
+	struct txn_job *j = ctx;
+	j->err = res->err.code;
+	j->seq = res->seq;
+	uv_mutex_lock(&j->counter->m);
+	j->counter->done++;
+	uv_cond_broadcast(&j->counter->c);
+	uv_mutex_unlock(&j->counter->m);
+}
+
+static bool feature_stored(struct ent_store *s, const char *code)
+{
+	struct ent_view *v;
+	struct ent_str val;
+	assert_int_equal(ent_view_new(s, &v), 0);
+	assert_int_equal(ent_view_begin(v), 0);
+	bool found = ent_view_get(v, ENT_T_FEATURES, ent_str_c(code), &val) == 0;
+	ent_view_end(v);
+	ent_view_free(v);
+	return found;
+}
+
+static void run_txn_job(struct ent_writer *w, struct txn_job *j)
+{
+	struct counter c;
+	counter_init(&c, 1);
+	j->counter = &c;
+	j->txn.fn = txn_apply_two;
+	j->txn.req.cb = txn_done;
+	j->txn.req.ctx = j;
+	assert_int_equal(ent_writer_submit_txn(w, &j->txn), 0);
+	assert_true(counter_wait(&c));
+	counter_deinit(&c);
+}
+
+static void test_txn_request_all_or_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct txn_job bad = {0}, good = {0};
+
+	/* The second event is invalid (no code): the first must not be written either. */
+	mk_feature(&bad.a, "tx_first", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	mk_feature(&bad.b, "", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	run_txn_job(f->w, &bad);
+	assert_int_equal(bad.err, ENT_EINVAL);
+	assert_int_equal(bad.seq, 0);
+	assert_false(feature_stored(f->store, "tx_first"));
+
+	uint64_t before = ent_writer_seq(f->w);
+	mk_feature(&good.a, "tx_one", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	mk_feature(&good.b, "tx_two", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	run_txn_job(f->w, &good);
+	assert_int_equal(good.err, 0);
+	assert_int_equal(good.seq, before + 2);
+	assert_int_equal(ent_writer_seq(f->w), before + 2);
+	assert_true(feature_stored(f->store, "tx_one"));
+	assert_true(feature_stored(f->store, "tx_two"));
+
+	/* A plain submit without an event is refused rather than crashing the writer. */
+	struct ent_writer_req empty = {0};
+	assert_int_equal(ent_writer_submit(f->w, &empty), -ENT_EINVAL);
+}
+
 /* ---- a hard limit under contention ---------------------------------------------------------- */
 
 #define LIMIT	     100
@@ -920,6 +1005,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_serial_commit_rate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_event_fails_alone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txn_request_all_or_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consume_never_exceeds_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_timer_expires_override, setup,
 						teardown),
