@@ -67,6 +67,10 @@ ENT_API int ent_str_cmp(struct ent_str a, struct ent_str b);
 #define ENT_T_MAX INT64_MAX
 /** Wall clock now, in ms (CLOCK_REALTIME; vDSO, no syscall on Linux). */
 ENT_API int64_t ent_now_ms(void);
+/** Days since 1970-01-01 of a proleptic Gregorian date (month 1..12, day 1..31). */
+ENT_API int64_t ent_days_from_civil(int64_t y, unsigned m, unsigned d);
+/** The proleptic Gregorian date of a day number (inverse of ent_days_from_civil). */
+ENT_API void ent_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 /** Format \a ms as RFC 3339 UTC ("2024-12-20T16:04:11.000Z") into \a buf (>= 32 bytes). */
 ENT_API char *ent_time_fmt(int64_t ms, char *buf, size_t len);
 /** Parse RFC 3339 ("2024-12-20T16:04:11Z", fractional seconds and offsets allowed). */

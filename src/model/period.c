@@ -30,30 +30,6 @@ static i128 floor_div(i128 a, i128 b)
 	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	unsigned mp = (5 * doy + 2) / 153;
-	*d = doy - (153 * mp + 2) / 5 + 1;
-	*m = mp < 10 ? mp + 3 : mp - 9;
-	*y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 static bool is_leap(int64_t y)
 {
 	return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
@@ -77,7 +53,7 @@ static struct civil civil_of(int64_t ms)
 	int64_t days = (int64_t)floor_div(ms, DAY_MS);
 	int64_t y;
 	unsigned m, d;
-	civil_from_days(days, &y, &m, &d);
+	ent_civil_from_days(days, &y, &m, &d);
 	return (struct civil){y * 12 + (int64_t)m - 1, d,
 			      (int64_t)((i128)ms - (i128)days * DAY_MS)};
 }
@@ -93,7 +69,7 @@ static i128 month_start(const struct civil *a, int64_t k)
 	unsigned m = (unsigned)(mi - y * 12) + 1;
 	unsigned dim = days_in_month(y, m);
 	unsigned d = a->day < dim ? a->day : dim;
-	return (i128)days_from_civil(y, m, d) * DAY_MS + a->tod;
+	return (i128)ent_days_from_civil(y, m, d) * DAY_MS + a->tod;
 }
 
 void ent_model_period(uint8_t reset, int64_t anchor, int64_t t, int64_t *start, int64_t *end)
