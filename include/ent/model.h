@@ -132,6 +132,10 @@ struct ent_sources {
 	struct ent_feature_def feature;
 	uint32_t n;
 	struct ent_source src[ENT_MAX_SOURCES];
+	/** The latest end of a granting source that cleanup already removed (the store's
+	    `ended` table), 0: none. Explains a "no" as EXPIRED from that instant on (rule 6b),
+	    so the answer does not change when the writer's timer deletes what ended. */
+	int64_t ended_at;
 };
 
 /**
@@ -186,7 +190,7 @@ struct ent_decision {
 
 /**
  * Compute the aggregate of \a s at instant \a t into \a out (from/to are set to the segment of
- * constant value containing t, bounded by the sources' window edges).
+ * constant value containing t, bounded by the sources' window edges and s->ended_at).
  * \return 0, or -ENT_EINVAL if capacities are exceeded (never on validated input).
  */
 ENT_API int ent_model_aggregate(const struct ent_sources *s, int64_t t, struct ent_agg *out);

@@ -12,11 +12,13 @@
  *   overrides  customer\0feature -> ent.v1.CustomerOverride protobuf
  *   usage      customer\0feature -> {i64 period_start, i64 used} LE
  *   idem       customer\0key -> {i64 at, i64 quantity, u8 flags} LE
- *   customers  customer -> u32 LE number of subscriptions + overrides
+ *   customers  customer -> u32 LE number of subscriptions + overrides + ended tombstones
  *   plan_subs  (DUPSORT) plan code -> customer\0sub_id
  *   addon_subs (DUPSORT) add-on code -> customer\0sub_id
  *   bounds     (DUPSORT) be64(t ^ sign bit) -> customer\0feature (feature empty: whole customer)
  *   agg        customer\0feature -> aggregated record (versioned compact binary, read in place)
+ *   ended      customer\0feature -> i64 LE: latest end of a granting source cleanup removed
+ *              (a tombstone: the answer stays EXPIRED; pruned after the idempotency retention)
  *
  * Threads: any number of read views, one per thread (MDB_NOTLS); write transactions on one
  * thread at a time (the writer thread).
@@ -57,6 +59,7 @@ struct ent_store_stats {
 	int64_t next_boundary_at; /**< 0: none */
 	uint64_t db_size_bytes;	  /**< pages in use x page size */
 	uint64_t map_size_bytes;
+	uint64_t tombstones; /**< rows of `ended` (cleaned-up grants still answered EXPIRED) */
 };
 ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
 
@@ -104,6 +107,21 @@ struct ent_check_result {
 ENT_API int ent_view_check(struct ent_view *v, const struct ent_check *c,
 			   struct ent_check_result *out);
 
+/** Receives the answer of check \a i of a batch; non-zero stops the batch with that value. */
+typedef int (*ent_check_cb)(void *ctx, size_t i, const struct ent_check_result *r);
+
+/**
+ * Decide \a n checks in the current snapshot and hand each answer to \a cb, in order: the same
+ * answers as n calls of ent_view_check, but the B-tree walks of a group of checks are
+ * interleaved so their cache and TLB misses overlap (docs/performance.md). Allocates nothing.
+ * \param bad set to the index of the check that failed when -ENT_ECORRUPT / -ENT_EIO is
+ *        returned (may be NULL).
+ * \return 0, the first non-zero cb return, or -ENT_ECORRUPT / -ENT_EIO.
+ * \note the result passed to cb borrows the map and is only valid during the call.
+ */
+ENT_API int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n,
+				 ent_check_cb cb, void *ctx, size_t *bad);
+
 /** One feature of a customer's aggregated view (GetCustomerEntitlements). */
 struct ent_customer_feature {
 	struct ent_str feature_code;
@@ -138,6 +156,7 @@ enum ent_table {
 	ENT_T_ADDON_SUBS,
 	ENT_T_BOUNDS,
 	ENT_T_AGG,
+	ENT_T_ENDED,
 	ENT_T__COUNT
 };
 

@@ -181,6 +181,10 @@ static uint8_t disabled_state(const struct ent_sources *s, int64_t t, const stru
 		if (src_grants(src) && src->expires_at != 0 && src->expires_at <= t)
 			return ENT_R_EXPIRED;
 	}
+	/* A granting source that ended and was cleaned up still explains the "no": the answer
+	 * must not depend on whether the writer's timer has deleted it yet. */
+	if (s->ended_at != 0 && s->ended_at <= t)
+		return ENT_R_EXPIRED;
 	return ENT_R_NOT_ENTITLED;
 }
 
@@ -249,8 +253,15 @@ int ent_model_aggregate(const struct ent_sources *s, int64_t t, struct ent_agg *
 	/* Rule 7: the nearest window edges around t bound the segment of constant value. */
 	out->from = ENT_T_MIN;
 	out->to = ENT_T_MAX;
-	for (uint32_t i = 0; i < s->n; i++) {
-		int64_t e[2] = {s->src[i].active_from, s->src[i].expires_at};
+	for (uint32_t i = 0; i <= s->n; i++) {
+		/* The last round is the cleanup tombstone: the state changes there too. */
+		int64_t e[2] = {0, 0};
+		if (i < s->n) {
+			e[0] = s->src[i].active_from;
+			e[1] = s->src[i].expires_at;
+		} else {
+			e[0] = s->ended_at;
+		}
 		for (int k = 0; k < 2; k++) {
 			if (e[k] == 0)
 				continue;
@@ -301,11 +312,19 @@ int ent_model_segments(const struct ent_sources *s, int64_t now, struct ent_agg 
 	if (rc)
 		return rc;
 
-	/* All window edges, sorted and unique (insertion sort: at most 128 of them). */
-	int64_t edges[2 * ENT_MAX_SOURCES];
+	/* All window edges, sorted and unique (insertion sort: at most 129 of them, with the
+	 * tombstone). */
+	int64_t edges[2 * ENT_MAX_SOURCES + 1];
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < s->n; i++) {
-		int64_t e[2] = {s->src[i].active_from, s->src[i].expires_at};
+	for (uint32_t i = 0; i <= s->n; i++) {
+		/* The last round is the cleanup tombstone (rule 6b): an edge like a window's. */
+		int64_t e[2] = {0, 0};
+		if (i < s->n) {
+			e[0] = s->src[i].active_from;
+			e[1] = s->src[i].expires_at;
+		} else {
+			e[0] = s->ended_at;
+		}
 		for (int k = 0; k < 2; k++) {
 			if (e[k] == 0 || has_edge(edges, n, e[k]))
 				continue;

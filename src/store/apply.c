@@ -334,14 +334,18 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 				   "'%.*s'",
 				   (int)customer.len, customer.p, ENT_MAX_SOURCES, (int)feature.len,
 				   feature.p);
-	if (r == -ENT_ENOTFOUND)
+	if (r == -ENT_ENOTFOUND) {
 		ws->src.n = 0; /* the feature is gone: so are its aggregates */
-	else if (r)
+		ws->src.ended_at = 0;
+	} else if (r) {
 		return r;
+	}
 
 	if ((r = drop_old_bounds(c, &key, &old)))
 		return r;
-	if (ws->src.n == 0) {
+	/* A cleanup tombstone alone keeps the record: the answer stays EXPIRED, with the
+	 * feature's type, whether or not the tick removed what ended. */
+	if (ws->src.n == 0 && ws->src.ended_at == 0) {
 		if (!old.exists)
 			return 0;
 		c->res->recomputed++;
@@ -367,7 +371,13 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	 */
 	MDB_val v;
 	r = ent_a_get(c, ENT_T_USAGE, skey, &v);
-	if (r == 0 && v.mv_size == 16) {
+	if (r == 0 && v.mv_size == 16 && ws->src.n == 0) {
+		/* Nothing grants (a tombstone alone): the row stays as it is, like a customer
+		 * without an aggregate, so a grant that comes back in its period finds the count;
+		 * the record's copy equals it. */
+		u.period_start = (int64_t)ent_le64_get(v.mv_data);
+		u.used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
+	} else if (r == 0 && v.mv_size == 16) {
 		int64_t row_ps = (int64_t)ent_le64_get(v.mv_data);
 		int64_t row_used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
 		u.used = row_ps < ps ? 0 : row_used;
@@ -414,6 +424,9 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 			if (e[k] > now && (r = ent_a_bound_add(c, e[k], customer, feature)))
 				return r;
 	}
+	int64_t ended = ws->src.ended_at;
+	if (ended > now && (r = ent_a_bound_add(c, ended, customer, feature)))
+		return r;
 	int64_t end = period_end_of(&u);
 	if (end && end > now && (r = ent_a_bound_add(c, end, customer, feature)))
 		return r;
@@ -540,6 +553,72 @@ int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str fea
 	return 0;
 }
 
+/* ---- cleanup tombstones -------------------------------------------------------------------- */
+
+/*
+ * Would \a src grant the feature inside its window? Asked of the model with the source alone
+ * and its window opened, so the rule is the one that explains a "no" (docs/semantics.md 6b):
+ * an enabled grant, or an override that switches the feature on or sets a quota.
+ */
+static bool grants_alone(struct ent_wscratch *ws, const struct ent_source *src)
+{
+	struct ent_sources *one = &ws->one;
+	one->feature = ws->src.feature;
+	one->n = 1;
+	one->ended_at = 0;
+	one->src[0] = *src;
+	one->src[0].active_from = 0;
+	one->src[0].expires_at = 0;
+	return ent_model_aggregate(one, 0, &ws->seg) == 0 && ws->seg.enabled;
+}
+
+int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    const struct ent_str *sub_id)
+{
+	struct ent_wscratch *ws = c->ws;
+	ent_arena_reset(&ws->tmp);
+	int r = ent_store_gather(c->s, c->txn, customer, feature, &ws->tmp, &ws->src);
+	if (r == -ENT_ENOTFOUND)
+		return 0; /* the feature is gone: nothing to answer for */
+	if (r)
+		return r;
+	/*
+	 * Only sources that ended by now and would have granted: before the cleanup those are
+	 * what makes the answer EXPIRED; a disabled or values-only source never explained a
+	 * "no", so it leaves no tombstone either.
+	 */
+	int64_t end = 0;
+	for (uint32_t i = 0; i < ws->src.n; i++) {
+		const struct ent_source *src = &ws->src.src[i];
+		bool mine = sub_id ? src->type != ENT_SRC_OVERRIDE &&
+					     ent_str_eq(src->subscription_id, *sub_id)
+				   : src->type == ENT_SRC_OVERRIDE;
+		if (!mine || src->expires_at == 0 || src->expires_at > c->at ||
+		    src->expires_at <= end || !grants_alone(ws, src))
+			continue;
+		end = src->expires_at;
+	}
+	if (end == 0)
+		return 0;
+	struct ent_key key;
+	if (ent_key_make(&key, customer, &feature))
+		return -ENT_EINVAL;
+	struct ent_str skey = {key.b, key.len};
+	MDB_val v;
+	r = ent_a_get(c, ENT_T_ENDED, skey, &v);
+	if (r && r != -ENT_ENOTFOUND)
+		return r;
+	bool existed = r == 0;
+	if (existed && v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= end)
+		return 0;
+	uint8_t b[8];
+	ent_le64_put(b, (uint64_t)end);
+	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, 8)))
+		return r;
+	/* The tombstone keeps the customer known, like a subscription or an override. */
+	return existed ? 0 : ent_a_customer_ref(c, customer, 1);
+}
+
 /* ---- tick and wipe ------------------------------------------------------------------------ */
 
 struct expired {
@@ -598,16 +677,56 @@ static int expire_customer(struct ent_actx *c, struct ent_str customer, int64_t 
 	for (size_t i = 0; i < e.overrides.n && !r; i++) {
 		struct ent_str cu, fe;
 		if (ent_key_split(e.overrides.v[i], &cu, &fe))
-			r = ent_a_remove_override(c, cu, fe);
+			r = ent_a_expire_override(c, cu, fe);
 	}
 	return r;
 }
 
-/* Idempotency keys are swept at most once per minute of idem_before progress: a sweep walks
- * the whole table, and a minute of extra retention is harmless. */
+/*
+ * Cleanup tombstones live as long as idempotency keys: both are what the daemon remembers of
+ * the recent past, and a retry or a late check within the retention finds the same answer.
+ * Pruned, the pair is recomputed: with nothing else left its record goes, and the customer
+ * with its last reference (then UNKNOWN_CUSTOMER, as if it had never been).
+ */
+static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
+{
+	struct ent_strset gone = {0};
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(c->txn, c->s->dbi[ENT_T_ENDED], &cur);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	MDB_val k, v;
+	int r = 0;
+	/* Deleting while walking is safe: see sweep_idem. */
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= before)
+			continue;
+		if ((r = ent_strset_add(c, &gone, ent_val_str(k))))
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (r)
+		return r;
+	if (rc != MDB_NOTFOUND)
+		return ent_store_mdb_err(rc);
+	for (size_t i = 0; i < gone.n && !r; i++) {
+		struct ent_str cu, fe;
+		if (!ent_key_split(gone.v[i], &cu, &fe))
+			continue;
+		if (!(r = ent_a_customer_ref(c, cu, -1)))
+			r = ent_a_recompute(c, cu, fe, now);
+	}
+	return r;
+}
+
+/* Idempotency keys (and tombstones) are swept at most once per minute of idem_before
+ * progress: a sweep walks the whole table, and a minute of extra retention is harmless. */
 #define IDEM_SWEEP_MS 60000
 
-static int sweep_idem(struct ent_actx *c, int64_t before)
+static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now)
 {
 	uint64_t last;
 	int r = ent_store_meta_u64(c->s, c->txn, "idem_swept", &last);
@@ -615,6 +734,8 @@ static int sweep_idem(struct ent_actx *c, int64_t before)
 		return r;
 	if (before <= 0 || (last != 0 && before < (int64_t)last + IDEM_SWEEP_MS))
 		return 0;
+	if ((r = prune_tombstones(c, before, now)))
+		return r;
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(c->txn, c->s->dbi[ENT_T_IDEM], &cur);
 	if (rc)
@@ -685,7 +806,7 @@ static int apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 		if (r)
 			return r;
 	}
-	return sweep_idem(c, t->idem_before);
+	return sweep_idem(c, t->idem_before, now);
 }
 
 static int apply_wipe(struct ent_actx *c)

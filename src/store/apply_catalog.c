@@ -113,6 +113,32 @@ int ent_a_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feat
 	return 0;
 }
 
+/*
+ * Fields a grant may only carry for one feature type: limits and reset periods mean something
+ * only for metered features, static values only for static ones. Refused rather than ignored,
+ * so a caller who set them learns they have no effect.
+ */
+static int check_grant_type(struct ent_actx *c, const char *pfx, const Ent__V1__Grant *g,
+			    const Ent__V1__Feature *f)
+{
+	if (f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED) {
+		const char *field = g->usage_limit	    ? "usage_limit"
+				    : g->unlimited	    ? "unlimited"
+				    : g->is_soft_limit	    ? "is_soft_limit"
+				    : g->usage_reset_period ? "usage_reset_period"
+							    : NULL;
+		if (field)
+			return ent_err_set(c->err, ENT_EINVAL,
+					   "%s.%s: only for metered features ('%s' is %s)", pfx,
+					   field, f->code, ent_feature_type_name((uint8_t)f->type));
+	}
+	if (g->n_static_values && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "%s.static_values: only for static features ('%s' is %s)", pfx,
+				   f->code, ent_feature_type_name((uint8_t)f->type));
+	return 0;
+}
+
 int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *const *grants,
 		       size_t n, Ent__V1__Grant ***out)
 {
@@ -160,6 +186,9 @@ int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *co
 			if ((r = ent_a_check_text(c, g->static_values[j], fld)))
 				return r;
 		}
+		/* Each value valid on its own first, then whether the feature's type takes it. */
+		if ((r = check_grant_type(c, pfx, g, f)))
+			return r;
 		snprintf(fld, sizeof(fld), "%s.privileges", pfx);
 		Ent__V1__PrivilegeValue **pv;
 		if ((r = ent_a_check_privs(c, fld, f, g->privileges, g->n_privileges, &pv)))
@@ -333,6 +362,30 @@ static int users_customers(struct ent_actx *c, const struct users *u, struct ent
 	return r;
 }
 
+/* Keys customer\0feature of table \a t whose feature is \a feature (a full scan: such
+ * tables are keyed by customer first). */
+struct pairs {
+	const char *feature;
+	struct ent_strset keys;
+};
+
+static int pair_of_feature(struct ent_actx *c, void *ctx, struct ent_str key, struct ent_str val)
+{
+	struct pairs *p = ctx;
+	struct ent_str cu, fe;
+	if (ent_key_split(key, &cu, &fe) && ent_str_eq(fe, s_(p->feature)))
+		return ent_strset_add(c, &p->keys, key);
+	return 0;
+}
+
+static int pairs_of_feature(struct ent_actx *c, enum ent_table t, const char *feature,
+			    struct pairs *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->feature = feature;
+	return ent_a_scan(c, t, (struct ent_str){"", 0}, pair_of_feature, out);
+}
+
 /* ---- features ------------------------------------------------------------------------------ */
 
 static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
@@ -448,23 +501,25 @@ int ent_a_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 	((uint8_t *)v.mv_data)[0] = (uint8_t)st.type;
 	protobuf_c_message_pack(&st.base, (uint8_t *)v.mv_data + 1);
 
-	if (old && users_any(&u)) {
+	/* Records kept only by a cleanup tombstone show the feature's type too. */
+	struct pairs ended = {0};
+	if (old && (r = pairs_of_feature(c, ENT_T_ENDED, f->code, &ended)))
+		return r;
+	if (old && (users_any(&u) || ended.keys.n)) {
 		struct ent_strset customers = {0}, features = {0};
-		if ((r = users_customers(c, &u, &customers)) ||
-		    (r = ent_strset_add(c, &features, code)) ||
+		if ((r = users_customers(c, &u, &customers)))
+			return r;
+		for (size_t i = 0; i < ended.keys.n && !r; i++) {
+			struct ent_str cu, fe;
+			if (ent_key_split(ended.keys.v[i], &cu, &fe))
+				r = ent_strset_add(c, &customers, cu);
+		}
+		ent_strset_uniq(&customers);
+		if (r || (r = ent_strset_add(c, &features, code)) ||
 		    (r = ent_a_recompute_all(c, &customers, &features, c->at)))
 			return r;
 	}
 	return echo(c, ENT_T_FEATURES, code, &ent__v1__feature__descriptor, 1);
-}
-
-static int usage_of_feature(struct ent_actx *c, void *ctx, struct ent_str key, struct ent_str val)
-{
-	struct users *u = ctx;
-	struct ent_str cu, fe;
-	if (ent_key_split(key, &cu, &fe) && ent_str_eq(fe, s_(u->feature)))
-		return ent_strset_add(c, &u->sub_keys, key);
-	return 0;
 }
 
 int ent_a_delete_feature(struct ent_actx *c, const char *code)
@@ -483,18 +538,32 @@ int ent_a_delete_feature(struct ent_actx *c, const char *code)
 		return r;
 	if (users_any(&u)) {
 		char what[300];
-		snprintf(what, sizeof(what), "feature '%s'", code);
+		snprintf(what, sizeof(what), "code: feature '%s'", code);
 		return used_by(c, what, &u);
 	}
 	if ((r = ent_a_del(c, ENT_T_FEATURES, s_(code))))
 		return r;
 	/* Leftover usage counters of the feature go with it, so a feature created later under
 	 * the same code starts from zero. */
-	struct users left = {.feature = code};
-	if ((r = ent_a_scan(c, ENT_T_USAGE, (struct ent_str){"", 0}, usage_of_feature, &left)))
+	struct pairs left;
+	if ((r = pairs_of_feature(c, ENT_T_USAGE, code, &left)))
 		return r;
-	for (size_t i = 0; i < left.sub_keys.n && !r; i++)
-		r = ent_a_del(c, ENT_T_USAGE, left.sub_keys.v[i]);
+	for (size_t i = 0; i < left.keys.n && !r; i++)
+		r = ent_a_del(c, ENT_T_USAGE, left.keys.v[i]);
+	if (r)
+		return r;
+	/* So do its cleanup tombstones (not users: nothing grants the feature any more), with
+	 * the records they kept and the customer references they held. */
+	if ((r = pairs_of_feature(c, ENT_T_ENDED, code, &left)))
+		return r;
+	for (size_t i = 0; i < left.keys.n && !r; i++) {
+		struct ent_str cu, fe;
+		if (!ent_key_split(left.keys.v[i], &cu, &fe))
+			continue;
+		if (!(r = ent_a_del(c, ENT_T_ENDED, left.keys.v[i])) &&
+		    !(r = ent_a_customer_ref(c, cu, -1)))
+			r = ent_a_recompute(c, cu, fe, c->at);
+	}
 	if (r)
 		return r;
 	c->res->deleted = true;
@@ -503,30 +572,82 @@ int ent_a_delete_feature(struct ent_actx *c, const char *code)
 
 /* ---- plans and add-ons ---------------------------------------------------------------------- */
 
-static int add_grant_features(struct ent_actx *c, const Ent__V1__SetEntitlementsRequest *o,
-			      struct ent_strset *set)
+static const Ent__V1__Grant *grant_of(const Ent__V1__SetEntitlementsRequest *o, const char *feature)
 {
-	for (size_t i = 0; o && i < o->n_entitlements; i++) {
-		int r = ent_strset_add(c, set, s_(o->entitlements[i]->feature_code));
-		if (r)
-			return r;
-	}
+	for (size_t i = 0; o && i < o->n_entitlements; i++)
+		if (strcmp(o->entitlements[i]->feature_code, feature) == 0)
+			return o->entitlements[i];
+	return NULL;
+}
+
+/*
+ * Did the grant of \a feature change between \a a and \b? Compared as packed protobuf bytes:
+ * both sides are normalized the same way before they are stored, and protobuf-c packs fields
+ * in a fixed order, so equal grants pack equal. Present on one side only: changed.
+ */
+static int grant_changed(struct ent_actx *c, const Ent__V1__SetEntitlementsRequest *a,
+			 const Ent__V1__SetEntitlementsRequest *b, const char *feature,
+			 bool *changed)
+{
+	const Ent__V1__Grant *ga = grant_of(a, feature), *gb = grant_of(b, feature);
+	*changed = true;
+	if (!ga || !gb)
+		return 0;
+	size_t na = protobuf_c_message_get_packed_size(&ga->base);
+	size_t nb = protobuf_c_message_get_packed_size(&gb->base);
+	if (na != nb)
+		return 0;
+	ent_arena_reset(&c->ws->tmp);
+	uint8_t *pa = ent_arena_alloc(&c->ws->tmp, na + 1),
+		*pb = ent_arena_alloc(&c->ws->tmp, nb + 1);
+	if (!pa || !pb)
+		return -ENT_ENOMEM;
+	protobuf_c_message_pack(&ga->base, pa);
+	protobuf_c_message_pack(&gb->base, pb);
+	*changed = memcmp(pa, pb, na) != 0;
 	return 0;
 }
 
+/* Features whose grant differs between \a old and \a now (either may be NULL). */
+static int changed_features(struct ent_actx *c, const Ent__V1__SetEntitlementsRequest *old,
+			    const Ent__V1__SetEntitlementsRequest *now, struct ent_strset *set)
+{
+	const Ent__V1__SetEntitlementsRequest *sides[2] = {old, now};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; sides[k] && i < sides[k]->n_entitlements; i++) {
+			const char *feature = sides[k]->entitlements[i]->feature_code;
+			bool changed;
+			/* A feature on both sides was decided in the first round. */
+			if (k == 1 && grant_of(old, feature))
+				continue;
+			int r = grant_changed(c, old, now, feature, &changed);
+			if (!r && changed)
+				r = ent_strset_add(c, set, s_(feature));
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
+/*
+ * Recompute what a plan or add-on change can move: every customer on it, but only for the
+ * features whose grant changed. A one-grant patch of a plan with many features costs one
+ * recompute per customer, not one per feature and customer (the rest of each record is
+ * unchanged, and an unchanged record stays exact in time on its own).
+ */
 static int fan_out(struct ent_actx *c, enum ent_table t, struct ent_str code,
 		   const Ent__V1__SetEntitlementsRequest *old,
 		   const Ent__V1__SetEntitlementsRequest *now)
 {
 	struct ent_strset customers = {0}, features = {0};
-	int r = index_customers(c, t == ENT_T_PLANS ? ENT_T_PLAN_SUBS : ENT_T_ADDON_SUBS, code,
-				&customers);
+	int r = changed_features(c, old, now, &features);
+	if (r || features.n == 0)
+		return r;
+	r = index_customers(c, t == ENT_T_PLANS ? ENT_T_PLAN_SUBS : ENT_T_ADDON_SUBS, code,
+			    &customers);
 	if (r || customers.n == 0)
 		return r;
 	ent_strset_uniq(&customers);
-	if ((r = add_grant_features(c, old, &features)) ||
-	    (r = add_grant_features(c, now, &features)))
-		return r;
 	ent_strset_uniq(&features);
 	return ent_a_recompute_all(c, &customers, &features, c->at);
 }

@@ -235,7 +235,13 @@ int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struc
 	if (r)
 		return r == -ENT_ENOTFOUND ? 0 : r;
 	struct ent_strset features = {0};
-	if ((r = sub_features(c, sub, &features)) || (r = index_sub(c, sub, &key, false)) ||
+	if ((r = sub_features(c, sub, &features)))
+		return r;
+	/* Tombstones first, while the subscription's sources can still be gathered. */
+	ent_strset_uniq(&features);
+	for (size_t i = 0; i < features.n && !r; i++)
+		r = ent_a_tombstone(c, customer, features.v[i], &id);
+	if (r || (r = index_sub(c, sub, &key, false)) ||
 	    (r = ent_a_del(c, ENT_T_SUBS, (struct ent_str){key.b, key.len})) ||
 	    (r = ent_a_customer_ref(c, customer, -1)))
 		return r;
@@ -327,6 +333,10 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 				   "limits");
 	if ((r = ent_a_check_text(c, req->reason, "reason")))
 		return r;
+	if (req->n_static_values && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "static_values: only for static features ('%s' is %s)", f->code,
+				   ent_feature_type_name((uint8_t)f->type));
 	if (req->n_static_values > ENT_MAX_STATIC)
 		return ent_err_set(c->err, ENT_EINVAL, "static_values: more than %d",
 				   ENT_MAX_STATIC);
@@ -383,6 +393,10 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 	int r = check_pair(c, req->customer_id, req->feature_code, &key, &f);
 	if (r)
 		return r;
+	if (req->quantity && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "quantity: only for metered features ('%s' is %s)", f->code,
+				   ent_feature_type_name((uint8_t)f->type));
 	if (req->quantity && req->quantity->value < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "quantity: must be >= 0");
 	if (req->quantity_used && req->quantity_used->value < 0)
@@ -394,6 +408,10 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 		return ent_err_set(c->err, ENT_EINVAL, "active_from: must be >= 0");
 	if (req->expiry_at && req->expiry_at->value < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "expiry_at: must be >= 0");
+	/* Like set_override's expires_at: an override that would be born expired is a mistake
+	 * (and the tick would delete it at once). 0 clears the expiry. */
+	if (req->expiry_at && req->expiry_at->value != 0 && req->expiry_at->value <= c->at)
+		return ent_err_set(c->err, ENT_EINVAL, "expiry_at: in the past");
 	Ent__V1__CustomerOverride *old = NULL;
 	r = ent_a_get_pb(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len},
 			 &ent__v1__customer_override__descriptor, c->arena, (void **)&old);
@@ -450,6 +468,12 @@ int ent_a_remove_override(struct ent_actx *c, struct ent_str customer, struct en
 	if (r || (r = ent_a_customer_ref(c, customer, -1)))
 		return r;
 	return ent_a_recompute(c, customer, feature, c->at);
+}
+
+int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature)
+{
+	int r = ent_a_tombstone(c, customer, feature, NULL);
+	return r ? r : ent_a_remove_override(c, customer, feature);
 }
 
 int ent_a_delete_override(struct ent_actx *c, const Ent__V1__DeleteCustomerEntitlementRequest *req)

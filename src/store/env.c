@@ -57,7 +57,15 @@ static const char *const table_names[ENT_T__COUNT] = {
 	[ENT_T_ADDON_SUBS] = "addon_subs",
 	[ENT_T_BOUNDS] = "bounds",
 	[ENT_T_AGG] = "agg",
+	[ENT_T_ENDED] = "ended",
 };
+
+/* Tables added after schema 1 was stamped: a read-only open of an older database goes on
+ * without them (nothing in them yet); a read-write open creates them. */
+static bool table_optional(enum ent_table t)
+{
+	return t == ENT_T_ENDED;
+}
 
 static unsigned table_flags(enum ent_table t)
 {
@@ -130,6 +138,10 @@ static int open_tables(struct ent_store *s, const char *path, struct ent_err *er
 	for (int t = 0; t < ENT_T__COUNT; t++) {
 		unsigned flags = table_flags(t) | (s->read_only ? 0 : MDB_CREATE);
 		rc = mdb_dbi_open(txn, table_names[t], flags, &s->dbi[t]);
+		if (rc == MDB_NOTFOUND && table_optional(t)) {
+			s->absent |= 1u << t;
+			continue;
+		}
 		if (rc == MDB_NOTFOUND) {
 			mdb_txn_abort(txn);
 			return ent_err_set(err, ENT_ENOTFOUND,
@@ -299,9 +311,12 @@ int ent_store_stats(struct ent_store *s, struct ent_store_stats *out)
 		{ENT_T_CUSTOMERS, offsetof(struct ent_store_stats, customers)},
 		{ENT_T_AGG, offsetof(struct ent_store_stats, aggregates)},
 		{ENT_T_BOUNDS, offsetof(struct ent_store_stats, boundaries)},
+		{ENT_T_ENDED, offsetof(struct ent_store_stats, tombstones)},
 	};
 	int r = 0;
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]) && !r; i++) {
+		if (!ent_store_has(s, counts[i].t))
+			continue;
 		MDB_stat st;
 		rc = mdb_stat(txn, s->dbi[counts[i].t], &st);
 		if (rc)

@@ -1,9 +1,9 @@
 /*
  * Gathering the sources of one (customer, feature) from the base tables: the feature's
  * declaration, every subscription of the customer with its plan's, add-ons' and own grants of
- * the feature, and the customer's override. The result is plain model structs; everything it
- * points at lives in the caller's arena (protobufs are unpacked with the arena allocator), so
- * it stays valid after the transaction moves on.
+ * the feature, the customer's override, and the cleanup tombstone (`ended`). The result is plain
+ * model structs; everything it points at lives in the caller's arena (protobufs are unpacked with
+ * the arena allocator), so it stays valid after the transaction moves on.
  */
 #include <math.h>
 
@@ -306,12 +306,34 @@ static int gather_override(struct gather *g, struct ent_str customer)
 	return r ? r : copy_privs(g, o->privileges, o->n_privileges, src);
 }
 
+/* The cleanup tombstone of (customer, feature): the latest end of a granting source the
+ * tick already removed (0: none). */
+static int gather_ended(struct gather *g, struct ent_str customer)
+{
+	g->out->ended_at = 0;
+	struct ent_key key;
+	struct ent_str feature = ent_str_c(g->f->code);
+	if (!ent_store_has(g->s, ENT_T_ENDED) || ent_key_make(&key, customer, &feature))
+		return 0;
+	MDB_val k = ent_key_val(&key), v;
+	int rc = mdb_get(g->txn, g->s->dbi[ENT_T_ENDED], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return ent_store_mdb_err(rc);
+	if (v.mv_size != 8)
+		return -ENT_ECORRUPT;
+	g->out->ended_at = (int64_t)ent_le64_get(v.mv_data);
+	return 0;
+}
+
 int ent_store_gather(struct ent_store *s, MDB_txn *txn, struct ent_str customer,
 		     struct ent_str feature, struct ent_arena *a, struct ent_sources *out)
 {
 	struct gather g = {s, txn, a, {0}, out, NULL};
 	ent_pb_allocator(&g.al, a);
 	out->n = 0;
+	out->ended_at = 0;
 	Ent__V1__Feature *f;
 	int r = ent_store_load_feature(s, txn, feature, a, &f);
 	if (r)
@@ -326,7 +348,7 @@ int ent_store_gather(struct ent_store *s, MDB_txn *txn, struct ent_str customer,
 		fd->privs[fd->n_privs].type = (uint8_t)f->privileges[i]->value_type;
 		fd->n_privs++;
 	}
-	if ((r = gather_subs(&g, customer)))
+	if ((r = gather_subs(&g, customer)) || (r = gather_override(&g, customer)))
 		return r;
-	return gather_override(&g, customer);
+	return gather_ended(&g, customer);
 }

@@ -41,6 +41,9 @@ struct ent_wtxn {
 struct ent_store {
 	MDB_env *env;
 	MDB_dbi dbi[ENT_T__COUNT];
+	/** Bit t: table t is missing (a read-only open of a database written before the table
+	    existed; only `ended` may be). Its dbi is invalid: lookups read as not found. */
+	uint32_t absent;
 	bool read_only;
 	struct ent_wtxn w;	 /**< the single write transaction */
 	struct ent_wscratch *ws; /**< writer scratch, see above */
@@ -59,7 +62,8 @@ struct ent_view {
 struct ent_wscratch {
 	struct ent_sources src;
 	struct ent_agg segs[ENT_MAX_SEGMENTS];
-	struct ent_agg seg; /**< one decoded segment (consume, usage answers) */
+	struct ent_agg seg;	/**< one decoded segment (consume, usage answers) */
+	struct ent_sources one; /**< one source alone: does it grant? (cleanup tombstones) */
 	uint8_t rec[ENT_RECORD_MAX];
 	struct ent_arena rc;  /**< gather of one recompute; reset per recompute */
 	struct ent_arena tmp; /**< one item of a scan; reset per item */
@@ -152,6 +156,12 @@ int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint
 /** Fetch and unpack a stored feature into \a a. \return 0, -ENT_ENOTFOUND or -ENT_ECORRUPT. */
 int ent_store_load_feature(struct ent_store *s, MDB_txn *txn, struct ent_str code,
 			   struct ent_arena *a, Ent__V1__Feature **out);
+
+/** Whether table \a t exists in this environment (see struct ent_store.absent). */
+static inline bool ent_store_has(const struct ent_store *s, enum ent_table t)
+{
+	return !(s->absent & (1u << t));
+}
 
 /* ---- record.c ------------------------------------------------------------------------- */
 
@@ -268,13 +278,28 @@ int ent_a_set_entitlements(struct ent_actx *c, enum ent_table t,
 int ent_a_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *code);
 int ent_a_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *sub);
 int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscriptionRequest *req);
-/** Remove a subscription (tick: ended), maintaining indexes, refcount and aggregates. */
+/**
+ * Remove a subscription (tick: ended), maintaining indexes, refcount and aggregates. Each
+ * feature it granted gets a tombstone in `ended` first (ent_a_tombstone), so the answer stays
+ * EXPIRED after it is gone.
+ */
 int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struct ent_str id);
 int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlementRequest *req);
 int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntitlementRequest *req);
 int ent_a_delete_override(struct ent_actx *c, const Ent__V1__DeleteCustomerEntitlementRequest *req);
-/** Remove an override (tick: expired), maintaining refcount and the aggregate. */
+/** Remove an override (delete_override), maintaining refcount and the aggregate. */
 int ent_a_remove_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature);
+/** The tick's removal of an expired override: a tombstone first, then ent_a_remove_override. */
+int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature);
+
+/**
+ * Before cleanup removes sources of (customer, feature), record the latest end among those
+ * that ended by c->at and would grant the feature, in `ended` (the larger of the stored one
+ * and this; a new row adds a customer reference). Which sources: the override when
+ * \a sub_id is NULL, else the plan, add-on and own grants of subscription \a sub_id.
+ */
+int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    const struct ent_str *sub_id);
 int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req);
 int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req);
 int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);

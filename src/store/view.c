@@ -68,7 +68,7 @@ int ent_view_get(struct ent_view *v, enum ent_table t, struct ent_str key, struc
 {
 	if (!v->active || (unsigned)t >= ENT_T__COUNT)
 		return -ENT_EINVAL;
-	if (key.len == 0 || key.len >= ENT_KEY_MAX)
+	if (key.len == 0 || key.len >= ENT_KEY_MAX || !ent_store_has(v->s, t))
 		return -ENT_ENOTFOUND;
 	MDB_val k = {key.len, (void *)key.p}, d;
 	int rc = mdb_get(v->txn, v->s->dbi[t], &k, &d);
@@ -88,6 +88,8 @@ int ent_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix, s
 {
 	if (!v->active || (unsigned)t >= ENT_T__COUNT)
 		return -ENT_EINVAL;
+	if (!ent_store_has(v->s, t))
+		return 0; /* a table this (older, read-only) database does not have is empty */
 	/*
 	 * Read-only cursors are kept per view and table and renewed, so a scan allocates
 	 * nothing in steady state; a nested scan of the same table gets its own cursor.

@@ -62,6 +62,7 @@ static struct ent_source *add_override(uint32_t sets)
 }
 
 static struct ent_agg A;
+static struct ent_agg SEG[ENT_MAX_SEGMENTS];
 
 static struct ent_agg *agg_at(int64_t t)
 {
@@ -637,6 +638,58 @@ static void test_state_reasons(void **state)
 	}
 }
 
+/*
+ * Rule 6b, cleanup tombstone: sources that ended and were removed leave ended_at, which still
+ * explains a "no" as EXPIRED from that instant on, and is an edge like a window's. An active
+ * grant wins; NOT_YET_ACTIVE and DISABLED_BY_OVERRIDE keep their precedence.
+ */
+static void test_state_ended(void **state)
+{
+	/* Nothing left but the tombstone: the answer the removed source gave. */
+	start(ENT_FT_METERED);
+	S.ended_at = 1000;
+	assert_int_equal(agg_at(1000)->state, ENT_R_EXPIRED);
+	assert_false(A.enabled);
+	assert_int_equal(agg_at(5000)->state, ENT_R_EXPIRED);
+	/* Before it: no grant had ended yet. */
+	assert_int_equal(agg_at(999)->state, ENT_R_NOT_ENTITLED);
+	assert_true(A.from == ENT_T_MIN && A.to == 1000);
+	assert_true(agg_at(1000)->from == 1000 && A.to == ENT_T_MAX);
+	/* Segments: the tombstone is an edge; past it the list is the EXPIRED segment alone. */
+	int n = ent_model_segments(&S, 0, SEG);
+	assert_int_equal(n, 2);
+	assert_int_equal(SEG[0].state, ENT_R_NOT_ENTITLED);
+	assert_int_equal(SEG[1].state, ENT_R_EXPIRED);
+	assert_true(SEG[1].from == 1000);
+	n = ent_model_segments(&S, 1000, SEG);
+	assert_int_equal(n, 1);
+	assert_true(SEG[0].from == ENT_T_MIN && SEG[0].to == ENT_T_MAX);
+	assert_int_equal(SEG[0].state, ENT_R_EXPIRED);
+
+	/* A new active grant wins over the tombstone. */
+	struct ent_source *p = add(ENT_SRC_PLAN);
+	p->usage_limit = 7;
+	assert_int_equal(agg_at(2000)->state, ENT_R_ENTITLED);
+	assert_int_equal(A.limit, 7);
+	/* One that starts later explains the "no" first. */
+	p->active_from = 3000;
+	assert_int_equal(agg_at(2000)->state, ENT_R_NOT_YET_ACTIVE);
+	assert_int_equal(agg_at(3000)->state, ENT_R_ENTITLED);
+	/* A disabled source does not hide it. */
+	p->active_from = 0;
+	p->enabled = false;
+	assert_int_equal(agg_at(2000)->state, ENT_R_EXPIRED);
+	/* An override switching the feature off says so itself. */
+	struct ent_source *o = add_override(ENT_SETS_ENABLED);
+	o->enabled = false;
+	assert_int_equal(agg_at(2000)->state, ENT_R_DISABLED_BY_OVERRIDE);
+	/* 0 is no tombstone. */
+	start(ENT_FT_BOOLEAN);
+	S.ended_at = 0;
+	assert_int_equal(agg_at(2000)->state, ENT_R_NOT_ENTITLED);
+	assert_true(A.from == ENT_T_MIN && A.to == ENT_T_MAX);
+}
+
 /* ---- rule 7: window edges -------------------------------------------------------------- */
 
 static void test_aggregate_window_edges(void **state)
@@ -686,8 +739,6 @@ static void test_aggregate_einval(void **state)
 }
 
 /* ---- rule 8: segments ------------------------------------------------------------------ */
-
-static struct ent_agg SEG[ENT_MAX_SEGMENTS];
 
 /* Segments cover [ENT_T_MIN, ENT_T_MAX) without gaps, and neighbours differ. */
 static void assert_cover(int n)
@@ -1345,6 +1396,7 @@ int main(void)
 		cmocka_unit_test(test_override_first_active_wins),
 		cmocka_unit_test(test_disabled_clears_values),
 		cmocka_unit_test(test_state_reasons),
+		cmocka_unit_test(test_state_ended),
 		cmocka_unit_test(test_aggregate_window_edges),
 		cmocka_unit_test(test_aggregate_einval),
 		cmocka_unit_test(test_segments_basic),

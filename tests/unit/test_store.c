@@ -159,6 +159,23 @@ static int set_object(struct fx *f, Ent__V1__Event__KindCase kind, const char *c
 	return apply(f, &ev);
 }
 
+static void set_object_at(struct fx *f, Ent__V1__Event__KindCase kind, const char *code,
+			  Ent__V1__Grant *grants, size_t n, int64_t at)
+{
+	Ent__V1__Grant *ptrs[8];
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &grants[i];
+	Ent__V1__SetEntitlementsRequest req = ENT__V1__SET_ENTITLEMENTS_REQUEST__INIT;
+	req.code = (char *)code;
+	req.name = (char *)code;
+	req.n_entitlements = n;
+	req.entitlements = ptrs;
+	Ent__V1__Event ev = event(at);
+	ev.kind_case = kind;
+	ev.set_plan = &req;
+	apply_ok(f, &ev);
+}
+
 struct sub_spec {
 	const char *id, *customer, *plan;
 	int64_t quantity, active_from, ends_at;
@@ -776,17 +793,190 @@ static void test_tick_expires_override(void **state)
 	assert_int_equal(a.d.limit, 100);
 	assert_false(a.override_applied);
 
-	/* An ended subscription is deleted by the tick at its end, with its customer. */
+	/* An ended subscription is deleted by the tick at its end; its customer stays known
+	 * through the tombstones, and the answer does not change (test_cleanup_keeps_answers). */
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s9", "shortlived", "startup", 1, 0,
 							  T0 + 2 * DAY}),
 			 0);
 	assert_int_equal(check(f, "shortlived", "sso", 1, T0 + 2 * DAY).d.reason, ENT_R_EXPIRED);
 	tick(f, T0 + 2 * DAY, 0);
-	assert_int_equal(check(f, "shortlived", "sso", 1, T0 + 2 * DAY).d.reason,
-			 ENT_R_UNKNOWN_CUSTOMER);
+	assert_int_equal(check(f, "shortlived", "sso", 1, T0 + 2 * DAY).d.reason, ENT_R_EXPIRED);
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
 	assert_int_equal(st.subscriptions, 1);
+	assert_int_equal(st.customers, 2);
+	/* acme's override on api_calls, shortlived's api_calls and sso. */
+	assert_int_equal(st.tombstones, 3);
+}
+
+/* The fields of an answer that cleanup must not change. */
+static void assert_same_answer(const struct answer *a, const struct answer *b, const char *what)
+{
+	if (a->d.allowed != b->d.allowed || a->d.reason != b->d.reason ||
+	    a->d.feature_type != b->d.feature_type || a->d.limit != b->d.limit ||
+	    a->d.used != b->d.used || a->override_applied != b->override_applied)
+		fail_msg("%s: %s/%s type %d limit %lld used %lld, then %s/%s type %d limit %lld "
+			 "used %lld",
+			 what, a->d.allowed ? "allowed" : "denied", ent_reason_name(a->d.reason),
+			 a->d.feature_type, (long long)a->d.limit, (long long)a->d.used,
+			 b->d.allowed ? "allowed" : "denied", ent_reason_name(b->d.reason),
+			 b->d.feature_type, (long long)b->d.limit, (long long)b->d.used);
+}
+
+static int list_count(void *ctx, const struct ent_customer_feature *cf)
+{
+	assert_int_equal(cf->sources->n, 0);
+	assert_int_equal(cf->r.d.reason, ENT_R_EXPIRED);
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/*
+ * A check's answer does not depend on whether the writer's timer ran: the tick deletes ended
+ * subscriptions and expired overrides, and leaves a tombstone per (customer, feature) they
+ * granted, so EXPIRED stays EXPIRED (not UNKNOWN_CUSTOMER or NOT_ENTITLED) until the
+ * idempotency retention prunes it.
+ */
+static void test_cleanup_keeps_answers(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	int64_t end = T0 + 2 * DAY, exp = T0 + DAY, at = end + 1000;
+	/* gone: a subscription that ends; solo: only an override (a limit) that expires;
+	 * flag: only an override switching a boolean on; off: only an override switching it
+	 * off, which never granted anything. */
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "gone", "startup", 1, 0, end}), 0);
+	assert_int_equal(report(f, "gone", "api_calls", 4, "k1", T0 + 1), 0);
+	assert_int_equal(set_override_number(f, "solo", "api_calls", 50, exp, T0), 0);
+	assert_int_equal(report(f, "solo", "api_calls", 5, "k1", T0 + 1), 0);
+	assert_int_equal(set_override_number(f, "flag", "export", 1, exp, T0), 0);
+	assert_int_equal(set_override_number(f, "off", "export", 0, exp, T0), 0);
+	static const struct {
+		const char *customer, *feature;
+		uint8_t reason;
+	} pairs[] = {
+		{"gone", "api_calls", ENT_R_EXPIRED},  {"gone", "sso", ENT_R_EXPIRED},
+		{"solo", "api_calls", ENT_R_EXPIRED},  {"flag", "export", ENT_R_EXPIRED},
+		{"off", "export", ENT_R_NOT_ENTITLED},
+	};
+	const int NP = (int)(sizeof(pairs) / sizeof(pairs[0]));
+	struct answer before[sizeof(pairs) / sizeof(pairs[0])];
+	for (int i = 0; i < NP; i++) {
+		before[i] = check(f, pairs[i].customer, pairs[i].feature, 1, at);
+		assert_int_equal(before[i].d.reason, pairs[i].reason);
+	}
+	assert_int_equal(before[0].d.used, 4);
+	assert_int_equal(before[2].d.used, 5);
+
+	tick(f, exp, 0);
+	tick(f, end, 0);
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.subscriptions + st.overrides, 0); /* cleaned up */
+	/* gone x 2, solo, flag; not off (a source that never granted leaves none). */
+	assert_int_equal(st.tombstones, 4);
+	assert_int_equal(st.customers, 3);
+	for (int i = 0; i < NP - 1; i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "%s/%s", pairs[i].customer, pairs[i].feature);
+		struct answer after = check(f, pairs[i].customer, pairs[i].feature, 1, at);
+		assert_same_answer(&before[i], &after, what);
+	}
+	/* Every feature of the customer is listed, EXPIRED, with no source left. */
+	struct ent_arena ar;
+	ent_arena_init(&ar, 0);
+	int listed = 0;
+	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_view_customer_features(f->v, ENT_STR_LIT("gone"), NULL, 0, at, &ar,
+						    list_count, &listed),
+			 0);
+	ent_view_end(f->v);
+	ent_arena_deinit(&ar);
+	assert_int_equal(listed, 2);
+
+	/* The tombstone is not a grant: usage of the ended subscription is not counted again,
+	 * and a new subscription simply wins. */
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s2", "gone", "startup", 1}), 0);
+	struct answer a = check(f, "gone", "sso", 1, at);
+	assert_true(a.d.allowed);
+	assert_int_equal(check(f, "gone", "api_calls", 1, at).d.limit, 100);
+
+	/* Deleting the feature takes its tombstones (and the references they held). */
+	Ent__V1__Event ev = event(end);
+	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
+	ev.delete_feature = "export";
+	apply_ok(f, &ev);
+	assert_true(f->res.deleted);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.tombstones, 3);
+	assert_int_equal(st.customers, 2); /* gone, solo */
+
+	/* Past the idempotency retention the tombstones go: solo is unknown again. A retention
+	 * that has not reached them yet keeps them. */
+	tick(f, end + DAY, exp);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.tombstones, 3);
+	tick(f, end + 2 * DAY, end + 1);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.tombstones, 0);
 	assert_int_equal(st.customers, 1);
+	assert_int_equal(check(f, "solo", "api_calls", 1, at).d.reason, ENT_R_UNKNOWN_CUSTOMER);
+	assert_true(check(f, "gone", "sso", 1, at).d.allowed);
+	/* Its usage row outlives the record, as for any customer left without a source. */
+	assert_int_equal(ent_view_begin(f->v), 0);
+	struct ent_str row;
+	assert_int_equal(
+		ent_view_get(f->v, ENT_T_USAGE, (struct ent_str){"solo\0api_calls", 14}, &row), 0);
+	ent_view_end(f->v);
+}
+
+/* A one-grant patch recomputes that feature for each customer, not every feature. */
+static void test_fan_out_only_changed(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	Ent__V1__Grant g[3] = {grant("api_calls", 100, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY),
+			       grant("sso", 0, 0), grant("export", 0, 0)};
+	set_object_at(f, ENT__V1__EVENT__KIND_SET_PLAN, "wide", g, 3, T0);
+	/* Subscriptions that start later: their records have a segment before the start, so
+	 * any recompute after it rewrites them. Unchanged features must not be recomputed. */
+	const char *customers[] = {"c1", "c2", "c3", "c4"};
+	for (int i = 0; i < 4; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "s%d", i);
+		assert_int_equal(upsert_sub(f, &(struct sub_spec){id, customers[i], "wide", 1,
+								  T0 + DAY / 2}),
+				 0);
+	}
+	Ent__V1__Grant p = grant("api_calls", 500, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY);
+	set_object_at(f, ENT__V1__EVENT__KIND_PATCH_PLAN, "wide", &p, 1, T0 + DAY);
+	assert_int_equal(f->res.recomputed, 4);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(check(f, customers[i], "api_calls", 1, T0 + DAY).d.limit, 500);
+		assert_true(check(f, customers[i], "sso", 1, T0 + DAY).d.allowed);
+		assert_true(check(f, customers[i], "export", 1, T0 + DAY).d.allowed);
+	}
+	/* The same grant again changes nothing; a set that drops one grant and keeps two
+	 * recomputes the dropped one only. */
+	set_object_at(f, ENT__V1__EVENT__KIND_PATCH_PLAN, "wide", &p, 1, T0 + DAY);
+	assert_int_equal(f->res.recomputed, 0);
+	Ent__V1__Grant keep[2] = {p, grant("sso", 0, 0)};
+	set_object_at(f, ENT__V1__EVENT__KIND_SET_PLAN, "wide", keep, 2, T0 + DAY);
+	assert_int_equal(f->res.recomputed, 4);
+	assert_int_equal(check(f, "c2", "export", 1, T0 + DAY).d.reason, ENT_R_NOT_ENTITLED);
+	assert_true(check(f, "c2", "sso", 1, T0 + DAY).d.allowed);
+	/* An add-on works the same way. */
+	Ent__V1__Grant b[2] = {grant("api_calls", 50, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY),
+			       grant("sso", 0, 0)};
+	set_object_at(f, ENT__V1__EVENT__KIND_SET_ADDON, "more", b, 2, T0);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s9", "c9", "startup", 1, T0 + DAY / 2, 0,
+							  "more", 1}),
+			 0);
+	b[0].usage_limit = 60;
+	set_object_at(f, ENT__V1__EVENT__KIND_PATCH_ADDON, "more", b, 1, T0 + DAY);
+	assert_int_equal(f->res.recomputed, 1);
+	assert_int_equal(check(f, "c9", "api_calls", 1, T0 + DAY).d.limit, 160);
 }
 
 static void test_plan_change_fans_out(void **state)
@@ -888,7 +1078,7 @@ static void test_validation_messages(void **state)
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
 	ev.delete_feature = "seats";
 	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
-	assert_string_equal(f->res.err.msg, "feature 'seats' is used by plan 'startup'");
+	assert_string_equal(f->res.err.msg, "code: feature 'seats' is used by plan 'startup'");
 	ft.type = ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC;
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
 	ev.upsert_feature = &ft;
@@ -921,6 +1111,146 @@ static void test_validation_messages(void **state)
 	assert_int_equal(st.subscriptions, 0);
 	assert_int_equal(st.overrides, 0);
 	assert_int_equal(st.customers, 0);
+}
+
+/* A grant or override may carry only what its feature's type means (ENT_EINVAL names it). */
+static void test_type_rules(void **state)
+{
+	struct fx *f = *state;
+	upsert_feature(f, "api_calls", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	upsert_feature(f, "sso", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	upsert_feature(f, "sla", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC);
+	char *vals[] = {"99.9%"};
+
+	/* Grants: limits and reset periods for metered only, static values for static only. */
+	static const struct {
+		const char *feature;
+		int field; /* 0 usage_limit, 1 unlimited, 2 is_soft_limit, 3 reset, 4 static */
+		const char *want;
+	} bad[] = {
+		{"sso", 0,
+		 "entitlements[0].usage_limit: only for metered features ('sso' is boolean)"},
+		{"sla", 1,
+		 "entitlements[0].unlimited: only for metered features ('sla' is static)"},
+		{"sso", 2,
+		 "entitlements[0].is_soft_limit: only for metered features ('sso' is "
+		 "boolean)"},
+		{"sla", 3,
+		 "entitlements[0].usage_reset_period: only for metered features ('sla' is "
+		 "static)"},
+		{"api_calls", 4,
+		 "entitlements[0].static_values: only for static features "
+		 "('api_calls' is metered)"},
+		{"sso", 4,
+		 "entitlements[0].static_values: only for static features ('sso' is "
+		 "boolean)"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		Ent__V1__Grant g = grant(bad[i].feature, 0, 0);
+		switch (bad[i].field) {
+		case 0:
+			g.usage_limit = 5;
+			break;
+		case 1:
+			g.unlimited = true;
+			break;
+		case 2:
+			g.is_soft_limit = true;
+			break;
+		case 3:
+			g.usage_reset_period = ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY;
+			break;
+		default:
+			g.n_static_values = 1;
+			g.static_values = vals;
+		}
+		assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "p", &g, 1),
+				 -ENT_EINVAL);
+		assert_string_equal(f->res.err.msg, bad[i].want);
+	}
+	/* Each on its own type is fine. */
+	Ent__V1__Grant ok[3] = {grant("api_calls", 5, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY),
+				grant("sso", 0, 0), grant("sla", 0, 0)};
+	ok[0].is_soft_limit = true;
+	ok[2].n_static_values = 1;
+	ok[2].static_values = vals;
+	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "p", ok, 3), 0);
+	/* Subscription grants follow the same rule, under their own field name. */
+	Ent__V1__Grant sg = grant("sso", 3, 0), *sgp = &sg;
+	Ent__V1__Subscription sub = ENT__V1__SUBSCRIPTION__INIT;
+	sub.id = "s1";
+	sub.customer_id = "acme";
+	sub.plan_code = "p";
+	sub.n_entitlements = 1;
+	sub.entitlements = &sgp;
+	Ent__V1__Event ev = event(T0);
+	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
+	ev.upsert_subscription = &sub;
+	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg, "subscription.entitlements[0].usage_limit: only for "
+					    "metered features ('sso' is boolean)");
+
+	/* Overrides: static values for static only; a number on a boolean stays on/off. */
+	Ent__V1__OverrideValue on = ENT__V1__OVERRIDE_VALUE__INIT;
+	on.kind_case = ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE;
+	on.bool_value = true;
+	Ent__V1__SetCustomerEntitlementRequest so = ENT__V1__SET_CUSTOMER_ENTITLEMENT_REQUEST__INIT;
+	so.customer_id = "acme";
+	so.feature_code = "sso";
+	so.value = &on;
+	so.n_static_values = 1;
+	so.static_values = vals;
+	ev.kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
+	ev.set_override = &so;
+	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg,
+			    "static_values: only for static features ('sso' is boolean)");
+	so.feature_code = "api_calls";
+	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg,
+			    "static_values: only for static features ('api_calls' is metered)");
+	so.feature_code = "sla";
+	apply_ok(f, &ev);
+	assert_int_equal(set_override_number(f, "acme", "sso", 1, 0, T0), 0);
+	assert_true(check(f, "acme", "sso", 1, T0).d.allowed);
+
+	/* A Zenskar quantity is a limit: metered only. */
+	Google__Protobuf__Int64Value q = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	q.value = 10;
+	Ent__V1__UpdateCustomerEntitlementRequest up =
+		ENT__V1__UPDATE_CUSTOMER_ENTITLEMENT_REQUEST__INIT;
+	up.customer_id = "acme";
+	up.feature_code = "sso";
+	up.quantity = &q;
+	ev.kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
+	ev.update_override = &up;
+	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg,
+			    "quantity: only for metered features ('sso' is boolean)");
+	up.feature_code = "sla";
+	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_string_equal(f->res.err.msg,
+			    "quantity: only for metered features ('sla' is static)");
+	up.feature_code = "api_calls";
+	apply_ok(f, &ev);
+	assert_int_equal(check(f, "acme", "api_calls", 1, T0).d.limit, 10);
+
+	/* expiry_at in the past is refused like set_override's expires_at; 0 clears it. */
+	Google__Protobuf__Int64Value exp = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	up.quantity = NULL;
+	up.expiry_at = &exp;
+	static const int64_t past[] = {T0, T0 - 1, 1};
+	for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
+		exp.value = past[i];
+		assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+		assert_string_equal(f->res.err.msg, "expiry_at: in the past");
+	}
+	exp.value = T0 + 1;
+	apply_ok(f, &ev);
+	assert_int_equal(((const Ent__V1__CustomerOverride *)f->res.object)->expires_at, T0 + 1);
+	exp.value = 0;
+	apply_ok(f, &ev);
+	assert_int_equal(((const Ent__V1__CustomerOverride *)f->res.object)->expires_at, 0);
 }
 
 static void test_zenskar_update(void **state)
@@ -1094,6 +1424,65 @@ static void test_scan_paging(void **state)
 	ent_view_end(f->v);
 }
 
+/* A database written before the `ended` table existed opens read-only and reads as before. */
+static void test_readonly_without_ended(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
+	fx_close(f);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "ended", 0, &dbi), 0);
+	assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	struct ent_store_opts o = {.path = f->dir, .read_only = true};
+	struct ent_err err = {0};
+	struct ent_store *s;
+	if (ent_store_open(&o, &s, &err))
+		fail_msg("read-only open: %s", err.msg);
+	struct ent_view *v;
+	assert_int_equal(ent_view_new(s, &v), 0);
+	assert_int_equal(ent_view_begin(v), 0);
+	struct ent_check c = {ENT_STR_LIT("acme"), ENT_STR_LIT("api_calls"), 1, T0};
+	static struct ent_check_result r;
+	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(r.d.limit, 100);
+	struct ent_str val;
+	assert_int_equal(ent_view_get(v, ENT_T_ENDED, ENT_STR_LIT("acme"), &val), -ENT_ENOTFOUND);
+	uint64_t n = 0;
+	assert_int_equal(ent_view_scan(v, ENT_T_ENDED, (struct ent_str){"", 0},
+				       (struct ent_str){"", 0}, 0, count_bound, &n),
+			 0);
+	assert_int_equal(n, 0);
+	struct ent_arena a;
+	ent_arena_init(&a, 0);
+	struct listed l = {0};
+	assert_int_equal(
+		ent_view_customer_features(v, ENT_STR_LIT("acme"), NULL, 0, T0, &a, list_cb, &l),
+		0);
+	assert_int_equal(l.n, 2);
+	ent_arena_deinit(&a);
+	ent_view_end(v);
+	ent_view_free(v);
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(s, &st), 0);
+	assert_int_equal(st.tombstones, 0);
+	assert_int_equal(st.aggregates, 2);
+	ent_store_close(s);
+	/* A read-write open creates the table again. */
+	fx_open(f, 0);
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.customers, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1108,10 +1497,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_group_bad_event_fails_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seq_and_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_without_ended, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_expires_override, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cleanup_keeps_answers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_change_fans_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fan_out_only_changed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validation_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_type_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zenskar_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_customer_features, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wipe_and_set_usage, setup, teardown),

@@ -249,12 +249,6 @@ class SeedFlows(wp.Statuses, wp.DaemonCase):
         self.assertTrue(gone, "ended subscription %s still stored" % sub)
         self.assertFalse(self.check(cus, "wf_api").allowed)
 
-    # KNOWN SERVER BUG (reported): a check at an instant after a subscription's end answers
-    # EXPIRED until the writer's timer runs, then UNKNOWN_CUSTOMER (the tick deletes the ended
-    # subscription and with it the customer). DESIGN.md: the timers "only clean up and
-    # recompute"; the answer at an instant must not depend on whether they ran. An unexpected
-    # success fails the suite, so the decorator cannot outlive the fix.
-    @unittest.expectedFailure
     def test_answer_stable_when_subscription_cleanup_runs(self):
         t, a = pb["types"], pb["admin"]
 
