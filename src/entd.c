@@ -1,17 +1,27 @@
 /*
  * entd: the entitlement check daemon. Wiring and start/stop order only.
  *
- * Start: parse flags, block SIGINT/SIGTERM/SIGHUP (every thread started later, gRPC's and the
- * writer's included, inherits the mask, so only sigwait below sees them), open the store,
- * start the writer, start the RPC server, wait for a signal.
- * Stop: NOT_SERVING (health watchers and load balancers learn first), stop RPC within the
- * grace period (in-flight writes still reach the running writer), stop the writer (it
- * finishes its queue), close the store.
+ * Config: ent_config_build (defaults < file < environment < flags, then validation);
+ * --check-config, --print-config, --help and --version stop there.
+ *
+ * Start: block SIGINT/SIGTERM/SIGHUP (every thread started later, gRPC's, the writer's and the
+ * metrics endpoint's included, inherits the mask, so only sigwait below sees them), open the
+ * store, start the writer, start the metrics endpoint (not ready yet), start the RPC server,
+ * wait for a signal.
+ *
+ * SIGHUP: build the config again from the same sources; if it is valid, apply what can change
+ * at run time (log level and format, admin credential, TLS certificates, decision log rate and
+ * file) and log every other changed setting as needing a restart. An invalid config is logged
+ * and the running one stays.
+ *
+ * Stop: NOT_SERVING first (health watchers, /readyz and load balancers learn before anything
+ * closes), stop RPC within the grace period (in-flight writes still reach the running writer),
+ * stop the metrics endpoint, stop the writer (it finishes its queue), close the store, exit 0.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,224 +29,253 @@
 
 #include <grpc/grpc.h>
 
+#include "ent/config.h"
+#include "ent/metrics.h"
 #include "ent/rpc.h"
 #include "ent/store.h"
 #include "ent/util.h"
 #include "ent/writer.h"
 
-#define MAX_LISTEN 16
-
-struct config {
-	const char *db;
-	const char *listen[MAX_LISTEN];
-	size_t n_listen;
-	unsigned threads;
-	size_t map_size;
-	const char *admin_token;
-	bool protect_checks;
-	enum ent_log_level log_level;
-	bool log_json;
-	int64_t grace_ms;
+/*
+ * What the metrics endpoint's thread may look at. The gauge and readiness callbacks run on
+ * that thread and take mu while they use rpc; main takes mu to set draining before
+ * ent_rpc_stop frees the server, so no callback can use it after that.
+ */
+struct daemon {
+	struct ent_config cfg; /**< the running configuration (reloadable parts patched) */
+	int argc;
+	char **args; /**< a private copy of argv: the real one has its secrets scrubbed */
+	struct ent_store *store;
+	struct ent_writer *writer;
+	struct ent_rpc *rpc; /**< under mu */
+	struct ent_metrics *metrics;
+	struct ent_decision_log *dlog;
+	pthread_mutex_t mu;
+	bool draining; /**< under mu */
 };
 
-static void usage(FILE *out)
+/* ---- arguments ------------------------------------------------------------------------- */
+
+static char **copy_args(int argc, char **argv)
 {
-	fprintf(out,
-		"usage: entd [OPTIONS]\n"
-		"\n"
-		"  --db DIR             LMDB directory, created if missing (default ./entd-data)\n"
-		"  --listen ADDR        host:port or unix:/path; repeatable (default "
-		"127.0.0.1:50051)\n"
-		"  --threads N          completion-queue threads (default: one per core)\n"
-		"  --map-size BYTES     LMDB map size; K, M, G, T suffixes (default 1G)\n"
-		"  --admin-token TOKEN  credential for the admin service (or $ENTD_ADMIN_TOKEN);\n"
-		"                       without one, admin RPCs are refused\n"
-		"  --protect-checks     the check service needs the credential too\n"
-		"  --log-level LEVEL    debug, info, warn or error (default info)\n"
-		"  --log-json           JSON lines instead of logfmt\n"
-		"  --grace-ms MS        how long in-flight calls may finish at shutdown "
-		"(default 5000)\n"
-		"  --version            print the version and exit\n"
-		"  --help               this text\n");
+	char **v = calloc((size_t)argc + 1, sizeof(*v));
+	if (!v)
+		return NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!(v[i] = strdup(argv[i]))) {
+			while (i--)
+				free(v[i]);
+			free(v);
+			return NULL;
+		}
+	}
+	return v;
 }
 
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+static void free_args(int argc, char **v)
 {
-	char *end;
-	if (!s || !isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return -1;
-	*out = v;
+	if (!v)
+		return;
+	for (int i = 0; i < argc; i++) {
+		if (v[i])
+			explicit_bzero(v[i], strlen(v[i]));
+		free(v[i]);
+	}
+	free(v);
+}
+
+/* Keep a token given on the command line out of ps(1) and /proc/PID/cmdline. */
+static void scrub_secrets(int argc, char **argv)
+{
+	static const char flag[] = "--admin-token";
+	for (int i = 1; i < argc; i++) {
+		char *a = argv[i];
+		if (!strcmp(a, flag) && i + 1 < argc)
+			memset(argv[i + 1], 'x', strlen(argv[i + 1]));
+		else if (!strncmp(a, flag, sizeof(flag) - 1) && a[sizeof(flag) - 1] == '=')
+			memset(a + sizeof(flag), 'x', strlen(a + sizeof(flag)));
+	}
+}
+
+/* ---- metrics callbacks (metrics endpoint thread) ---------------------------------------- */
+
+static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
+{
+	struct daemon *d = ctx;
+	struct ent_store_stats st;
+	if (ent_store_stats(d->store, &st) == 0)
+		ent_metrics_fill_store(g, &st, ent_now_ms());
+	struct ent_writer_stats ws;
+	ent_writer_get_stats(d->writer, &ws);
+	ent_metrics_fill_writer(g, &ws);
+	pthread_mutex_lock(&d->mu);
+	if (d->rpc && !d->draining) {
+		g->open_calls = (double)ent_rpc_open_calls(d->rpc);
+		g->serving = ent_rpc_serving(d->rpc) ? 1 : 0;
+	} else {
+		g->serving = 0;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+static bool is_ready(void *ctx, char *why, size_t len)
+{
+	struct daemon *d = ctx;
+	pthread_mutex_lock(&d->mu);
+	bool ready = false;
+	if (d->draining)
+		snprintf(why, len, "shutting down");
+	else if (!d->rpc)
+		snprintf(why, len, "starting");
+	else if (!(ready = ent_rpc_serving(d->rpc)))
+		snprintf(why, len, "not serving");
+	pthread_mutex_unlock(&d->mu);
+	return ready;
+}
+
+/* ---- start-up ---------------------------------------------------------------------------- */
+
+static int start_metrics(struct daemon *d)
+{
+	const char *names[512];
+	size_t n = ent_rpc_method_names(names, 512);
+	if (n > 512) {
+		ent_log(ENT_LOG_ERROR, "metrics: too many methods", NULL);
+		return -ENT_EINVAL;
+	}
+	int rc = ent_metrics_new(names, n, &d->metrics);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR, "metrics: cannot start", "error", ent_strerror(rc), NULL);
+		return rc;
+	}
+	ent_metrics_set_gauge_cb(d->metrics, fill_gauges, d);
+	struct ent_err err = {0};
+	if ((rc = ent_metrics_serve(d->metrics, d->cfg.metrics_listen, is_ready, d, &err))) {
+		ent_log(ENT_LOG_ERROR, "cannot start the metrics endpoint", "error", err.msg, NULL);
+		return rc;
+	}
+	char port[16];
+	snprintf(port, sizeof(port), "%u", ent_metrics_port(d->metrics));
+	ent_log(ENT_LOG_INFO, "metrics endpoint listening", "listen", d->cfg.metrics_listen, "port",
+		port, NULL);
 	return 0;
 }
 
-/* "1073741824", "512M", "1G", ... */
-static int parse_size(const char *s, size_t *out)
+static int open_decision_log(struct daemon *d, double rate)
 {
-	char *end;
-	if (!s || !isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	unsigned shift = 0;
-	switch (toupper((unsigned char)*end)) {
-	case '\0':
-		break;
-	case 'K':
-		shift = 10;
-		break;
-	case 'M':
-		shift = 20;
-		break;
-	case 'G':
-		shift = 30;
-		break;
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		return -1;
+	struct ent_err err = {0};
+	int rc = ent_decision_log_open(d->cfg.decision_log_path, rate,
+				       d->cfg.log_format == ENT_LOG_JSON, &d->dlog, &err);
+	if (rc)
+		ent_log(ENT_LOG_ERROR, "cannot open the decision log", "error", err.msg, NULL);
+	return rc;
+}
+
+/* "unix:/run/entd/entd.sock(all),0.0.0.0:50443(checks,tls,mtls)" for the start line. */
+static void describe_listeners(const struct ent_config *c, char *buf, size_t len)
+{
+	size_t at = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < c->n_listeners && at < len; i++) {
+		const struct ent_config_listener *l = &c->listeners[i];
+		at += (size_t)snprintf(buf + at, len - at, "%s%s(%s%s%s)", i ? "," : "", l->address,
+				       ent_config_services_name(l->services), l->tls ? ",tls" : "",
+				       l->require_client_cert ? ",mtls" : "");
 	}
-	if (*end && end[1] && !((end[1] == 'B' || end[1] == 'b') && !end[2]))
-		return -1;
-	if (shift && v > (SIZE_MAX >> shift))
-		return -1;
-	*out = (size_t)(v << shift);
+}
+
+/* ---- SIGHUP ---------------------------------------------------------------------------- */
+
+static bool str_eq(const char *a, const char *b)
+{
+	return (!a || !*a) ? (!b || !*b) : (b && !strcmp(a, b));
+}
+
+static int set_str(char **dst, const char *src)
+{
+	char *copy = src ? strdup(src) : NULL;
+	if (src && !copy)
+		return -ENT_ENOMEM;
+	free(*dst);
+	*dst = copy;
 	return 0;
 }
 
-static int parse_level(const char *s, enum ent_log_level *out)
+static void reload(struct daemon *d)
 {
-	static const char *const names[] = {"debug", "info", "warn", "error"};
-	for (int i = 0; i < 4; i++) {
-		if (strcmp(s, names[i]) == 0) {
-			*out = (enum ent_log_level)i;
-			return 0;
+	struct ent_config nc;
+	struct ent_err err = {0};
+	ent_log(ENT_LOG_INFO, "reloading the configuration", "signal", "SIGHUP", NULL);
+	if (ent_config_build(&nc, d->argc, d->args, NULL, NULL, &err)) {
+		ent_log(ENT_LOG_WARN,
+			"reload refused: the configuration is invalid; keeping the "
+			"running one",
+			"error", err.msg, NULL);
+		return;
+	}
+	struct ent_config *c = &d->cfg;
+	const char *keys[32];
+	size_t n = ent_config_reloadable_diff(c, &nc, keys, 32);
+	for (size_t i = 0; i < n && i < 32; i++)
+		ent_log(ENT_LOG_WARN, "setting changed; restart to apply", "key", keys[i], NULL);
+
+	char changed[256] = "";
+#define CHANGED(k)                                                                                 \
+	snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed), "%s%s",             \
+		 changed[0] ? "," : "", k)
+	if (nc.log_level != c->log_level || nc.log_format != c->log_format) {
+		ent_log_setup(nc.log_level, nc.log_format == ENT_LOG_JSON);
+		if (nc.log_level != c->log_level)
+			CHANGED("log.level");
+		if (nc.log_format != c->log_format)
+			CHANGED("log.format");
+		c->log_level = nc.log_level;
+		c->log_format = nc.log_format;
+	}
+
+	/* The token is compared here only to say whether it changed; never logged. */
+	if (!str_eq(nc.admin_token, c->admin_token)) {
+		if (ent_rpc_set_admin_token(d->rpc, nc.admin_token) == 0) {
+			if (c->admin_token)
+				explicit_bzero(c->admin_token, strlen(c->admin_token));
+			free(c->admin_token);
+			c->admin_token = nc.admin_token;
+			nc.admin_token = NULL;
+			CHANGED("admin.token");
+			ent_log(ENT_LOG_INFO, "admin credential replaced", "admin",
+				c->admin_token ? "enabled" : "disabled", NULL);
+		} else {
+			ent_log(ENT_LOG_WARN, "admin credential not replaced: out of memory", NULL);
 		}
 	}
-	return -1;
-}
 
-static int bad_flag(const char *flag, const char *value, const char *why)
-{
-	fprintf(stderr, "entd: %s %s: %s (see entd --help)\n", flag, value ? value : "", why);
-	return 2;
-}
+	if (!str_eq(nc.admin_token_file, c->admin_token_file) &&
+	    set_str(&c->admin_token_file, nc.admin_token_file) == 0)
+		CHANGED("admin.token_file");
 
-/* Returns -1 to go on, or an exit status. */
-static int parse_args(int argc, char **argv, struct config *cfg)
-{
-	enum {
-		O_DB = 1,
-		O_LISTEN,
-		O_THREADS,
-		O_MAP_SIZE,
-		O_TOKEN,
-		O_PROTECT,
-		O_LOG_LEVEL,
-		O_LOG_JSON,
-		O_GRACE,
-		O_VERSION,
-		O_HELP
-	};
-	static const struct option longopts[] = {
-		{"db", required_argument, NULL, O_DB},
-		{"listen", required_argument, NULL, O_LISTEN},
-		{"threads", required_argument, NULL, O_THREADS},
-		{"map-size", required_argument, NULL, O_MAP_SIZE},
-		{"admin-token", required_argument, NULL, O_TOKEN},
-		{"protect-checks", no_argument, NULL, O_PROTECT},
-		{"log-level", required_argument, NULL, O_LOG_LEVEL},
-		{"log-json", no_argument, NULL, O_LOG_JSON},
-		{"grace-ms", required_argument, NULL, O_GRACE},
-		{"version", no_argument, NULL, O_VERSION},
-		{"help", no_argument, NULL, O_HELP},
-		{NULL, 0, NULL, 0},
-	};
-	uint64_t v;
-	int opt;
+	int tls = ent_rpc_reload_tls(d->rpc, nc.listeners, nc.n_listeners, &err);
+	if (tls < 0)
+		ent_log(ENT_LOG_WARN, "tls certificates not reloaded; the running ones stay",
+			"error", err.msg, NULL);
+	else if (tls > 0)
+		CHANGED("tls");
 
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (opt) {
-		case O_DB:
-			if (!*optarg)
-				return bad_flag("--db", optarg, "empty path");
-			cfg->db = optarg;
-			break;
-		case O_LISTEN:
-			if (!*optarg)
-				return bad_flag("--listen", optarg, "empty address");
-			if (cfg->n_listen == MAX_LISTEN)
-				return bad_flag("--listen", optarg, "too many listeners");
-			cfg->listen[cfg->n_listen++] = optarg;
-			break;
-		case O_THREADS:
-			if (parse_uint(optarg, 256, &v) || v == 0)
-				return bad_flag("--threads", optarg, "expected 1..256");
-			cfg->threads = (unsigned)v;
-			break;
-		case O_MAP_SIZE:
-			if (parse_size(optarg, &cfg->map_size) || cfg->map_size < (1u << 20))
-				return bad_flag("--map-size", optarg,
-						"expected a size of at least 1M (e.g. 4G)");
-			break;
-		case O_TOKEN:
-			cfg->admin_token = strdup(optarg);
-			if (!cfg->admin_token)
-				return bad_flag("--admin-token", "", "out of memory");
-			/* Keep the token out of ps(1) and /proc/PID/cmdline. */
-			memset(optarg, 'x', strlen(optarg));
-			break;
-		case O_PROTECT:
-			cfg->protect_checks = true;
-			break;
-		case O_LOG_LEVEL:
-			if (parse_level(optarg, &cfg->log_level))
-				return bad_flag("--log-level", optarg,
-						"expected debug, info, warn or error");
-			break;
-		case O_LOG_JSON:
-			cfg->log_json = true;
-			break;
-		case O_GRACE:
-			if (parse_uint(optarg, 3600000, &v))
-				return bad_flag("--grace-ms", optarg, "expected 0..3600000");
-			cfg->grace_ms = (int64_t)v;
-			break;
-		case O_VERSION:
-			printf("entd %s (gRPC %s)\n", ENT_VERSION, grpc_version_string());
-			return 0;
-		case O_HELP:
-			usage(stdout);
-			return 0;
-		default:
-			if (optopt)
-				fprintf(stderr, "entd: option needs a value or is unknown: %s\n",
-					argv[optind - 1]);
-			else
-				fprintf(stderr, "entd: unknown option %s\n", argv[optind - 1]);
-			usage(stderr);
-			return 2;
+	double rate = nc.decision_log_sample_rate;
+	if (rate != c->decision_log_sample_rate) {
+		if (d->dlog) {
+			ent_decision_log_set_rate(d->dlog, rate);
+		} else if (open_decision_log(d, rate) == 0) {
+			ent_rpc_set_decision_log(d->rpc, d->dlog);
 		}
+		c->decision_log_sample_rate = rate;
+		CHANGED("decision_log.sample_rate");
 	}
-	if (optind < argc) {
-		fprintf(stderr, "entd: unexpected argument '%s' (see entd --help)\n", argv[optind]);
-		return 2;
-	}
-	if (!cfg->admin_token) {
-		const char *env = getenv("ENTD_ADMIN_TOKEN");
-		if (env && *env && !(cfg->admin_token = strdup(env)))
-			return bad_flag("ENTD_ADMIN_TOKEN", "", "out of memory");
-	}
-	if (cfg->n_listen == 0)
-		cfg->listen[cfg->n_listen++] = "127.0.0.1:50051";
-	return -1;
+	if (d->dlog && ent_decision_log_reopen(d->dlog, &err))
+		ent_log(ENT_LOG_WARN, "decision log not re-opened", "error", err.msg, NULL);
+#undef CHANGED
+	ent_log(ENT_LOG_INFO, "configuration reloaded", "applied", changed[0] ? changed : "nothing",
+		"restart_needed", n ? "yes" : "no", NULL);
+	ent_config_free(&nc);
 }
 
 static const char *signal_name(int sig)
@@ -254,15 +293,37 @@ static const char *signal_name(int sig)
 
 int main(int argc, char **argv)
 {
-	struct config cfg = {
-		.db = "./entd-data",
-		.log_level = ENT_LOG_INFO,
-		.grace_ms = 5000,
-	};
-	int rc = parse_args(argc, argv, &cfg);
-	if (rc >= 0)
-		return rc;
-	ent_log_setup(cfg.log_level, cfg.log_json);
+	struct daemon d = {.argc = argc};
+	struct ent_err err = {0};
+	if (!(d.args = copy_args(argc, argv))) {
+		fprintf(stderr, "entd: out of memory\n");
+		return 1;
+	}
+	scrub_secrets(argc, argv);
+	if (ent_config_build(&d.cfg, argc, d.args, NULL, NULL, &err)) {
+		fprintf(stderr, "entd: %s\n", err.msg);
+		free_args(argc, d.args);
+		return 1;
+	}
+	int status = 0;
+	switch (d.cfg.action) {
+	case ENT_CONFIG_HELP:
+		ent_config_usage(stdout, "entd");
+		goto done;
+	case ENT_CONFIG_VERSION:
+		printf("entd %s (gRPC %s)\n", ENT_VERSION, grpc_version_string());
+		goto done;
+	case ENT_CONFIG_CHECK:
+		printf("ok\n");
+		goto done;
+	case ENT_CONFIG_PRINT:
+		ent_config_dump(&d.cfg, stdout);
+		goto done;
+	case ENT_CONFIG_RUN:
+		break;
+	}
+	ent_log_setup(d.cfg.log_level, d.cfg.log_format == ENT_LOG_JSON);
+	pthread_mutex_init(&d.mu, NULL);
 
 	/* Before any thread exists: everyone inherits the mask and only sigwait sees these. */
 	sigset_t sigs;
@@ -273,57 +334,68 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct ent_err err = {0};
-	struct ent_store *store = NULL;
-	struct ent_writer *writer = NULL;
-	struct ent_rpc *rpc = NULL;
-	int status = 1;
-
-	struct ent_store_opts so = {.path = cfg.db, .map_size = cfg.map_size};
-	if (ent_store_open(&so, &store, &err) != 0) {
-		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", cfg.db, "error", err.msg,
-			NULL);
+	status = 1;
+	int rc;
+	struct ent_store_opts so = {.path = d.cfg.db_path, .map_size = d.cfg.map_size};
+	if (ent_store_open(&so, &d.store, &err) != 0) {
+		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d.cfg.db_path, "error",
+			err.msg, NULL);
 		goto out;
 	}
-	struct ent_writer_opts wo = {.store = store};
-	if ((rc = ent_writer_start(&wo, &writer)) != 0) {
+	struct ent_writer_opts wo = {.store = d.store,
+				     .max_group = d.cfg.writer_max_group,
+				     .idem_retention_ms = d.cfg.writer_idem_retention_ms};
+	if ((rc = ent_writer_start(&wo, &d.writer)) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot start the writer", "error", ent_strerror(rc), NULL);
 		goto fail_writer;
 	}
+	if (d.cfg.metrics_listen && *d.cfg.metrics_listen && start_metrics(&d))
+		goto fail_metrics;
+	if (d.cfg.decision_log_sample_rate > 0 &&
+	    open_decision_log(&d, d.cfg.decision_log_sample_rate))
+		goto fail_metrics;
+
 	struct ent_rpc_opts ro = {
-		.store = store,
-		.writer = writer,
-		.listen = cfg.listen,
-		.n_listen = cfg.n_listen,
-		.threads = cfg.threads,
-		.admin_token = cfg.admin_token,
-		.protect_checks = cfg.protect_checks,
+		.store = d.store,
+		.writer = d.writer,
+		.listeners = d.cfg.listeners,
+		.n_listeners = d.cfg.n_listeners,
+		.threads = d.cfg.threads,
+		.admin_token = d.cfg.admin_token,
+		.protect_checks = d.cfg.protect_checks,
+		.max_message_bytes = d.cfg.max_message_bytes,
+		.max_concurrent_streams = d.cfg.max_concurrent_streams,
+		.keepalive_time_ms = d.cfg.keepalive_time_ms,
+		.keepalive_timeout_ms = d.cfg.keepalive_timeout_ms,
+		.keepalive_permit_without_calls = d.cfg.keepalive_permit_without_calls,
+		.min_ping_interval_ms = d.cfg.min_ping_interval_ms,
+		.metrics = d.metrics,
+		.decision_log = d.dlog,
 	};
+	struct ent_rpc *rpc;
 	if (ent_rpc_start(&ro, &rpc, &err) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot start the server", "error", err.msg, NULL);
 		goto fail_rpc;
 	}
+	pthread_mutex_lock(&d.mu);
+	d.rpc = rpc;
+	pthread_mutex_unlock(&d.mu);
 
-	char addrs[1024] = "", seq[24], threads[16];
-	for (size_t i = 0; i < cfg.n_listen; i++) {
-		size_t at = strlen(addrs);
-		snprintf(addrs + at, sizeof(addrs) - at, "%s%s", i ? "," : "", cfg.listen[i]);
-	}
-	snprintf(seq, sizeof(seq), "%" PRIu64, ent_writer_seq(writer));
-	if (cfg.threads)
-		snprintf(threads, sizeof(threads), "%u", cfg.threads);
-	else
-		snprintf(threads, sizeof(threads), "auto");
-	ent_log(ENT_LOG_INFO, "entd listening", "listen", addrs, "db", cfg.db, "sequence", seq,
-		"threads", threads, "admin", cfg.admin_token ? "enabled" : "disabled", "version",
-		ENT_VERSION, NULL);
+	char addrs[1024], seq[24], threads[16];
+	describe_listeners(&d.cfg, addrs, sizeof(addrs));
+	snprintf(seq, sizeof(seq), "%" PRIu64, ent_writer_seq(d.writer));
+	snprintf(threads, sizeof(threads), "%u", d.cfg.threads);
+	ent_log(ENT_LOG_INFO, "entd listening", "listen", addrs, "db", d.cfg.db_path, "sequence",
+		seq, "threads", threads, "admin", d.cfg.admin_token ? "enabled" : "disabled",
+		"metrics", d.metrics ? d.cfg.metrics_listen : "off", "config",
+		d.cfg.config_file ? d.cfg.config_file : "none", "version", ENT_VERSION, NULL);
 
 	for (;;) {
 		int sig = 0;
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			ent_log(ENT_LOG_WARN, "reload not supported yet", "signal", "SIGHUP", NULL);
+			reload(&d);
 			continue;
 		}
 		ent_log(ENT_LOG_INFO, "entd stopping", "signal", signal_name(sig), NULL);
@@ -331,14 +403,24 @@ int main(int argc, char **argv)
 	}
 	status = 0;
 	ent_rpc_set_serving(rpc, false);
-	ent_rpc_stop(rpc, cfg.grace_ms);
+	pthread_mutex_lock(&d.mu);
+	d.draining = true;
+	pthread_mutex_unlock(&d.mu);
+	ent_rpc_stop(rpc, d.cfg.grace_ms);
 fail_rpc:
-	ent_writer_stop(writer);
+fail_metrics:
+	/* The HTTP thread may be reading store and writer: it stops before they do. */
+	ent_metrics_free(d.metrics);
+	ent_writer_stop(d.writer);
 fail_writer:
-	ent_store_close(store);
+	ent_store_close(d.store);
 out:
+	ent_decision_log_close(d.dlog);
+	pthread_mutex_destroy(&d.mu);
 	if (status == 0)
 		ent_log(ENT_LOG_INFO, "entd stopped", NULL);
-	free((char *)cfg.admin_token);
+done:
+	ent_config_free(&d.cfg);
+	free_args(argc, d.args);
 	return status;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
@@ -22,6 +23,7 @@
 #include "ent/pbarena.h"
 #include "ent/v1/entitlement.pb-c.h"
 #include "rpc/core.h"
+#include "rpc/reflection.h"
 
 /* Requests and responses of the check service fit in one block; large admin or batch calls
    grow the arena with bigger blocks and drop them on recycle. */
@@ -90,6 +92,103 @@ void ent_call_free(struct ent_call *c)
 	free(c);
 }
 
+/* ---- metrics ------------------------------------------------------------------------ */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Count a finished call once; runs in recycle(), on the worker thread that owns ws->mb. A
+   call that never started a final batch of ours was cancelled (the client left, or a batch
+   failed). */
+static void observe_call(struct ent_call *c)
+{
+	struct ent_metrics_block *mb = c->ws->mb;
+	if (!mb || !c->rm)
+		return;
+	int64_t end = c->t_done_ns ? c->t_done_ns : now_ns();
+	int64_t us = (end - c->t_arrive_ns) / 1000;
+	ent_metrics_observe_call(mb, c->rm->mindex,
+				 c->t_done_ns ? c->status : GRPC_STATUS_CANCELLED,
+				 us > 0 ? (uint64_t)us : 0);
+}
+
+/* One check decision: its reason counter, and the decision log when sampled. */
+static void observe_decision(struct ent_call *c, const Ent__V1__CheckEntitlementRequest *req,
+			     const Ent__V1__CheckEntitlementResponse *resp)
+{
+	struct ent_metrics_block *mb = c->ws->mb;
+	ent_metrics_count_reason(mb, (unsigned)resp->reason);
+	struct ent_decision_log *dl =
+		atomic_load_explicit(&c->ws->w.rpc->dlog, memory_order_relaxed);
+	if (!dl || !req || !ent_decision_log_sample(dl, mb))
+		return;
+	struct ent_decision_record rec = {
+		.customer = ent_str_c(req->customer_id),
+		.feature = ent_str_c(req->feature_code),
+		.quantity = req->quantity ? req->quantity : 1,
+		.allowed = resp->allowed,
+		.reason = (uint8_t)resp->reason,
+		.seq = resp->sequence,
+		.at = req->at ? req->at : ent_now_ms(),
+	};
+	ent_decision_log_write(dl, mb, &rec);
+}
+
+/*
+ * Check responses are recognised by their descriptor where they are sent, so every way of
+ * answering a check (unary, each item of a batch, each stream message) is counted in one
+ * place. They are always sent on the worker thread (checks never go through the writer), which
+ * owns the counter block. c->req is the request being answered.
+ */
+static void observe_response(struct ent_call *c, const ProtobufCMessage *resp)
+{
+	const ProtobufCMessage *rq = c->req;
+	if (resp->descriptor == &ent__v1__check_entitlement_response__descriptor) {
+		bool match =
+			rq && rq->descriptor == &ent__v1__check_entitlement_request__descriptor;
+		observe_decision(c, match ? (const Ent__V1__CheckEntitlementRequest *)rq : NULL,
+				 (const Ent__V1__CheckEntitlementResponse *)resp);
+	} else if (resp->descriptor == &ent__v1__batch_check_entitlements_response__descriptor) {
+		const Ent__V1__BatchCheckEntitlementsResponse *b =
+			(const Ent__V1__BatchCheckEntitlementsResponse *)resp;
+		const Ent__V1__BatchCheckEntitlementsRequest *q =
+			rq && rq->descriptor == &ent__v1__batch_check_entitlements_request__descriptor
+				? (const Ent__V1__BatchCheckEntitlementsRequest *)rq
+				: NULL;
+		if (q && q->n_checks != b->n_results)
+			q = NULL;
+		for (size_t i = 0; i < b->n_results; i++)
+			observe_decision(c, q ? q->checks[i] : NULL, b->results[i]);
+	}
+}
+
+/* The same counting for the check path's hand-written answers (check.c), which have no
+   protobuf-c messages to look at: one call per decided check, on the worker thread. */
+void ent_call_observe_check(struct ent_call *c, const struct ent_check *chk,
+			    const struct ent_decision *d, uint64_t seq)
+{
+	struct ent_metrics_block *mb = c->ws->mb;
+	ent_metrics_count_reason(mb, d->reason);
+	struct ent_decision_log *dl =
+		atomic_load_explicit(&c->ws->w.rpc->dlog, memory_order_relaxed);
+	if (!dl || !ent_decision_log_sample(dl, mb))
+		return;
+	struct ent_decision_record rec = {
+		.customer = chk->customer,
+		.feature = chk->feature,
+		.quantity = chk->quantity,
+		.allowed = d->allowed,
+		.reason = d->reason,
+		.seq = seq,
+		.at = chk->at,
+	};
+	ent_decision_log_write(dl, mb, &rec);
+}
+
 struct ent_call *ent_call_get(struct ent_wstate *ws)
 {
 	struct ent_call *c = ws->free;
@@ -106,6 +205,8 @@ static void recycle(struct ent_call *c)
 {
 	struct ent_wstate *ws = c->ws;
 	bool was_live = c->call != NULL;
+	if (was_live)
+		observe_call(c);
 
 	/* grpc_byte_buffer_destroy accepts NULL. */
 	grpc_byte_buffer_destroy(c->payload);
@@ -136,6 +237,8 @@ static void recycle(struct ent_call *c)
 		ent_arena_reset(&c->arena);
 	}
 	c->rm = NULL;
+	c->req = NULL;
+	c->t_done_ns = 0;
 	c->cancelled = 0;
 	c->pending = 0;
 	c->finished = c->md_sent = c->send_busy = c->recv_busy = false;
@@ -177,7 +280,8 @@ void ent_call_collect_orphans(struct ent_wstate *ws)
 
 static bool is_streaming(const struct ent_call *c)
 {
-	return c->rm && (c->rm->kind == ENT_MK_CHECK_STREAM || c->rm->kind == ENT_MK_WATCH);
+	return c->rm && (c->rm->kind == ENT_MK_CHECK_STREAM || c->rm->kind == ENT_MK_WATCH ||
+			 c->rm->kind == ENT_MK_REFLECTION);
 }
 
 /* The call is over without a status of ours (the client left or a batch failed). */
@@ -191,7 +295,7 @@ static void kill_call(struct ent_call *c)
 int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm)
 {
 	struct ent_wstate *ws = c->ws;
-	grpc_server *server = call_rpc(c)->server;
+	grpc_server *server = rm->srv->server;
 	grpc_call_error e;
 
 	c->rm = rm;
@@ -236,8 +340,14 @@ static int pack_message(struct ent_call *c, const ProtobufCMessage *msg, grpc_by
 }
 
 /* Start the call's last batch. On failure no completion will come: hand the call back. */
-static void start_final(struct ent_call *c, grpc_op *ops, size_t n)
+static void start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status)
 {
+	/* For the metrics, before the batch: its completion may run on the worker before
+	   grpc_call_start_batch returns here. Without metrics, no clock is read at all. */
+	if (c->ws->mb) {
+		c->status = (uint8_t)status;
+		c->t_done_ns = now_ns();
+	}
 	c->finished = true;
 	c->pending++;
 	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_batch, NULL);
@@ -264,14 +374,9 @@ static void fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status
 	}
 }
 
-void ent_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
+/* The one batch of a unary answer: metadata, the message \a bb (the call's now), OK. */
+static void reply_bb(struct ent_call *c, grpc_byte_buffer *bb)
 {
-	grpc_byte_buffer *bb;
-	if (pack_message(c, resp, &bb)) {
-		ent_call_fail_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				     "response is larger than the maximum message size");
-		return;
-	}
 	c->sent = bb;
 	grpc_op ops[4];
 	memset(ops, 0, sizeof(ops));
@@ -283,7 +388,26 @@ void ent_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
 	ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[3].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->md_sent = true;
-	start_final(c, ops, 4);
+	start_final(c, ops, 4, GRPC_STATUS_OK);
+}
+
+void ent_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
+{
+	grpc_byte_buffer *bb;
+	if (pack_message(c, resp, &bb)) {
+		ent_call_fail_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				     "response is larger than the maximum message size");
+		return;
+	}
+	observe_response(c, resp);
+	reply_bb(c, bb);
+}
+
+void ent_call_reply_slice(struct ent_call *c, grpc_slice msg)
+{
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&msg, 1);
+	grpc_slice_unref(msg);
+	reply_bb(c, bb);
 }
 
 void ent_call_fail_status(struct ent_call *c, grpc_status_code status, const char *msg)
@@ -300,7 +424,7 @@ void ent_call_fail_status(struct ent_call *c, grpc_status_code status, const cha
 	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->md_sent = true;
-	start_final(c, ops, n);
+	start_final(c, ops, n, status);
 }
 
 void ent_call_fail(struct ent_call *c, int ent_code, const char *msg)
@@ -308,12 +432,9 @@ void ent_call_fail(struct ent_call *c, int ent_code, const char *msg)
 	ent_call_fail_status(c, ent_rpc_status(ent_code), msg);
 }
 
-int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
+/* Start the SEND_MESSAGE of \a bb (which the call owns from now on). */
+static int stream_send_bb(struct ent_call *c, grpc_byte_buffer *bb)
 {
-	grpc_byte_buffer *bb;
-	int rc = pack_message(c, msg, &bb);
-	if (rc)
-		return rc;
 	grpc_op ops[2];
 	size_t n = 0;
 	memset(ops, 0, sizeof(ops));
@@ -334,6 +455,28 @@ int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
 	}
 	c->md_sent = true;
 	return 0;
+}
+
+int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
+{
+	grpc_byte_buffer *bb;
+	int rc = pack_message(c, msg, &bb);
+	if (rc)
+		return rc;
+	observe_response(c, msg);
+	return stream_send_bb(c, bb);
+}
+
+int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
+{
+	if (len > call_rpc(c)->opts.max_message_bytes)
+		return -ENT_EFULL;
+	/* A copy: the bytes may live in the arena, which the next message resets, while gRPC
+	   may keep a sent slice past the batch. */
+	grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return stream_send_bb(c, bb);
 }
 
 void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg)
@@ -359,7 +502,7 @@ void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char
 		c->close_armed = true;
 	}
 	c->md_sent = true;
-	start_final(c, ops, n);
+	start_final(c, ops, n, status);
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */
@@ -414,7 +557,9 @@ int ent_call_auth(struct ent_call *c)
 		else if (slice_is(m->key, "x-api-key", 9))
 			key = slice_str(&m->value);
 	}
-	return ent_auth_check(ent_call_opts(c)->admin_token, authz, key);
+	/* One load: SIGHUP may swap the token, never free it while we run (server.c). */
+	const char *token = atomic_load_explicit(&call_rpc(c)->token, memory_order_acquire);
+	return ent_auth_check(token, authz, key);
 }
 
 static bool deadline_passed(gpr_timespec deadline)
@@ -427,7 +572,7 @@ static bool deadline_passed(gpr_timespec deadline)
 
 static const char *auth_failure(const struct ent_call *c)
 {
-	const char *token = ent_call_opts((struct ent_call *)c)->admin_token;
+	const char *token = atomic_load_explicit(&call_rpc(c)->token, memory_order_acquire);
 	if (!token || !*token)
 		return "no credential is configured on this server (--admin-token), so this "
 		       "method is refused";
@@ -451,12 +596,57 @@ static bool gate(struct ent_call *c, gpr_timespec deadline)
 	return true;
 }
 
+/*
+ * The bytes of a received message: in place when it is one uncompressed slice (the common
+ * case), else gathered into \a hold, which the caller unrefs after use (an empty slice
+ * otherwise). False if the buffer cannot be read.
+ */
+static bool bb_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n)
+{
+	*hold = grpc_empty_slice();
+	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+	    bb->data.raw.slice_buffer.count == 1) {
+		const grpc_slice *s = &bb->data.raw.slice_buffer.slices[0];
+		*p = GRPC_SLICE_START_PTR(*s);
+		*n = GRPC_SLICE_LENGTH(*s);
+		return true;
+	}
+	grpc_byte_buffer_reader r;
+	if (!grpc_byte_buffer_reader_init(&r, bb))
+		return false;
+	*hold = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	*p = GRPC_SLICE_START_PTR(*hold);
+	*n = GRPC_SLICE_LENGTH(*hold);
+	return true;
+}
+
+/* A method that decodes its request itself reads it in place: no unpacking, no copy. */
+static void dispatch_raw(struct ent_call *c)
+{
+	grpc_slice hold;
+	const uint8_t *p;
+	size_t n;
+	if (!bb_bytes(c->payload, &hold, &p, &n)) {
+		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	c->rm->m->raw(c, p, n);
+	/* Raw handlers answer before returning, and the completion that recycles the call runs
+	   on this thread after we return: c->payload is released then, hold now. */
+	grpc_slice_unref(hold);
+}
+
 static void dispatch_unary(struct ent_call *c)
 {
 	if (!gate(c, c->deadline))
 		return;
 	if (!c->payload) {
 		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+		return;
+	}
+	if (c->rm->m->raw) {
+		dispatch_raw(c);
 		return;
 	}
 	ProtobufCMessage *req = ent_call_unpack(c, c->rm->m->request, c->payload);
@@ -467,6 +657,7 @@ static void dispatch_unary(struct ent_call *c)
 		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
+	c->req = req;
 	c->rm->m->handler(c, req);
 	/* The call may belong to the writer thread now: do not touch it. */
 }
@@ -500,6 +691,77 @@ static void stream_recv(struct ent_call *c)
 	}
 }
 
+/*
+ * The check stream sends the answer to message k and receives message k+1 in one batch
+ * (SEND_MESSAGE + RECV_MESSAGE, tag t_recv): one batch and one completion per message instead
+ * of two, which is most of what a stream message costs beyond a check (docs/performance.md).
+ * The answer is written out at once; the batch completes when the next message (or the
+ * half-close) has arrived as well, so at every completion nothing is in flight, answers stay
+ * in request order, and a slow reader holds back the next receive. \a answer is consumed.
+ */
+static void check_stream_next(struct ent_call *c, grpc_slice answer)
+{
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&answer, 1);
+	grpc_slice_unref(answer);
+	grpc_op ops[3];
+	size_t n = 0;
+	memset(ops, 0, sizeof(ops));
+	if (!c->md_sent)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = bb;
+	ops[n].op = GRPC_OP_RECV_MESSAGE;
+	ops[n++].data.recv_message.recv_message = &c->recv;
+	c->sent = bb;
+	c->send_busy = c->recv_busy = true;
+	c->pending++;
+	if (grpc_call_start_batch(c->call, ops, n, &c->t_recv, NULL) != GRPC_CALL_OK) {
+		grpc_byte_buffer_destroy(bb);
+		c->sent = NULL;
+		c->send_busy = c->recv_busy = false;
+		c->pending--;
+		kill_call(c);
+		return;
+	}
+	c->md_sent = true;
+}
+
+/*
+ * One message of a reflection stream: ServerReflectionRequest bytes in, response bytes out
+ * (rpc/reflection.h). The same one-read-one-write discipline as the check stream.
+ */
+static void reflection_process(struct ent_call *c, grpc_byte_buffer *bb)
+{
+	grpc_byte_buffer_reader r;
+	if (!grpc_byte_buffer_reader_init(&r, bb)) {
+		grpc_byte_buffer_destroy(bb);
+		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	grpc_byte_buffer_destroy(bb);
+	uint8_t *resp;
+	size_t len;
+	int rc = ent_reflection_answer(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &c->arena,
+				       &resp, &len);
+	grpc_slice_unref(s);
+	if (rc) {
+		ent_call_stream_end(c, ent_rpc_status(rc), "reflection: cannot answer");
+		return;
+	}
+	/* A whole file set can be large: do not keep those arena blocks pooled. */
+	if (len > CALL_BIG_MESSAGE)
+		c->drop_arena = true;
+	if (ent_call_stream_send_bytes(c, resp, len) != 0) {
+		ent_call_stream_end(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				    "reflection: response larger than the maximum message size");
+		return;
+	}
+	if (!c->finished)
+		stream_recv(c);
+}
+
 /* Answer one received message; the next receive starts only once this one is answered, so
    responses stay in request order with one SEND_MESSAGE in flight. */
 static void stream_process(struct ent_call *c, grpc_byte_buffer *bb)
@@ -507,20 +769,28 @@ static void stream_process(struct ent_call *c, grpc_byte_buffer *bb)
 	/* The previous message's request and response are no longer referenced: the response
 	   was packed into its own slice. */
 	ent_arena_reset(&c->arena);
-	ProtobufCMessage *req =
-		ent_call_unpack(c, &ent__v1__check_entitlement_request__descriptor, bb);
-	grpc_byte_buffer_destroy(bb);
-	if (!req) {
-		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	c->req = NULL;
+	if (c->rm->kind == ENT_MK_REFLECTION) {
+		reflection_process(c, bb);
 		return;
 	}
+	grpc_slice hold, answer;
+	const uint8_t *p;
+	size_t n;
 	struct ent_err err = {0};
-	if (ent_check_stream_msg(c, req, &err) != 0) {
+	int rc = -ENT_EINVAL;
+	if (bb_bytes(bb, &hold, &p, &n)) {
+		rc = ent_check_stream_answer(c, p, n, &answer, &err);
+		grpc_slice_unref(hold);
+	} else {
+		ent_err_set(&err, ENT_EINVAL, "malformed request");
+	}
+	grpc_byte_buffer_destroy(bb);
+	if (rc) {
 		ent_call_stream_end(c, ent_rpc_status(err.code), err.msg);
 		return;
 	}
-	if (!c->finished)
-		stream_recv(c);
+	check_stream_next(c, answer);
 }
 
 static void stream_on_recv(struct ent_call *c, bool success)
@@ -571,6 +841,8 @@ static void on_request(struct ent_call *c, bool success)
 		return;
 	}
 	atomic_fetch_add_explicit(&ws->live, 1, memory_order_relaxed);
+	if (ws->mb)
+		c->t_arrive_ns = now_ns();
 	/* Re-arm first: a unary handler may hand this call to the writer, after which this
 	   thread must not touch it. */
 	if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
@@ -587,6 +859,7 @@ static void on_request(struct ent_call *c, bool success)
 		dispatch_generic(c);
 		return;
 	case ENT_MK_CHECK_STREAM:
+	case ENT_MK_REFLECTION:
 		if (gate(c, c->deadline))
 			stream_recv(c);
 		break;
@@ -611,6 +884,12 @@ void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
 	case ENT_TAG_RECV:
 		c->pending--;
 		c->recv_busy = false;
+		if (c->rm->kind == ENT_MK_CHECK_STREAM && c->send_busy) {
+			/* check_stream_next's batch: its send is done too. */
+			c->send_busy = false;
+			grpc_byte_buffer_destroy(c->sent);
+			c->sent = NULL;
+		}
 		stream_on_recv(c, success);
 		break;
 	case ENT_TAG_SEND:

@@ -3,12 +3,17 @@
  * GetCustomerEntitlements, and the two writes that go through the writer (ReportUsage,
  * ConsumeEntitlement).
  *
- * The read path is: validate -> ent_view_begin -> ent_view_check -> build the response in the
- * call's arena -> pack -> ent_view_end. Decisions borrow strings from the mapped database,
- * valid until ent_view_end, and protobuf-c wants NUL-terminated strings, so the few strings a
- * response carries are copied into the arena (which keeps its blocks: no malloc once warm);
- * the response is packed before the view ends. No lock is taken: the view belongs to the
- * worker thread.
+ * The check path (unary, batch, stream) is: decode the request bytes in place (rpc/wire.c:
+ * strings point into the received buffer, nothing is copied or allocated) -> validate ->
+ * ent_view_begin -> ent_view_check (a batch: ent_view_check_batch, one snapshot for all) ->
+ * write the response straight from the decision into one gRPC slice -> ent_view_end. The
+ * answers borrow the mapped database only until they are written, which happens before the
+ * view ends. No lock is taken: the view belongs to the worker thread. docs/performance.md
+ * has what each of these steps bought.
+ *
+ * GetCustomerEntitlements builds its (larger, rarer) answer with protobuf-c in the call's arena:
+ * protobuf-c wants NUL-terminated strings, so the strings it carries are copied there (the
+ * arena keeps its blocks: no malloc once warm).
  *
  * Writes wrap the request in an ent.v1.Event in the call's arena and hand it to the writer;
  * the writer's callback (on the writer thread) builds the answer in the same arena and
@@ -23,12 +28,18 @@
 #include "ent/v1/entitlement.pb-c.h"
 #include "ent/v1/event.pb-c.h"
 #include "rpc/core.h"
+#include "rpc/wire.h"
 
 #define MAX_BATCH 10000
 /* Re-begin a too-old snapshot this many times before answering UNAVAILABLE. */
 #define MIN_SEQ_RETRIES 3
-/* A batch this large builds a response big enough to drop the arena's blocks afterwards. */
+/* A batch this large needs enough arena for its checks to drop the blocks afterwards. */
 #define BIG_BATCH 256
+/* First guess of a batch answer's size per check (a metered answer is about 80 bytes); the
+   buffer grows by doubling when answers carry many values or privileges. */
+#define BATCH_ITEM_GUESS 128
+/* Room kept at the end of a batch answer for its sequence field. */
+#define BATCH_SEQ_ROOM 11
 
 /* ---- building responses in the arena ------------------------------------------------- */
 
@@ -112,65 +123,15 @@ static void fill_usage(Ent__V1__Usage *u, const struct ent_decision *d)
 	u->period_end = d->period_end;
 }
 
-/* The response of one decided check; \a usage is storage for the Usage sub-message. */
-static void fill_check_response(struct bld *b, Ent__V1__CheckEntitlementResponse *resp,
-				Ent__V1__Usage *usage, const struct ent_decision *d, uint64_t seq)
-{
-	const struct ent_agg *g = d->agg;
-	ent__v1__check_entitlement_response__init(resp);
-	resp->allowed = d->allowed;
-	resp->reason = d->reason;
-	resp->feature_type = d->feature_type;
-	switch (d->feature_type) {
-	case ENT_FT_BOOLEAN:
-		resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_BOOL_VALUE;
-		resp->bool_value = g ? g->enabled : d->allowed;
-		break;
-	case ENT_FT_METERED:
-		/* An unlimited feature has no number to give: the oneof stays unset. */
-		if (g && !d->unlimited) {
-			resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_NUMBER_VALUE;
-			resp->number_value = (double)d->limit;
-		}
-		break;
-	case ENT_FT_STATIC:
-		if (g && g->n_static) {
-			resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_STRING_VALUE;
-			resp->string_value = bld_str(b, g->statics[0]);
-		}
-		break;
-	}
-	if (g) {
-		if (g->n_static) {
-			resp->n_static_values = g->n_static;
-			resp->static_values = bld_strs(b, g->statics, g->n_static);
-		}
-		if (g->n_privs) {
-			resp->n_privileges = g->n_privs;
-			resp->privileges = bld_privs(b, g->privs, g->n_privs);
-		}
-		if (g->override_applied) {
-			resp->override_applied = true;
-			resp->override_reason = bld_str(b, g->override_reason);
-			resp->override_expires_at = g->override_expires_at;
-		}
-	}
-	if (d->metered) {
-		fill_usage(usage, d);
-		resp->usage = usage;
-	}
-	resp->next_change_at = d->next_change_at;
-	resp->sequence = seq;
-}
-
 /* ---- validation and snapshots --------------------------------------------------------- */
 
-static int parse_check(const Ent__V1__CheckEntitlementRequest *r, int64_t now, struct ent_check *c,
+/* The checks of CheckEntitlementRequest: ids, quantity and instant; 0 means 1 unit, now. */
+static int parse_check(const struct ent_wire_check *r, int64_t now, struct ent_check *c,
 		       struct ent_err *err)
 {
 	int rc;
-	c->customer = ent_str_c(r->customer_id);
-	c->feature = ent_str_c(r->feature_code);
+	c->customer = r->customer_id;
+	c->feature = r->feature_code;
 	if ((rc = ent_check_id(c->customer, ENT_MAX_CUSTOMER_ID, "customer_id", err)) != 0)
 		return rc;
 	if ((rc = ent_check_id(c->feature, ENT_MAX_CODE, "feature_code", err)) != 0)
@@ -214,74 +175,135 @@ static int view_error(int rc, struct ent_err *err)
 	return ent_err_set(err, rc, "check: %s", ent_strerror(rc));
 }
 
+/* ---- answers straight into a gRPC slice --------------------------------------------- */
+
+/*
+ * A sent slice may outlive the batch (the socket write is asynchronous), so answers go into a
+ * slice of their own, written in place from the decision: no protobuf-c message, no string
+ * copies, one allocation (gRPC's) per answer.
+ */
+static int encode_check(const struct ent_decision *d, uint64_t seq, size_t max, grpc_slice *out)
+{
+	size_t n = ent_wire_check_resp_size(d, seq);
+	if (n > max)
+		return -ENT_EFULL;
+	grpc_slice s = grpc_slice_malloc(n);
+	ent_wire_check_resp_write(GRPC_SLICE_START_PTR(s), d, seq);
+	*out = s;
+	return 0;
+}
+
 /* ---- CheckEntitlement and the stream ------------------------------------------------- */
 
 /*
- * Decide one check into \a resp. On success the view is still open (the response borrows
- * nothing from it, but the caller ends it after packing, keeping one rule for all paths).
+ * Decode, validate and decide one check, and write its answer into \a out. The view is ended
+ * before returning (the answer no longer borrows it).
  */
-static int check_one(struct ent_call *call, const Ent__V1__CheckEntitlementRequest *req,
-		     Ent__V1__CheckEntitlementResponse *resp, Ent__V1__Usage *usage,
+static int check_one(struct ent_call *call, const uint8_t *req, size_t len, grpc_slice *out,
 		     struct ent_err *err)
 {
+	struct ent_wire_check w;
+	if (ent_wire_check_decode(req, len, &w))
+		return ent_err_set(err, ENT_EINVAL, "malformed request");
 	struct ent_view *v = ent_call_worker(call)->view;
 	struct ent_check c;
-	int rc = parse_check(req, ent_now_ms(), &c, err);
+	int rc = parse_check(&w, ent_now_ms(), &c, err);
 	if (rc)
 		return rc;
-	if ((rc = begin_min(v, req->min_sequence, err)) != 0)
+	if ((rc = begin_min(v, w.min_sequence, err)) != 0)
 		return rc;
 	struct ent_check_result res;
 	if ((rc = ent_view_check(v, &c, &res)) != 0) {
 		ent_view_end(v);
 		return view_error(rc, err);
 	}
-	struct bld b = {ent_call_arena(call), false};
-	fill_check_response(&b, resp, usage, &res.d, ent_view_seq(v));
-	if (b.oom) {
-		ent_view_end(v);
-		return ent_err_set(err, ENT_ENOMEM, "response: out of memory");
-	}
+	uint64_t seq = ent_view_seq(v);
+	rc = encode_check(&res.d, seq, ent_call_opts(call)->max_message_bytes, out);
+	if (!rc)
+		ent_call_observe_check(call, &c, &res.d, seq);
+	ent_view_end(v);
+	if (rc)
+		return ent_err_set(err, ENT_EFULL, "response is larger than the maximum message size");
 	return 0;
 }
 
-static void h_check(struct ent_call *call, const ProtobufCMessage *m)
+static void h_check(struct ent_call *call, const uint8_t *req, size_t len)
 {
-	Ent__V1__CheckEntitlementResponse resp;
-	Ent__V1__Usage usage;
 	struct ent_err err;
-	if (check_one(call, (const Ent__V1__CheckEntitlementRequest *)m, &resp, &usage, &err)) {
+	grpc_slice out;
+	if (check_one(call, req, len, &out, &err)) {
 		ent_call_fail(call, err.code, err.msg);
 		return;
 	}
-	ent_call_reply(call, &resp.base);
-	ent_view_end(ent_call_worker(call)->view);
+	ent_call_reply_slice(call, out);
 }
 
-int ent_check_stream_msg(struct ent_call *c, const ProtobufCMessage *req, struct ent_err *err)
+int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
+			    struct ent_err *err)
 {
-	Ent__V1__CheckEntitlementResponse resp;
-	Ent__V1__Usage usage;
-	int rc = check_one(c, (const Ent__V1__CheckEntitlementRequest *)req, &resp, &usage, err);
-	if (rc)
-		return rc;
-	rc = ent_call_stream_send(c, &resp.base);
-	ent_view_end(ent_call_worker(c)->view);
-	if (rc)
-		return ent_err_set(err, rc, "response: cannot be sent");
-	return 0;
+	return check_one(c, req, len, out, err);
 }
 
 /* ---- BatchCheckEntitlements ----------------------------------------------------------- */
 
-static void h_batch(struct ent_call *call, const ProtobufCMessage *m)
+/*
+ * The answer of a batch, written item by item into one slice as the checks are decided:
+ * BatchCheckEntitlementsResponse is its results (field 1, each length-delimited) followed by
+ * the sequence (field 2), so no second pass or copy is needed unless the first size guess was
+ * too small.
+ */
+struct batch_out {
+	struct ent_call *call;
+	const struct ent_check *cs;
+	grpc_slice s;
+	uint8_t *p;
+	size_t used, cap, max;
+	uint64_t seq;
+};
+
+static int batch_grow(struct batch_out *o, size_t need)
 {
-	const Ent__V1__BatchCheckEntitlementsRequest *req =
-		(const Ent__V1__BatchCheckEntitlementsRequest *)m;
+	if (o->used + need > o->max)
+		return -ENT_EFULL;
+	size_t cap = o->cap * 2 > o->used + need ? o->cap * 2 : o->used + need;
+	if (cap > o->max)
+		cap = o->max;
+	grpc_slice s = grpc_slice_malloc(cap);
+	memcpy(GRPC_SLICE_START_PTR(s), o->p, o->used);
+	grpc_slice_unref(o->s);
+	o->s = s;
+	o->p = GRPC_SLICE_START_PTR(s);
+	o->cap = cap;
+	return 0;
+}
+
+static int batch_answer(void *ctx, size_t i, const struct ent_check_result *r)
+{
+	struct batch_out *o = ctx;
+	size_t n = ent_wire_check_resp_size(&r->d, o->seq);
+	size_t need = ent_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n) + n + BATCH_SEQ_ROOM;
+	if (o->cap - o->used < need) {
+		int rc = batch_grow(o, need);
+		if (rc)
+			return rc;
+	}
+	uint8_t *p = ent_wire_len_header_write(o->p + o->used, ENT_WIRE_BATCH_RESULTS, n);
+	p = ent_wire_check_resp_write(p, &r->d, o->seq);
+	o->used = (size_t)(p - o->p);
+	ent_call_observe_check(o->call, &o->cs[i], &r->d, o->seq);
+	return 0;
+}
+
+static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
+{
 	struct ent_err err;
 	char msg[sizeof(err.msg) + 64];
-	size_t n = req->n_checks;
+	size_t n;
 
+	if (ent_wire_batch_count(req, len, &n)) {
+		ent_call_fail(call, ENT_EINVAL, "malformed request");
+		return;
+	}
 	if (n == 0 || n > MAX_BATCH) {
 		snprintf(msg, sizeof(msg), "checks: must hold 1..%d checks (got %zu)", MAX_BATCH,
 			 n);
@@ -290,26 +312,29 @@ static void h_batch(struct ent_call *call, const ProtobufCMessage *m)
 	}
 	if (n > BIG_BATCH)
 		ent_call_drop_arena(call);
-	struct bld b = {ent_call_arena(call), false};
-	struct ent_check *cs = bld_alloc(&b, n * sizeof(*cs));
-	Ent__V1__CheckEntitlementResponse *rs = bld_alloc(&b, n * sizeof(*rs));
-	Ent__V1__CheckEntitlementResponse **rp = bld_alloc(&b, n * sizeof(*rp));
-	Ent__V1__Usage *us = bld_alloc(&b, n * sizeof(*us));
-	if (b.oom) {
+	struct ent_check *cs = ent_arena_alloc(ent_call_arena(call), n * sizeof(*cs));
+	if (!cs) {
 		ent_call_fail(call, ENT_ENOMEM, "checks: out of memory");
 		return;
 	}
 	/* Validate everything before reading: a bad batch is refused as a whole. */
 	int64_t now = ent_now_ms();
 	uint64_t min_seq = 0;
+	struct ent_wire_iter it;
+	struct ent_wire_check w;
+	ent_wire_iter_init(&it, req, len);
 	for (size_t i = 0; i < n; i++) {
-		if (parse_check(req->checks[i], now, &cs[i], &err) != 0) {
+		if (ent_wire_batch_next(&it, &w) != 1) {
+			ent_call_fail(call, ENT_EINVAL, "malformed request");
+			return;
+		}
+		if (parse_check(&w, now, &cs[i], &err) != 0) {
 			snprintf(msg, sizeof(msg), "checks[%zu].%s", i, err.msg);
 			ent_call_fail(call, err.code, msg);
 			return;
 		}
-		if (req->checks[i]->min_sequence > min_seq)
-			min_seq = req->checks[i]->min_sequence;
+		if (w.min_sequence > min_seq)
+			min_seq = w.min_sequence;
 	}
 	struct ent_view *v = ent_call_worker(call)->view;
 	if (begin_min(v, min_seq, &err) != 0) {
@@ -317,31 +342,33 @@ static void h_batch(struct ent_call *call, const ProtobufCMessage *m)
 		return;
 	}
 	/* One snapshot for all: the answers are consistent with each other. */
-	uint64_t seq = ent_view_seq(v);
-	struct ent_check_result res;
-	for (size_t i = 0; i < n; i++) {
-		int rc = ent_view_check(v, &cs[i], &res);
-		if (rc) {
-			ent_view_end(v);
-			snprintf(msg, sizeof(msg), "checks[%zu]: %s", i, ent_strerror(rc));
-			ent_call_fail(call, rc, msg);
-			return;
-		}
-		fill_check_response(&b, &rs[i], &us[i], &res.d, seq);
-		rp[i] = &rs[i];
-	}
-	if (b.oom) {
-		ent_view_end(v);
-		ent_call_fail(call, ENT_ENOMEM, "response: out of memory");
+	struct batch_out o = {.call = call, .cs = cs, .seq = ent_view_seq(v)};
+	o.max = ent_call_opts(call)->max_message_bytes;
+	o.cap = n * BATCH_ITEM_GUESS + BATCH_SEQ_ROOM;
+	if (o.cap > o.max)
+		o.cap = o.max;
+	o.s = grpc_slice_malloc(o.cap);
+	o.p = GRPC_SLICE_START_PTR(o.s);
+	size_t bad = 0;
+	int rc = ent_view_check_batch(v, cs, n, batch_answer, &o, &bad);
+	ent_view_end(v);
+	if (rc == -ENT_EFULL) {
+		grpc_slice_unref(o.s);
+		ent_call_fail_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				     "response is larger than the maximum message size");
 		return;
 	}
-	Ent__V1__BatchCheckEntitlementsResponse resp =
-		ENT__V1__BATCH_CHECK_ENTITLEMENTS_RESPONSE__INIT;
-	resp.n_results = n;
-	resp.results = rp;
-	resp.sequence = seq;
-	ent_call_reply(call, &resp.base);
-	ent_view_end(v);
+	if (rc) {
+		grpc_slice_unref(o.s);
+		snprintf(msg, sizeof(msg), "checks[%zu]: %s", bad, ent_strerror(rc));
+		ent_call_fail(call, rc, msg);
+		return;
+	}
+	/* BATCH_SEQ_ROOM was kept free for this. */
+	o.used = (size_t)(ent_wire_u64_field_write(o.p + o.used, ENT_WIRE_BATCH_SEQUENCE, o.seq) -
+			  o.p);
+	/* The answer is the first o.used bytes; the slice's reference goes with it. */
+	ent_call_reply_slice(call, grpc_slice_sub_no_ref(o.s, 0, o.used));
 }
 
 /* ---- GetCustomerEntitlements ---------------------------------------------------------- */
@@ -675,10 +702,11 @@ static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
 }
 
 const struct ent_method ent_check_methods[] = {
+	/* The check path decodes its requests itself (rpc/wire.c): raw handlers. */
 	{"/ent.v1.EntitlementService/CheckEntitlement",
-	 &ent__v1__check_entitlement_request__descriptor, h_check, false},
+	 &ent__v1__check_entitlement_request__descriptor, NULL, false, h_check},
 	{"/ent.v1.EntitlementService/BatchCheckEntitlements",
-	 &ent__v1__batch_check_entitlements_request__descriptor, h_batch, false},
+	 &ent__v1__batch_check_entitlements_request__descriptor, NULL, false, h_batch},
 	{"/ent.v1.EntitlementService/GetCustomerEntitlements",
 	 &ent__v1__get_customer_entitlements_request__descriptor, h_customer, false},
 	{"/ent.v1.EntitlementService/ReportUsage", &ent__v1__report_usage_request__descriptor,

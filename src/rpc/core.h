@@ -16,6 +16,11 @@
  * in flight (pending == 0) and the call is over (finished). Recycling never frees memory of our
  * own, so a steady state allocates nothing in this module.
  *
+ * Metrics: each worker owns one counter block (ws->mb). A call is counted once, when it is
+ * recycled (always on its worker thread), with the status and time recorded when its final
+ * batch started, so a call answered from the writer thread never touches the block. Check
+ * decisions are counted where the check response is sent, which is on the worker thread.
+ *
  * Worker notifications (health changes, shutdown, orphaned calls) are delivered as completions:
  * another thread creates a call on a lame channel bound to the worker's queue, which fails at
  * once and so posts its tag there. The C core has no public alarm; this is the smallest public
@@ -29,8 +34,10 @@
 
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_security_constants.h>
 #include <grpc/support/time.h>
 
+#include "ent/metrics.h"
 #include "rpc/impl.h"
 
 /** What a completion means; every tag handed to gRPC is a struct ent_tag. */
@@ -54,16 +61,51 @@ enum ent_method_kind {
 	ENT_MK_CHECK_STREAM, /**< ent.v1.EntitlementService/StreamCheckEntitlements */
 	ENT_MK_WATCH,	     /**< grpc.health.v1.Health/Watch */
 	ENT_MK_GENERIC,	     /**< any unregistered method: UNIMPLEMENTED */
+	ENT_MK_REFLECTION,   /**< grpc.reflection.v1alpha/v1 ServerReflectionInfo (a stream) */
 };
 
-/** A registered method of the running server. */
+struct ent_srv;
+
+/** A registered method of one of the running grpc_servers. */
 struct ent_rmethod {
 	const char *path;
 	const struct ent_method *m; /**< unary: descriptor and handler; NULL otherwise */
 	uint8_t kind;		    /**< enum ent_method_kind */
 	bool auth;		    /**< needs the credential (admin, or checks when protected) */
 	unsigned prearm;	    /**< calls kept requested per queue */
+	unsigned mindex;	    /**< index in ent_rpc_method_names() (metrics) */
 	void *handle;		    /**< grpc_server_register_method's handle */
+	struct ent_srv *srv;	    /**< the server it is registered with */
+};
+
+/*
+ * One grpc_server: the listeners that serve the same set of services. The C core registers
+ * methods per server, so each distinct set gets its own server, method table and generic
+ * slots; every worker's queue is registered with every server.
+ */
+struct ent_srv {
+	grpc_server *server;
+	unsigned services; /**< enum ent_config_service bits */
+	struct ent_rmethod *methods;
+	size_t n_methods;
+	struct ent_rmethod generic;
+	struct ent_tag t_shutdown;
+	bool shutdown_started;
+};
+
+/*
+ * A TLS listener's certificate state, read by gRPC's config fetcher on every new handshake
+ * (any gRPC thread) and replaced by ent_rpc_reload_tls (main thread). Invariant: gen changes
+ * only under mu, together with the PEM strings; served is the gen last handed to gRPC, so the
+ * fetcher's common case is two atomic loads and no lock.
+ */
+struct ent_tls {
+	char *address;
+	pthread_mutex_t mu;
+	char *cert, *key, *ca; /**< PEM contents (ca may be NULL); under mu */
+	atomic_uint gen;
+	atomic_uint served;
+	grpc_ssl_client_certificate_request_type request;
 };
 
 struct ent_wstate;
@@ -97,6 +139,14 @@ struct ent_call {
 	grpc_slice status_details;
 	bool has_details;
 	int cancelled; /**< RECV_CLOSE_ON_SERVER: the client left */
+
+	/* Metrics: the call is observed once, when it is recycled on its worker thread. */
+	int64_t t_arrive_ns; /**< CLOCK_MONOTONIC at arrival */
+	int64_t t_done_ns;   /**< when the final batch was started (0: never) */
+	uint8_t status;	     /**< the final status sent (valid when t_done_ns != 0) */
+	/** The request being answered (unary: the unpacked request; stream: the current
+	    message), for the decision log. Lives in the arena. */
+	const ProtobufCMessage *req;
 
 	unsigned pending;
 	bool finished;
@@ -144,26 +194,36 @@ struct ent_wstate {
 	grpc_status_code notify_status;
 	grpc_slice notify_details;
 	_Atomic(struct ent_call *) orphans; /**< calls another thread could not finish */
+	struct ent_metrics_block *mb;	    /**< this thread's counters (NULL: not counted) */
 };
 
-/* Invariant: after start, only serving, stopping and the shutdown fields change. */
+/*
+ * Invariant: after start, only serving, stopping, token, dlog, the TLS states and the shutdown
+ * fields change. token is swapped whole (RCU style): readers load the pointer once per call;
+ * replaced tokens stay allocated in old_tokens until teardown, so a reader never sees freed
+ * memory.
+ */
 struct ent_rpc {
-	struct ent_rpc_opts opts; /**< copy; admin_token points at token */
-	char *token;
-	grpc_server *server;
+	struct ent_rpc_opts opts; /**< copy; admin_token is the initial token (use token) */
+	_Atomic(char *) token;
+	char **old_tokens; /**< under mu */
+	size_t n_old_tokens;
+	_Atomic(struct ent_decision_log *) dlog;
+	struct ent_srv *srvs;
+	size_t n_srvs;
+	struct ent_tls **tls; /**< one per TLS listener (stable addresses: fetcher user data) */
+	size_t n_tls;
 	grpc_channel *lame; /**< posts worker notifications */
-	struct ent_rmethod *methods;
-	size_t n_methods;
-	struct ent_rmethod generic;
 	struct ent_wstate *workers;
 	unsigned n_workers;
 	atomic_bool serving;
 	atomic_bool stopping;
+	bool reflection;  /**< ent_reflection_init succeeded */
+	unsigned m_other; /**< metrics index of unknown methods */
 
-	struct ent_tag t_shutdown;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	bool shutdown_done; /**< under mu */
+	size_t shutdowns_done; /**< under mu: servers whose shutdown tag came */
 };
 
 /* ---- call.c --------------------------------------------------------------------------- */
@@ -195,6 +255,25 @@ int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg);
  */
 void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg);
 
+/**
+ * Stream: start a SEND_MESSAGE of \a len bytes at \a data (copied), initial metadata with the
+ * first. \return 0, or -ENT_E* (nothing started).
+ */
+int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len);
+
+/**
+ * Finish a unary call with OK and the serialized answer \a msg (its reference is taken over).
+ * Like ent_call_reply, for handlers that encode their answer themselves (check.c).
+ */
+void ent_call_reply_slice(struct ent_call *c, grpc_slice msg);
+
+/**
+ * Count one decided check for the metrics and the sampled decision log (worker thread): what
+ * ent_call_reply does by looking at a CheckEntitlementResponse, for hand-written answers.
+ */
+void ent_call_observe_check(struct ent_call *c, const struct ent_check *chk,
+			    const struct ent_decision *d, uint64_t seq);
+
 /** The credential check for a call whose method needs it (0 or -ENT_EAUTH). */
 int ent_call_auth(struct ent_call *c);
 
@@ -214,10 +293,12 @@ extern const size_t ent_check_methods_count;
 /** The path of the bidirectional check stream. */
 #define ENT_CHECK_STREAM_PATH "/ent.v1.EntitlementService/StreamCheckEntitlements"
 /**
- * One message of the check stream: validate, check and start its response send.
+ * One message of the check stream: decode \a req (\a len bytes, borrowed for the call), validate,
+ * check, and write the answer into a new slice \a out (the caller's reference).
  * \return 0, or -ENT_E* with \a err naming the field (the stream ends with that status).
  */
-int ent_check_stream_msg(struct ent_call *c, const ProtobufCMessage *req, struct ent_err *err);
+int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
+			    struct ent_err *err);
 
 /* ---- health.c ------------------------------------------------------------------------- */
 

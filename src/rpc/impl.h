@@ -27,12 +27,19 @@ struct ent_worker {
 };
 
 typedef void (*ent_unary_fn)(struct ent_call *call, const ProtobufCMessage *req);
+/**
+ * A handler that decodes its request itself: \a req is the serialized request (\a len bytes),
+ * borrowed until the handler returns. It must answer before returning (it may not hand the
+ * call to another thread).
+ */
+typedef void (*ent_raw_fn)(struct ent_call *call, const uint8_t *req, size_t len);
 
 struct ent_method {
 	const char *path; /**< "/ent.v1.AdminService/UpsertFeature" */
 	const ProtobufCMessageDescriptor *request;
 	ent_unary_fn handler;
-	bool admin; /**< needs the admin credential */
+	bool admin;	/**< needs the admin credential */
+	ent_raw_fn raw; /**< when set, called instead of handler, without protobuf-c unpacking */
 };
 
 /** The admin service's method table (admin.c). */

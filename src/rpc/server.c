@@ -1,18 +1,26 @@
 /*
- * The server: listeners, method registration, one completion queue and thread per worker,
- * worker notifications, and the shutdown sequence.
+ * The server: listeners and their credentials, one grpc_server per distinct service set,
+ * method registration, one completion queue and thread per worker, worker notifications,
+ * reloads (admin token, TLS certificates, decision log) and the shutdown sequence.
  *
- * Start order: build the method table, grpc_init, create the server with its channel args,
- * create and register one "next" queue per worker, register every method, add the listeners,
- * start, pre-request calls on every queue, then start the threads. Nothing can arrive before
- * the threads run: requested calls simply wait in their queues.
+ * Start order: build the method tables, grpc_init, create one server per service set with the
+ * same channel args, create one "next" queue per worker and register it with every server,
+ * register every method, add the listeners (socket permissions right after each bind), start
+ * the servers, pre-request calls on every queue for every server, then start the threads.
+ * Nothing can arrive before the threads run: requested calls simply wait in their queues.
  *
- * Stop order (GRPC_C_CORE.md): NOT_SERVING, stop re-arming, grpc_server_shutdown_and_notify,
- * wake the workers so Watch streams end, wait up to the grace period for the shutdown tag,
- * grpc_server_cancel_all_calls, wait for the tag, wait until every call that arrived has been
- * recycled (a call handed to the writer may still be answered after its stream was cancelled),
- * grpc_server_destroy, shut down each queue (its thread drains it and exits), join, free the
- * calls and views, destroy the queues, grpc_shutdown.
+ * Why one server per service set and not one per listener: listeners that serve the same
+ * services share a server (and its pre-requested calls), so the common deployments (one
+ * listener; a socket and a TCP port serving everything) run exactly one server. Every queue is
+ * registered with every server, so the worker threads, their read views and their call pools
+ * are shared: a second server costs only its pre-requested call slots.
+ *
+ * Stop order (GRPC_C_CORE.md): NOT_SERVING, stop re-arming, grpc_server_shutdown_and_notify
+ * on every server, wake the workers so Watch streams end, wait up to the grace period for the
+ * shutdown tags, grpc_server_cancel_all_calls, wait for the tags, wait until every call that
+ * arrived has been recycled (a call handed to the writer may still be answered after its
+ * stream was cancelled), grpc_server_destroy, shut down each queue (its thread drains it and
+ * exits), join, free the calls and views, destroy the queues, grpc_shutdown.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,13 +37,19 @@
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/log.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "rpc/core.h"
+#include "rpc/reflection.h"
 
 #define DEFAULT_MAX_MESSAGE	(4u * 1024 * 1024)
 #define DEFAULT_CALLS_PER_QUEUE 64
 /* Slots per queue for methods that are called rarely (admin, health, streams). */
 #define FEW_CALLS 4
+#define MAX_SRVS  4 /* distinct service sets: all, checks, admin, health */
 
 static struct ent_rpc_opts default_opts(const struct ent_rpc_opts *o)
 {
@@ -66,6 +80,298 @@ static void grpc_log_sink(gpr_log_func_args *a)
 	const char *file = strrchr(a->file, '/');
 	snprintf(at, sizeof(at), "%s:%d", file ? file + 1 : a->file, a->line);
 	ent_log(lvl, a->message, "source", "grpc", "at", at, NULL);
+}
+
+/* ---- method names (metrics indexes) ----------------------------------------------------- */
+
+/*
+ * The metrics' method indexes follow one fixed order: check methods, the check stream, health
+ * methods, Watch, admin methods, the two reflection streams, then "other". The tables are
+ * read, not copied, so a method added to a service table is counted without a change here.
+ */
+struct mindex {
+	unsigned check, stream, health, watch, admin, refl_alpha, refl_v1, other;
+};
+
+static struct mindex method_indexes(void)
+{
+	struct mindex x;
+	x.check = 0;
+	x.stream = x.check + (unsigned)ent_check_methods_count;
+	x.health = x.stream + 1;
+	x.watch = x.health + (unsigned)ent_health_methods_count;
+	x.admin = x.watch + 1;
+	x.refl_alpha = x.admin + (unsigned)ent_admin_methods_count;
+	x.refl_v1 = x.refl_alpha + 1;
+	x.other = x.refl_v1 + 1;
+	return x;
+}
+
+size_t ent_rpc_method_names(const char **names, size_t cap)
+{
+	struct mindex x = method_indexes();
+	size_t n = x.other + 1;
+	for (size_t i = 0; i < n && i < cap; i++) {
+		const char *p;
+		if (i < x.stream)
+			p = ent_check_methods[i - x.check].path;
+		else if (i == x.stream)
+			p = ENT_CHECK_STREAM_PATH;
+		else if (i < x.watch)
+			p = ent_health_methods[i - x.health].path;
+		else if (i == x.watch)
+			p = ENT_HEALTH_WATCH_PATH;
+		else if (i < x.refl_alpha)
+			p = ent_admin_methods[i - x.admin].path;
+		else if (i == x.refl_alpha)
+			p = ENT_REFLECTION_PATH_V1ALPHA;
+		else if (i == x.refl_v1)
+			p = ENT_REFLECTION_PATH_V1;
+		else
+			p = ENT_RPC_METHOD_OTHER;
+		names[i] = p;
+	}
+	return n;
+}
+
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+static void tls_free_pems(char **cert, char **key, char **ca)
+{
+	free(*cert);
+	if (*key) {
+		explicit_bzero(*key, strlen(*key));
+		free(*key);
+	}
+	free(*ca);
+	*cert = *key = *ca = NULL;
+}
+
+/*
+ * Read the listener's PEM files and check that the key belongs to the certificate, so that a
+ * bad rotation is refused at SIGHUP with a message naming the file instead of failing every
+ * later handshake. \a info receives "subject=... serial=... not_after=..." for the log.
+ */
+static int tls_read(const struct ent_config_listener *l, char **cert, char **key, char **ca,
+		    char *info, size_t info_len, struct ent_err *err)
+{
+	size_t len;
+	*cert = *key = *ca = NULL;
+	char k[160];
+	snprintf(k, sizeof(k), "listen %s: tls.cert_file", l->address);
+	int rc = ent_config_read_file(k, l->cert_file, cert, &len, err);
+	if (!rc) {
+		snprintf(k, sizeof(k), "listen %s: tls.key_file", l->address);
+		rc = ent_config_read_file(k, l->key_file, key, &len, err);
+	}
+	if (!rc && l->client_ca_file) {
+		snprintf(k, sizeof(k), "listen %s: tls.client_ca_file", l->address);
+		rc = ent_config_read_file(k, l->client_ca_file, ca, &len, err);
+	}
+	if (rc) {
+		tls_free_pems(cert, key, ca);
+		return rc;
+	}
+
+	BIO *cb = BIO_new_mem_buf(*cert, -1), *kb = BIO_new_mem_buf(*key, -1);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	if (!x)
+		rc = ent_err_set(err, ENT_EINVAL, "listen %s: tls.cert_file '%s': no certificate",
+				 l->address, l->cert_file);
+	else if (!pk)
+		rc = ent_err_set(err, ENT_EINVAL, "listen %s: tls.key_file '%s': no private key",
+				 l->address, l->key_file);
+	else if (X509_check_private_key(x, pk) != 1)
+		rc = ent_err_set(err, ENT_EINVAL,
+				 "listen %s: tls.key_file '%s' does not belong to the certificate "
+				 "in '%s'",
+				 l->address, l->key_file, l->cert_file);
+	if (!rc && info) {
+		char subj[256] = "", nafter[64] = "";
+		char *serial = NULL;
+		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+		BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(x), NULL);
+		if (bn) {
+			serial = BN_bn2hex(bn);
+			BN_free(bn);
+		}
+		BIO *mb = BIO_new(BIO_s_mem());
+		if (mb && ASN1_TIME_print(mb, X509_get0_notAfter(x))) {
+			int n = BIO_read(mb, nafter, sizeof(nafter) - 1);
+			nafter[n > 0 ? n : 0] = 0;
+		}
+		BIO_free(mb);
+		snprintf(info, info_len, "subject=%s serial=%s not_after=%s", subj,
+			 serial ? serial : "?", nafter);
+		OPENSSL_free(serial);
+	}
+	EVP_PKEY_free(pk);
+	X509_free(x);
+	BIO_free(cb);
+	BIO_free(kb);
+	ERR_clear_error();
+	if (rc)
+		tls_free_pems(cert, key, ca);
+	return rc;
+}
+
+/*
+ * gRPC's certificate config fetcher: called at the listener's creation and before every new
+ * TLS handshake, on whatever gRPC thread accepts the connection. Established connections keep
+ * the handshake they had, so a new certificate never drops a connection.
+ */
+static grpc_ssl_certificate_config_reload_status tls_fetch(void *user,
+							   grpc_ssl_server_certificate_config **out)
+{
+	struct ent_tls *t = user;
+	if (atomic_load_explicit(&t->gen, memory_order_acquire) ==
+	    atomic_load_explicit(&t->served, memory_order_relaxed))
+		return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+	pthread_mutex_lock(&t->mu);
+	grpc_ssl_pem_key_cert_pair pair = {t->key, t->cert};
+	/* The config copies the strings. gRPC asserts that a fetched config has root
+	   certificates even when no client certificate is asked for; without a client CA, the
+	   server's own chain stands in (nothing is verified against it: the request type says
+	   whether client certificates are asked for at all). */
+	*out = grpc_ssl_server_certificate_config_create(t->ca ? t->ca : t->cert, &pair, 1);
+	atomic_store_explicit(&t->served, atomic_load(&t->gen), memory_order_relaxed);
+	pthread_mutex_unlock(&t->mu);
+	return *out ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW
+		    : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+}
+
+static void tls_free(struct ent_tls *t)
+{
+	if (!t)
+		return;
+	tls_free_pems(&t->cert, &t->key, &t->ca);
+	pthread_mutex_destroy(&t->mu);
+	free(t->address);
+	free(t);
+}
+
+static grpc_ssl_client_certificate_request_type
+client_cert_request(const struct ent_config_listener *l)
+{
+	if (l->require_client_cert)
+		return GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+	if (l->client_ca_file)
+		return GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+	return GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+}
+
+static int tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct ent_tls **out,
+		   struct ent_err *err)
+{
+	struct ent_tls *t = calloc(1, sizeof(*t));
+	if (!t || !(t->address = strdup(l->address))) {
+		free(t);
+		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
+	}
+	pthread_mutex_init(&t->mu, NULL);
+	atomic_init(&t->gen, 1);
+	atomic_init(&t->served, 0);
+	t->request = client_cert_request(l);
+	char info[512];
+	int rc = tls_read(l, &t->cert, &t->key, &t->ca, info, sizeof(info), err);
+	if (rc) {
+		tls_free(t);
+		return rc;
+	}
+	struct ent_tls **v = realloc(r->tls, (r->n_tls + 1) * sizeof(*v));
+	if (!v) {
+		tls_free(t);
+		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
+	}
+	r->tls = v;
+	r->tls[r->n_tls++] = t;
+	ent_log(ENT_LOG_INFO, "tls certificate loaded", "listen", l->address, "certificate", info,
+		"client_certificates",
+		t->request == GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+			? "required"
+		: t->request == GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY ? "verified"
+									       : "no",
+		NULL);
+	*out = t;
+	return 0;
+}
+
+int ent_rpc_reload_tls(struct ent_rpc *r, const struct ent_config_listener *ls, size_t n,
+		       struct ent_err *err)
+{
+	if (!r)
+		return ent_err_set(err, ENT_EINVAL, "rpc: not running");
+	if (!r->n_tls)
+		return 0;
+	struct pems {
+		char *cert, *key, *ca;
+		char info[512];
+	} *p = calloc(r->n_tls, sizeof(*p));
+	if (!p)
+		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
+	/* Read and check everything first: all listeners change, or none. */
+	int rc = 0;
+	for (size_t i = 0; i < r->n_tls && !rc; i++) {
+		const struct ent_config_listener *l = NULL;
+		for (size_t j = 0; j < n && !l; j++)
+			if (ls[j].tls && ls[j].address &&
+			    !strcmp(ls[j].address, r->tls[i]->address))
+				l = &ls[j];
+		if (!l) {
+			rc = ent_err_set(err, ENT_EINVAL,
+					 "listen %s: no longer a TLS listener in the configuration "
+					 "(listeners change only with a restart)",
+					 r->tls[i]->address);
+			break;
+		}
+		if (client_cert_request(l) != r->tls[i]->request) {
+			rc = ent_err_set(err, ENT_EINVAL,
+					 "listen %s: client certificate verification changed "
+					 "(needs a restart)",
+					 l->address);
+			break;
+		}
+		if (!!l->client_ca_file != !!r->tls[i]->ca) {
+			rc = ent_err_set(err, ENT_EINVAL,
+					 "listen %s: tls.client_ca_file added or removed (needs a "
+					 "restart)",
+					 l->address);
+			break;
+		}
+		rc = tls_read(l, &p[i].cert, &p[i].key, &p[i].ca, p[i].info, sizeof(p[i].info),
+			      err);
+	}
+	if (rc) {
+		for (size_t i = 0; i < r->n_tls; i++)
+			tls_free_pems(&p[i].cert, &p[i].key, &p[i].ca);
+		free(p);
+		return rc;
+	}
+	int changed = 0;
+	for (size_t i = 0; i < r->n_tls; i++) {
+		struct ent_tls *t = r->tls[i];
+		pthread_mutex_lock(&t->mu);
+		bool same = !strcmp(t->cert, p[i].cert) && !strcmp(t->key, p[i].key) &&
+			    (!t->ca || !strcmp(t->ca, p[i].ca));
+		if (same) {
+			/* Nothing to hand to gRPC: handshakes keep the factory they have. */
+			pthread_mutex_unlock(&t->mu);
+			tls_free_pems(&p[i].cert, &p[i].key, &p[i].ca);
+			continue;
+		}
+		changed++;
+		tls_free_pems(&t->cert, &t->key, &t->ca);
+		t->cert = p[i].cert;
+		t->key = p[i].key;
+		t->ca = p[i].ca;
+		atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
+		pthread_mutex_unlock(&t->mu);
+		ent_log(ENT_LOG_INFO, "tls certificate reloaded", "listen", t->address,
+			"certificate", p[i].info, NULL);
+	}
+	free(p);
+	return changed;
 }
 
 /* ---- listeners -------------------------------------------------------------------------- */
@@ -105,80 +411,121 @@ static int clear_stale_socket(const char *addr, struct ent_err *err)
 }
 
 /*
- * Bind one listener. Credentials are chosen here and only here, so TLS is a change to this
- * function.
+ * Bind one listener to its server. Credentials are chosen here and only here. The socket file
+ * of a unix listener exists once grpc_server_add_http2_port returns (gRPC binds and listens
+ * there), so its mode and owner are applied right away, before the server starts accepting.
  */
-static int add_listener(struct ent_rpc *r, const char *addr, struct ent_err *err)
+static int add_listener(struct ent_rpc *r, grpc_server *server, const struct ent_config_listener *l,
+			size_t index, struct ent_err *err)
 {
+	const char *addr = l->address;
 	if (!addr || !*addr)
 		return ent_err_set(err, ENT_EINVAL, "listen: empty address");
-	if (strncmp(addr, "unix:", 5) == 0) {
+	bool unix_sock = strncmp(addr, "unix:", 5) == 0;
+	if (unix_sock) {
 		int rc = clear_stale_socket(addr, err);
 		if (rc)
 			return rc;
 	}
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-	int port = grpc_server_add_http2_port(r->server, addr, creds);
+	grpc_server_credentials *creds;
+	if (l->tls) {
+		struct ent_tls *t = NULL;
+		int rc = tls_new(r, l, &t, err);
+		if (rc)
+			return rc;
+		grpc_ssl_server_credentials_options *o =
+			grpc_ssl_server_credentials_create_options_using_config_fetcher(
+				t->request, tls_fetch, t);
+		creds = o ? grpc_ssl_server_credentials_create_with_options(o) : NULL;
+		if (!creds)
+			return ent_err_set(err, ENT_EIO, "listen %s: cannot create TLS credentials",
+					   addr);
+	} else {
+		creds = grpc_insecure_server_credentials_create();
+	}
+	int port = grpc_server_add_http2_port(server, addr, creds);
 	grpc_server_credentials_release(creds);
 	if (port == 0)
 		return ent_err_set(err, ENT_EUNAVAIL,
 				   "listen %s: cannot bind (address in use, not resolvable, or no "
-				   "permission)",
-				   addr);
+				   "permission%s)",
+				   addr, l->tls ? ", or the TLS certificate was refused" : "");
+	if (unix_sock) {
+		int rc = ent_config_apply_socket_perms(l, index, err);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
 /* ---- methods ---------------------------------------------------------------------------- */
 
-static void add_method(struct ent_rpc *r, const char *path, const struct ent_method *m,
-		       uint8_t kind, bool auth, unsigned prearm)
+static void add_method(struct ent_srv *s, const char *path, const struct ent_method *m,
+		       uint8_t kind, bool auth, unsigned prearm, unsigned mindex)
 {
-	struct ent_rmethod *rm = &r->methods[r->n_methods++];
+	struct ent_rmethod *rm = &s->methods[s->n_methods++];
 	rm->path = path;
 	rm->m = m;
 	rm->kind = kind;
 	rm->auth = auth;
 	rm->prearm = prearm;
+	rm->mindex = mindex;
+	rm->srv = s;
 }
 
-static int build_methods(struct ent_rpc *r, struct ent_err *err)
+/* The method table of one server: only the services it serves (health always). */
+static int build_methods(struct ent_rpc *r, struct ent_srv *s, struct ent_err *err)
 {
 	size_t n = ent_check_methods_count + 1 + ent_health_methods_count + 1 +
-		   ent_admin_methods_count;
-	r->methods = calloc(n, sizeof(*r->methods));
-	if (!r->methods)
+		   ent_admin_methods_count + 2;
+	s->methods = calloc(n, sizeof(*s->methods));
+	if (!s->methods)
 		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
 	unsigned hot = r->opts.calls_per_queue;
 	unsigned few = hot < FEW_CALLS ? hot : FEW_CALLS;
 	bool protect = r->opts.protect_checks;
+	struct mindex x = method_indexes();
 
-	for (size_t i = 0; i < ent_check_methods_count; i++)
-		add_method(r, ent_check_methods[i].path, &ent_check_methods[i], ENT_MK_UNARY,
-			   protect, hot);
-	add_method(r, ENT_CHECK_STREAM_PATH, NULL, ENT_MK_CHECK_STREAM, protect,
-		   hot / 4 > few ? hot / 4 : few);
+	if (s->services & ENT_SVC_CHECKS) {
+		for (size_t i = 0; i < ent_check_methods_count; i++)
+			add_method(s, ent_check_methods[i].path, &ent_check_methods[i],
+				   ENT_MK_UNARY, protect, hot, x.check + (unsigned)i);
+		add_method(s, ENT_CHECK_STREAM_PATH, NULL, ENT_MK_CHECK_STREAM, protect,
+			   hot / 4 > few ? hot / 4 : few, x.stream);
+	}
 	/* Health stays open even when checks are protected: probes carry no credential. */
 	for (size_t i = 0; i < ent_health_methods_count; i++)
-		add_method(r, ent_health_methods[i].path, &ent_health_methods[i], ENT_MK_UNARY,
-			   false, few);
-	add_method(r, ENT_HEALTH_WATCH_PATH, NULL, ENT_MK_WATCH, false, few);
-	for (size_t i = 0; i < ent_admin_methods_count; i++)
-		add_method(r, ent_admin_methods[i].path, &ent_admin_methods[i], ENT_MK_UNARY, true,
-			   few);
-	r->generic = (struct ent_rmethod){.path = "*", .kind = ENT_MK_GENERIC, .prearm = few};
+		add_method(s, ent_health_methods[i].path, &ent_health_methods[i], ENT_MK_UNARY,
+			   false, few, x.health + (unsigned)i);
+	add_method(s, ENT_HEALTH_WATCH_PATH, NULL, ENT_MK_WATCH, false, few, x.watch);
+	if (s->services & ENT_SVC_ADMIN)
+		for (size_t i = 0; i < ent_admin_methods_count; i++)
+			add_method(s, ent_admin_methods[i].path, &ent_admin_methods[i],
+				   ENT_MK_UNARY, true, few, x.admin + (unsigned)i);
+	/* Reflection describes the API, so it is where the API is: not on a listener that
+	   serves health alone (a probe port on the pod network). Protected like the checks. */
+	if (r->reflection && (s->services & (ENT_SVC_CHECKS | ENT_SVC_ADMIN))) {
+		add_method(s, ENT_REFLECTION_PATH_V1ALPHA, NULL, ENT_MK_REFLECTION, protect, 1,
+			   x.refl_alpha);
+		add_method(s, ENT_REFLECTION_PATH_V1, NULL, ENT_MK_REFLECTION, protect, 1,
+			   x.refl_v1);
+	}
+	s->generic = (struct ent_rmethod){
+		.path = "*", .kind = ENT_MK_GENERIC, .prearm = few, .mindex = x.other, .srv = s};
 	return 0;
 }
 
-static int register_methods(struct ent_rpc *r, struct ent_err *err)
+static int register_methods(struct ent_srv *s, struct ent_err *err)
 {
-	for (size_t i = 0; i < r->n_methods; i++) {
-		struct ent_rmethod *rm = &r->methods[i];
-		/* The check stream reads its messages itself; everything else (unary methods and
+	for (size_t i = 0; i < s->n_methods; i++) {
+		struct ent_rmethod *rm = &s->methods[i];
+		/* Streams read their messages themselves; everything else (unary methods and
 		   Watch, which has exactly one request) gets its request with the call. */
 		grpc_server_register_method_payload_handling ph =
-			rm->kind == ENT_MK_CHECK_STREAM ? GRPC_SRM_PAYLOAD_NONE
-							: GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER;
-		rm->handle = grpc_server_register_method(r->server, rm->path, NULL, ph, 0);
+			rm->kind == ENT_MK_CHECK_STREAM || rm->kind == ENT_MK_REFLECTION
+				? GRPC_SRM_PAYLOAD_NONE
+				: GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER;
+		rm->handle = grpc_server_register_method(s->server, rm->path, NULL, ph, 0);
 		if (!rm->handle)
 			return ent_err_set(err, ENT_EINVAL, "rpc: cannot register method %s",
 					   rm->path);
@@ -186,8 +533,7 @@ static int register_methods(struct ent_rpc *r, struct ent_err *err)
 	return 0;
 }
 
-static int prearm(struct ent_rpc *r, struct ent_wstate *ws, const struct ent_rmethod *rm,
-		  struct ent_err *err)
+static int prearm(struct ent_wstate *ws, const struct ent_rmethod *rm, struct ent_err *err)
 {
 	for (unsigned i = 0; i < rm->prearm; i++) {
 		struct ent_call *c = ent_call_get(ws);
@@ -198,6 +544,41 @@ static int prearm(struct ent_rpc *r, struct ent_wstate *ws, const struct ent_rme
 					   rm->path);
 	}
 	return 0;
+}
+
+/* ---- channel args ----------------------------------------------------------------------- */
+
+static void int_arg(grpc_arg *a, size_t *n, const char *key, int64_t v)
+{
+	if (v > INT_MAX)
+		v = INT_MAX;
+	a[*n].type = GRPC_ARG_INTEGER;
+	a[*n].key = (char *)key;
+	a[*n].value.integer = (int)v;
+	(*n)++;
+}
+
+/* Limits that keep one client from hurting the others; 0 leaves gRPC's default. */
+static size_t server_args(const struct ent_rpc_opts *o, grpc_arg *a)
+{
+	size_t n = 0;
+	memset(a, 0, 10 * sizeof(*a));
+	int_arg(a, &n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int64_t)o->max_message_bytes);
+	int_arg(a, &n, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int64_t)o->max_message_bytes);
+	/* A second daemon on the same port must fail to bind, not share the traffic. */
+	int_arg(a, &n, GRPC_ARG_ALLOW_REUSEPORT, 0);
+	if (o->max_concurrent_streams)
+		int_arg(a, &n, GRPC_ARG_MAX_CONCURRENT_STREAMS, o->max_concurrent_streams);
+	if (o->keepalive_time_ms > 0)
+		int_arg(a, &n, GRPC_ARG_KEEPALIVE_TIME_MS, o->keepalive_time_ms);
+	if (o->keepalive_timeout_ms > 0)
+		int_arg(a, &n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, o->keepalive_timeout_ms);
+	if (o->keepalive_permit_without_calls)
+		int_arg(a, &n, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+	if (o->min_ping_interval_ms > 0)
+		int_arg(a, &n, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+			o->min_ping_interval_ms);
+	return n;
 }
 
 /* ---- workers and notifications -------------------------------------------------------- */
@@ -249,7 +630,7 @@ static void on_notify(struct ent_wstate *ws)
 static void on_shutdown_tag(struct ent_rpc *r)
 {
 	pthread_mutex_lock(&r->mu);
-	r->shutdown_done = true;
+	r->shutdowns_done++;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->mu);
 }
@@ -282,9 +663,26 @@ static void *worker_main(void *arg)
 
 /* ---- start / stop ----------------------------------------------------------------------- */
 
-/* Wait for the server's shutdown tag, up to \a ms (negative: forever). True if it came. */
+static void wipe_free(char *secret)
+{
+	if (secret)
+		explicit_bzero(secret, strlen(secret));
+	free(secret);
+}
+
+/* Servers whose shutdown was started. */
+static size_t shutdowns_started(const struct ent_rpc *r)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_srvs; i++)
+		n += r->srvs[i].shutdown_started;
+	return n;
+}
+
+/* Wait for every started shutdown's tag, up to \a ms (negative: forever). True if all came. */
 static bool wait_shutdown(struct ent_rpc *r, int64_t ms)
 {
+	size_t want = shutdowns_started(r);
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	if (ms >= 0) {
@@ -296,18 +694,18 @@ static bool wait_shutdown(struct ent_rpc *r, int64_t ms)
 		}
 	}
 	pthread_mutex_lock(&r->mu);
-	while (!r->shutdown_done) {
+	while (r->shutdowns_done < want) {
 		if (ms < 0)
 			pthread_cond_wait(&r->cond, &r->mu);
 		else if (pthread_cond_timedwait(&r->cond, &r->mu, &until) == ETIMEDOUT)
 			break;
 	}
-	bool done = r->shutdown_done;
+	bool done = r->shutdowns_done >= want;
 	pthread_mutex_unlock(&r->mu);
 	return done;
 }
 
-static size_t live_calls(struct ent_rpc *r)
+static size_t live_calls(const struct ent_rpc *r)
 {
 	size_t n = 0;
 	for (unsigned i = 0; i < r->n_workers; i++)
@@ -316,7 +714,43 @@ static size_t live_calls(struct ent_rpc *r)
 }
 
 /*
- * Shut the server down and free everything. Works with or without running threads (a failed
+ * The drain: wait for the shutdown tags until the grace period is over or no call is left in
+ * flight, whichever comes first. gRPC completes a shutdown only once every client connection
+ * has closed, and an idle client keeps its connection open after the GOAWAY, so waiting for
+ * the tags alone would spend the whole grace period on connections with nothing to finish.
+ * No call is accepted once shutdown has started; one accepted just before may still sit in
+ * its worker's queue, not yet counted, so "nothing in flight" must be seen twice, a poll
+ * interval apart, before the connections are closed.
+ * \return true if every tag came (nothing left to cancel).
+ */
+static bool drain(struct ent_rpc *r, int64_t grace_ms)
+{
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int idle = 0;
+	for (;;) {
+		if (wait_shutdown(r, 20))
+			return true;
+		idle = live_calls(r) == 0 ? idle + 1 : 0;
+		if (idle >= 2)
+			return false;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		int64_t ms = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+			     (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (ms >= grace_ms)
+			return false;
+	}
+}
+
+static void cancel_all(struct ent_rpc *r)
+{
+	for (size_t i = 0; i < r->n_srvs; i++)
+		if (r->srvs[i].server)
+			grpc_server_cancel_all_calls(r->srvs[i].server);
+}
+
+/*
+ * Shut the servers down and free everything. Works with or without running threads (a failed
  * start tears down through here too): without threads, this thread drains the queues.
  */
 static void teardown(struct ent_rpc *r, int64_t grace_ms)
@@ -325,17 +759,31 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 
 	atomic_store(&r->serving, false);
 	atomic_store(&r->stopping, true);
-	if (r->server) {
-		grpc_server_shutdown_and_notify(r->server, r->workers[0].cq, &r->t_shutdown);
+	if (r->n_workers && r->workers[0].cq) {
+		for (size_t i = 0; i < r->n_srvs; i++) {
+			struct ent_srv *s = &r->srvs[i];
+			if (!s->server)
+				continue;
+			grpc_server_shutdown_and_notify(s->server, r->workers[0].cq,
+							&s->t_shutdown);
+			s->shutdown_started = true;
+		}
+	}
+	if (shutdowns_started(r)) {
 		if (threads) {
 			for (unsigned i = 0; i < r->n_workers; i++)
 				ent_rpc_notify(&r->workers[i]);
-			if (!wait_shutdown(r, grace_ms)) {
+			if (!drain(r, grace_ms)) {
+				size_t live = live_calls(r);
 				char n[24];
-				snprintf(n, sizeof(n), "%zu", live_calls(r));
-				ent_log(ENT_LOG_WARN, "rpc: grace period over, cancelling calls",
+				snprintf(n, sizeof(n), "%zu", live);
+				/* Idle connections alone also hold the shutdown tag: gRPC waits for
+				   every channel to close, and cancelling is what closes them. */
+				ent_log(live ? ENT_LOG_WARN : ENT_LOG_DEBUG,
+					live ? "rpc: grace period over, cancelling calls"
+					     : "rpc: calls drained, closing idle connections",
 					"calls", n, NULL);
-				grpc_server_cancel_all_calls(r->server);
+				cancel_all(r);
 				wait_shutdown(r, -1);
 			}
 			/* A call cancelled above may still be waiting for the writer's answer; its
@@ -348,16 +796,21 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 						"rpc: still waiting for calls to finish", NULL);
 			}
 		} else {
-			grpc_server_cancel_all_calls(r->server);
-			for (;;) {
+			cancel_all(r);
+			size_t want = shutdowns_started(r), got = 0;
+			while (got < want) {
 				grpc_event ev = grpc_completion_queue_next(
 					r->workers[0].cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-				if (ev.type == GRPC_OP_COMPLETE && ev.tag == &r->t_shutdown)
-					break;
+				if (ev.type == GRPC_OP_COMPLETE &&
+				    ((struct ent_tag *)ev.tag)->kind == ENT_TAG_SHUTDOWN)
+					got++;
 			}
 		}
-		grpc_server_destroy(r->server);
-		r->server = NULL;
+	}
+	for (size_t i = 0; i < r->n_srvs; i++) {
+		if (r->srvs[i].server)
+			grpc_server_destroy(r->srvs[i].server);
+		r->srvs[i].server = NULL;
 	}
 	for (unsigned i = 0; i < r->n_workers; i++) {
 		struct ent_wstate *ws = &r->workers[i];
@@ -389,18 +842,71 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 	}
 	if (r->lame)
 		grpc_channel_destroy(r->lame);
+	for (size_t i = 0; i < r->n_srvs; i++)
+		free(r->srvs[i].methods);
+	free(r->srvs);
 	free(r->workers);
-	free(r->methods);
-	free(r->token);
+	/* Every server is destroyed: gRPC holds no fetcher that could still read these. */
+	for (size_t i = 0; i < r->n_tls; i++)
+		tls_free(r->tls[i]);
+	free(r->tls);
+	wipe_free(atomic_load(&r->token));
+	for (size_t i = 0; i < r->n_old_tokens; i++)
+		wipe_free(r->old_tokens[i]);
+	free(r->old_tokens);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 	grpc_shutdown_blocking();
 }
 
+/* The listeners as given: the full form, or the plain addresses serving everything. */
+static int listeners_of(const struct ent_rpc_opts *o, struct ent_config_listener **out, size_t *n,
+			bool *owned, struct ent_err *err)
+{
+	if (o->n_listeners) {
+		*out = (struct ent_config_listener *)o->listeners;
+		*n = o->n_listeners;
+		*owned = false;
+		return 0;
+	}
+	struct ent_config_listener *ls = calloc(o->n_listen, sizeof(*ls));
+	if (!ls)
+		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
+	for (size_t i = 0; i < o->n_listen; i++) {
+		ls[i].address = (char *)o->listen[i];
+		ls[i].services = ENT_SVC_ALL;
+		ls[i].mode = -1;
+	}
+	*out = ls;
+	*n = o->n_listen;
+	*owned = true;
+	return 0;
+}
+
+/* The server of the listeners serving \a services, created on first use. */
+static struct ent_srv *srv_for(struct ent_rpc *r, unsigned services, const grpc_channel_args *a,
+			       struct ent_err *err)
+{
+	services |= ENT_SVC_HEALTH;
+	for (size_t i = 0; i < r->n_srvs; i++)
+		if (r->srvs[i].services == services)
+			return &r->srvs[i];
+	struct ent_srv *s = &r->srvs[r->n_srvs++];
+	s->services = services;
+	s->t_shutdown = (struct ent_tag){ENT_TAG_SHUTDOWN, r};
+	s->server = grpc_server_create(a, NULL);
+	int rc = build_methods(r, s, err);
+	if (!rc)
+		rc = register_methods(s, err);
+	for (unsigned i = 0; !rc && i < r->n_workers; i++)
+		grpc_server_register_completion_queue(s->server, r->workers[i].cq, NULL);
+	return rc ? NULL : s;
+}
+
 int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct ent_err *err)
 {
-	if (!opts || !opts->store || !opts->n_listen)
+	if (!opts || !opts->store || !(opts->n_listen || opts->n_listeners))
 		return ent_err_set(err, ENT_EINVAL, "rpc: a store and at least one listener");
 	struct ent_rpc *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -409,49 +915,48 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 	/* The caller's strings need only live through this call. */
 	r->opts.listen = NULL;
 	r->opts.n_listen = 0;
-	if (opts->admin_token && !(r->token = strdup(opts->admin_token))) {
+	r->opts.listeners = NULL;
+	r->opts.n_listeners = 0;
+	char *token = NULL;
+	if (opts->admin_token && *opts->admin_token && !(token = strdup(opts->admin_token))) {
 		free(r);
 		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
 	}
-	r->opts.admin_token = r->token;
+	atomic_init(&r->token, token);
+	r->opts.admin_token = token;
+	atomic_init(&r->dlog, opts->decision_log);
 	atomic_init(&r->serving, true);
 	atomic_init(&r->stopping, false);
-	r->t_shutdown = (struct ent_tag){ENT_TAG_SHUTDOWN, r};
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&r->mu, NULL);
+	r->m_other = method_indexes().other;
 
 	gpr_set_log_function(grpc_log_sink);
 	grpc_init();
 
-	int rc = build_methods(r, err);
-	if (rc)
+	int rc = 0;
+	struct ent_config_listener *ls = NULL;
+	size_t n_ls = 0;
+	bool ls_owned = false;
+	if ((rc = listeners_of(opts, &ls, &n_ls, &ls_owned, err)) != 0)
 		goto fail;
+	int refl = ent_reflection_init();
+	r->reflection = refl == 0;
+	if (refl)
+		ent_log(ENT_LOG_ERROR, "rpc: server reflection unavailable", "error",
+			ent_strerror(refl), NULL);
+
 	r->workers = calloc(r->opts.threads, sizeof(*r->workers));
-	if (!r->workers) {
+	r->srvs = calloc(MAX_SRVS, sizeof(*r->srvs));
+	if (!r->workers || !r->srvs) {
 		rc = ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
 		goto fail;
 	}
 	r->n_workers = r->opts.threads;
-
-	grpc_arg args[3];
-	memset(args, 0, sizeof(args));
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = (int)r->opts.max_message_bytes;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[1].value.integer = (int)r->opts.max_message_bytes;
-	/* A second daemon on the same port must fail to bind, not share the traffic. */
-	args[2].type = GRPC_ARG_INTEGER;
-	args[2].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
-	args[2].value.integer = 0;
-	grpc_channel_args cargs = {3, args};
-	r->server = grpc_server_create(&cargs, NULL);
-
 	for (unsigned i = 0; i < r->n_workers; i++) {
 		struct ent_wstate *ws = &r->workers[i];
 		ws->w.rpc = r;
@@ -462,29 +967,42 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 		atomic_init(&ws->live, 0);
 		grpc_metadata_array_init(&ws->notify_md);
 		ws->cq = grpc_completion_queue_create_for_next(NULL);
-		grpc_server_register_completion_queue(r->server, ws->cq, NULL);
+		/* Created here, written only by the worker thread once it runs. */
+		ws->mb = opts->metrics ? ent_metrics_thread_block(opts->metrics) : NULL;
 		if ((rc = ent_view_new(r->opts.store, &ws->w.view)) != 0) {
 			ws->w.view = NULL;
 			ent_err_set(err, -rc, "rpc: cannot open a read view: %s", ent_strerror(rc));
 			goto fail;
 		}
 	}
-	if ((rc = register_methods(r, err)) != 0)
-		goto fail;
-	for (size_t i = 0; i < opts->n_listen; i++)
-		if ((rc = add_listener(r, opts->listen[i], err)) != 0)
+
+	grpc_arg args[10];
+	grpc_channel_args cargs = {server_args(&r->opts, args), args};
+	for (size_t i = 0; i < n_ls; i++) {
+		unsigned svc = ls[i].services ? ls[i].services : ENT_SVC_ALL;
+		struct ent_srv *s = srv_for(r, svc, &cargs, err);
+		if (!s) {
+			rc = -ENT_EINVAL;
 			goto fail;
+		}
+		if ((rc = add_listener(r, s->server, &ls[i], i, err)) != 0)
+			goto fail;
+	}
 	r->lame = grpc_lame_client_channel_create("entd-notify", GRPC_STATUS_UNAVAILABLE,
 						  "worker notification");
-	grpc_server_start(r->server);
+	for (size_t i = 0; i < r->n_srvs; i++)
+		grpc_server_start(r->srvs[i].server);
 
 	for (unsigned i = 0; i < r->n_workers; i++) {
 		struct ent_wstate *ws = &r->workers[i];
-		for (size_t m = 0; m < r->n_methods; m++)
-			if ((rc = prearm(r, ws, &r->methods[m], err)) != 0)
+		for (size_t k = 0; k < r->n_srvs; k++) {
+			struct ent_srv *s = &r->srvs[k];
+			for (size_t m = 0; m < s->n_methods; m++)
+				if ((rc = prearm(ws, &s->methods[m], err)) != 0)
+					goto fail;
+			if ((rc = prearm(ws, &s->generic, err)) != 0)
 				goto fail;
-		if ((rc = prearm(r, ws, &r->generic, err)) != 0)
-			goto fail;
+		}
 	}
 
 	/* Workers take no signals, whatever the caller's mask: main waits for them. */
@@ -501,10 +1019,14 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 		ws->thread_started = true;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ls_owned)
+		free(ls);
 	*out = r;
 	return 0;
 
 fail:
+	if (ls_owned)
+		free(ls);
 	/* Teardown joins the threads that run and drains the other queues itself. */
 	teardown(r, 0);
 	return rc < 0 ? rc : -rc;
@@ -517,6 +1039,43 @@ void ent_rpc_set_serving(struct ent_rpc *r, bool serving)
 	atomic_store(&r->serving, serving);
 	for (unsigned i = 0; i < r->n_workers; i++)
 		ent_rpc_notify(&r->workers[i]);
+}
+
+bool ent_rpc_serving(const struct ent_rpc *r)
+{
+	return r && atomic_load(&r->serving);
+}
+
+size_t ent_rpc_open_calls(const struct ent_rpc *r)
+{
+	return r ? live_calls(r) : 0;
+}
+
+int ent_rpc_set_admin_token(struct ent_rpc *r, const char *token)
+{
+	char *copy = NULL;
+	if (token && *token && !(copy = strdup(token)))
+		return -ENT_ENOMEM;
+	pthread_mutex_lock(&r->mu);
+	char **v = realloc(r->old_tokens, (r->n_old_tokens + 1) * sizeof(*v));
+	if (!v) {
+		pthread_mutex_unlock(&r->mu);
+		free(copy);
+		return -ENT_ENOMEM;
+	}
+	r->old_tokens = v;
+	/* A worker may be comparing against the old token right now, so it is kept, neither
+	   freed nor wiped, until teardown: tokens are small and reloads rare, and this keeps
+	   the readers free of locks and of reads racing with writes. */
+	r->old_tokens[r->n_old_tokens++] = atomic_exchange(&r->token, copy);
+	pthread_mutex_unlock(&r->mu);
+	return 0;
+}
+
+void ent_rpc_set_decision_log(struct ent_rpc *r, struct ent_decision_log *dl)
+{
+	if (r)
+		atomic_store(&r->dlog, dl);
 }
 
 void ent_rpc_stop(struct ent_rpc *r, int64_t grace_ms)
