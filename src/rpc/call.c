@@ -21,6 +21,7 @@
 #include <grpc/slice.h>
 
 #include "ent/pbarena.h"
+#include "ent/pbcheck.h"
 #include "ent/v1/entitlement.pb-c.h"
 #include "rpc/core.h"
 #include "rpc/reflection.h"
@@ -507,27 +508,39 @@ void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char
 
 /* ---- receiving ----------------------------------------------------------------------- */
 
+/*
+ * protobuf-c hands strings over NUL-terminated and unchecked, so the wire bytes are checked
+ * first: a string with an embedded NUL would otherwise act on a shorter id than the one sent,
+ * and one that is not UTF-8 would be stored and break conforming clients later.
+ */
+static ProtobufCMessage *unpack_checked(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
+					grpc_slice s)
+{
+	struct ent_err err = {0};
+	if (GRPC_SLICE_LENGTH(s) > CALL_BIG_MESSAGE)
+		c->drop_arena = true;
+	if (ent_pb_check_strings(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &err)) {
+		c->bad_request = ent_arena_strndup(&c->arena, err.msg, strlen(err.msg));
+		return NULL;
+	}
+	return protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
+					 GRPC_SLICE_START_PTR(s));
+}
+
 ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
 				  grpc_byte_buffer *bb)
 {
+	c->bad_request = NULL;
 	/* The common case: one uncompressed slice, unpacked in place without a copy. */
 	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-	    bb->data.raw.slice_buffer.count == 1) {
-		grpc_slice s = bb->data.raw.slice_buffer.slices[0];
-		if (GRPC_SLICE_LENGTH(s) > CALL_BIG_MESSAGE)
-			c->drop_arena = true;
-		return protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
-						 GRPC_SLICE_START_PTR(s));
-	}
+	    bb->data.raw.slice_buffer.count == 1)
+		return unpack_checked(c, desc, bb->data.raw.slice_buffer.slices[0]);
 	grpc_byte_buffer_reader r;
 	if (!grpc_byte_buffer_reader_init(&r, bb))
 		return NULL;
 	grpc_slice s = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
-	if (GRPC_SLICE_LENGTH(s) > CALL_BIG_MESSAGE)
-		c->drop_arena = true;
-	ProtobufCMessage *m = protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
-							GRPC_SLICE_START_PTR(s));
+	ProtobufCMessage *m = unpack_checked(c, desc, s);
 	grpc_slice_unref(s);
 	return m;
 }
@@ -654,7 +667,8 @@ static void dispatch_unary(struct ent_call *c)
 	grpc_byte_buffer_destroy(c->payload);
 	c->payload = NULL;
 	if (!req) {
-		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT,
+				     c->bad_request ? c->bad_request : "malformed request");
 		return;
 	}
 	c->req = req;

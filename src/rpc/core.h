@@ -150,12 +150,13 @@ struct ent_call {
 
 	unsigned pending;
 	bool finished;
-	bool md_sent;	  /**< initial metadata went out */
-	bool send_busy;	  /**< stream/watch: a SEND_MESSAGE is in flight */
-	bool recv_busy;	  /**< stream: a RECV_MESSAGE is in flight */
-	bool half_closed; /**< stream: the client finished sending */
-	bool close_armed; /**< RECV_CLOSE_ON_SERVER was started */
-	bool drop_arena;  /**< free the arena's blocks on recycle (a large call) */
+	bool md_sent;		 /**< initial metadata went out */
+	bool send_busy;		 /**< stream/watch: a SEND_MESSAGE is in flight */
+	bool recv_busy;		 /**< stream: a RECV_MESSAGE is in flight */
+	bool half_closed;	 /**< stream: the client finished sending */
+	bool close_armed;	 /**< RECV_CLOSE_ON_SERVER was started */
+	bool drop_arena;	 /**< free the arena's blocks on recycle (a large call) */
+	const char *bad_request; /**< why ent_call_unpack refused the request (in the arena) */
 
 	/* A final status that waits for the send in flight (stream, watch). */
 	bool end_pending;

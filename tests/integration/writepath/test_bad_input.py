@@ -16,11 +16,9 @@ Before and after the WHOLE table: Export is byte-identical and GetStatus's count
 are equal (a refused write changes nothing and commits nothing), and entd is the same process,
 still SERVING.
 
-Two server bugs found while writing this table are tests of their own, marked expectedFailure
-("KNOWN SERVER BUG"): an embedded NUL truncates ids and texts, and invalid UTF-8 in a text is
-stored and then breaks checks (grpcio cannot decode them) and Export.
+Two cases have tests of their own: an embedded NUL in an id or text, and a text that is not
+UTF-8. Both are refused on the wire bytes before protobuf-c unpacks them (src/util/pbcheck.c).
 """
-import unittest
 
 import grpc
 
@@ -404,11 +402,9 @@ class BadInput(wp.Statuses, wp.DaemonCase):
         self.assertEqual(self.admin.GetFeature(a.GetFeatureRequest(code="wb_victim"))
                          .feature.code, "wb_victim")
 
-    # KNOWN SERVER BUG (reported): protobuf-c hands strings over NUL-terminated, so an id with
-    # an embedded NUL is silently cut at it: UpsertFeature "wb_nul\0x" creates "wb_nul", and
-    # DeleteFeature "wb_victim\0anything" deletes "wb_victim" - a write lands on an object the
-    # request did not name. Such strings must be refused (INVALID_ARGUMENT naming the field).
-    @unittest.expectedFailure
+    # protobuf-c hands strings over NUL-terminated, so an id with an embedded NUL would be cut
+    # at it (UpsertFeature "wb_nul\0x" creating "wb_nul", DeleteFeature "wb_victim\0x"
+    # deleting "wb_victim"): such strings are refused on the wire, naming the field.
     def test_embedded_nul_is_refused(self):
         t, a = pb["types"], pb["admin"]
         try:
@@ -433,13 +429,8 @@ class BadInput(wp.Statuses, wp.DaemonCase):
             except grpc.RpcError:
                 pass
 
-    # KNOWN SERVER BUG (reported): a text field (here an override's reason) that is not UTF-8
-    # is accepted and stored. Afterwards every check of that (customer, feature) carries it
-    # in a proto3 string, which conforming clients refuse to decode (grpcio: INTERNAL
-    # "Exception deserializing response!"), and Export fails with RESOURCE_EXHAUSTED
-    # "overrides: out of memory" until the override is replaced. It must be refused
-    # (INVALID_ARGUMENT "reason: ...").
-    @unittest.expectedFailure
+    # A text field (here an override's reason) that is not UTF-8 would be stored and then
+    # carried in proto3 strings that conforming clients refuse to decode: refused on the wire.
     def test_text_not_utf8_is_refused(self):
         a = pb["admin"]
         body = ld(1, b"wb_utf_cus") + ld(2, b"custom_domain") + ld(3, b"\x08\x01") + \

@@ -10,7 +10,6 @@ that, the flow is repeated with fresh objects and a window twice as wide (TooSlo
 *for* a boundary sleeps until the wall clock is past it (same machine, same clock as entd), and
 waiting for the timer's cleanup polls with a generous bound.
 """
-import unittest
 
 import wp
 from wp import pb, reason, sleep_until
