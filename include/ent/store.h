@@ -36,7 +36,7 @@ struct Ent__V1__Event;
 
 struct ent_store_opts {
 	const char *path;     /**< directory; created if missing (unless read_only) */
-	size_t map_size;      /**< bytes; 0: 1 GiB. Grown online by ent_store_grow */
+	size_t map_size;      /**< bytes; 0: 16 GiB (address space; the file grows as it fills) */
 	unsigned max_readers; /**< 0: 256 */
 	bool read_only;
 	bool no_sync; /**< MDB_NOSYNC: for bulk offline builds only; never for the daemon */

@@ -181,7 +181,7 @@ void ent_config_defaults(struct ent_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	/* Allocation failures here leave NULLs that validate reports; nothing to unwind. */
 	cfg->db_path = strdup("entd-data");
-	cfg->map_size = GIB;
+	cfg->map_size = 16 * GIB; /* address space only: LMDB grows the file as it fills */
 	cfg->threads = online_cpus();
 	ent_config_add_listener(cfg, "127.0.0.1:50051", ENT_SVC_ALL);
 	cfg->max_message_bytes = 4 * MIB;

@@ -213,7 +213,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 		ent_err_set(err, -ent_store_mdb_err(rc), "mdb_env_create: %s", mdb_strerror(rc));
 		goto fail_create;
 	}
-	size_t map_size = opts->map_size ? opts->map_size : (size_t)1 << 30;
+	size_t map_size = opts->map_size ? opts->map_size : (size_t)16 << 30;
 	unsigned readers = opts->max_readers ? opts->max_readers : 256;
 	if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
 	    (rc = mdb_env_set_maxreaders(s->env, readers))) {

@@ -174,7 +174,7 @@ static void test_defaults_validate(void **state)
 	assert_int_equal(cfg.n_listeners, 1);
 	assert_string_equal(cfg.listeners[0].address, "127.0.0.1:50051");
 	assert_int_equal(cfg.listeners[0].services, ENT_SVC_ALL);
-	assert_true(cfg.map_size == 1ULL << 30);
+	assert_true(cfg.map_size == 16ULL << 30);
 	assert_true(cfg.threads >= 1 && cfg.threads <= 256);
 	assert_true(cfg.max_message_bytes == 4ULL << 20);
 	assert_int_equal(cfg.log_level, ENT_LOG_INFO);

@@ -630,7 +630,7 @@ static void test_seq_and_reopen(void **state)
 	assert_int_equal(st.customers, 1);
 	assert_int_equal(st.aggregates, 2);
 	assert_true(st.last_commit_at > 0);
-	assert_true(st.db_size_bytes > 0 && st.map_size_bytes == (uint64_t)1 << 30);
+	assert_true(st.db_size_bytes > 0 && st.map_size_bytes == (uint64_t)16 << 30);
 
 	fx_close(f);
 	fx_open(f, 0);

@@ -147,7 +147,7 @@ class Metrics(ops.DaemonTest):
                   "entd_process_resident_memory_bytes", "entd_process_threads",
                   "entd_process_open_fds"):
             self.assertIsNotNone(ops.metric(after, g), g + " missing")
-        self.assertEqual(ops.metric(after, "entd_lmdb_map_size_bytes"), 1 << 30)
+        self.assertEqual(ops.metric(after, "entd_lmdb_map_size_bytes"), 16 << 30)
         self.assertEqual(ops.metric(after, "entd_store_objects", kind="features"), 11)
         self.assertGreater(ops.metric(after, "entd_process_resident_memory_bytes"), 1 << 20)
 
