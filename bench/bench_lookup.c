@@ -29,8 +29,8 @@
 
 struct key {
 	char b[64];
-	uint32_t len;	/* customer\0feature */
-	uint32_t clen;	/* customer part */
+	uint32_t len;  /* customer\0feature */
+	uint32_t clen; /* customer part */
 };
 
 static uint64_t now_ns(void)
@@ -64,7 +64,8 @@ static double run_get(struct ent_view *v, const struct key *k, size_t n)
 			return -1;
 		for (size_t j = i; j < i + GROUP && j < n; j++) {
 			struct ent_str val;
-			if (ent_view_get(v, ENT_T_AGG, (struct ent_str){k[j].b, k[j].len}, &val) == 0)
+			if (ent_view_get(v, ENT_T_AGG, (struct ent_str){k[j].b, k[j].len}, &val) ==
+			    0)
 				acc += val.len;
 		}
 		ent_view_end(v);
@@ -213,8 +214,9 @@ int main(int argc, char **argv)
 				 bench_rng_below(&rng, (uint32_t)customers));
 		const char *f = feat[bench_rng_below(&rng, (uint32_t)nf)];
 		keys[i].clen = (uint32_t)c;
-		keys[i].len = (uint32_t)(c + 1 + snprintf(keys[i].b + c + 1, sizeof(keys[i].b) - c - 1,
-							  "%s", f));
+		keys[i].len =
+			(uint32_t)(c + 1 +
+				   snprintf(keys[i].b + c + 1, sizeof(keys[i].b) - c - 1, "%s", f));
 	}
 	memcpy(sorted, keys, n * sizeof(*keys));
 	for (size_t i = 0; i < n; i += GROUP)
@@ -253,8 +255,8 @@ int main(int argc, char **argv)
 		if (!WANT(names[m]))
 			continue;
 		qsort(t[m], rounds, sizeof(double), cmp_double);
-		printf("%-7s %7.0f ns/lookup  (min %.0f, max %.0f over %u rounds of %zu)\n", names[m],
-		       t[m][rounds / 2], t[m][0], t[m][rounds - 1], rounds, n);
+		printf("%-7s %7.0f ns/lookup  (min %.0f, max %.0f over %u rounds of %zu)\n",
+		       names[m], t[m][rounds / 2], t[m][0], t[m][rounds - 1], rounds, n);
 		free(t[m]);
 	}
 	ent_view_free(v);

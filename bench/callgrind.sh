@@ -60,7 +60,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# run NAME LOAD(0|1): the server under callgrind for warm-up + duration; prints its total Ir.
+# run NAME LOAD(0|1): the server under callgrind for warm-up + duration; sets IR to its total.
+# Not called in $(...): a subshell would keep the server's PID from the clean-up on failure.
 run() {
 	local name=$1 load=$2 port addr pid
 	shift 2
@@ -99,11 +100,13 @@ run() {
 	fi
 	kill -TERM "$pid"
 	wait "$pid" || true
-	awk '/^summary:/ {print $2}' "$WORK/$name.out"
+	IR=$(awk '/^summary:/ {print $2}' "$WORK/$name.out")
 }
 
-idle=$(run idle 0)
-loaded=$(run loaded 1 "$@")
+run idle 0
+idle=$IR
+run loaded 1 "$@"
+loaded=$IR
 checks=$(jq -r '.total_checks' "$WORK/load.json")
 calls=$(jq -r '.total_calls' "$WORK/load.json")
 [ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$WORK/loaded.out" "$WORK/idle.out" "$KEEP/"

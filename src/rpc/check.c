@@ -38,7 +38,7 @@
 /* First guess of a batch answer's size per check (a metered answer is about 80 bytes); the
    buffer grows by doubling when answers carry many values or privileges. */
 #define BATCH_ITEM_GUESS 128
-/* Room kept at the end of a batch answer for its sequence field. */
+/* Room for a batch answer's sequence field. */
 #define BATCH_SEQ_ROOM 11
 
 /* ---- building responses in the arena ------------------------------------------------- */
@@ -223,7 +223,8 @@ static int check_one(struct ent_call *call, const uint8_t *req, size_t len, grpc
 		ent_call_observe_check(call, &c, &res.d, seq);
 	ent_view_end(v);
 	if (rc)
-		return ent_err_set(err, ENT_EFULL, "response is larger than the maximum message size");
+		return ent_err_set(err, ENT_EFULL,
+				   "response is larger than the maximum message size");
 	return 0;
 }
 
@@ -247,51 +248,36 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
 /* ---- BatchCheckEntitlements ----------------------------------------------------------- */
 
 /*
- * The answer of a batch, written item by item into one slice as the checks are decided:
- * BatchCheckEntitlementsResponse is its results (field 1, each length-delimited) followed by
- * the sequence (field 2), so no second pass or copy is needed unless the first size guess was
- * too small.
+ * The answer of a batch is written result by result into one gRPC slice as the checks are
+ * decided (rpc/wire.c: ent_wire_batch_*); the slice is replaced by a larger one, with a copy,
+ * only when the first size guess was too small.
  */
 struct batch_out {
+	struct ent_wire_batch b; /* first: the grow callback converts back */
 	struct ent_call *call;
 	const struct ent_check *cs;
 	grpc_slice s;
-	uint8_t *p;
-	size_t used, cap, max;
-	uint64_t seq;
 };
 
-static int batch_grow(struct batch_out *o, size_t need)
+static int batch_grow(struct ent_wire_batch *b, size_t cap)
 {
-	if (o->used + need > o->max)
-		return -ENT_EFULL;
-	size_t cap = o->cap * 2 > o->used + need ? o->cap * 2 : o->used + need;
-	if (cap > o->max)
-		cap = o->max;
+	struct batch_out *o = (struct batch_out *)b;
 	grpc_slice s = grpc_slice_malloc(cap);
-	memcpy(GRPC_SLICE_START_PTR(s), o->p, o->used);
+	memcpy(GRPC_SLICE_START_PTR(s), b->p, b->used);
 	grpc_slice_unref(o->s);
 	o->s = s;
-	o->p = GRPC_SLICE_START_PTR(s);
-	o->cap = cap;
+	b->p = GRPC_SLICE_START_PTR(s);
+	b->cap = cap;
 	return 0;
 }
 
 static int batch_answer(void *ctx, size_t i, const struct ent_check_result *r)
 {
 	struct batch_out *o = ctx;
-	size_t n = ent_wire_check_resp_size(&r->d, o->seq);
-	size_t need = ent_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n) + n + BATCH_SEQ_ROOM;
-	if (o->cap - o->used < need) {
-		int rc = batch_grow(o, need);
-		if (rc)
-			return rc;
-	}
-	uint8_t *p = ent_wire_len_header_write(o->p + o->used, ENT_WIRE_BATCH_RESULTS, n);
-	p = ent_wire_check_resp_write(p, &r->d, o->seq);
-	o->used = (size_t)(p - o->p);
-	ent_call_observe_check(o->call, &o->cs[i], &r->d, o->seq);
-	return 0;
+	int rc = ent_wire_batch_add(&o->b, &r->d);
+	if (!rc)
+		ent_call_observe_check(o->call, &o->cs[i], &r->d, o->b.seq);
+	return rc;
 }
 
 static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
@@ -300,7 +286,7 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 	char msg[sizeof(err.msg) + 64];
 	size_t n;
 
-	if (ent_wire_batch_count(req, len, &n)) {
+	if (ent_wire_batch_items(req, len, &n)) {
 		ent_call_fail(call, ENT_EINVAL, "malformed request");
 		return;
 	}
@@ -342,16 +328,18 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 		return;
 	}
 	/* One snapshot for all: the answers are consistent with each other. */
-	struct batch_out o = {.call = call, .cs = cs, .seq = ent_view_seq(v)};
-	o.max = ent_call_opts(call)->max_message_bytes;
-	o.cap = n * BATCH_ITEM_GUESS + BATCH_SEQ_ROOM;
-	if (o.cap > o.max)
-		o.cap = o.max;
-	o.s = grpc_slice_malloc(o.cap);
-	o.p = GRPC_SLICE_START_PTR(o.s);
+	struct batch_out o = {.call = call, .cs = cs};
+	o.b.seq = ent_view_seq(v);
+	o.b.max = ent_call_opts(call)->max_message_bytes;
+	o.b.cap = n * BATCH_ITEM_GUESS + BATCH_SEQ_ROOM;
+	o.b.grow = batch_grow;
+	o.s = grpc_slice_malloc(o.b.cap);
+	o.b.p = GRPC_SLICE_START_PTR(o.s);
 	size_t bad = 0;
 	int rc = ent_view_check_batch(v, cs, n, batch_answer, &o, &bad);
 	ent_view_end(v);
+	if (!rc)
+		rc = ent_wire_batch_finish(&o.b);
 	if (rc == -ENT_EFULL) {
 		grpc_slice_unref(o.s);
 		ent_call_fail_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -364,11 +352,8 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 		ent_call_fail(call, rc, msg);
 		return;
 	}
-	/* BATCH_SEQ_ROOM was kept free for this. */
-	o.used = (size_t)(ent_wire_u64_field_write(o.p + o.used, ENT_WIRE_BATCH_SEQUENCE, o.seq) -
-			  o.p);
-	/* The answer is the first o.used bytes; the slice's reference goes with it. */
-	ent_call_reply_slice(call, grpc_slice_sub_no_ref(o.s, 0, o.used));
+	/* The answer is the first o.b.used bytes; the slice's reference goes with it. */
+	ent_call_reply_slice(call, grpc_slice_sub_no_ref(o.s, 0, o.b.used));
 }
 
 /* ---- GetCustomerEntitlements ---------------------------------------------------------- */

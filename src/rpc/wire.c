@@ -72,8 +72,7 @@ enum {
 /* ---- decoding ------------------------------------------------------------------------ */
 
 /* A tag: protobuf-c reads at most 5 bytes and refuses a first byte that says field 0. */
-static const uint8_t *get_tag(const uint8_t *p, const uint8_t *end, uint32_t *field,
-			      unsigned *wt)
+static const uint8_t *get_tag(const uint8_t *p, const uint8_t *end, uint32_t *field, unsigned *wt)
 {
 	size_t max = (size_t)(end - p) > 5 ? 5 : (size_t)(end - p);
 	if ((p[0] & 0xf8) == 0)
@@ -228,6 +227,21 @@ int ent_wire_batch_next(struct ent_wire_iter *it, struct ent_wire_check *out)
 	if (rc <= 0)
 		return rc;
 	return ent_wire_check_decode(item, len, out) ? -ENT_EINVAL : 1;
+}
+
+int ent_wire_batch_items(const uint8_t *p, size_t n, size_t *count)
+{
+	struct ent_wire_iter it;
+	const uint8_t *item;
+	size_t len, k = 0;
+	int rc;
+	ent_wire_iter_init(&it, p, n);
+	while ((rc = batch_item(&it, &item, &len)) == 1)
+		k++;
+	if (rc < 0)
+		return rc;
+	*count = k;
+	return 0;
 }
 
 int ent_wire_batch_count(const uint8_t *p, size_t n, size_t *count)
@@ -432,6 +446,23 @@ static uint32_t value_field(const struct ent_decision *d)
 	}
 }
 
+size_t ent_wire_check_resp_bound(const struct ent_decision *d)
+{
+	/* Fixed fields: 3 small ones, the value, usage (2 + 61), override flag and time, next
+	   change and sequence: under 160 bytes. Strings add their length and a 3-byte header
+	   (lengths here are below 2^21), privileges also their fixed fields. */
+	size_t n = 160;
+	const struct ent_agg *g = d->agg;
+	if (g) {
+		n += g->override_reason.len + 3;
+		for (uint32_t i = 0; i < g->n_static; i++)
+			n += 2 * ((size_t)g->statics[i].len + 3); /* string_value repeats one */
+		for (uint32_t i = 0; i < g->n_privs; i++)
+			n += g->privs[i].code.len + g->privs[i].s.len + 32;
+	}
+	return n;
+}
+
 size_t ent_wire_check_resp_size(const struct ent_decision *d, uint64_t seq)
 {
 	const struct ent_agg *g = d->agg;
@@ -497,8 +528,12 @@ uint8_t *ent_wire_check_resp_write(uint8_t *p, const struct ent_decision *d, uin
 		}
 	}
 	if (d->metered) {
-		p = ent_wire_len_header_write(p, RESP_USAGE, usage_size(d));
+		/* A Usage is at most 61 bytes (8 fields, none longer than 11), so its length is
+		   one byte, written once the fields are. */
+		p = put_tag(p, RESP_USAGE, WT_LEN);
+		uint8_t *len = p++;
 		p = usage_write(p, d);
+		*len = (uint8_t)(p - len - 1);
 	}
 	if (g && g->override_applied) {
 		p = put_bool(p, RESP_OVERRIDE_APPLIED, true);
@@ -507,4 +542,62 @@ uint8_t *ent_wire_check_resp_write(uint8_t *p, const struct ent_decision *d, uin
 	}
 	p = put_u64(p, RESP_NEXT_CHANGE_AT, (uint64_t)d->next_change_at);
 	return put_u64(p, RESP_SEQUENCE, seq);
+}
+
+/* ---- batch responses ------------------------------------------------------------------ */
+
+/* Room for \a need more bytes, growing by doubling. */
+static int batch_room(struct ent_wire_batch *b, size_t need)
+{
+	if (b->cap - b->used >= need)
+		return 0;
+	size_t cap = b->cap * 2 > b->used + need ? b->cap * 2 : b->used + need;
+	return b->grow(b, cap);
+}
+
+int ent_wire_batch_add(struct ent_wire_batch *b, const struct ent_decision *d)
+{
+	/*
+	 * The fast way writes the result first, two bytes after where it starts (the tag and a
+	 * one-byte length: a result is usually under 128 bytes), measures it, and moves a longer
+	 * one up to make room for its longer length. ent_wire_check_resp_bound guarantees the room
+	 * (plus up to 4 length bytes: results are below 2^28 bytes), so no field is sized twice.
+	 * Near the size limit, where the bound could refuse what fits, the exact size decides.
+	 */
+	size_t room = 5 + ent_wire_check_resp_bound(d);
+	if (b->used + room > b->max) {
+		size_t n = ent_wire_check_resp_size(d, b->seq);
+		size_t need = ent_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n) + n;
+		if (b->used + need > b->max)
+			return -ENT_EFULL;
+		int rc = batch_room(b, need);
+		if (rc)
+			return rc;
+		uint8_t *at = ent_wire_len_header_write(b->p + b->used, ENT_WIRE_BATCH_RESULTS, n);
+		b->used = (size_t)(ent_wire_check_resp_write(at, d, b->seq) - b->p);
+		return 0;
+	}
+	int rc = batch_room(b, room);
+	if (rc)
+		return rc;
+	uint8_t *at = b->p + b->used, *start = at + 2;
+	size_t n = (size_t)(ent_wire_check_resp_write(start, d, b->seq) - start);
+	size_t hdr = ent_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n);
+	if (hdr != 2)
+		memmove(at + hdr, start, n);
+	ent_wire_len_header_write(at, ENT_WIRE_BATCH_RESULTS, n);
+	b->used += hdr + n;
+	return 0;
+}
+
+int ent_wire_batch_finish(struct ent_wire_batch *b)
+{
+	size_t n = sz_u64(ENT_WIRE_BATCH_SEQUENCE, b->seq);
+	if (b->used + n > b->max)
+		return -ENT_EFULL;
+	int rc = batch_room(b, n);
+	if (rc)
+		return rc;
+	b->used = (size_t)(put_u64(b->p + b->used, ENT_WIRE_BATCH_SEQUENCE, b->seq) - b->p);
+	return 0;
 }

@@ -50,6 +50,13 @@ int ent_wire_check_decode(const uint8_t *p, size_t n, struct ent_wire_check *out
  */
 int ent_wire_batch_count(const uint8_t *p, size_t n, size_t *count);
 
+/**
+ * Count the checks of a BatchCheckEntitlementsRequest checking only its own fields, not the
+ * checks inside (ent_wire_batch_next decodes and refuses those): one pass for a handler that
+ * decodes every check anyway. \return 0 with *count set, or -ENT_EINVAL.
+ */
+int ent_wire_batch_items(const uint8_t *p, size_t n, size_t *count);
+
 /** Walks the checks of a batch request that ent_wire_batch_count accepted. */
 struct ent_wire_iter {
 	const uint8_t *p, *end;
@@ -81,6 +88,12 @@ size_t ent_wire_check_resp_size(const struct ent_decision *d, uint64_t seq);
  */
 uint8_t *ent_wire_check_resp_write(uint8_t *out, const struct ent_decision *d, uint64_t seq);
 
+/**
+ * An upper bound of ent_wire_check_resp_size(d, any seq), cheaper to compute: a writer with
+ * this much room can write first and measure after.
+ */
+size_t ent_wire_check_resp_bound(const struct ent_decision *d);
+
 /** Bytes of a length-delimited field header (tag and length) for field \a field. */
 size_t ent_wire_len_header_size(uint32_t field, size_t len);
 /** Write a length-delimited field header; \return the end. */
@@ -93,5 +106,28 @@ uint8_t *ent_wire_u64_field_write(uint8_t *out, uint32_t field, uint64_t v);
 /** BatchCheckEntitlementsResponse field numbers. */
 #define ENT_WIRE_BATCH_RESULTS	1
 #define ENT_WIRE_BATCH_SEQUENCE 2
+
+/**
+ * A BatchCheckEntitlementsResponse written result by result into one growing buffer: the
+ * results (field 1) in order, then the sequence (field 2), so the answers of a batch are
+ * encoded as they are decided, without a message tree or a second pass.
+ *
+ * The caller owns the buffer: p/cap describe it, and grow() replaces it by one of at least
+ * \a cap bytes holding the first \a used bytes (check.c: a gRPC slice). The message never
+ * exceeds \a max bytes: a result or sequence that would not fit is refused with -ENT_EFULL,
+ * exactly when protobuf-c's packed size of the whole response would exceed \a max.
+ */
+struct ent_wire_batch {
+	uint8_t *p;
+	size_t used, cap, max;
+	uint64_t seq; /**< the snapshot sequence, written in every result and at the end */
+	/** Make the buffer at least \a cap bytes; 0, or -ENT_E* (the batch fails with it). */
+	int (*grow)(struct ent_wire_batch *b, size_t cap);
+};
+
+/** Append the result of decision \a d. \return 0, -ENT_EFULL, or grow()'s error. */
+int ent_wire_batch_add(struct ent_wire_batch *b, const struct ent_decision *d);
+/** Append the sequence. \return 0 (b->used is the message length), -ENT_EFULL, or grow's error. */
+int ent_wire_batch_finish(struct ent_wire_batch *b);
 
 #endif

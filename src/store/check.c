@@ -91,17 +91,15 @@ int ent_view_check(struct ent_view *v, const struct ent_check *c, struct ent_che
  */
 
 /* LMDB 0.9 page and node layout (mdb.c). */
-#define WALK_PAGEHDR	16	/* MDB_page header: pgno(8) pad(2) flags(2) lower(2) upper(2) */
-#define WALK_NODEHDR	8	/* MDB_node header: lo(2) hi(2) flags(2) ksize(2) */
-#define WALK_P_BRANCH	0x01
-#define WALK_P_LEAF	0x02
-#define WALK_P_OVERFLOW 0x04
-#define WALK_P_TYPES	0x6f /* branch, leaf, overflow, meta, leaf2, subp */
-#define WALK_F_BIGDATA	0x01
-#define WALK_DB_FLAGS	4  /* MDB_db: pad(4) flags(2) depth(2) ... root at 40 */
-#define WALK_DB_DEPTH	6
-#define WALK_DB_ROOT	40
-#define WALK_DB_SIZE	48
+#define WALK_PAGEHDR  16 /* MDB_page header: pgno(8) pad(2) flags(2) lower(2) upper(2) */
+#define WALK_NODEHDR  8	 /* MDB_node header: lo(2) hi(2) flags(2) ksize(2) */
+#define WALK_P_BRANCH 0x01
+#define WALK_P_LEAF   0x02
+#define WALK_P_TYPES  0x6f /* branch, leaf, overflow, meta, leaf2, subp */
+#define WALK_DB_FLAGS 4	   /* MDB_db: pad(4) flags(2) depth(2) ... root at 40 */
+#define WALK_DB_DEPTH 6
+#define WALK_DB_ROOT  40
+#define WALK_DB_SIZE  48
 /* Keys walked together: enough misses in flight, few enough to stay in L1. Measured. */
 #define WALK_GROUP 16
 
@@ -129,14 +127,16 @@ static inline uint64_t rd64(const uint8_t *p)
 /* The snapshot's tree of the agg table, or false when the walk cannot be used. */
 static bool walk_setup(struct ent_view *v, struct walk_tree *t)
 {
-	static long os_page;
-	if (!os_page)
-		os_page = sysconf(_SC_PAGESIZE);
 	MDB_stat st;
 	MDB_envinfo info;
 	MDB_dbi main_dbi;
+	int major, minor;
+	/* The page format read here is LMDB 0.9's (the library loaded, not only the header). */
+	mdb_version(&major, &minor, NULL);
+	if (major != 0 || minor != 9)
+		return false;
 	if (mdb_env_stat(v->s->env, &st) || mdb_env_info(v->s->env, &info) ||
-	    (long)st.ms_psize != os_page || mdb_dbi_open(v->txn, NULL, 0, &main_dbi))
+	    (long)st.ms_psize != sysconf(_SC_PAGESIZE) || mdb_dbi_open(v->txn, NULL, 0, &main_dbi))
 		return false;
 	/* The table's name in the main DB, as env.c opens it. */
 	MDB_val k = {3, (void *)"agg"}, rec;
@@ -150,7 +150,8 @@ static bool walk_setup(struct ent_view *v, struct walk_tree *t)
 	t->depth = rd16(r + WALK_DB_DEPTH);
 	t->root = rd64(r + WALK_DB_ROOT);
 	t->last_pgno = info.me_last_pgno;
-	const uint8_t *page = (const uint8_t *)((uintptr_t)rec.mv_data & ~(uintptr_t)(t->psize - 1));
+	const uint8_t *page =
+		(const uint8_t *)((uintptr_t)rec.mv_data & ~(uintptr_t)(t->psize - 1));
 	uint64_t pgno = rd64(page);
 	if (pgno > t->last_pgno || (uintptr_t)page < pgno * t->psize)
 		return false;
@@ -405,8 +406,8 @@ static int walk_group(struct ent_view *v, const struct walk_tree *t, const struc
 	return 0;
 }
 
-int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n,
-			 ent_check_cb cb, void *ctx, size_t *bad)
+int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n, ent_check_cb cb,
+			 void *ctx, size_t *bad)
 {
 	if (!v->active)
 		return -ENT_EINVAL;

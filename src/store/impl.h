@@ -53,6 +53,7 @@ struct ent_view {
 	struct ent_store *s;
 	MDB_txn *txn; /**< reset while idle, renewed by ent_view_begin */
 	uint64_t seq;
+	size_t seq_txnid; /**< the snapshot (LMDB txn id) seq was read in; 0: none */
 	bool active;
 	MDB_cursor *cur[ENT_T__COUNT]; /**< kept read-only cursors, renewed per scan */
 	uint32_t cur_busy;	       /**< bit t: cur[t] is in use by a running scan */

@@ -44,12 +44,20 @@ int ent_view_begin(struct ent_view *v)
 	if (rc)
 		return ent_store_mdb_err(rc);
 	v->active = true;
+	/* seq changes only with a commit, and a commit makes a new snapshot id: read it once per
+	   snapshot rather than on every renewal (a lookup in meta per check otherwise). */
+	size_t id = mdb_txn_id(v->txn);
+	if (id && id == v->seq_txnid)
+		return 0;
 	int r = ent_store_meta_u64(v->s, v->txn, "seq", &v->seq);
 	if (r) {
 		mdb_txn_reset(v->txn);
 		v->active = false;
+		v->seq_txnid = 0;
+		return r;
 	}
-	return r;
+	v->seq_txnid = id;
+	return 0;
 }
 
 void ent_view_end(struct ent_view *v)

@@ -110,8 +110,8 @@ static void fill(struct fx *f, unsigned nc, unsigned nf)
 			char code[32];
 			snprintf(code, sizeof(code), "f_%u", i);
 			struct ent_usage_state u = {i % 3 == 0 ? ENT_FT_BOOLEAN : ENT_FT_METERED,
-						    ENT_RESET_MONTHLY, T0 - 5 * 86400000LL, T0 - 86400000LL,
-						    (int64_t)(c * 7 + i) % 150};
+						    ENT_RESET_MONTHLY, T0 - 5 * 86400000LL,
+						    T0 - 86400000LL, (int64_t)(c * 7 + i) % 150};
 			static struct ent_agg seg;
 			memset(&seg, 0, sizeof(seg));
 			seg.from = ENT_T_MIN;

@@ -402,7 +402,8 @@ static void ref_response(struct ent_arena *a, Ent__V1__CheckEntitlementResponse 
 					break;
 				case ENT_PT_STRING:
 				case ENT_PT_SELECT:
-					pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
+					pv->value_case =
+						ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
 					pv->string_value = pb_str(a, p->s);
 					break;
 				}
@@ -492,6 +493,7 @@ static void test_encode_random(void **state)
 		assert_int_equal(protobuf_c_message_get_packed_size(&resp.base), rn);
 		size_t n = ent_wire_check_resp_size(&d, seq);
 		assert_int_equal(n, rn);
+		assert_true(n <= ent_wire_check_resp_bound(&d));
 		uint8_t *end = ent_wire_check_resp_write(ours, &d, seq);
 		assert_int_equal((size_t)(end - ours), n);
 		assert_memory_equal(ours, ref, n);
@@ -534,6 +536,67 @@ static void test_encode_batch(void **state)
 	ent_arena_deinit(&a);
 }
 
+static int grow_realloc(struct ent_wire_batch *b, size_t cap)
+{
+	assert_true(cap > b->cap);
+	uint8_t *p = realloc(b->p, cap);
+	assert_non_null(p);
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+/* The batch writer: byte for byte what protobuf-c packs, refusing exactly what exceeds max. */
+static void test_batch_writer(void **state)
+{
+	struct ent_arena a;
+	ent_arena_init(&a, 256 * 1024);
+	static struct ent_agg g[8];
+	static uint8_t ref[256 * 1024];
+	int refused = 0, written = 0;
+	for (int i = 0; i < ROUNDS / 4; i++) {
+		ent_arena_reset(&a);
+		size_t k = 1 + below(8);
+		struct ent_decision d[8];
+		Ent__V1__CheckEntitlementResponse resp[8], *rp[8];
+		Ent__V1__Usage u[8];
+		struct ent_wire_batch b = {.p = malloc(1),
+					   .cap = 1 + below(64),
+					   .max = 40 + below(2500),
+					   .grow = grow_realloc};
+		b.p = realloc(b.p, b.cap);
+		b.seq = below(4) == 0 ? 0 : rnd();
+		int rc = 0;
+		for (size_t j = 0; j < k; j++) {
+			rnd_decision(&a, &d[j], &g[j]);
+			ref_response(&a, &resp[j], &u[j], &d[j], b.seq);
+			rp[j] = &resp[j];
+			if (!rc)
+				rc = ent_wire_batch_add(&b, &d[j]);
+		}
+		if (!rc)
+			rc = ent_wire_batch_finish(&b);
+		Ent__V1__BatchCheckEntitlementsResponse r =
+			ENT__V1__BATCH_CHECK_ENTITLEMENTS_RESPONSE__INIT;
+		r.n_results = k;
+		r.results = rp;
+		r.sequence = b.seq;
+		size_t rn = protobuf_c_message_pack(&r.base, ref);
+		if (rn > b.max) {
+			assert_int_equal(rc, -ENT_EFULL);
+			refused++;
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(b.used, rn);
+			assert_memory_equal(b.p, ref, rn);
+			written++;
+		}
+		free(b.p);
+	}
+	assert_true(refused > 100 && written > 100);
+	ent_arena_deinit(&a);
+}
+
 /* Hand-picked edge cases protobuf-c must agree on. */
 static void test_decode_edges(void **state)
 {
@@ -546,13 +609,17 @@ static void test_decode_edges(void **state)
 		size_t n;
 	} cases[] = {
 		{"", 0},
-		{"\x0a\x03""abc", 5},
-		{"\x0a\x04""abc", 5},			     /* length past the end */
-		{"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11}, /* 10-byte varint */
+		{"\x0a\x03"
+		 "abc",
+		 5},
+		{"\x0a\x04"
+		 "abc",
+		 5},							  /* length past the end */
+		{"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11},	  /* 10-byte varint */
 		{"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12}, /* 11 bytes */
-		{"\x0b\x0c", 2},			     /* group */
-		{"\x0f", 1},				     /* wire type 7 */
-		{"\x00\x01", 2},			     /* field 0 */
+		{"\x0b\x0c", 2},					  /* group */
+		{"\x0f", 1},						  /* wire type 7 */
+		{"\x00\x01", 2},					  /* field 0 */
 		{"\x80\x00\x00", 3},			     /* field 0, two-byte tag */
 		{"\x08\x01", 2},			     /* string field as varint */
 		{"\x1a\x01\x01", 3},			     /* int64 field as bytes */
@@ -585,9 +652,10 @@ static void test_decode_edges(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decode_edges),	 cmocka_unit_test(test_decode_random),
+		cmocka_unit_test(test_decode_edges),   cmocka_unit_test(test_decode_random),
 		cmocka_unit_test(test_decode_corrupt), cmocka_unit_test(test_batch),
-		cmocka_unit_test(test_encode_random),	 cmocka_unit_test(test_encode_batch),
+		cmocka_unit_test(test_encode_random),  cmocka_unit_test(test_encode_batch),
+		cmocka_unit_test(test_batch_writer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
