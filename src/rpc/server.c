@@ -635,40 +635,9 @@ static void on_shutdown_tag(struct ent_rpc *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-static void dispatch(struct ent_wstate *ws, const grpc_event *ev)
-{
-	struct ent_tag *t = ev->tag;
-	switch (t->kind) {
-	case ENT_TAG_NOTIFY:
-		on_notify(ws);
-		break;
-	case ENT_TAG_SHUTDOWN:
-		on_shutdown_tag(t->owner);
-		break;
-	default:
-		ent_call_on_event(t->owner, t->kind, ev->success != 0);
-		break;
-	}
-}
-
-/*
- * After each blocking wait the worker also takes the completions that are already waiting
- * (zero deadline, at most ENT_DRAIN_MAX), so that the checks among them are looked up as one
- * batched B-tree walk whose cache misses overlap (call.c: ent_call_prepare) before each is
- * dispatched in queue order. Nothing waits for a cycle to fill.
- *
- * An empty drain is not free: a zero-deadline grpc_completion_queue_next polls (epoll_wait),
- * ~3k instructions, +10% per unary call at light load where every drain is empty (callgrind).
- * So after an empty drain the next DRAIN_BACKOFF completions are taken one by one; under load
- * the drains keep finding completions and run every cycle.
- */
-#define DRAIN_BACKOFF 8
-
 static void *worker_main(void *arg)
 {
 	struct ent_wstate *ws = arg;
-	grpc_event evs[ENT_DRAIN_MAX];
-	unsigned skip = 0; /* completions to take one by one before the next drain */
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(
 			ws->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -676,25 +645,18 @@ static void *worker_main(void *arg)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
-		size_t n = 0;
-		evs[n++] = ev;
-		if (skip) {
-			skip--;
-		} else {
-			while (n < ENT_DRAIN_MAX) {
-				ev = grpc_completion_queue_next(
-					ws->cq, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
-				if (ev.type != GRPC_OP_COMPLETE)
-					break; /* empty (or shut down: the blocking wait sees it) */
-				evs[n++] = ev;
-			}
-			if (n == 1)
-				skip = DRAIN_BACKOFF;
+		struct ent_tag *t = ev.tag;
+		switch (t->kind) {
+		case ENT_TAG_NOTIFY:
+			on_notify(ws);
+			break;
+		case ENT_TAG_SHUTDOWN:
+			on_shutdown_tag(t->owner);
+			break;
+		default:
+			ent_call_on_event(t->owner, t->kind, ev.success != 0);
+			break;
 		}
-		if (n > 1)
-			ent_call_prepare(ws, evs, n);
-		for (size_t i = 0; i < n; i++)
-			dispatch(ws, &evs[i]);
 	}
 	return NULL;
 }
