@@ -364,7 +364,13 @@ static void print_check(const Ent__V1__CheckEntitlementResponse *r)
 	printf("%-12s %" PRIu64 "\n", "sequence", r->sequence);
 }
 
-int ent_ctl_check(int argc, char **argv)
+/*
+ * Options of the read commands (check, get): the common ones plus --at and --min-seq.
+ * \return -1 to go on with the operands at argv[optind..], or the exit status to return now
+ * (0 after --help, EXIT_USAGE on a bad option).
+ */
+static int read_command_opts(int argc, char **argv, const char *usage, struct common *co,
+			     int64_t *at, uint64_t *min_seq)
 {
 	static const struct option longopts[] = {
 		COMMON_LONG_OPTS,
@@ -372,35 +378,43 @@ int ent_ctl_check(int argc, char **argv)
 		{"min-seq", required_argument, NULL, OPT_MIN_SEQ},
 		{NULL, 0, NULL, 0},
 	};
-	Ent__V1__CheckEntitlementRequest req = ENT__V1__CHECK_ENTITLEMENT_REQUEST__INIT;
-	struct common co;
 	int64_t v;
 	int c, r;
 
-	common_init(&co, "ENTD_TOKEN");
+	common_init(co, "ENTD_TOKEN");
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = common_opt(&co, c, optarg)) > 0)
+		if ((r = common_opt(co, c, optarg)) > 0)
 			continue;
 		if (r < 0)
-			return usage_error(check_usage, "bad --timeout '%s'", optarg);
+			return usage_error(usage, "bad --timeout '%s'", optarg);
 		switch (c) {
 		case OPT_AT:
-			if (ent_client_parse_time(optarg, &req.at))
-				return usage_error(check_usage, "bad --at '%s'", optarg);
+			if (ent_client_parse_time(optarg, at))
+				return usage_error(usage, "bad --at '%s'", optarg);
 			break;
 		case OPT_MIN_SEQ:
 			if (parse_i64(optarg, &v) || v < 0)
-				return usage_error(check_usage, "bad --min-seq '%s'", optarg);
-			req.min_sequence = (uint64_t)v;
+				return usage_error(usage, "bad --min-seq '%s'", optarg);
+			*min_seq = (uint64_t)v;
 			break;
 		case OPT_HELP:
-			printf("usage: entctl %s\n", check_usage);
+			printf("usage: entctl %s\n", usage);
 			return 0;
 		default:
-			return usage_error(check_usage, "%s", "unknown option");
+			return usage_error(usage, "%s", "unknown option");
 		}
 	}
+	return -1;
+}
+
+int ent_ctl_check(int argc, char **argv)
+{
+	Ent__V1__CheckEntitlementRequest req = ENT__V1__CHECK_ENTITLEMENT_REQUEST__INIT;
+	struct common co;
+	int r = read_command_opts(argc, argv, check_usage, &co, &req.at, &req.min_sequence);
+	if (r >= 0)
+		return r;
 	if (argc - optind < 2 || argc - optind > 3)
 		return usage_error(check_usage, "%s", "expected CUSTOMER FEATURE [QUANTITY]");
 	req.customer_id = argv[optind];
@@ -530,42 +544,12 @@ static void print_get(const Ent__V1__GetCustomerEntitlementsResponse *r)
 
 int ent_ctl_get(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		COMMON_LONG_OPTS,
-		{"at", required_argument, NULL, OPT_AT},
-		{"min-seq", required_argument, NULL, OPT_MIN_SEQ},
-		{NULL, 0, NULL, 0},
-	};
 	Ent__V1__GetCustomerEntitlementsRequest req =
 		ENT__V1__GET_CUSTOMER_ENTITLEMENTS_REQUEST__INIT;
 	struct common co;
-	int64_t v;
-	int c, r;
-
-	common_init(&co, "ENTD_TOKEN");
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = common_opt(&co, c, optarg)) > 0)
-			continue;
-		if (r < 0)
-			return usage_error(get_usage, "bad --timeout '%s'", optarg);
-		switch (c) {
-		case OPT_AT:
-			if (ent_client_parse_time(optarg, &req.at))
-				return usage_error(get_usage, "bad --at '%s'", optarg);
-			break;
-		case OPT_MIN_SEQ:
-			if (parse_i64(optarg, &v) || v < 0)
-				return usage_error(get_usage, "bad --min-seq '%s'", optarg);
-			req.min_sequence = (uint64_t)v;
-			break;
-		case OPT_HELP:
-			printf("usage: entctl %s\n", get_usage);
-			return 0;
-		default:
-			return usage_error(get_usage, "%s", "unknown option");
-		}
-	}
+	int r = read_command_opts(argc, argv, get_usage, &co, &req.at, &req.min_sequence);
+	if (r >= 0)
+		return r;
 	if (argc - optind < 1)
 		return usage_error(get_usage, "%s", "expected CUSTOMER [FEATURE...]");
 	req.customer_id = argv[optind];
