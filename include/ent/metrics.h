@@ -52,6 +52,7 @@ struct ent_metrics_block {
 	_Atomic uint64_t *sum_us; /**< [method] total latency, µs */
 	_Atomic uint64_t reasons[ENT_METRICS_N_REASONS];
 	_Atomic uint64_t decisions_logged;
+	_Atomic uint64_t checks_ahead; /**< checks decided by the worker's drain pass */
 	uint64_t rng; /**< the decision log's sampling state (xorshift64*), this thread only */
 } __attribute__((aligned(64)));
 

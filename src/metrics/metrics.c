@@ -368,7 +368,7 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	uint64_t *calls = calloc(n * ENT_METRICS_N_STATUS + 1, sizeof(uint64_t));
 	uint64_t *bk = calloc(n * ENT_METRICS_N_BUCKETS + 1, sizeof(uint64_t));
 	uint64_t *sum = calloc(n + 1, sizeof(uint64_t));
-	uint64_t reasons[ENT_METRICS_N_REASONS] = {0}, logged = 0;
+	uint64_t reasons[ENT_METRICS_N_REASONS] = {0}, logged = 0, ahead = 0;
 	struct buf b = {.cap = 16384};
 	b.p = malloc(b.cap);
 	if (!calls || !bk || !sum || !b.p) {
@@ -387,6 +387,7 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 		for (size_t i = 0; i < ENT_METRICS_N_REASONS; i++)
 			reasons[i] += atomic_load_explicit(&blk->reasons[i], memory_order_relaxed);
 		logged += atomic_load_explicit(&blk->decisions_logged, memory_order_relaxed);
+		ahead += atomic_load_explicit(&blk->checks_ahead, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&m->lock);
 
@@ -455,6 +456,10 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	header(&b, "entd_decision_log_lines_total", "counter",
 	       "Decisions written to the sampled decision log.");
 	bputf(&b, "entd_decision_log_lines_total %llu\n", (unsigned long long)logged);
+	header(&b, "entd_checks_answered_ahead_total", "counter",
+	       "Unary checks and stream messages decided together in one batched lookup with "
+	       "others that arrived at the same time.");
+	bputf(&b, "entd_checks_answered_ahead_total %llu\n", (unsigned long long)ahead);
 
 	struct ent_metrics_gauges g;
 	memset(&g, 0, sizeof(g));

@@ -81,6 +81,7 @@ void ent_call_free(struct ent_call *c)
 {
 	if (c->call)
 		grpc_call_unref(c->call);
+	ent_call_pre_drop(c);
 	grpc_byte_buffer_destroy(c->payload);
 	grpc_byte_buffer_destroy(c->recv);
 	grpc_byte_buffer_destroy(c->held);
@@ -209,6 +210,9 @@ static void recycle(struct ent_call *c)
 	if (was_live)
 		observe_call(c);
 
+	/* An answer prepared ahead but never sent (the call was refused or ended first) must not
+	   reach the next call this struct serves. */
+	ent_call_pre_drop(c);
 	/* grpc_byte_buffer_destroy accepts NULL. */
 	grpc_byte_buffer_destroy(c->payload);
 	grpc_byte_buffer_destroy(c->recv);
@@ -614,16 +618,22 @@ static bool gate(struct ent_call *c, gpr_timespec deadline)
  * case), else gathered into \a hold, which the caller unrefs after use (an empty slice
  * otherwise). False if the buffer cannot be read.
  */
+static bool bb_flat(const grpc_byte_buffer *bb, const uint8_t **p, size_t *n)
+{
+	if (!bb || bb->type != GRPC_BB_RAW || bb->data.raw.compression != GRPC_COMPRESS_NONE ||
+	    bb->data.raw.slice_buffer.count != 1)
+		return false;
+	const grpc_slice *s = &bb->data.raw.slice_buffer.slices[0];
+	*p = GRPC_SLICE_START_PTR(*s);
+	*n = GRPC_SLICE_LENGTH(*s);
+	return true;
+}
+
 static bool bb_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n)
 {
 	*hold = grpc_empty_slice();
-	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-	    bb->data.raw.slice_buffer.count == 1) {
-		const grpc_slice *s = &bb->data.raw.slice_buffer.slices[0];
-		*p = GRPC_SLICE_START_PTR(*s);
-		*n = GRPC_SLICE_LENGTH(*s);
+	if (bb_flat(bb, p, n))
 		return true;
-	}
 	grpc_byte_buffer_reader r;
 	if (!grpc_byte_buffer_reader_init(&r, bb))
 		return false;
@@ -839,6 +849,56 @@ static void stream_on_sent(struct ent_call *c)
 	} else if (c->half_closed) {
 		ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
 	}
+}
+
+/* ---- answering ahead: the drain pass --------------------------------------------------- */
+
+void ent_call_pre_drop(struct ent_call *c)
+{
+	if (c->pre_ok) {
+		grpc_slice_unref(c->pre_answer);
+		c->pre_ok = false;
+	}
+}
+
+/*
+ * Only completions that ent_call_on_event will answer at once, with the check in hand, are
+ * taken: a CheckEntitlement request that passes the gate (the gate runs again at dispatch, so
+ * a call refused there just drops its answer), and a check stream message received with
+ * nothing in flight. Anything else is left to the normal path; an answer that ends up unused
+ * is dropped when the call is recycled.
+ */
+void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
+{
+	struct ent_call *calls[ENT_DRAIN_MAX];
+	const uint8_t *req[ENT_DRAIN_MAX];
+	size_t len[ENT_DRAIN_MAX];
+	size_t m = 0;
+	for (size_t i = 0; i < n && m < ENT_DRAIN_MAX; i++) {
+		if (!evs[i].success)
+			continue;
+		const struct ent_tag *t = evs[i].tag;
+		struct ent_call *c = t->owner;
+		grpc_byte_buffer *bb;
+		if (t->kind == ENT_TAG_REQUEST) {
+			if (c->rm->kind != ENT_MK_UNARY || !c->rm->m->raw ||
+			    !ent_check_is_unary_check(c->rm->m) || deadline_passed(c->deadline) ||
+			    (c->rm->auth && ent_call_auth(c) != 0))
+				continue;
+			bb = c->payload;
+		} else if (t->kind == ENT_TAG_RECV) {
+			if (c->rm->kind != ENT_MK_CHECK_STREAM || c->finished || c->pre_ok)
+				continue;
+			bb = c->recv;
+		} else {
+			continue;
+		}
+		if (!bb_flat(bb, &req[m], &len[m]))
+			continue;
+		calls[m++] = c;
+	}
+	if (m >= 2)
+		ent_check_prepare(ws, calls, req, len, m);
 }
 
 /* ---- completions --------------------------------------------------------------------- */

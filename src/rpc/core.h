@@ -38,6 +38,7 @@
 #include <grpc/support/time.h>
 
 #include "ent/metrics.h"
+#include "ent/store.h"
 #include "rpc/impl.h"
 
 /** What a completion means; every tag handed to gRPC is a struct ent_tag. */
@@ -163,6 +164,17 @@ struct ent_call {
 	grpc_status_code end_status;
 	char end_msg[256];
 
+	/* A check answered ahead of its completion by the worker's drain pass
+	   (ent_check_prepare): the encoded answer, and what the metrics count when it is used. */
+	bool pre_ok;
+	bool pre_allowed;
+	uint8_t pre_reason;
+	grpc_slice pre_answer;
+	const uint8_t *pre_req; /**< the request bytes it answers */
+	size_t pre_len;
+	struct ent_check pre_chk; /**< strings borrow the request, alive until it is answered */
+	uint64_t pre_seq;
+
 	/* Health Watch: the status last sent and the one to report (-1: unknown service). */
 	int watch_sent;
 	bool watch_unknown;
@@ -282,6 +294,20 @@ int ent_call_auth(struct ent_call *c);
 ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
 				  grpc_byte_buffer *bb);
 
+/** Drop an answer prepared ahead that was not used (the call ended another way). */
+void ent_call_pre_drop(struct ent_call *c);
+
+/** At most this many completions are taken from the queue per drain cycle (server.c). */
+#define ENT_DRAIN_MAX 32
+
+/**
+ * The drain pass (worker thread): among the \a n completions just taken from the queue, find
+ * the CheckEntitlement requests and check stream messages that will be answered as soon as
+ * they are dispatched, and answer them ahead as one batched lookup (ent_check_prepare).
+ * Nothing is sent: each answer waits in its call until its completion is dispatched.
+ */
+void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n);
+
 /* ---- server.c ------------------------------------------------------------------------- */
 
 /** Wake the worker: it collects orphans and reconsiders its Watch streams. Any thread. */
@@ -300,6 +326,17 @@ extern const size_t ent_check_methods_count;
  */
 int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
 			    struct ent_err *err);
+
+/**
+ * Answer ahead the checks \a req[i] (\a len[i] bytes) of calls \a calls[i], \a n of them, as
+ * one ent_view_check_batch walk in one snapshot: each answer goes to calls[i]->pre_answer
+ * (pre_ok set). A check that is malformed, invalid or needs a newer snapshot is left alone:
+ * the normal path answers it (with its error).
+ */
+void ent_check_prepare(struct ent_wstate *ws, struct ent_call **calls, const uint8_t **req,
+		       const size_t *len, size_t n);
+/** True when \a m is CheckEntitlement (its request can be answered ahead). */
+bool ent_check_is_unary_check(const struct ent_method *m);
 
 /* ---- health.c ------------------------------------------------------------------------- */
 

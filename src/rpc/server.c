@@ -635,9 +635,72 @@ static void on_shutdown_tag(struct ent_rpc *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
+static void dispatch(struct ent_wstate *ws, const grpc_event *ev)
+{
+	struct ent_tag *t = ev->tag;
+	switch (t->kind) {
+	case ENT_TAG_NOTIFY:
+		on_notify(ws);
+		break;
+	case ENT_TAG_SHUTDOWN:
+		on_shutdown_tag(t->owner);
+		break;
+	default:
+		ent_call_on_event(t->owner, t->kind, ev->success != 0);
+		break;
+	}
+}
+
+/*
+ * After each blocking wait the worker also takes the completions that are already waiting
+ * (zero deadline), so that the checks among them are looked up as one batched B-tree walk
+ * whose cache misses overlap (call.c: ent_call_prepare); then every completion taken is
+ * dispatched, in queue order, before the worker waits again. No answer is ever left for a
+ * later cycle.
+ *
+ * Gathering is bounded twice: at most ENT_DRAIN_MAX completions, and no more zero-deadline
+ * polls once DRAIN_WINDOW_NS have passed since the blocking wait returned. A zero-deadline
+ * poll that finds socket data reads and parses it (new requests), which delays the answers
+ * already in hand; the window caps that delay at about one socket read.
+ *
+ * An empty drain is not free: a zero-deadline grpc_completion_queue_next polls (epoll_wait),
+ * ~3k instructions, +10% per unary call at light load where every drain is empty (callgrind).
+ * So after an empty drain the next DRAIN_BACKOFF completions are taken one by one; under load
+ * the drains keep finding completions and run every cycle.
+ */
+#define DRAIN_BACKOFF	8
+#define DRAIN_WINDOW_NS 20000
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Take up to ENT_DRAIN_MAX - 1 more completions that are ready now into \a evs after the
+   first; returns how many \a evs holds. */
+static size_t drain_ready(struct ent_wstate *ws, grpc_event *evs)
+{
+	size_t n = 1;
+	int64_t until = mono_ns() + DRAIN_WINDOW_NS;
+	while (n < ENT_DRAIN_MAX) {
+		grpc_event ev =
+			grpc_completion_queue_next(ws->cq, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			break; /* empty (or shut down: the blocking wait sees it) */
+		evs[n++] = ev;
+		if (mono_ns() >= until)
+			break;
+	}
+	return n;
+}
+
 static void *worker_main(void *arg)
 {
 	struct ent_wstate *ws = arg;
+	grpc_event evs[ENT_DRAIN_MAX];
+	unsigned skip = 0; /* completions to take one by one before the next drain */
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(
 			ws->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -645,18 +708,19 @@ static void *worker_main(void *arg)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
-		struct ent_tag *t = ev.tag;
-		switch (t->kind) {
-		case ENT_TAG_NOTIFY:
-			on_notify(ws);
-			break;
-		case ENT_TAG_SHUTDOWN:
-			on_shutdown_tag(t->owner);
-			break;
-		default:
-			ent_call_on_event(t->owner, t->kind, ev.success != 0);
-			break;
+		evs[0] = ev;
+		size_t n = 1;
+		if (skip) {
+			skip--;
+		} else {
+			n = drain_ready(ws, evs);
+			if (n == 1)
+				skip = DRAIN_BACKOFF;
 		}
+		if (n > 1)
+			ent_call_prepare(ws, evs, n);
+		for (size_t i = 0; i < n; i++)
+			dispatch(ws, &evs[i]);
 	}
 	return NULL;
 }
