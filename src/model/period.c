@@ -4,8 +4,11 @@
  * clamping the day to the month's length. The civil-date arithmetic is done here, without
  * gmtime/timegm, so the answer never depends on the process's TZ or locale.
  *
- * Intermediate values are __int128 so that any int64 instant (even ENT_T_MIN/ENT_T_MAX) gives a
- * well-defined, saturated answer instead of signed overflow.
+ * Values that can leave the int64 range (a period start or end near ENT_T_MIN/ENT_T_MAX, a
+ * distance between two instants) are __int128, so that any int64 instant gives a well-defined,
+ * saturated answer instead of signed overflow. Divisions stay in int64 wherever the operands
+ * are int64: a 128-bit division is a library call (__divti3) costing several times as much,
+ * and this runs for every check of a metered feature with a calendar reset.
  */
 #include "ent/model.h"
 
@@ -23,11 +26,20 @@ static int64_t sat64(i128 v)
 	return (int64_t)v;
 }
 
-/* Division rounding toward negative infinity (C's rounds toward zero). */
+/* Division rounding toward negative infinity (C's rounds toward zero); b > 0. */
+static int64_t floor_div64(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+	return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
 static i128 floor_div(i128 a, i128 b)
 {
+	int64_t a64 = (int64_t)a;
+	if (a64 == a)
+		return floor_div64(a64, (int64_t)b);
 	i128 q = a / b;
-	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+	return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
 static bool is_leap(int64_t y)
@@ -50,7 +62,7 @@ struct civil {
 
 static struct civil civil_of(int64_t ms)
 {
-	int64_t days = (int64_t)floor_div(ms, DAY_MS);
+	int64_t days = floor_div64(ms, DAY_MS);
 	int64_t y;
 	unsigned m, d;
 	ent_civil_from_days(days, &y, &m, &d);
@@ -65,7 +77,7 @@ static struct civil civil_of(int64_t ms)
 static i128 month_start(const struct civil *a, int64_t k)
 {
 	int64_t mi = a->month + k;
-	int64_t y = (int64_t)floor_div(mi, 12);
+	int64_t y = floor_div64(mi, 12);
 	unsigned m = (unsigned)(mi - y * 12) + 1;
 	unsigned dim = days_in_month(y, m);
 	unsigned d = a->day < dim ? a->day : dim;
@@ -108,11 +120,15 @@ void ent_model_period(uint8_t reset, int64_t anchor, int64_t t, int64_t *start, 
 	 * period because the clamped day and the time of day only move a start within its month.
 	 */
 	struct civil a = civil_of(anchor), c = civil_of(t);
-	int64_t k = (int64_t)floor_div((i128)c.month - a.month, step);
-	while (month_start(&a, k * step) > t)
-		k--;
-	while (month_start(&a, (k + 1) * step) <= t)
-		k++;
-	*start = sat64(month_start(&a, k * step));
-	*end = sat64(month_start(&a, (k + 1) * step));
+	int64_t k = floor_div64(c.month - a.month, step);
+	i128 s = month_start(&a, k * step);
+	while (s > t)
+		s = month_start(&a, --k * step);
+	i128 e = month_start(&a, (k + 1) * step);
+	while (e <= t) {
+		s = e;
+		e = month_start(&a, (++k + 1) * step);
+	}
+	*start = sat64(s);
+	*end = sat64(e);
 }

@@ -1098,6 +1098,9 @@ static void test_period_properties(void **state)
 			int64_t s, e;
 			ent_model_period(resets[r], anchor, ext[k], &s, &e);
 			assert_true(s <= ext[k] && s < e);
+			/* and extreme anchors, far before or after t */
+			ent_model_period(resets[r], ext[k], anchor, &s, &e);
+			assert_true(s <= anchor && anchor < e);
 		}
 	}
 }
