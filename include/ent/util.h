@@ -67,6 +67,8 @@ ENT_API int ent_str_cmp(struct ent_str a, struct ent_str b);
 #define ENT_T_MAX INT64_MAX
 /** Wall clock now, in ms (CLOCK_REALTIME; vDSO, no syscall on Linux). */
 ENT_API int64_t ent_now_ms(void);
+/** Monotonic clock now, in ns (CLOCK_MONOTONIC; for durations, never for instants). */
+ENT_API int64_t ent_mono_ns(void);
 /** Days since 1970-01-01 of a proleptic Gregorian date (month 1..12, day 1..31). */
 ENT_API int64_t ent_days_from_civil(int64_t y, unsigned m, unsigned d);
 /** The proleptic Gregorian date of a day number (inverse of ent_days_from_civil). */

@@ -96,13 +96,6 @@ void ent_call_free(struct ent_call *c)
 
 /* ---- metrics ------------------------------------------------------------------------ */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Count a finished call once; runs in recycle(), on the worker thread that owns ws->mb. A
    call that never started a final batch of ours was cancelled (the client left, or a batch
    failed). */
@@ -111,7 +104,7 @@ static void observe_call(struct ent_call *c)
 	struct ent_metrics_block *mb = c->ws->mb;
 	if (!mb || !c->rm)
 		return;
-	int64_t end = c->t_done_ns ? c->t_done_ns : now_ns();
+	int64_t end = c->t_done_ns ? c->t_done_ns : ent_mono_ns();
 	int64_t us = (end - c->t_arrive_ns) / 1000;
 	ent_metrics_observe_call(mb, c->rm->mindex,
 				 c->t_done_ns ? c->status : GRPC_STATUS_CANCELLED,
@@ -351,7 +344,7 @@ static void start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_
 	   grpc_call_start_batch returns here. Without metrics, no clock is read at all. */
 	if (c->ws->mb) {
 		c->status = (uint8_t)status;
-		c->t_done_ns = now_ns();
+		c->t_done_ns = ent_mono_ns();
 	}
 	c->finished = true;
 	c->pending++;
@@ -916,7 +909,7 @@ static void on_request(struct ent_call *c, bool success)
 	}
 	atomic_fetch_add_explicit(&ws->live, 1, memory_order_relaxed);
 	if (ws->mb)
-		c->t_arrive_ns = now_ns();
+		c->t_arrive_ns = ent_mono_ns();
 	/* Re-arm first: a unary handler may hand this call to the writer, after which this
 	   thread must not touch it. */
 	if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {

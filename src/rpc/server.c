@@ -671,26 +671,19 @@ static void dispatch(struct ent_wstate *ws, const grpc_event *ev)
 #define DRAIN_BACKOFF	8
 #define DRAIN_WINDOW_NS 20000
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Take up to ENT_DRAIN_MAX - 1 more completions that are ready now into \a evs after the
    first; returns how many \a evs holds. */
 static size_t drain_ready(struct ent_wstate *ws, grpc_event *evs)
 {
 	size_t n = 1;
-	int64_t until = mono_ns() + DRAIN_WINDOW_NS;
+	int64_t until = ent_mono_ns() + DRAIN_WINDOW_NS;
 	while (n < ENT_DRAIN_MAX) {
 		grpc_event ev =
 			grpc_completion_queue_next(ws->cq, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type != GRPC_OP_COMPLETE)
 			break; /* empty (or shut down: the blocking wait sees it) */
 		evs[n++] = ev;
-		if (mono_ns() >= until)
+		if (ent_mono_ns() >= until)
 			break;
 	}
 	return n;

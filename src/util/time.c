@@ -14,6 +14,13 @@ int64_t ent_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t ent_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int64_t ent_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
