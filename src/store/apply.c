@@ -762,7 +762,7 @@ static int apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 	int64_t now = t->now ? t->now : c->at;
 	/* Everything the tick removes or rebuilds happens as of its own instant. */
 	c->at = now;
-	for (;;) {
+	for (uint32_t done = 0;; done++) {
 		/* Take the first due entry, delete it, then act: acting rewrites the index, so
 		 * no cursor is kept across it. New entries are always later than now. */
 		MDB_cursor *cur;
@@ -777,8 +777,6 @@ static int apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 			when = ent_bound_time(k.mv_data);
 			val.len = (uint32_t)v.mv_size;
 			memcpy(val.b, v.mv_data, v.mv_size);
-			if (when <= now)
-				rc = mdb_cursor_del(cur, 0);
 		} else if (rc == 0) {
 			rc = mdb_cursor_del(cur, 0); /* malformed entry: drop it */
 			mdb_cursor_close(cur);
@@ -786,6 +784,14 @@ static int apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 				return ent_store_mdb_err(rc);
 			continue;
 		}
+		if (rc == 0 && when <= now && t->max_entries && done == t->max_entries) {
+			/* Due, but this piece is full: leave it for the next transaction. */
+			mdb_cursor_close(cur);
+			c->res->more = true;
+			return 0;
+		}
+		if (rc == 0 && when <= now)
+			rc = mdb_cursor_del(cur, 0);
 		mdb_cursor_close(cur);
 		if (rc == MDB_NOTFOUND || (rc == 0 && when > now))
 			break;

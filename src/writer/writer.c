@@ -27,6 +27,13 @@
 #define STUCK_RETRY_MS		  1000
 #define DEFAULT_MAX_GROUP	  1024
 #define DEFAULT_IDEM_RETENTION_MS (7LL * 24 * 60 * 60 * 1000)
+/*
+ * Boundary entries one tick transaction acts on at most. A transaction keeps its dirty pages
+ * on the heap (LMDB allows up to 131,071 of them, 512 MB), and a boundary shared by a million
+ * customers would dirty most of the map in one go; a piece of 1024 recomputes stays at a few
+ * MB, and the queue's requests run between two pieces.
+ */
+#define DEFAULT_TICK_PIECE 1024
 
 /*
  * Invariants:
@@ -59,6 +66,7 @@ struct ent_writer {
 	int64_t armed_boundary;		  /**< boundary the timer waits for, 0: hourly tick only */
 	int64_t last_tick;  /**< when the last tick ran (start time before the first) */
 	Ent__V1__Tick tick; /**< the tick event, reused */
+	bool tick_more;	    /**< the last tick piece stopped with entries still due */
 	Ent__V1__Event tick_ev;
 	struct ent_writer_req tick_req;
 	uint64_t full_refused;	/**< events answered ENT_EFULL since the last log line */
@@ -313,6 +321,8 @@ static void on_work(uv_async_t *h)
 
 static void on_tick_done(void *ctx, const struct ent_apply_result *res)
 {
+	struct ent_writer *w = ctx;
+	w->tick_more = res->err.code == 0 && res->more;
 	if (res->err.code)
 		ent_log(ENT_LOG_ERROR, "writer: tick failed", "err", res->err.msg, NULL);
 }
@@ -332,7 +342,8 @@ static void run_tick(struct ent_writer *w, int64_t now)
 /*
  * (Re)arm the timer for the earliest of the next boundary and the hourly tick. The store's
  * index is the truth (it survives restarts), so a boundary that passed while entd was down
- * gives a delay of 0 and fires at once.
+ * gives a delay of 0 and fires at once. A tick cut into pieces continues at once too, after
+ * the loop has taken the requests queued meanwhile.
  */
 static void arm_timer(struct ent_writer *w)
 {
@@ -355,7 +366,7 @@ static void arm_timer(struct ent_writer *w)
 		 * A tick at or after this instant already ran and the boundary is still there:
 		 * retry later rather than spin on it.
 		 */
-		if (at <= w->last_tick && target < now + STUCK_RETRY_MS)
+		if (at <= w->last_tick && !w->tick_more && target < now + STUCK_RETRY_MS)
 			target = now + STUCK_RETRY_MS;
 	}
 	int64_t delay = target > now ? target - now : 0;
@@ -426,6 +437,7 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 		atomic_store(&w->seq, st.seq);
 	w->last_tick = ent_now_ms();
 	ent__v1__tick__init(&w->tick);
+	w->tick.max_entries = opts->tick_piece ? opts->tick_piece : DEFAULT_TICK_PIECE;
 	ent__v1__event__init(&w->tick_ev);
 	w->tick_ev.kind_case = ENT__V1__EVENT__KIND_TICK;
 	w->tick_ev.tick = &w->tick;

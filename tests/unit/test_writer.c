@@ -64,13 +64,19 @@ static struct ent_store *open_store(const char *dir)
 	return s;
 }
 
-static struct ent_writer *start_writer(struct ent_store *s, size_t max_group)
+static struct ent_writer *start_writer_piece(struct ent_store *s, size_t max_group,
+					     uint32_t tick_piece)
 {
-	struct ent_writer_opts o = {.store = s, .max_group = max_group};
+	struct ent_writer_opts o = {.store = s, .max_group = max_group, .tick_piece = tick_piece};
 	struct ent_writer *w = NULL;
 	assert_int_equal(ent_writer_start(&o, &w), 0);
 	assert_non_null(w);
 	return w;
+}
+
+static struct ent_writer *start_writer(struct ent_store *s, size_t max_group)
+{
+	return start_writer_piece(s, max_group, 0);
 }
 
 static int setup(void **state)
@@ -825,6 +831,60 @@ static void test_boundary_passed_while_down_fires_at_start(void **state)
 	assert_true(wait_no_overrides(f->store));
 }
 
+/*
+ * A boundary shared by many customers is acted on in bounded transactions (pieces), so one
+ * tick never holds the whole change as dirty pages: nine overrides expiring at one instant,
+ * pieces of two entries, must take several commits and still leave nothing behind.
+ */
+static void test_boundary_tick_runs_in_pieces(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, LIMIT);
+	enum {
+		CUSTOMERS = 9
+	};
+	char cust[CUSTOMERS][8], sub[CUSTOMERS][8];
+	for (int i = 0; i < CUSTOMERS; i++) {
+		snprintf(cust[i], sizeof(cust[i]), "cp%d", i);
+		snprintf(sub[i], sizeof(sub[i]), "sp%d", i);
+		subscribe(f->w, sub[i], cust[i], "basic");
+	}
+	ent_writer_stop(f->w);
+	f->w = NULL;
+
+	int64_t now = ent_now_ms();
+	struct ent_arena arena;
+	ent_arena_init(&arena, 0);
+	struct ent_wtxn *txn;
+	struct ent_err err = {0};
+	assert_int_equal(ent_wtxn_begin(f->store, &txn), 0);
+	for (int i = 0; i < CUSTOMERS; i++) {
+		struct ev_override o;
+		mk_override(&o, cust[i], "beta", now + 200);
+		o.ev.at = now;
+		struct ent_apply_result res = {0};
+		assert_int_equal(ent_apply(txn, (const void *)&o.ev, &arena, &res), 0);
+	}
+	assert_int_equal(ent_wtxn_commit(txn, &err), 0);
+	ent_arena_deinit(&arena);
+	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, overrides)),
+			 CUSTOMERS);
+
+	while (ent_now_ms() <= now + 200)
+		usleep(20 * 1000);
+	f->w = start_writer_piece(f->store, 0, 2);
+	assert_true(wait_no_overrides(f->store));
+	struct ent_writer_stats st;
+	ent_writer_get_stats(f->w, &st);
+	/* Nine whole-customer entries at least, two per transaction: five commits or more. */
+	assert_true(st.commits >= (CUSTOMERS + 1) / 2);
+	for (int i = 0; i < CUSTOMERS; i++) {
+		struct ent_decision d;
+		check_now(f->store, cust[i], "beta", &d, NULL);
+		assert_false(d.allowed);
+	}
+}
+
 /* ---- a full map ------------------------------------------------------------------------- */
 
 static void test_map_full_fails_alone_and_keeps_going(void **state)
@@ -1009,6 +1069,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_consume_never_exceeds_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_timer_expires_override, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_boundary_tick_runs_in_pieces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_passed_while_down_fires_at_start,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_drains_queue, setup, teardown),
