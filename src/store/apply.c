@@ -725,33 +725,74 @@ static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
 /* Idempotency keys (and tombstones) are swept at most once per minute of idem_before
  * progress: a sweep walks the whole table, and a minute of extra retention is harmless. */
 #define IDEM_SWEEP_MS 60000
+/* A tick piece of max_entries deletes at most this many times as many idempotency keys: a
+ * deletion is cheaper than a recompute, and each still dirties a leaf of its own. */
+#define IDEM_SWEEP_PER_ENTRY 4
+/* Where an unfinished sweep goes on (meta): the first key the next piece looks at. */
+#define IDEM_SWEEP_AT "idem_sweep_at"
 
-static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now)
+/*
+ * Delete the idempotency keys recorded before \a before, at most \a budget of them (0: no
+ * bound). A sweep cut short stores where it stopped and sets res->more; the next piece goes on
+ * from there (tombstones were pruned when it began), so an hour of keys at a high write rate
+ * is never one transaction holding every leaf of the table dirty.
+ */
+static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now, uint32_t budget)
 {
 	uint64_t last;
 	int r = ent_store_meta_u64(c->s, c->txn, "idem_swept", &last);
 	if (r)
 		return r;
-	if (before <= 0 || (last != 0 && before < (int64_t)last + IDEM_SWEEP_MS))
-		return 0;
-	if ((r = prune_tombstones(c, before, now)))
+	struct ent_key from = {0};
+	MDB_val at;
+	r = ent_a_get(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT), &at);
+	bool resuming = r == 0 && at.mv_size > 0 && at.mv_size <= sizeof(from.b);
+	if (r && r != -ENT_ENOTFOUND)
 		return r;
+	if (resuming) {
+		from.len = (uint32_t)at.mv_size;
+		memcpy(from.b, at.mv_data, at.mv_size);
+	} else if (before <= 0 || (last != 0 && before < (int64_t)last + IDEM_SWEEP_MS)) {
+		return 0;
+	} else if ((r = prune_tombstones(c, before, now))) {
+		return r;
+	}
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(c->txn, c->s->dbi[ENT_T_IDEM], &cur);
 	if (rc)
 		return ent_store_mdb_err(rc);
-	MDB_val k, v;
+	MDB_val k = {from.len, from.b}, v;
+	uint32_t deleted = 0;
+	bool cut = false;
 	/* After mdb_cursor_del the cursor already stands on the next entry; MDB_NEXT then
 	 * returns that entry (LMDB's C_DEL handling), so deleting while walking is safe. */
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, resuming ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (v.mv_size >= 8 && (int64_t)ent_le64_get(v.mv_data) < before &&
-		    (rc = mdb_cursor_del(cur, 0)))
+		if (v.mv_size < 8 || (int64_t)ent_le64_get(v.mv_data) >= before)
+			continue;
+		if (budget && deleted == budget) {
+			if (k.mv_size > sizeof(from.b)) {
+				rc = MDB_BAD_VALSIZE;
+				break;
+			}
+			from.len = (uint32_t)k.mv_size;
+			memcpy(from.b, k.mv_data, k.mv_size);
+			cut = true;
 			break;
+		}
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+		deleted++;
 	}
 	mdb_cursor_close(cur);
+	if (cut) {
+		c->res->more = true;
+		return ent_a_put(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT), from.b, from.len);
+	}
 	if (rc != MDB_NOTFOUND)
 		return ent_store_mdb_err(rc);
+	if (resuming && (r = ent_a_del(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT))))
+		return r;
 	uint8_t b[8];
 	ent_le64_put(b, (uint64_t)before);
 	return ent_a_put(c, ENT_T_META, ent_str_c("idem_swept"), b, 8);
@@ -812,7 +853,10 @@ static int apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 		if (r)
 			return r;
 	}
-	return sweep_idem(c, t->idem_before, now);
+	uint32_t budget = t->max_entries <= UINT32_MAX / IDEM_SWEEP_PER_ENTRY
+				  ? t->max_entries * IDEM_SWEEP_PER_ENTRY
+				  : 0;
+	return sweep_idem(c, t->idem_before, now, budget);
 }
 
 static int apply_wipe(struct ent_actx *c)

@@ -263,6 +263,20 @@ static void tick(struct fx *f, int64_t now, int64_t idem_before)
 	apply_ok(f, &ev);
 }
 
+/* A tick of at most \a max entries; \return whether it stopped with more to do. */
+static bool tick_piece(struct fx *f, int64_t now, int64_t idem_before, uint32_t max)
+{
+	Ent__V1__Tick t = ENT__V1__TICK__INIT;
+	t.now = now;
+	t.idem_before = idem_before;
+	t.max_entries = max;
+	Ent__V1__Event ev = event(now);
+	ev.kind_case = ENT__V1__EVENT__KIND_TICK;
+	ev.tick = &t;
+	apply_ok(f, &ev);
+	return f->res.more;
+}
+
 /* The usual catalog: api_calls (metered), sso (boolean), plan startup (100 calls a month
  * and sso), add-on boost (50 calls). */
 static void catalog(struct fx *f)
@@ -513,6 +527,38 @@ static void test_usage_and_idempotency(void **state)
 	assert_int_equal(report(f, "acme", "api_calls", 1, "k4", next + 3), 0);
 	assert_false(f->res.duplicate);
 	assert_int_equal(f->res.usage.used, 8);
+}
+
+/*
+ * A tick in pieces sweeps idempotency keys a bounded number at a time and goes on where it
+ * stopped: every old key goes, every recent one stays, whatever the cut.
+ */
+static void test_idem_sweep_in_pieces(void **state)
+{
+	struct fx *f = *state;
+	catalog(f);
+	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, T0}), 0);
+	char key[16];
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof(key), "old%d", i);
+		assert_int_equal(report(f, "acme", "api_calls", 1, key, T0 + 10 + i), 0);
+	}
+	assert_int_equal(report(f, "acme", "api_calls", 1, "new", T0 + 100), 0);
+
+	/* One entry per piece: four keys a piece, so ten old keys take three pieces. */
+	int pieces = 1;
+	while (tick_piece(f, T0 + 200, T0 + 50, 1))
+		pieces++;
+	assert_int_equal(pieces, 3);
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof(key), "old%d", i);
+		assert_int_equal(report(f, "acme", "api_calls", 1, key, T0 + 300 + i), 0);
+		assert_false(f->res.duplicate);
+	}
+	assert_int_equal(report(f, "acme", "api_calls", 1, "new", T0 + 400), 0);
+	assert_true(f->res.duplicate);
+	/* Done: the next tick within the minute sweeps nothing and has nothing more to do. */
+	assert_false(tick_piece(f, T0 + 500, T0 + 60, 1));
 }
 
 static void test_consume_hard_limit(void **state)
@@ -1492,6 +1538,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage_and_idempotency, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idem_sweep_in_pieces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consume_hard_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_soft_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_bad_event_fails_alone, setup, teardown),
