@@ -24,6 +24,11 @@
 
 /* Responses can be large (Export of a whole state); a CLI should not refuse them. */
 #define CLIENT_MAX_RECV (256 * 1024 * 1024)
+/* Connection attempts that may fail before a call is started anyway (and fails fast, with the
+   core's reason), and the reconnect backoff between them. */
+#define CONNECT_ATTEMPTS   3
+#define RECONNECT_FIRST_MS 100
+#define RECONNECT_MAX_MS   1000
 
 struct ent_client {
 	grpc_channel *channel;
@@ -157,6 +162,15 @@ int ent_client_new(const char *target, const char *token, ent_client **out)
 		 .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
 		 .value.integer = -1},
 		{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_RETRIES, .value.integer = 0},
+		{.type = GRPC_ARG_INTEGER,
+		 .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+		 .value.integer = RECONNECT_FIRST_MS},
+		{.type = GRPC_ARG_INTEGER,
+		 .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+		 .value.integer = RECONNECT_FIRST_MS},
+		{.type = GRPC_ARG_INTEGER,
+		 .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+		 .value.integer = RECONNECT_MAX_MS},
 	};
 	grpc_channel_args chargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
 	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
@@ -208,8 +222,48 @@ static bool run_batch(ent_client *c, grpc_call *call, const grpc_op *ops, size_t
 	return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
+/*
+ * Wait (until \a deadline) for the channel to be READY, through up to CONNECT_ATTEMPTS failed
+ * connection attempts. Calls are fail-fast, and gRPC 1.51's TCP connect can report a failure
+ * that is not one: it reads errno after other calls that may change it
+ * (grpc_tcp_client_create_from_prepared_fd), so an in-progress connect shows up now and then
+ * as "No such file or directory", and a first call would fail although entd is up. A new
+ * attempt follows 100 ms later; a server that is really down still fails the call, after
+ * ~0.3 s, with the core's own reason. Nothing is sent twice: this happens before the call.
+ */
+static void await_ready(ent_client *c, gpr_timespec deadline)
+{
+	int failures = 0;
+	for (;;) {
+		grpc_connectivity_state st = grpc_channel_check_connectivity_state(c->channel, 1);
+		if (st == GRPC_CHANNEL_READY || st == GRPC_CHANNEL_SHUTDOWN)
+			return;
+		gpr_timespec until = deadline;
+		if (st == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+			/* pick_first stays in TRANSIENT_FAILURE until it is READY: give each
+			   reconnect its window instead of waiting for a change. */
+			if (++failures > CONNECT_ATTEMPTS)
+				return;
+			gpr_timespec window = gpr_time_add(
+				gpr_now(GPR_CLOCK_REALTIME),
+				gpr_time_from_millis(2 * RECONNECT_FIRST_MS, GPR_TIMESPAN));
+			if (gpr_time_cmp(window, until) < 0)
+				until = window;
+		}
+		int tag;
+		grpc_channel_watch_connectivity_state(c->channel, st, until, c->cq, &tag);
+		grpc_event ev = grpc_completion_queue_pluck(
+			c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (!ev.success && st != GRPC_CHANNEL_TRANSIENT_FAILURE)
+			return; /* the deadline passed: the call will say so */
+		if (gpr_time_cmp(gpr_now(GPR_CLOCK_REALTIME), deadline) >= 0)
+			return;
+	}
+}
+
 static grpc_call *create_call(ent_client *c, const char *method, int64_t deadline_ms)
 {
+	await_ready(c, deadline_of(deadline_ms));
 	grpc_slice m = grpc_slice_from_copied_string(method);
 	grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
 						   m, NULL, deadline_of(deadline_ms), NULL);
