@@ -173,6 +173,8 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
 	grpc_op ops[6];
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	/* gRPC 1.51 can report a good connect as failed (docs/entctl.md): wait, not fail. */
+	ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
 	ops[0].data.send_initial_metadata.count = token ? 1 : 0;
 	ops[0].data.send_initial_metadata.metadata = token ? &md : NULL;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
