@@ -357,7 +357,7 @@ static void arm_timer(struct ent_writer *w)
 	atomic_store_explicit(&w->next_boundary_at, at, memory_order_relaxed);
 
 	int64_t now = ent_now_ms();
-	int64_t target = w->last_tick + TICK_EVERY_MS;
+	int64_t target = w->tick_more ? now : w->last_tick + TICK_EVERY_MS;
 	w->armed_boundary = 0;
 	if (at != 0 && at < target) {
 		target = at;
@@ -385,7 +385,7 @@ static void on_timer(uv_timer_t *t)
 	 * The timer runs on the monotonic clock, boundaries are wall-clock instants: if the wall
 	 * clock was stepped back, the timer can fire before the boundary. Then just re-arm.
 	 */
-	if (boundary_due || now - w->last_tick >= TICK_EVERY_MS)
+	if (boundary_due || w->tick_more || now - w->last_tick >= TICK_EVERY_MS)
 		run_tick(w, now);
 	if (boundary_due)
 		atomic_store_explicit(&w->boundary_lag_ms, now - boundary, memory_order_relaxed);

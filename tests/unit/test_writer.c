@@ -230,6 +230,7 @@ struct slot {
 	int err;
 	uint64_t seq;
 	bool allowed;
+	bool duplicate;
 };
 
 /** Counts callbacks of many slots; wait_all blocks until \a want arrived (or the guard). */
@@ -259,6 +260,7 @@ static void slot_cb(void *ctx, const struct ent_apply_result *res)
 	s->err = res->err.code;
 	s->seq = res->seq;
 	s->allowed = res->allowed;
+	s->duplicate = res->duplicate;
 	if (res->err.code && getenv("ENT_TEST_VERBOSE"))
 		fprintf(stderr, "event failed: %s\n", res->err.msg);
 	atomic_fetch_add(&s->calls, 1);
@@ -885,6 +887,53 @@ static void test_boundary_tick_runs_in_pieces(void **state)
 	}
 }
 
+/* Wait until the writer has committed nothing for a second (at most 30 s). */
+static void wait_writer_quiet(struct ent_writer *w)
+{
+	struct ent_writer_stats st;
+	ent_writer_get_stats(w, &st);
+	uint64_t last = st.commits;
+	for (int quiet = 0, i = 0; quiet < 20 && i < 600; i++) {
+		usleep(50 * 1000);
+		ent_writer_get_stats(w, &st);
+		quiet = st.commits == last ? quiet + 1 : 0;
+		last = st.commits;
+	}
+}
+
+/*
+ * The idempotency sweep cut into pieces goes on at once, not at the next boundary or hour:
+ * ten expired keys, pieces of one entry (four keys), one boundary to start the tick. Once the
+ * writer is idle the last key must be gone, i.e. reporting it again counts.
+ */
+static void test_idem_sweep_pieces_continue(void **state)
+{
+	struct fx *f = *state;
+	ent_writer_stop(f->w);
+	struct ent_writer_opts o = {.store = f->store, .idem_retention_ms = 1, .tick_piece = 1};
+	assert_int_equal(ent_writer_start(&o, &f->w), 0);
+	seed(f->w, LIMIT);
+	subscribe(f->w, "si", "ci", "pro");
+	char key[16];
+	for (int i = 0; i < 10; i++) {
+		struct ev_usage u;
+		snprintf(key, sizeof(key), "k%d", i);
+		mk_usage(&u, "ci", "api", 1, key);
+		assert_int_equal(submit_wait(f->w, &u.ev, NULL), 0);
+	}
+	struct ev_override o2;
+	mk_override(&o2, "ci", "beta", ent_now_ms() + 300);
+	assert_int_equal(submit_wait(f->w, &o2.ev, NULL), 0);
+	assert_true(wait_no_overrides(f->store));
+	wait_writer_quiet(f->w);
+
+	struct ev_usage again;
+	mk_usage(&again, "ci", "api", 1, "k9");
+	struct slot s;
+	assert_int_equal(submit_wait(f->w, &again.ev, &s), 0);
+	assert_false(s.duplicate);
+}
+
 /* ---- a full map ------------------------------------------------------------------------- */
 
 static void test_map_full_fails_alone_and_keeps_going(void **state)
@@ -1070,6 +1119,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_boundary_timer_expires_override, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_tick_runs_in_pieces, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idem_sweep_pieces_continue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_passed_while_down_fires_at_start,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_drains_queue, setup, teardown),
