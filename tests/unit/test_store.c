@@ -252,18 +252,7 @@ static int consume(struct fx *f, const char *customer, const char *feature, int6
 	return apply(f, &ev);
 }
 
-static void tick(struct fx *f, int64_t now, int64_t idem_before)
-{
-	Ent__V1__Tick t = ENT__V1__TICK__INIT;
-	t.now = now;
-	t.idem_before = idem_before;
-	Ent__V1__Event ev = event(now);
-	ev.kind_case = ENT__V1__EVENT__KIND_TICK;
-	ev.tick = &t;
-	apply_ok(f, &ev);
-}
-
-/* A tick of at most \a max entries; \return whether it stopped with more to do. */
+/* A tick of at most \a max entries (0: all); \return whether it stopped with more to do. */
 static bool tick_piece(struct fx *f, int64_t now, int64_t idem_before, uint32_t max)
 {
 	Ent__V1__Tick t = ENT__V1__TICK__INIT;
@@ -275,6 +264,11 @@ static bool tick_piece(struct fx *f, int64_t now, int64_t idem_before, uint32_t 
 	ev.tick = &t;
 	apply_ok(f, &ev);
 	return f->res.more;
+}
+
+static void tick(struct fx *f, int64_t now, int64_t idem_before)
+{
+	assert_false(tick_piece(f, now, idem_before, 0));
 }
 
 /* The usual catalog: api_calls (metered), sso (boolean), plan startup (100 calls a month
