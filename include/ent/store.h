@@ -199,7 +199,7 @@ struct ent_apply_result {
 	uint8_t reason; /**< consume: enum ent_reason */
 	struct ent_decision usage; /**< usage/consume: usage after the event (agg == NULL) */
 	uint32_t recomputed;	   /**< aggregated records rewritten */
-	bool more; /**< tick: stopped at max_entries, boundary entries are still due */
+	bool more; /**< tick: stopped at its bound; another tick goes on (docs/storage.md) */
 };
 
 /**

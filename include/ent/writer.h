@@ -50,7 +50,8 @@ struct ent_writer_opts {
 	struct ent_store *store;
 	size_t max_group;	   /**< events per transaction at most; 0: 1024 */
 	int64_t idem_retention_ms; /**< how long idempotency keys are kept; 0: 7 days */
-	uint32_t tick_piece;	   /**< boundary entries per tick transaction at most; 0: 1024 */
+	uint32_t tick_piece; /**< boundary entries (x4 swept idempotency keys) per tick txn; 0: 1024
+			      */
 };
 
 /** Start the loop thread. \return 0 or -ENT_E*. */

@@ -229,7 +229,7 @@ static bool run_batch(ent_client *c, grpc_call *call, const grpc_op *ops, size_t
  * (grpc_tcp_client_create_from_prepared_fd), so an in-progress connect shows up now and then
  * as "No such file or directory", and a first call would fail although entd is up. A new
  * attempt follows 100 ms later; a server that is really down still fails the call, after
- * ~0.3 s, with the core's own reason. Nothing is sent twice: this happens before the call.
+ * ~0.6 s, with the core's own reason. Nothing is sent twice: this happens before the call.
  */
 static void await_ready(ent_client *c, gpr_timespec deadline)
 {

@@ -739,6 +739,8 @@ static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
  */
 static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now, uint32_t budget)
 {
+	if (before <= 0)
+		return 0; /* no retention given (an import's tick): nothing to sweep */
 	uint64_t last;
 	int r = ent_store_meta_u64(c->s, c->txn, "idem_swept", &last);
 	if (r)
@@ -752,7 +754,7 @@ static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now, uint32_t 
 	if (resuming) {
 		from.len = (uint32_t)at.mv_size;
 		memcpy(from.b, at.mv_data, at.mv_size);
-	} else if (before <= 0 || (last != 0 && before < (int64_t)last + IDEM_SWEEP_MS)) {
+	} else if (last != 0 && before < (int64_t)last + IDEM_SWEEP_MS) {
 		return 0;
 	} else if ((r = prune_tombstones(c, before, now))) {
 		return r;
