@@ -7,8 +7,8 @@
   start while a stream is open (it waits in the client; here it runs out of its deadline),
   while a call on another connection is served at once; once the stream ends, the waiting
   connection works again.
-- keepalive settings are accepted and the server runs with them (their effect needs minutes of
-  idle connections and is gRPC's own; not timed here).
+- keepalive settings are accepted and the server runs with them (their effect on the wire:
+  test_keepalive.py).
 """
 
 import ops  # first: it sets up grpcio's environment before the import
