@@ -197,8 +197,17 @@ static const uint8_t *walk_node(const struct walk_tree *t, const uint8_t *p, uns
 
 /*
  * memcmp order of \a k against a node's key, inline: keys are a few dozen bytes, and a call
- * through the PLT per probe cost more than the comparison (docs/performance.md).
+ * through the PLT per probe cost more than the comparison (docs/performance.md). Eight bytes
+ * at a time; the tail is the last eight bytes of the common part, overlapping what is already
+ * known equal, so a key of any length >= 8 takes no byte loop.
  */
+static inline int order64(uint64_t x, uint64_t y)
+{
+	x = __builtin_bswap64(x);
+	y = __builtin_bswap64(y);
+	return (x > y) - (x < y);
+}
+
 static inline int walk_cmp(const struct ent_key *k, const uint8_t *node)
 {
 	const uint8_t *a = (const uint8_t *)k->b, *b = node + WALK_NODEHDR;
@@ -206,11 +215,19 @@ static inline int walk_cmp(const struct ent_key *k, const uint8_t *node)
 	for (; i + 8 <= n; i += 8) {
 		uint64_t x = rd64(a + i), y = rd64(b + i);
 		if (x != y)
-			return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+			return order64(x, y);
 	}
-	for (; i < n; i++)
-		if (a[i] != b[i])
-			return a[i] < b[i] ? -1 : 1;
+	if (i < n) {
+		if (n >= 8) {
+			uint64_t x = rd64(a + n - 8), y = rd64(b + n - 8);
+			if (x != y)
+				return order64(x, y);
+		} else {
+			for (; i < n; i++)
+				if (a[i] != b[i])
+					return a[i] < b[i] ? -1 : 1;
+		}
+	}
 	return (k->len > bl) - (k->len < bl);
 }
 
@@ -226,7 +243,6 @@ struct walk_key {
 	int lo, hi, at, mid;
 	/* 1: walking or found; 0: not found; -1: ask mdb_get; -2: not a valid key (a miss). */
 	int state;
-	bool searching;
 	MDB_val val;
 };
 
@@ -237,7 +253,6 @@ static void walk_start(struct walk_key *w, bool branch)
 	w->lo = branch ? 1 : 0;
 	w->hi = n - 1;
 	w->at = 0;
-	w->searching = true;
 }
 
 /* A found leaf node's value, or -1 when it is not a plain value in the page. */
@@ -254,20 +269,24 @@ static int walk_value(const struct walk_tree *t, struct walk_key *w)
 	return 1;
 }
 
-/* Search every walking key of \a w[0..n) in its current page, in lockstep rounds. */
+/*
+ * Search every walking key of \a w[0..n) in its current page, in lockstep rounds. The keys
+ * still searching are kept in a compact list, so a round touches only those.
+ */
 static void walk_search(const struct walk_tree *t, struct walk_key *w, size_t n, bool branch)
 {
+	uint8_t act[WALK_GROUP];
+	size_t na = 0;
 	for (size_t j = 0; j < n; j++)
-		if (w[j].state == 1)
+		if (w[j].state == 1) {
 			walk_start(&w[j], branch);
-	for (;;) {
-		bool any = false;
-		for (size_t j = 0; j < n; j++) {
-			struct walk_key *k = &w[j];
-			if (k->state != 1 || !k->searching)
-				continue;
+			act[na++] = (uint8_t)j;
+		}
+	while (na) {
+		size_t m = 0;
+		for (size_t i = 0; i < na; i++) {
+			struct walk_key *k = &w[act[i]];
 			if (k->lo > k->hi) {
-				k->searching = false;
 				if (!branch)
 					k->state = 0; /* not in the leaf */
 				continue;
@@ -278,37 +297,34 @@ static void walk_search(const struct walk_tree *t, struct walk_key *w, size_t n,
 				continue;
 			}
 			__builtin_prefetch(k->node);
-			any = true;
+			act[m++] = act[i];
 		}
-		if (!any)
-			return;
-		for (size_t j = 0; j < n; j++) {
-			struct walk_key *k = &w[j];
-			if (k->state != 1 || !k->searching)
-				continue;
+		na = m;
+		m = 0;
+		for (size_t i = 0; i < na; i++) {
+			struct walk_key *k = &w[act[i]];
 			if (!walk_key_fits(t, k->page, k->node)) {
 				k->state = -1;
 				continue;
 			}
 			int c = walk_cmp(&k->key, k->node);
-			if (branch) {
-				if (c >= 0)
+			if (c == 0) {
+				if (branch)
 					k->at = k->mid;
-				if (c == 0)
-					k->searching = false;
-				else if (c > 0)
-					k->lo = k->mid + 1;
 				else
-					k->hi = k->mid - 1;
-			} else if (c == 0) {
-				k->searching = false;
-				k->state = walk_value(t, k);
-			} else if (c > 0) {
-				k->lo = k->mid + 1;
-			} else {
-				k->hi = k->mid - 1;
+					k->state = walk_value(t, k);
+				continue;
 			}
+			/* Without branches: a search step's direction is a coin toss, and a
+			   mispredicted branch per probe cost more than the probe (perf). */
+			int gt = c > 0, mid = k->mid;
+			k->lo = gt ? mid + 1 : k->lo;
+			k->hi = gt ? k->hi : mid - 1;
+			if (branch)
+				k->at = gt ? mid : k->at;
+			act[m++] = act[i];
 		}
+		na = m;
 	}
 }
 
@@ -393,6 +409,8 @@ static int walk_group(struct ent_view *v, const struct walk_tree *t, const struc
 		} else if (w[j].state != -2) {
 			/* Not found by the walk (or not walkable): LMDB has the last word. */
 			rc = get(v, ENT_T_AGG, w[j].key.b, w[j].key.len, &w[j].val);
+			if (rc == 0 && w[j].state == 0)
+				v->walk_missed++;
 		}
 		int r = decide_found(v, &c[j], rc, &w[j].val, res);
 		if (r) {
