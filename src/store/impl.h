@@ -60,7 +60,12 @@ struct ent_view {
 	/** Keys the batched walk (check.c) called absent that mdb_get then found: the answer is
 	    still right, but a walk that misses is slow and wrong; the tests require 0. */
 	uint64_t walk_missed;
+	struct ent_walk_top
+		*walk_top; /**< check.c's cache of upper B-tree pages; NULL until used */
 };
+
+struct ent_walk_top;
+void ent_walk_top_free(struct ent_walk_top *top);
 
 /** Working memory of the writer: too big for a thread stack, reused for every recompute. */
 struct ent_wscratch {

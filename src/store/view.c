@@ -32,6 +32,7 @@ void ent_view_free(struct ent_view *v)
 		if (v->cur[t])
 			mdb_cursor_close(v->cur[t]);
 	mdb_txn_abort(v->txn);
+	ent_walk_top_free(v->walk_top);
 	free(v);
 }
 
