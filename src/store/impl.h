@@ -60,12 +60,23 @@ struct ent_view {
 	/** Keys the batched walk (check.c) called absent that mdb_get then found: the answer is
 	    still right, but a walk that misses is slow and wrong; the tests require 0. */
 	uint64_t walk_missed;
-	struct ent_walk_top
-		*walk_top; /**< check.c's cache of upper B-tree pages; NULL until used */
+	struct ent_walk_cache *walk_cache; /**< the walk's cache of branch pages (walk_cache.c) */
+	/** Keys a snapshot serves this view's walk before the lowest branch level is cached;
+	    the tests set 0 to exercise that level on small data. */
+	uint64_t walk_low_after;
 };
 
-struct ent_walk_top;
-void ent_walk_top_free(struct ent_walk_top *top);
+/** The default of ent_view.walk_low_after (walk_cache.c). */
+#define ENT_WALK_LOW_AFTER 65536
+struct ent_walk_cache;
+void ent_walk_cache_free(struct ent_walk_cache *c);
+/** Keys the cache routed, and of those the ones narrowed to tied separators (tests). */
+void ent_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t *narrowed);
+
+/** Decide a check whose record lookup gave \a rc / \a val: the tail of ent_view_check,
+    shared with the batched walk (walk.c). */
+int ent_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_val *val,
+		    struct ent_check_result *out);
 
 /** Working memory of the writer: too big for a thread stack, reused for every recompute. */
 struct ent_wscratch {
@@ -171,6 +182,14 @@ static inline int ent_key_make(struct ent_key *k, struct ent_str a, const struct
 	}
 	k->len = (uint32_t)n;
 	return 0;
+}
+
+/** The agg key of a check, or false when its ids cannot form one (the check is a miss). */
+static inline bool ent_check_key(const struct ent_check *c, struct ent_key *k)
+{
+	return c->customer.len > 0 && c->customer.len <= ENT_MAX_CUSTOMER_ID &&
+	       c->feature.len > 0 && c->feature.len <= ENT_MAX_CODE &&
+	       ent_key_make(k, c->customer, &c->feature) == 0;
 }
 
 static inline MDB_val ent_key_val(const struct ent_key *k)

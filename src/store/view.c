@@ -13,6 +13,7 @@ int ent_view_new(struct ent_store *s, struct ent_view **out)
 	if (!v)
 		return -ENT_ENOMEM;
 	v->s = s;
+	v->walk_low_after = ENT_WALK_LOW_AFTER;
 	/* Begin once to get a reader slot and the handle, then park it reset until first use. */
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &v->txn);
 	if (rc) {
@@ -32,7 +33,7 @@ void ent_view_free(struct ent_view *v)
 		if (v->cur[t])
 			mdb_cursor_close(v->cur[t]);
 	mdb_txn_abort(v->txn);
-	ent_walk_top_free(v->walk_top);
+	ent_walk_cache_free(v->walk_cache);
 	free(v);
 }
 

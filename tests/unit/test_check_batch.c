@@ -1,8 +1,11 @@
 /*
- * ent_view_check_batch (the interleaved B-tree walk of src/store/check.c) must give exactly
+ * ent_view_check_batch (the interleaved B-tree walk of src/store/walk.c) must give exactly
  * the answers of ent_view_check, one by one: on trees of depth 1 to 4, with hits, records on
  * overflow pages (large values), unknown features and customers, not-entitled pairs, invalid
  * keys, an empty table, a corrupt record (its index reported), and a callback that stops early.
+ * The view caches every branch level from the first walk (walk_low_after 0), so the cache's
+ * routes (src/store/walk_cache.c) are what these answers test; test_cache_engages checks when
+ * the lowest branch level is cached by default.
  * Records are written straight into the tables (store internals), so the trees are as large
  * and as irregular as the test wants. Everything lives in a temporary directory under /tmp.
  */
@@ -54,6 +57,7 @@ static int setup(void **state)
 	struct ent_err err = {0};
 	if (ent_store_open(&o, &f->s, &err) || ent_view_new(f->s, &f->v))
 		return -1;
+	f->v->walk_low_after = 0;
 	*state = f;
 	return 0;
 }
@@ -247,16 +251,20 @@ static void test_depths(void **state)
 	assert_int_equal(mdb_txn_begin(f->s->env, NULL, MDB_RDONLY, &txn), 0);
 	assert_int_equal(mdb_stat(txn, f->s->dbi[ENT_T_AGG], &st), 0);
 	mdb_txn_abort(txn);
-	/* The point of the test: several levels and overflow pages were walked. */
+	/* The point of the test: several levels and overflow pages were walked, and the
+	   cache routed keys. */
 	assert_true(st.ms_depth >= 3);
 	assert_true(st.ms_overflow_pages > 0);
+	uint64_t routed, narrowed;
+	ent_walk_cache_counts(f->v, &routed, &narrowed);
+	assert_true(routed > 1000);
 }
 
 /* A customer id of ~200 bytes that starts with its number: long separators make a deep tree
    out of few records, and distinct first bytes give the upper pages' prefixes work to do. */
 static void long_id(char *out, unsigned c)
 {
-	snprintf(out, 300, "%06u-%0200u", c, c);
+	snprintf(out, 300, "%06u-%0190u", c, c); /* 197 bytes: within ENT_MAX_CUSTOMER_ID */
 }
 
 /* Put (or with \a del, drop) the f_0..f_{nf-1} records of customers [from, to). */
@@ -298,14 +306,13 @@ static void put_range(struct fx *f, unsigned from, unsigned to, unsigned nf, boo
 }
 
 /*
- * One view across snapshots whose upper pages differ. The walk keeps per-snapshot prefixes of
- * the upper B-tree pages (check.c), and the prefix search narrows each upper page's binary
- * search; each round rewrites a range of customers (splits or merges near the top), then checks
- * every answer against ent_view_check and that the walk missed nothing. It fails when the
- * bounds are off by one or ties on the 8-byte prefix are ignored (both tried). What it cannot
- * provoke: LMDB giving an upper page's number to a later snapshot (0 times in these rounds,
- * counted with an instrumented build), where an entry not keyed by transaction id would route
- * by separators that are gone; that case rests on the keying in top_page.
+ * One view across snapshots whose branch pages differ. The cache keeps, per snapshot, the
+ * 8 bytes after the shared prefix of every branch page's separators and the child numbers
+ * (walk_cache.c); each round rewrites a range of customers (splits or merges), then checks
+ * every answer against ent_view_check and that the walk missed nothing. The ~200-byte ids
+ * make a deep tree out of few records and make keys tie separators on the kept bytes (the
+ * feature comes after them). It fails when the bound is off by one, when ties are ignored, and
+ * when a new snapshot keeps the old entries (each tried).
  */
 static void test_snapshots_change(void **state)
 {
@@ -337,7 +344,67 @@ static void test_snapshots_change(void **state)
 	assert_int_equal(mdb_txn_begin(f->s->env, NULL, MDB_RDONLY, &txn), 0);
 	assert_int_equal(mdb_stat(txn, f->s->dbi[ENT_T_AGG], &st), 0);
 	mdb_txn_abort(txn);
-	assert_true(st.ms_depth >= 4); /* upper pages to cache: two levels or more */
+	assert_true(st.ms_depth >= 4); /* three branch levels */
+	uint64_t routed, narrowed;
+	ent_walk_cache_counts(f->v, &routed, &narrowed);
+	assert_true(routed > 0);
+	assert_true(narrowed > 0); /* ties were resolved on the page */
+}
+
+/* Commit a write that changes no answer: a new snapshot (LMDB transaction id). */
+static void new_snapshot(struct fx *f)
+{
+	struct ent_wtxn *w;
+	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	uint8_t one[4] = {1, 0, 0, 0};
+	put(w, ENT_T_CUSTOMERS, "cus_extra", 9, one, 4);
+	struct ent_err err;
+	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+}
+
+/* Keys routed by the cache during one batch of \a n random checks. */
+static uint64_t routed_by(struct fx *f, unsigned nc, unsigned nf, size_t n)
+{
+	struct ent_check cs[256];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(names[i][0], 300, "cus_%u", below(nc));
+		snprintf(names[i][1], 300, "f_%u", below(nf));
+		cs[i] = (struct ent_check){ent_str_c(names[i][0]), ent_str_c(names[i][1]), 1, T0};
+	}
+	uint64_t before, after, narrowed;
+	ent_walk_cache_counts(f->v, &before, &narrowed);
+	assert_int_equal(ent_view_begin(f->v), 0);
+	struct cmp_ctx x = {f->v, cs, 0, SIZE_MAX};
+	assert_int_equal(ent_view_check_batch(f->v, cs, n, compare_cb, &x, NULL), 0);
+	ent_view_end(f->v);
+	ent_walk_cache_counts(f->v, &after, &narrowed);
+	return after - before;
+}
+
+/*
+ * The lowest branch level is cached only once a snapshot has served walk_low_after walks,
+ * and a new snapshot starts over. On a tree of three levels the root is the only upper page,
+ * so a batch of 200 routes at most 200 keys while the lowest level is searched on the pages,
+ * and nearly twice that once it is cached too.
+ */
+static void test_cache_engages(void **state)
+{
+	struct fx *f = *state;
+	fill(f, 9000, 8);
+	f->v->walk_low_after = 300;
+	assert_true(routed_by(f, 9000, 8, 200) <= 200); /* 200 walks: the root only */
+	assert_true(routed_by(f, 9000, 8, 200) > 300);	/* 400: both levels */
+	assert_true(routed_by(f, 9000, 8, 200) > 300);
+	new_snapshot(f);
+	assert_true(routed_by(f, 9000, 8, 200) <= 200); /* 200 walks of it */
+	assert_true(routed_by(f, 9000, 8, 200) > 300);
+	MDB_stat st;
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->s->env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_stat(txn, f->s->dbi[ENT_T_AGG], &st), 0);
+	mdb_txn_abort(txn);
+	assert_int_equal(st.ms_depth, 3);
+	assert_int_equal(f->v->walk_missed, 0);
 }
 
 static void test_stop_and_corrupt(void **state)
@@ -387,6 +454,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshots_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_engages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_and_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_view_not_begun, setup, teardown),
 	};

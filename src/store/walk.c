@@ -1,0 +1,298 @@
+/*
+ * Batched lookups: ent_view_check_batch.
+ *
+ * On a large data set one mdb_get is a chain of dependent misses: five pages deep for 13.7M
+ * aggregates, each page a TLB miss and a few cache misses, about 2 us on the machines we
+ * measured (docs/performance.md). LMDB walks one key at a time, so a batch pays that chain
+ * once per check. Here the walks of a group of keys advance level by level together and each
+ * child page is prefetched as soon as its number is known, so the misses of the group overlap.
+ *
+ * The walk reads LMDB 0.9's page format directly (mdb.c: MDB_page, MDB_node; stable since
+ * 0.9.0 and unchanged in 0.9.x) inside the read transaction's snapshot, whose pages cannot be
+ * reused while the transaction is live. It trusts nothing it reads:
+ *  - the tree (root, depth, flags) is the snapshot's record of the table, read with mdb_get
+ *    from the main DB; the map's base address is derived from where that record lies (its
+ *    page header names its page number), and only when LMDB's page size is the OS page size;
+ *  - every page visited must carry its own page number and the expected type, its node
+ *    offsets and sizes must fit in the page, and page numbers must be below the last page;
+ *  - a hit is a node whose key equals ours byte for byte, in a verified leaf of the snapshot;
+ *  - a miss, anything unexpected (flags, overflow values, a key compare other than memcmp)
+ *    falls back to mdb_get, so a walk can only be faster, never answer differently.
+ *
+ * The branch levels go through the view's cache of branch pages (walk_cache.c) where it has
+ * them; the leaves are always searched on the page.
+ */
+
+#include <unistd.h>
+
+#include "store/walk.h"
+
+/* The snapshot's tree of the agg table, or false when the walk cannot be used. */
+static bool walk_setup(struct ent_view *v, struct walk_tree *t)
+{
+	MDB_stat st;
+	MDB_envinfo info;
+	MDB_dbi main_dbi;
+	int major, minor;
+	/* The page format read here is LMDB 0.9's (the library loaded, not only the header). */
+	mdb_version(&major, &minor, NULL);
+	if (major != 0 || minor != 9)
+		return false;
+	if (mdb_env_stat(v->s->env, &st) || mdb_env_info(v->s->env, &info) ||
+	    (long)st.ms_psize != sysconf(_SC_PAGESIZE) || mdb_dbi_open(v->txn, NULL, 0, &main_dbi))
+		return false;
+	/* The table's name in the main DB, as env.c opens it. */
+	MDB_val k = {3, (void *)"agg"}, rec;
+	if (mdb_get(v->txn, main_dbi, &k, &rec) || rec.mv_size != WALK_DB_SIZE)
+		return false;
+	const uint8_t *r = rec.mv_data;
+	/* Plain memcmp keys only (no REVERSEKEY, INTEGERKEY, DUPSORT...). */
+	if (rd16(r + WALK_DB_FLAGS) != 0)
+		return false;
+	t->psize = st.ms_psize;
+	t->depth = rd16(r + WALK_DB_DEPTH);
+	t->root = rd64(r + WALK_DB_ROOT);
+	t->last_pgno = info.me_last_pgno;
+	t->txnid = mdb_txn_id(v->txn);
+	const uint8_t *page =
+		(const uint8_t *)((uintptr_t)rec.mv_data & ~(uintptr_t)(t->psize - 1));
+	uint64_t pgno = rd64(page);
+	if (pgno > t->last_pgno || (uintptr_t)page < pgno * t->psize)
+		return false;
+	t->base = page - pgno * t->psize;
+	return t->depth == 0 || t->root <= t->last_pgno;
+}
+
+/*
+ * memcmp order of \a k against a node's key, inline: keys are a few dozen bytes, and a call
+ * through the PLT per probe cost more than the comparison (docs/performance.md). Eight bytes
+ * at a time; the tail is the last eight bytes of the common part, overlapping what is already
+ * known equal, so a key of any length >= 8 takes no byte loop.
+ */
+static inline int order64(uint64_t x, uint64_t y)
+{
+	x = __builtin_bswap64(x);
+	y = __builtin_bswap64(y);
+	return (x > y) - (x < y);
+}
+
+static inline int walk_cmp(const struct ent_key *k, const uint8_t *node)
+{
+	const uint8_t *a = (const uint8_t *)k->b, *b = node + WALK_NODEHDR;
+	unsigned bl = rd16(node + 6), n = k->len < bl ? k->len : bl, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x = rd64(a + i), y = rd64(b + i);
+		if (x != y)
+			return order64(x, y);
+	}
+	if (i < n) {
+		if (n >= 8) {
+			uint64_t x = rd64(a + n - 8), y = rd64(b + n - 8);
+			if (x != y)
+				return order64(x, y);
+		} else {
+			for (; i < n; i++)
+				if (a[i] != b[i])
+					return a[i] < b[i] ? -1 : 1;
+		}
+	}
+	return (k->len > bl) - (k->len < bl);
+}
+
+/* Start the search of \a w in its page (branch: nodes 1..n-1, node 0 being the lowest). */
+static void walk_start(struct walk_key *w, bool branch)
+{
+	int n = (rd16(w->page + 12) - WALK_PAGEHDR) >> 1;
+	w->lo = branch ? 1 : 0;
+	w->hi = n - 1;
+	w->at = 0;
+}
+
+/* A found leaf node's value, or -1 when it is not a plain value in the page. */
+static int walk_value(const struct walk_tree *t, struct walk_key *w)
+{
+	const uint8_t *node = w->node;
+	size_t dsize = rd16(node) | (size_t)rd16(node + 2) << 16;
+	size_t doff = (size_t)(node - w->page) + WALK_NODEHDR + rd16(node + 6);
+	/* Values on overflow pages (records over ~2 KB) and sub-databases go the ordinary way. */
+	if (rd16(node + 4) != 0 || doff + dsize > t->psize)
+		return -1;
+	w->val.mv_data = (void *)(w->page + doff);
+	w->val.mv_size = dsize;
+	return 1;
+}
+
+/*
+ * Search every walking key of \a w[0..n) in its current page, in lockstep rounds. The keys
+ * still searching are kept in a compact list, so a round touches only those.
+ */
+static void walk_search(const struct walk_tree *t, struct walk_key *w, size_t n, bool branch)
+{
+	uint8_t act[WALK_GROUP];
+	size_t na = 0;
+	for (size_t j = 0; j < n; j++)
+		if (w[j].state == 1 && !w[j].routed) {
+			if (!w[j].started)
+				walk_start(&w[j], branch);
+			w[j].started = false;
+			act[na++] = (uint8_t)j;
+		}
+	while (na) {
+		size_t m = 0;
+		for (size_t i = 0; i < na; i++) {
+			struct walk_key *k = &w[act[i]];
+			if (k->lo > k->hi) {
+				if (!branch)
+					k->state = 0; /* not in the leaf */
+				continue;
+			}
+			k->mid = k->lo + (k->hi - k->lo) / 2;
+			if (!(k->node = walk_node_at(t, k->page, (unsigned)k->mid))) {
+				k->state = -1;
+				continue;
+			}
+			__builtin_prefetch(k->node);
+			act[m++] = act[i];
+		}
+		na = m;
+		m = 0;
+		for (size_t i = 0; i < na; i++) {
+			struct walk_key *k = &w[act[i]];
+			if (!walk_key_fits(t, k->page, k->node)) {
+				k->state = -1;
+				continue;
+			}
+			int c = walk_cmp(&k->key, k->node);
+			if (c == 0) {
+				if (branch)
+					k->at = k->mid;
+				else
+					k->state = walk_value(t, k);
+				continue;
+			}
+			/* Without branches: a search step's direction is a coin toss, and a
+			   mispredicted branch per probe cost more than the probe (perf). */
+			int gt = c > 0, mid = k->mid;
+			k->lo = gt ? mid + 1 : k->lo;
+			k->hi = gt ? k->hi : mid - 1;
+			if (branch)
+				k->at = gt ? mid : k->at;
+			act[m++] = act[i];
+		}
+		na = m;
+	}
+}
+
+/* One group: walk every key down together, then decide in order. */
+static int walk_group(struct ent_view *v, const struct walk_tree *t, const struct ent_check *c,
+		      size_t n, size_t first, ent_check_cb cb, void *ctx, size_t *bad,
+		      struct ent_check_result *res)
+{
+	struct walk_key w[WALK_GROUP];
+	uint64_t pgno[WALK_GROUP];
+	bool cached = ent_walk_cached(t, 0);
+	for (size_t j = 0; j < n; j++) {
+		w[j].started = w[j].routed = w[j].keep = false;
+		pgno[j] = t->root;
+		w[j].state = ent_check_key(&c[j], &w[j].key) ? 1 : -2;
+		if (w[j].state != 1 || cached)
+			continue;
+		if (!t->depth)
+			w[j].state = 0; /* an empty table */
+		else if (!(w[j].page = walk_page(t, t->root,
+						 t->depth > 1 ? WALK_P_BRANCH : WALK_P_LEAF)))
+			w[j].state = -1;
+	}
+	/* The branch levels: a level's pages are read at its start, unless the cache routes. */
+	for (unsigned level = 0; level + 1 < t->depth; level++) {
+		if (cached)
+			ent_walk_route(t, w, n, pgno);
+		walk_search(t, w, n, true);
+		cached = ent_walk_cached(t, level + 1);
+		for (size_t j = 0; j < n; j++) {
+			if (w[j].state != 1)
+				continue;
+			if (!w[j].routed) {
+				const uint8_t *node = walk_node(t, w[j].page, (unsigned)w[j].at);
+				if (!node) {
+					w[j].state = -1;
+					continue;
+				}
+				if (w[j].keep)
+					ent_walk_keep(t, w[j].page, pgno[j]);
+				pgno[j] = walk_child(node);
+				if (pgno[j] > t->last_pgno) {
+					w[j].state = -1;
+					continue;
+				}
+			}
+			w[j].started = w[j].routed = w[j].keep = false;
+			if (cached)
+				ent_walk_cache_prefetch(t, pgno[j]);
+			else
+				walk_prefetch_page(t, pgno[j]);
+		}
+		if (cached)
+			continue;
+		unsigned type = level + 2 < t->depth ? WALK_P_BRANCH : WALK_P_LEAF;
+		for (size_t j = 0; j < n; j++)
+			if (w[j].state == 1 && !(w[j].page = walk_page(t, pgno[j], type)))
+				w[j].state = -1;
+	}
+	if (t->depth)
+		walk_search(t, w, n, false);
+	for (size_t j = 0; j < n; j++)
+		if (w[j].state == 1)
+			__builtin_prefetch(w[j].val.mv_data);
+	for (size_t j = 0; j < n; j++) {
+		int rc = MDB_NOTFOUND;
+		if (w[j].state == 1) {
+			rc = 0;
+		} else if (w[j].state != -2) {
+			/* Not found by the walk (or not walkable): LMDB has the last word. */
+			MDB_val k = ent_key_val(&w[j].key);
+			rc = mdb_get(v->txn, v->s->dbi[ENT_T_AGG], &k, &w[j].val);
+			if (rc == 0 && w[j].state == 0)
+				v->walk_missed++;
+		}
+		int r = ent_view_decide(v, &c[j], rc, &w[j].val, res);
+		if (r) {
+			if (bad)
+				*bad = first + j;
+			return r;
+		}
+		if ((r = cb(ctx, first + j, res)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n, ent_check_cb cb,
+			 void *ctx, size_t *bad)
+{
+	if (!v->active)
+		return -ENT_EINVAL;
+	struct ent_check_result res;
+	struct walk_tree t;
+	if (!walk_setup(v, &t)) {
+		for (size_t i = 0; i < n; i++) {
+			int r = ent_view_check(v, &c[i], &res);
+			if (r) {
+				if (bad)
+					*bad = i;
+				return r;
+			}
+			if ((r = cb(ctx, i, &res)) != 0)
+				return r;
+		}
+		return 0;
+	}
+	ent_walk_cache_begin(v, &t, n);
+	for (size_t i = 0; i < n; i += WALK_GROUP) {
+		size_t m = n - i < WALK_GROUP ? n - i : WALK_GROUP;
+		int r = walk_group(v, &t, c + i, m, i, cb, ctx, bad, &res);
+		if (r)
+			return r;
+	}
+	return 0;
+}
