@@ -49,6 +49,19 @@ struct ent_store {
 	struct ent_wscratch *ws; /**< writer scratch, see above */
 };
 
+/** The agg B-tree of one snapshot as the batched walk reads it (walk.c). */
+struct ent_walk_tree {
+	const uint8_t *base; /* page 0 of the map */
+	size_t psize;
+	uint64_t root, last_pgno;
+	uint64_t txnid; /* the snapshot's */
+	unsigned depth; /* 0: empty table */
+	/* The view's cache of branch pages for this snapshot, or NULL; keep_low: the lowest
+	   branch level is routed through it too (walk_cache.c). */
+	struct ent_walk_cache *cache;
+	bool keep_low;
+};
+
 struct ent_view {
 	struct ent_store *s;
 	MDB_txn *txn; /**< reset while idle, renewed by ent_view_begin */
@@ -61,6 +74,12 @@ struct ent_view {
 	    still right, but a walk that misses is slow and wrong; the tests require 0. */
 	uint64_t walk_missed;
 	struct ent_walk_cache *walk_cache; /**< the walk's cache of branch pages (walk_cache.c) */
+	/** The tree of the last snapshot walked, kept for the next batch in the same snapshot
+	    (and map size): reading it costs a main-DB lookup and two env queries. */
+	struct ent_walk_tree walk_tree;
+	uint64_t walk_tree_txnid;
+	size_t walk_tree_mapsize; /**< 0: none kept */
+	bool walk_tree_ok;	  /**< the kept tree can be walked */
 	/** Keys a snapshot serves this view's walk before the lowest branch level is cached;
 	    the tests set 0 to exercise that level on small data. */
 	uint64_t walk_low_after;

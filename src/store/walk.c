@@ -28,7 +28,7 @@
 #include "store/walk.h"
 
 /* The snapshot's tree of the agg table, or false when the walk cannot be used. */
-static bool walk_setup(struct ent_view *v, struct walk_tree *t)
+static bool walk_setup(struct ent_view *v, struct ent_walk_tree *t)
 {
 	MDB_stat st;
 	MDB_envinfo info;
@@ -61,6 +61,23 @@ static bool walk_setup(struct ent_view *v, struct walk_tree *t)
 		return false;
 	t->base = page - pgno * t->psize;
 	return t->depth == 0 || t->root <= t->last_pgno;
+}
+
+/* The snapshot's tree, read once per snapshot: batches in one snapshot share it. */
+static bool walk_tree_of(struct ent_view *v, struct ent_walk_tree *t)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(v->s->env, &info))
+		return false;
+	uint64_t txnid = mdb_txn_id(v->txn);
+	/* A new map size may mean a new map address: the tree is read again then too. */
+	if (v->walk_tree_txnid != txnid || v->walk_tree_mapsize != info.me_mapsize) {
+		v->walk_tree_ok = walk_setup(v, &v->walk_tree);
+		v->walk_tree_txnid = txnid;
+		v->walk_tree_mapsize = info.me_mapsize;
+	}
+	*t = v->walk_tree;
+	return v->walk_tree_ok;
 }
 
 /*
@@ -109,7 +126,7 @@ static void walk_start(struct walk_key *w, bool branch)
 }
 
 /* A found leaf node's value, or -1 when it is not a plain value in the page. */
-static int walk_value(const struct walk_tree *t, struct walk_key *w)
+static int walk_value(const struct ent_walk_tree *t, struct walk_key *w)
 {
 	const uint8_t *node = w->node;
 	size_t dsize = rd16(node) | (size_t)rd16(node + 2) << 16;
@@ -126,7 +143,7 @@ static int walk_value(const struct walk_tree *t, struct walk_key *w)
  * Search every walking key of \a w[0..n) in its current page, in lockstep rounds. The keys
  * still searching are kept in a compact list, so a round touches only those.
  */
-static void walk_search(const struct walk_tree *t, struct walk_key *w, size_t n, bool branch)
+static void walk_search(const struct ent_walk_tree *t, struct walk_key *w, size_t n, bool branch)
 {
 	uint8_t act[WALK_GROUP];
 	size_t na = 0;
@@ -184,7 +201,7 @@ static void walk_search(const struct walk_tree *t, struct walk_key *w, size_t n,
 }
 
 /* One group: walk every key down together, then decide in order. */
-static int walk_group(struct ent_view *v, const struct walk_tree *t, const struct ent_check *c,
+static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const struct ent_check *c,
 		      size_t n, size_t first, ent_check_cb cb, void *ctx, size_t *bad,
 		      struct ent_check_result *res)
 {
@@ -273,8 +290,8 @@ int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n
 	if (!v->active)
 		return -ENT_EINVAL;
 	struct ent_check_result res;
-	struct walk_tree t;
-	if (!walk_setup(v, &t)) {
+	struct ent_walk_tree t;
+	if (!walk_tree_of(v, &t)) {
 		for (size_t i = 0; i < n; i++) {
 			int r = ent_view_check(v, &c[i], &res);
 			if (r) {

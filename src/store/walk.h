@@ -21,18 +21,6 @@
 /* Keys walked together: enough misses in flight, few enough to stay in L1. Measured. */
 #define WALK_GROUP 16
 
-struct walk_tree {
-	const uint8_t *base; /* page 0 of the map */
-	size_t psize;
-	uint64_t root, last_pgno;
-	uint64_t txnid; /* the snapshot's */
-	unsigned depth; /* 0: empty table */
-	/* The view's cache of branch pages for this snapshot, or NULL; keep_low: the lowest
-	   branch level is routed through it too (walk_cache.c). */
-	struct ent_walk_cache *cache;
-	bool keep_low;
-};
-
 /*
  * One key's walk. The binary searches of a group advance in lockstep, one probe per round:
  * a round first locates every key's next probe node and prefetches it, then compares them
@@ -79,7 +67,7 @@ static inline uint64_t walk_child(const uint8_t *node)
 }
 
 /* Page \a pgno if it is a sane page of type \a type, else NULL. */
-static inline const uint8_t *walk_page(const struct walk_tree *t, uint64_t pgno, unsigned type)
+static inline const uint8_t *walk_page(const struct ent_walk_tree *t, uint64_t pgno, unsigned type)
 {
 	if (pgno > t->last_pgno)
 		return NULL;
@@ -94,7 +82,7 @@ static inline const uint8_t *walk_page(const struct walk_tree *t, uint64_t pgno,
 /* Prefetch what a search of page \a pgno reads first: its header, and where the middle of a
    branch page's offsets array lies (a leaf's is in the first line). Only two lines: more
    prefetches than line fill buffers stall; the other keys' work covers the wait. */
-static inline void walk_prefetch_page(const struct walk_tree *t, uint64_t pgno)
+static inline void walk_prefetch_page(const struct ent_walk_tree *t, uint64_t pgno)
 {
 	const uint8_t *p = t->base + pgno * t->psize;
 	__builtin_prefetch(p);
@@ -103,7 +91,8 @@ static inline void walk_prefetch_page(const struct walk_tree *t, uint64_t pgno)
 
 /* Where node \a i of page \a p starts, if its header lies in the page; the node itself is not
    read, so the caller can prefetch it first. */
-static inline const uint8_t *walk_node_at(const struct walk_tree *t, const uint8_t *p, unsigned i)
+static inline const uint8_t *walk_node_at(const struct ent_walk_tree *t, const uint8_t *p,
+					  unsigned i)
 {
 	unsigned off = rd16(p + WALK_PAGEHDR + 2 * i);
 	if (off < rd16(p + 14) || off + WALK_NODEHDR > t->psize)
@@ -112,13 +101,14 @@ static inline const uint8_t *walk_node_at(const struct walk_tree *t, const uint8
 }
 
 /* Whether the key of a node found by walk_node_at lies in its page. */
-static inline bool walk_key_fits(const struct walk_tree *t, const uint8_t *p, const uint8_t *node)
+static inline bool walk_key_fits(const struct ent_walk_tree *t, const uint8_t *p,
+				 const uint8_t *node)
 {
 	return (size_t)(node - p) + WALK_NODEHDR + rd16(node + 6) <= t->psize;
 }
 
 /* Node \a i of page \a p, its key checked to lie in the page. */
-static inline const uint8_t *walk_node(const struct walk_tree *t, const uint8_t *p, unsigned i)
+static inline const uint8_t *walk_node(const struct ent_walk_tree *t, const uint8_t *p, unsigned i)
 {
 	const uint8_t *node = walk_node_at(t, p, i);
 	return node && walk_key_fits(t, p, node) ? node : NULL;
@@ -127,22 +117,22 @@ static inline const uint8_t *walk_node(const struct walk_tree *t, const uint8_t 
 /* ---- the cache of branch pages (walk_cache.c) ---- */
 
 /* Set up \a t's cache for a batch of \a n keys in \a v's snapshot (t->cache, t->keep_low). */
-void ent_walk_cache_begin(struct ent_view *v, struct walk_tree *t, size_t n);
+void ent_walk_cache_begin(struct ent_view *v, struct ent_walk_tree *t, size_t n);
 /* Whether the branch pages of tree level \a level go through the cache. */
-static inline bool ent_walk_cached(const struct walk_tree *t, unsigned level)
+static inline bool ent_walk_cached(const struct ent_walk_tree *t, unsigned level)
 {
 	return t->cache && (level + 2 < t->depth || (t->keep_low && level + 2 == t->depth));
 }
 /* Prefetch what ent_walk_route reads first for page \a pgno. */
-void ent_walk_cache_prefetch(const struct walk_tree *t, uint64_t pgno);
+void ent_walk_cache_prefetch(const struct ent_walk_tree *t, uint64_t pgno);
 /*
  * One cached level for the walking keys of \a w[0..n), at pages \a pgno[] not yet read: a key
  * whose page is kept gets its child's number into pgno[] (routed); a key that ties separators
  * on the kept bytes has its page read and its search narrowed to them (started); the others
  * have their page read and marked to be kept (keep).
  */
-void ent_walk_route(const struct walk_tree *t, struct walk_key *w, size_t n, uint64_t *pgno);
+void ent_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n, uint64_t *pgno);
 /* Keep branch page \a p, number \a pgno (checked by walk_page), if there is room. */
-void ent_walk_keep(const struct walk_tree *t, const uint8_t *p, uint64_t pgno);
+void ent_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno);
 
 #endif

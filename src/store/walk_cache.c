@@ -71,7 +71,7 @@ void ent_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t 
 	*narrowed = v->walk_cache ? v->walk_cache->narrowed : 0;
 }
 
-void ent_walk_cache_begin(struct ent_view *v, struct walk_tree *t, size_t n)
+void ent_walk_cache_begin(struct ent_view *v, struct ent_walk_tree *t, size_t n)
 {
 	t->cache = NULL;
 	t->keep_low = false;
@@ -117,7 +117,7 @@ static inline const struct cache_slot *cache_find(const struct ent_walk_cache *c
 	return NULL;
 }
 
-void ent_walk_cache_prefetch(const struct walk_tree *t, uint64_t pgno)
+void ent_walk_cache_prefetch(const struct ent_walk_tree *t, uint64_t pgno)
 {
 	__builtin_prefetch(cache_set(t->cache, pgno));
 }
@@ -135,7 +135,7 @@ static inline uint64_t key_prefix(const uint8_t *p, unsigned len)
 	return __builtin_bswap64(x);
 }
 
-void ent_walk_keep(const struct walk_tree *t, const uint8_t *p, uint64_t pgno)
+void ent_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno)
 {
 	struct ent_walk_cache *c = t->cache;
 	if (pgno > UINT32_MAX || cache_find(c, pgno))
@@ -189,7 +189,7 @@ struct route {
 	unsigned m;		 /* the window's length; 0: routed without a search */
 };
 
-void ent_walk_route(const struct walk_tree *t, struct walk_key *w, size_t n, uint64_t *pgno)
+void ent_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n, uint64_t *pgno)
 {
 	struct ent_walk_cache *c = t->cache;
 	struct route r[WALK_GROUP];
