@@ -55,8 +55,9 @@ struct ent_walk_cache {
 	uint32_t gen;
 	uint32_t used;		   /* bytes of the pool */
 	uint64_t routed, narrowed; /* keys routed by an entry; of those, narrowed on ties */
-	struct cache_slot slot[CACHE_SETS][2];
-	uint8_t pool[CACHE_POOL];
+	/* A set's two slots share one cache line; the pool's entries start on lines. */
+	_Alignas(64) struct cache_slot slot[CACHE_SETS][2];
+	_Alignas(64) uint8_t pool[CACHE_POOL];
 };
 
 void ent_walk_cache_free(struct ent_walk_cache *c)
