@@ -136,6 +136,25 @@ static inline uint64_t key_prefix(const uint8_t *p, unsigned len)
 	return __builtin_bswap64(x);
 }
 
+/* memcmp of \a m <= CACHE_CP bytes, inline: a library call per key and level cost more. */
+static inline int cmp_short(const uint8_t *a, const uint8_t *b, unsigned m)
+{
+	if (m >= 8) {
+		uint64_t x = rd64(a), y = rd64(b);
+		if (x == y) {
+			x = rd64(a + m - 8);
+			y = rd64(b + m - 8);
+		}
+		x = __builtin_bswap64(x);
+		y = __builtin_bswap64(y);
+		return (x > y) - (x < y);
+	}
+	for (unsigned i = 0; i < m; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	return 0;
+}
+
 void ent_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno)
 {
 	struct ent_walk_cache *c = t->cache;
@@ -209,7 +228,7 @@ void ent_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n,
 		r[j].e = e;
 		r[j].pfx = r[j].b = (const uint64_t *)(const void *)(c->pool + e->off);
 		unsigned cpl = e->cpl, kl = w[j].key.len;
-		int o = memcmp(w[j].key.b, e->cp, kl < cpl ? kl : cpl);
+		int o = cmp_short((const uint8_t *)w[j].key.b, e->cp, kl < cpl ? kl : cpl);
 		if (o == 0 && kl < cpl)
 			o = -1;
 		if (o) {
@@ -221,6 +240,8 @@ void ent_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n,
 		r[j].q = key_prefix((const uint8_t *)w[j].key.b + cpl, kl - cpl);
 		r[j].m = e->n - 1;
 		__builtin_prefetch(r[j].b + r[j].m / 2);
+		__builtin_prefetch(r[j].b + r[j].m / 4);
+		__builtin_prefetch(r[j].b + 3 * r[j].m / 4);
 		act[na++] = (uint8_t)j;
 	}
 	/* The first prefix >= q, one step per key a round (a branch-free lower bound). */
