@@ -82,7 +82,13 @@ free_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# ---- build -----------------------------------------------------------------------------
+# ---- packages and build ----------------------------------------------------------------
+# What the README's commands install, plus the bench's own tools (h2load, redis-server and
+# redis-benchmark), unless their rows are turned off.
+bench_pkgs=()
+[ "$DO_H2LOAD" = 1 ] && bench_pkgs+=(nghttp2-client)
+[ "$DO_REDIS" = 1 ] && bench_pkgs+=(redis-server redis-tools)
+"$ROOT/deploy/dev.sh" deps "${bench_pkgs[@]}"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 	log "configuring $BUILD (Release)"
 	cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DENT_BUILD_BENCH=ON \

@@ -2,7 +2,7 @@
 # The README's two commands, and their parts:
 #   deploy/dev.sh run    install what is missing, build, load the demo data, start entd
 #   deploy/dev.sh test   install what is missing, build, run every test (release + ASan/UBSan)
-#   deploy/dev.sh deps | build
+#   deploy/dev.sh deps [PACKAGE...] | build   (deps: the build and test packages, plus any named)
 # Works on a fresh Debian 12 machine as root or as a user with sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,7 +82,10 @@ test_all() {
 }
 
 case "${1:-}" in
-deps) deps ;;
+deps)
+	shift
+	deps "$@"
+	;;
 build) deps && build build ;;
 run) run ;;
 test) test_all ;;
