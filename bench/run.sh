@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # bench/run.sh: measure entd against the gRPC ceiling (ref_noop) and Redis, on one machine.
 #
+# Installs what is missing with apt first (deploy/dev.sh deps, plus nghttp2-client for h2load
+# and redis-server/redis-tools unless --no-h2load / --no-redis).
+#
 #   bench/run.sh            full run: 1,000,000 customers, 3 rounds, 10 s windows (~8 min)
 #   bench/run.sh --quick    100,000 customers, 1 round, 3 s windows (< 2 min with cached data)
 #
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
 	--warmup) WARMUP=$2; shift ;;
 	--no-redis) DO_REDIS=0 ;;
 	--no-h2load) DO_H2LOAD=0 ;;
-	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
