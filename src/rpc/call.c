@@ -81,7 +81,7 @@ void ent_call_free(struct ent_call *c)
 {
 	if (c->call)
 		grpc_call_unref(c->call);
-	ent_call_pre_drop(c);
+	ent_call_drop_answer(c);
 	grpc_byte_buffer_destroy(c->payload);
 	grpc_byte_buffer_destroy(c->recv);
 	grpc_byte_buffer_destroy(c->held);
@@ -205,7 +205,7 @@ static void recycle(struct ent_call *c)
 
 	/* An answer prepared ahead but never sent (the call was refused or ended first) must not
 	   reach the next call this struct serves. */
-	ent_call_pre_drop(c);
+	ent_call_drop_answer(c);
 	/* grpc_byte_buffer_destroy accepts NULL. */
 	grpc_byte_buffer_destroy(c->payload);
 	grpc_byte_buffer_destroy(c->recv);
@@ -846,11 +846,11 @@ static void stream_on_sent(struct ent_call *c)
 
 /* ---- answering ahead: the drain pass --------------------------------------------------- */
 
-void ent_call_pre_drop(struct ent_call *c)
+void ent_call_drop_answer(struct ent_call *c)
 {
-	if (c->pre_ok) {
-		grpc_slice_unref(c->pre_answer);
-		c->pre_ok = false;
+	if (c->ans.ok) {
+		grpc_slice_unref(c->ans.out);
+		c->ans.ok = false;
 	}
 }
 
@@ -863,9 +863,7 @@ void ent_call_pre_drop(struct ent_call *c)
  */
 void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
 {
-	struct ent_call *calls[ENT_DRAIN_MAX];
-	const uint8_t *req[ENT_DRAIN_MAX];
-	size_t len[ENT_DRAIN_MAX];
+	struct ent_answer *ans[ENT_DRAIN_MAX];
 	size_t m = 0;
 	for (size_t i = 0; i < n && m < ENT_DRAIN_MAX; i++) {
 		if (!evs[i].success)
@@ -880,18 +878,18 @@ void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
 				continue;
 			bb = c->payload;
 		} else if (t->kind == ENT_TAG_RECV) {
-			if (c->rm->kind != ENT_MK_CHECK_STREAM || c->finished || c->pre_ok)
+			if (c->rm->kind != ENT_MK_CHECK_STREAM || c->finished || c->ans.ok)
 				continue;
 			bb = c->recv;
 		} else {
 			continue;
 		}
-		if (!bb_flat(bb, &req[m], &len[m]))
+		if (!bb_flat(bb, &c->ans.req, &c->ans.len))
 			continue;
-		calls[m++] = c;
+		ans[m++] = &c->ans;
 	}
 	if (m >= 2)
-		ent_check_prepare(ws, calls, req, len, m);
+		(void)ent_check_decide(ws, ans, m, NULL);
 }
 
 /* ---- completions --------------------------------------------------------------------- */

@@ -10,8 +10,8 @@
  * answers borrow the mapped database only until they are written, which happens before the
  * view ends. No lock is taken: the view belongs to the worker thread. docs/performance.md
  * has what each of these steps bought. Under load, the unary checks and stream messages that
- * arrive together are decided ahead as one batched walk (ent_check_prepare, below); check_one
- * then sends the answer it finds in the call.
+ * arrive together are decided ahead as one batched walk; a lone one is the same routine with
+ * one check (ent_check_decide, below), and check_one sends the answer it finds in the call.
  *
  * GetCustomerEntitlements builds its (larger, rarer) answer with protobuf-c in the call's arena:
  * protobuf-c wants NUL-terminated strings, so the strings it carries are copied there (the
@@ -198,49 +198,32 @@ static int encode_check(const struct ent_decision *d, uint64_t seq, size_t max, 
 /* ---- CheckEntitlement and the stream ------------------------------------------------- */
 
 /*
- * Decode, validate and decide one check, and write its answer into \a out. The view is ended
- * before returning (the answer no longer borrows it).
+ * Send-side of one check (unary or stream message): the answer the drain pass decided ahead
+ * from these same bytes, or else one decided now, alone. Either way it is counted for the
+ * metrics here, where it is sent, and \a out takes over the answer's slice.
  */
 static int check_one(struct ent_call *call, const uint8_t *req, size_t len, grpc_slice *out,
 		     struct ent_err *err)
 {
-	if (call->pre_ok && call->pre_req == req && call->pre_len == len) {
-		/* Answered ahead by the drain pass from these same bytes: count it now that it
-		   is sent. */
-		struct ent_decision d = {.allowed = call->pre_allowed, .reason = call->pre_reason};
-		call->pre_ok = false;
-		*out = call->pre_answer;
+	struct ent_answer *a = &call->ans;
+	if (a->ok && a->req == req && a->len == len) {
 		if (call->ws->mb)
 			ent_metrics_add_(&call->ws->mb->checks_ahead, 1);
-		ent_call_observe_check(call, &call->pre_chk, &d, call->pre_seq);
-		return 0;
+	} else {
+		/* Decided ahead for other bytes: cannot happen while every answer decided ahead is
+		   sent or dropped before the call's next message; kept as the guard that makes it
+		   so. */
+		ent_call_drop_answer(call);
+		a->req = req;
+		a->len = len;
+		int rc = ent_check_decide(call->ws, &a, 1, err);
+		if (rc)
+			return rc;
 	}
-	/* Prepared for other bytes (cannot happen while every prepared answer is used or dropped
-	   before the call's next message; kept as the guard that makes it so). */
-	ent_call_pre_drop(call);
-	struct ent_wire_check w;
-	if (ent_wire_check_decode(req, len, &w))
-		return ent_err_set(err, ENT_EINVAL, "malformed request");
-	struct ent_view *v = ent_call_worker(call)->view;
-	struct ent_check c;
-	int rc = parse_check(&w, ent_now_ms(), &c, err);
-	if (rc)
-		return rc;
-	if ((rc = begin_min(v, w.min_sequence, err)) != 0)
-		return rc;
-	struct ent_check_result res;
-	if ((rc = ent_view_check(v, &c, &res)) != 0) {
-		ent_view_end(v);
-		return view_error(rc, err);
-	}
-	uint64_t seq = ent_view_seq(v);
-	rc = encode_check(&res.d, seq, ent_call_opts(call)->max_message_bytes, out);
-	if (!rc)
-		ent_call_observe_check(call, &c, &res.d, seq);
-	ent_view_end(v);
-	if (rc)
-		return ent_err_set(err, ENT_EFULL,
-				   "response is larger than the maximum message size");
+	a->ok = false;
+	*out = a->out;
+	struct ent_decision d = {.allowed = a->allowed, .reason = a->reason};
+	ent_call_observe_check(call, &a->chk, &d, a->seq);
 	return 0;
 }
 
@@ -261,75 +244,102 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
 	return check_one(c, req, len, out, err);
 }
 
-/* ---- checks answered ahead, across calls --------------------------------------------- */
+/* ---- deciding checks: one, or the ones that arrived together -------------------------- */
 
 /*
- * A lookup of one random key is ~2 us of dependent cache and TLB misses that a single check
- * cannot overlap; ent_view_check_batch overlaps the misses of up to 16 walks (800 instead of
- * 2,000 ns per check). The worker's drain pass (server.c, call.c: ent_call_prepare) collects
- * the checks of the unary calls and stream messages that arrived together and resolves them
- * here as one walk in one snapshot, which is as fresh as the one each would have begun: all
- * of them had arrived before it.
+ * A lookup of one random key is a chain of dependent cache and TLB misses that a single check
+ * cannot overlap; ent_view_check_batch interleaves the walks of a group of keys (WALK_GROUP in
+ * store/walk.h, as many as one drain takes) so their misses overlap (docs/performance.md has
+ * the figures). The worker's drain pass (server.c, call.c: ent_call_prepare) hands over the
+ * checks of the unary calls and stream messages that arrived together, which are decided in
+ * one snapshot: as fresh as the one each would have begun alone, since all of them had
+ * arrived before it.
  */
-struct prep {
-	struct ent_call **calls;
+struct decided {
+	struct ent_answer **who;
 	uint64_t seq;
 	size_t max;
+	bool lone; /* an error stops and is reported, instead of leaving the check alone */
 };
 
-static int prep_answer(void *ctx, size_t i, const struct ent_check_result *r)
+static int decided_answer(void *ctx, size_t i, const struct ent_check_result *r)
 {
-	struct prep *p = ctx;
-	struct ent_call *c = p->calls[i];
-	/* Too large for one message: the normal path answers it with its error. */
-	if (encode_check(&r->d, p->seq, p->max, &c->pre_answer) != 0)
-		return 0;
-	c->pre_ok = true;
-	c->pre_allowed = r->d.allowed;
-	c->pre_reason = r->d.reason;
-	c->pre_seq = p->seq;
+	struct decided *p = ctx;
+	struct ent_answer *a = p->who[i];
+	if (encode_check(&r->d, p->seq, p->max, &a->out) != 0)
+		/* Too large for one message: a lone check fails with that error; one decided
+		   ahead is left to its call, which then does. */
+		return p->lone ? -ENT_EFULL : 0;
+	a->ok = true;
+	a->allowed = r->d.allowed;
+	a->reason = r->d.reason;
+	a->seq = p->seq;
 	return 0;
 }
 
-void ent_check_prepare(struct ent_wstate *ws, struct ent_call **calls, const uint8_t **req,
-		       const size_t *len, size_t n)
+int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
+		     struct ent_err *err)
 {
 	struct ent_check cs[ENT_DRAIN_MAX];
-	struct ent_call *who[ENT_DRAIN_MAX];
+	struct ent_answer *who[ENT_DRAIN_MAX];
 	uint64_t min_seq[ENT_DRAIN_MAX];
+	struct ent_err ignored;
+	struct ent_err *e = err ? err : &ignored;
+	bool lone = err != NULL;
 	int64_t now = ent_now_ms();
 	size_t m = 0;
 	for (size_t i = 0; i < n && m < ENT_DRAIN_MAX; i++) {
 		struct ent_wire_check w;
-		struct ent_err err;
-		if (ent_wire_check_decode(req[i], len[i], &w) || parse_check(&w, now, &cs[m], &err))
+		int rc;
+		if (ent_wire_check_decode(a[i]->req, a[i]->len, &w))
+			rc = ent_err_set(e, ENT_EINVAL, "malformed request");
+		else
+			rc = parse_check(&w, now, &cs[m], e);
+		if (rc) {
+			if (lone)
+				return rc;
 			continue;
+		}
 		min_seq[m] = w.min_sequence;
-		calls[i]->pre_req = req[i];
-		calls[i]->pre_len = len[i];
-		who[m++] = calls[i];
+		who[m++] = a[i];
 	}
-	/* One check gains nothing from the batched walk: the normal path does it. */
-	if (m < 2)
-		return;
+	if (m == 0 || (!lone && m < 2))
+		return 0;
+	/* A lone check waits (briefly) for its min_sequence; checks decided ahead take the
+	   snapshot there is, and one that asks for a newer one keeps its own path. */
 	struct ent_view *v = ws->w.view;
-	if (ent_view_begin(v) != 0)
-		return;
-	struct prep p = {
-		.calls = who, .seq = ent_view_seq(v), .max = ws->w.rpc->opts.max_message_bytes};
-	/* A check that asks for a newer snapshot keeps its own path (which retries). */
+	int rc = begin_min(v, lone ? min_seq[0] : 0, e);
+	if (rc)
+		return lone ? rc : 0;
+	struct decided p = {.who = who,
+			    .seq = ent_view_seq(v),
+			    .max = ws->w.rpc->opts.max_message_bytes,
+			    .lone = lone};
 	size_t k = 0;
 	for (size_t i = 0; i < m; i++) {
 		if (min_seq[i] > p.seq)
 			continue;
 		cs[k] = cs[i];
 		who[k] = who[i];
-		who[k]->pre_chk = cs[i];
+		who[k]->chk = cs[i];
 		k++;
 	}
-	if (k >= 2)
-		(void)ent_view_check_batch(v, cs, k, prep_answer, &p, NULL);
+	if (k == 1) {
+		/* One key: nothing to overlap, the plain lookup is the shorter path. */
+		struct ent_check_result res;
+		rc = ent_view_check(v, &cs[0], &res);
+		if (!rc)
+			rc = decided_answer(&p, 0, &res);
+	} else if (k > 1) {
+		rc = ent_view_check_batch(v, cs, k, decided_answer, &p, NULL);
+	}
 	ent_view_end(v);
+	if (!rc || !lone)
+		return 0;
+	if (rc == -ENT_EFULL)
+		return ent_err_set(err, ENT_EFULL,
+				   "response is larger than the maximum message size");
+	return view_error(rc, err);
 }
 
 bool ent_check_is_unary_check(const struct ent_method *m)

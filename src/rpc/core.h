@@ -109,6 +109,25 @@ struct ent_tls {
 	grpc_ssl_client_certificate_request_type request;
 };
 
+/*
+ * One check decided by ent_check_decide (check.c): its encoded response and what the metrics
+ * count when it is sent. Each call holds one (struct ent_call.ans). The worker's drain pass may
+ * decide it before the call's completion is dispatched; the answer then waits in the call and
+ * is recognised by the request bytes it answers (req, len), so it can only be sent for them.
+ * Invariant: out holds a slice reference exactly when ok is set; whoever clears ok sends or
+ * unrefs out (ent_call_drop_answer).
+ */
+struct ent_answer {
+	const uint8_t *req; /**< the request bytes it answers (borrowed from the call's buffer) */
+	size_t len;
+	bool ok;      /**< decided: out holds the encoded response */
+	bool allowed; /**< the decision, for the metrics and the decision log */
+	uint8_t reason;
+	uint64_t seq;	      /**< the snapshot it was decided in */
+	struct ent_check chk; /**< strings borrow the request, alive until it is answered */
+	grpc_slice out;
+};
+
 struct ent_wstate;
 
 /*
@@ -164,16 +183,9 @@ struct ent_call {
 	grpc_status_code end_status;
 	char end_msg[256];
 
-	/* A check answered ahead of its completion by the worker's drain pass
-	   (ent_check_prepare): the encoded answer, and what the metrics count when it is used. */
-	bool pre_ok;
-	bool pre_allowed;
-	uint8_t pre_reason;
-	grpc_slice pre_answer;
-	const uint8_t *pre_req; /**< the request bytes it answers */
-	size_t pre_len;
-	struct ent_check pre_chk; /**< strings borrow the request, alive until it is answered */
-	uint64_t pre_seq;
+	/* CheckEntitlement and check stream messages: the answer being sent, or one decided ahead
+	   by the worker's drain pass that waits for its completion to be dispatched. */
+	struct ent_answer ans;
 
 	/* Health Watch: the status last sent and the one to report (-1: unknown service). */
 	int watch_sent;
@@ -294,8 +306,8 @@ int ent_call_auth(struct ent_call *c);
 ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
 				  grpc_byte_buffer *bb);
 
-/** Drop an answer prepared ahead that was not used (the call ended another way). */
-void ent_call_pre_drop(struct ent_call *c);
+/** Drop a check answer decided ahead that was not sent (the call ended another way). */
+void ent_call_drop_answer(struct ent_call *c);
 
 /** At most this many completions are taken from the queue per drain cycle (server.c). */
 #define ENT_DRAIN_MAX 32
@@ -303,8 +315,8 @@ void ent_call_pre_drop(struct ent_call *c);
 /**
  * The drain pass (worker thread): among the \a n completions just taken from the queue, find
  * the CheckEntitlement requests and check stream messages that will be answered as soon as
- * they are dispatched, and answer them ahead as one batched lookup (ent_check_prepare).
- * Nothing is sent: each answer waits in its call until its completion is dispatched.
+ * they are dispatched, and decide them ahead together (ent_check_decide).
+ * Nothing is sent: each answer waits in its call (c->ans) until its completion is dispatched.
  */
 void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n);
 
@@ -328,13 +340,22 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
 			    struct ent_err *err);
 
 /**
- * Answer ahead the checks \a req[i] (\a len[i] bytes) of calls \a calls[i], \a n of them, as
- * one ent_view_check_batch walk in one snapshot: each answer goes to calls[i]->pre_answer
- * (pre_ok set). A check that is malformed, invalid or needs a newer snapshot is left alone:
- * the normal path answers it (with its error).
+ * Decide the checks \a a[i] (\a n of them, each with its request bytes in req / len) in one
+ * snapshot, and encode each answer into a[i]->out (ok set). This is the one place a check is
+ * decided: a lone CheckEntitlement or stream message is n = 1, the drain pass hands over the
+ * checks that arrived together (at most ENT_DRAIN_MAX), which are then looked up as one
+ * batched walk (ent_view_check_batch).
+ * \param err a lone check (n = 1): where its error goes, naming the field; the snapshot is
+ *        renewed until it is as new as the request's min_sequence. NULL (the drain pass): a
+ *        check that cannot be decided here (malformed, invalid, wants a newer snapshot, answer
+ *        too large, store error) is left with ok unset, and its call decides it again alone
+ *        and reports the error; fewer than two decidable checks are all left alone, since one
+ *        check gains nothing from being decided ahead.
+ * \return 0, or -ENT_E* (only with \a err).
+ * \note every a[i]->ok must be unset on entry.
  */
-void ent_check_prepare(struct ent_wstate *ws, struct ent_call **calls, const uint8_t **req,
-		       const size_t *len, size_t n);
+int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
+		     struct ent_err *err);
 /** True when \a m is CheckEntitlement (its request can be answered ahead). */
 bool ent_check_is_unary_check(const struct ent_method *m);
 
