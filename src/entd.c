@@ -336,12 +336,20 @@ int main(int argc, char **argv)
 
 	status = 1;
 	int rc;
-	struct ent_store_opts so = {.path = d.cfg.db_path, .map_size = d.cfg.map_size};
+	struct ent_store_opts so = {
+		.path = d.cfg.db_path, .map_size = d.cfg.map_size, .no_walk = !d.cfg.batched_walk};
 	if (ent_store_open(&so, &d.store, &err) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d.cfg.db_path, "error",
 			err.msg, NULL);
 		goto out;
 	}
+	/* Said once, at start: a walk that turned itself off costs speed, never answers. */
+	const char *walk_why;
+	if (ent_store_walk(d.store, &walk_why))
+		ent_log(ENT_LOG_INFO, "batched walk: on", "lmdb", ent_store_lmdb_version(), NULL);
+	else
+		ent_log(d.cfg.batched_walk ? ENT_LOG_WARN : ENT_LOG_INFO, "batched walk: off",
+			"reason", walk_why, "lmdb", ent_store_lmdb_version(), NULL);
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
 				     .idem_retention_ms = d.cfg.writer_idem_retention_ms};

@@ -81,6 +81,7 @@ struct ent_config {
 
 	char *db_path;	   /**< db.path: LMDB directory */
 	uint64_t map_size; /**< db.map_size: bytes */
+	bool batched_walk; /**< db.batched_walk: batched checks walk the B-tree (storage.md) */
 	unsigned threads;  /**< threads: completion-queue threads, 1..256 ("auto": online CPUs) */
 
 	struct ent_config_listener *listeners; /**< listeners[] */

@@ -127,9 +127,11 @@ struct ent_metrics_gauges {
 	double snapshot_age_seconds; /**< now - last commit (entd_snapshot_age_seconds) */
 	double lmdb_map_size_bytes;
 	double lmdb_used_bytes;
-	double objects[7]; /**< features, plans, addons, subscriptions, overrides, customers,
-			       aggregates (entd_store_objects{kind}) */
-	double boundaries; /**< pending boundary entries */
+	double objects[7];   /**< features, plans, addons, subscriptions, overrides, customers,
+				 aggregates (entd_store_objects{kind}) */
+	double boundaries;   /**< pending boundary entries */
+	double walk_enabled; /**< 1: batched checks use the B-tree walk (entd_store_walk_enabled) */
+	double walk_fallbacks; /**< lookups the walk handed to mdb_get (..._walk_fallbacks_total) */
 
 	bool have_writer;
 	double writer_queue_depth;

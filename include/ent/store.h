@@ -40,6 +40,9 @@ struct ent_store_opts {
 	unsigned max_readers; /**< 0: 256 */
 	bool read_only;
 	bool no_sync; /**< MDB_NOSYNC: for bulk offline builds only; never for the daemon */
+	/** Never use the batched B-tree walk (db.batched_walk: false): batches look every key
+	    up with mdb_get. For an LMDB build the walk was not verified against (storage.md). */
+	bool no_walk;
 };
 
 /**
@@ -59,9 +62,28 @@ struct ent_store_stats {
 	int64_t next_boundary_at; /**< 0: none */
 	uint64_t db_size_bytes;	  /**< pages in use x page size */
 	uint64_t map_size_bytes;
-	uint64_t tombstones; /**< rows of `ended` (cleaned-up grants still answered EXPIRED) */
+	uint64_t tombstones;	 /**< rows of `ended` (cleaned-up grants still answered EXPIRED) */
+	bool walk_enabled;	 /**< the batched walk is in use (ent_store_walk) */
+	uint64_t walk_fallbacks; /**< lookups the walk handed to mdb_get (ent_store_walk) */
 };
 ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
+
+/**
+ * Whether batched checks (ent_view_check_batch) use the batched B-tree walk, which reads
+ * LMDB 0.9's page layout directly (src/store/walk.c, docs/storage.md). It is off when
+ * opts->no_walk asked so, or when its checks of the LMDB library and database refuse it (other
+ * LMDB version, a page size other than the OS's, table flags...): checked at open and again
+ * for every new snapshot, so the answer can change if the file changes underneath.
+ * \param why set to why it is off (a constant string), NULL when it is on (may be NULL).
+ * \return true when on. Any thread.
+ * \note ent_store_stats' walk_fallbacks counts the lookups the walk, while on, handed to mdb_get
+ *       (a snapshot it refused, a page it does not trust, a value on overflow pages); the
+ *       answers are the same either way, only slower.
+ */
+ENT_API bool ent_store_walk(struct ent_store *s, const char **why);
+
+/** The version string of the LMDB library loaded (not the header's). */
+ENT_API const char *ent_store_lmdb_version(void);
 
 /** The earliest pending boundary (ms), or 0 when none. */
 ENT_API int ent_store_next_boundary(struct ent_store *s, int64_t *at);

@@ -33,6 +33,8 @@ const struct setting ent_config_settings[] = {
 	 "LMDB database directory (created if missing)"},
 	{"db.map_size", "ENTD_MAP_SIZE", "map-size", K_SIZE, false, OFF(map_size), MIB, 16 * TIB,
 	 "LMDB map size: the largest the database may grow"},
+	{"db.batched_walk", "ENTD_BATCHED_WALK", "batched-walk", K_BOOL, false, OFF(batched_walk),
+	 0, 0, "look up grouped checks with the batched B-tree walk (off: one mdb_get each)"},
 	{"threads", "ENTD_THREADS", "threads", K_THREADS, false, OFF(threads), 1, 256,
 	 "gRPC completion-queue threads, or auto (one per online CPU)"},
 	{"listeners", "ENTD_LISTEN", "listen", K_LISTEN, false, OFF(listeners), 0, 0,
@@ -182,6 +184,7 @@ void ent_config_defaults(struct ent_config *cfg)
 	/* Allocation failures here leave NULLs that validate reports; nothing to unwind. */
 	cfg->db_path = strdup("entd-data");
 	cfg->map_size = 16 * GIB; /* address space only: LMDB grows the file as it fills */
+	cfg->batched_walk = true;
 	cfg->threads = online_cpus();
 	ent_config_add_listener(cfg, "127.0.0.1:50051", ENT_SVC_ALL);
 	cfg->max_message_bytes = 4 * MIB;

@@ -137,6 +137,8 @@ void ent_metrics_fill_store(struct ent_metrics_gauges *g, const struct ent_store
 	for (int i = 0; i < 7; i++)
 		g->objects[i] = (double)objs[i];
 	g->boundaries = (double)st->boundaries;
+	g->walk_enabled = st->walk_enabled ? 1 : 0;
+	g->walk_fallbacks = (double)st->walk_fallbacks;
 }
 
 void ent_metrics_fill_writer(struct ent_metrics_gauges *g, const struct ent_writer_stats *ws)
@@ -336,6 +338,14 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 		gauge(b, "entd_store_boundaries", "gauge",
 		      "Pending time boundaries (override expiry/activation, period ends).",
 		      g->boundaries);
+		gauge(b, "entd_store_walk_enabled", "gauge",
+		      "1 while batched checks use the B-tree walk; 0: off by configuration or "
+		      "refused by its checks of LMDB (the start log says why).",
+		      g->walk_enabled);
+		gauge(b, "entd_store_walk_fallbacks_total", "counter",
+		      "Lookups the B-tree walk handed to mdb_get (a snapshot or page it does not "
+		      "read, a value on overflow pages).",
+		      g->walk_fallbacks);
 	}
 	if (g->have_writer) {
 		gauge(b, "entd_writer_queue_depth", "gauge", "Events waiting for the writer.",
@@ -467,10 +477,11 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	g.snapshot_seq = g.snapshot_age_seconds = g.lmdb_map_size_bytes = g.lmdb_used_bytes = NAN;
 	for (int i = 0; i < 7; i++)
 		g.objects[i] = NAN;
-	g.boundaries = g.writer_queue_depth = g.writer_commits_total = g.writer_events_total =
-		g.writer_failed_total = g.writer_last_commit_seconds =
-			g.writer_boundary_lag_seconds = g.writer_next_boundary_timestamp_seconds =
-				g.open_calls = g.sync_lag = g.serving = NAN;
+	g.boundaries = g.walk_enabled = g.walk_fallbacks = g.writer_queue_depth =
+		g.writer_commits_total = g.writer_events_total = g.writer_failed_total =
+			g.writer_last_commit_seconds = g.writer_boundary_lag_seconds =
+				g.writer_next_boundary_timestamp_seconds = g.open_calls =
+					g.sync_lag = g.serving = NAN;
 	if (m->gauge_cb)
 		m->gauge_cb(m->gauge_ctx, &g);
 	render_gauges(&b, &g);

@@ -206,6 +206,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 	if (!s)
 		return ent_err_set(err, ENT_ENOMEM, "out of memory");
 	s->read_only = opts->read_only;
+	s->walk_off = opts->no_walk;
 	s->w.s = s;
 
 	int rc = mdb_env_create(&s->env);
@@ -241,6 +242,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 	int r = open_tables(s, path, err);
 	if (r)
 		goto fail_env;
+	ent_walk_probe(s);
 	*out = s;
 	return 0;
 
@@ -333,6 +335,8 @@ int ent_store_stats(struct ent_store *s, struct ent_store_stats *out)
 	if (!r)
 		r = first_boundary(s, txn, &out->next_boundary_at);
 	mdb_txn_abort(txn);
+	out->walk_enabled = ent_store_walk(s, NULL);
+	out->walk_fallbacks = atomic_load_explicit(&s->walk_fallbacks, memory_order_relaxed);
 	MDB_envinfo info;
 	MDB_stat est;
 	if (!r && !(rc = mdb_env_info(s->env, &info)) && !(rc = mdb_env_stat(s->env, &est))) {

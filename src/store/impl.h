@@ -14,6 +14,7 @@
 #define ENT_STORE_IMPL_H
 
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "ent/store.h"
@@ -47,6 +48,12 @@ struct ent_store {
 	bool read_only;
 	struct ent_wtxn w;	 /**< the single write transaction */
 	struct ent_wscratch *ws; /**< writer scratch, see above */
+	/** The batched walk (walk.c): walk_why is NULL while it is on, else why it is off (a
+	    constant string); off by configuration for good, otherwise set by the last snapshot
+	    any view set up (relaxed: a status for the metrics and the start log). */
+	bool walk_off;
+	_Atomic(const char *) walk_why;
+	atomic_uint_fast64_t walk_fallbacks; /**< lookups handed to mdb_get; rare, so shared */
 };
 
 /** The agg B-tree of one snapshot as the batched walk reads it (walk.c). */
@@ -91,6 +98,9 @@ struct ent_walk_cache;
 void ent_walk_cache_free(struct ent_walk_cache *c);
 /** Keys the cache routed, and of those the ones narrowed to tied separators (tests). */
 void ent_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t *narrowed);
+
+/** Check at open whether the walk can be used, for ent_store_walk (walk.c). */
+void ent_walk_probe(struct ent_store *s);
 
 /** Decide a check whose record lookup gave \a rc / \a val: the tail of ent_view_check,
     shared with the batched walk (walk.c). */

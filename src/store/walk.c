@@ -27,8 +27,17 @@
 
 #include "store/walk.h"
 
-/* The snapshot's tree of the agg table, or false when the walk cannot be used. */
-static bool walk_setup(struct ent_view *v, struct ent_walk_tree *t)
+/* Why the walk is not used; the start log and ent_store_walk name these. */
+#define WHY_CONFIG  "turned off by configuration (db.batched_walk: false)"
+#define WHY_VERSION "the LMDB library loaded is not 0.9.x, whose page layout the walk reads"
+#define WHY_PSIZE   "LMDB's page size is not the OS page size"
+#define WHY_ENV	    "cannot read the environment's page size and last page"
+#define WHY_RECORD  "the agg table's record in the main DB is missing or not LMDB 0.9's MDB_db"
+#define WHY_FLAGS   "the agg table has key flags (not plain memcmp keys)"
+#define WHY_BASE    "the map's base address does not follow from the agg table's record"
+
+/* The snapshot \a txn's tree of the agg table; NULL, or why the walk cannot be used. */
+static const char *walk_setup(struct ent_store *s, MDB_txn *txn, struct ent_walk_tree *t)
 {
 	MDB_stat st;
 	MDB_envinfo info;
@@ -37,30 +46,67 @@ static bool walk_setup(struct ent_view *v, struct ent_walk_tree *t)
 	/* The page format read here is LMDB 0.9's (the library loaded, not only the header). */
 	mdb_version(&major, &minor, NULL);
 	if (major != 0 || minor != 9)
-		return false;
-	if (mdb_env_stat(v->s->env, &st) || mdb_env_info(v->s->env, &info) ||
-	    (long)st.ms_psize != sysconf(_SC_PAGESIZE) || mdb_dbi_open(v->txn, NULL, 0, &main_dbi))
-		return false;
+		return WHY_VERSION;
+	if (mdb_env_stat(s->env, &st) || mdb_env_info(s->env, &info) ||
+	    mdb_dbi_open(txn, NULL, 0, &main_dbi))
+		return WHY_ENV;
+	if ((long)st.ms_psize != sysconf(_SC_PAGESIZE))
+		return WHY_PSIZE;
 	/* The table's name in the main DB, as env.c opens it. */
 	MDB_val k = {3, (void *)"agg"}, rec;
-	if (mdb_get(v->txn, main_dbi, &k, &rec) || rec.mv_size != WALK_DB_SIZE)
-		return false;
+	if (mdb_get(txn, main_dbi, &k, &rec) || rec.mv_size != WALK_DB_SIZE)
+		return WHY_RECORD;
 	const uint8_t *r = rec.mv_data;
 	/* Plain memcmp keys only (no REVERSEKEY, INTEGERKEY, DUPSORT...). */
 	if (rd16(r + WALK_DB_FLAGS) != 0)
-		return false;
+		return WHY_FLAGS;
 	t->psize = st.ms_psize;
 	t->depth = rd16(r + WALK_DB_DEPTH);
 	t->root = rd64(r + WALK_DB_ROOT);
 	t->last_pgno = info.me_last_pgno;
-	t->txnid = mdb_txn_id(v->txn);
+	t->txnid = mdb_txn_id(txn);
 	const uint8_t *page =
 		(const uint8_t *)((uintptr_t)rec.mv_data & ~(uintptr_t)(t->psize - 1));
 	uint64_t pgno = rd64(page);
 	if (pgno > t->last_pgno || (uintptr_t)page < pgno * t->psize)
-		return false;
+		return WHY_BASE;
 	t->base = page - pgno * t->psize;
-	return t->depth == 0 || t->root <= t->last_pgno;
+	return t->depth == 0 || t->root <= t->last_pgno ? NULL : WHY_BASE;
+}
+
+/* Publish the walk's state for ent_store_walk; written only when it changes. */
+static void walk_publish(struct ent_store *s, const char *why)
+{
+	if (atomic_load_explicit(&s->walk_why, memory_order_relaxed) != why)
+		atomic_store_explicit(&s->walk_why, why, memory_order_relaxed);
+}
+
+void ent_walk_probe(struct ent_store *s)
+{
+	const char *why = WHY_CONFIG;
+	if (!s->walk_off) {
+		MDB_txn *txn;
+		struct ent_walk_tree t;
+		why = WHY_ENV;
+		if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+			why = walk_setup(s, txn, &t);
+			mdb_txn_abort(txn);
+		}
+	}
+	atomic_store_explicit(&s->walk_why, why, memory_order_relaxed);
+}
+
+const char *ent_store_lmdb_version(void)
+{
+	return mdb_version(NULL, NULL, NULL);
+}
+
+bool ent_store_walk(struct ent_store *s, const char **why)
+{
+	const char *w = atomic_load_explicit(&s->walk_why, memory_order_relaxed);
+	if (why)
+		*why = w;
+	return w == NULL;
 }
 
 /* The snapshot's tree, read once per snapshot: batches in one snapshot share it. */
@@ -72,9 +118,11 @@ static bool walk_tree_of(struct ent_view *v, struct ent_walk_tree *t)
 	uint64_t txnid = mdb_txn_id(v->txn);
 	/* A new map size may mean a new map address: the tree is read again then too. */
 	if (v->walk_tree_txnid != txnid || v->walk_tree_mapsize != info.me_mapsize) {
-		v->walk_tree_ok = walk_setup(v, &v->walk_tree);
+		const char *why = walk_setup(v->s, v->txn, &v->walk_tree);
+		v->walk_tree_ok = why == NULL;
 		v->walk_tree_txnid = txnid;
 		v->walk_tree_mapsize = info.me_mapsize;
+		walk_publish(v->s, why);
 	}
 	*t = v->walk_tree;
 	return v->walk_tree_ok;
@@ -261,7 +309,9 @@ static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const s
 	for (size_t j = 0; j < n; j++)
 		if (w[j].state == 1)
 			__builtin_prefetch(w[j].val.mv_data);
-	for (size_t j = 0; j < n; j++) {
+	unsigned fallbacks = 0;
+	int r = 0;
+	for (size_t j = 0; j < n && !r; j++) {
 		int rc = MDB_NOTFOUND;
 		if (w[j].state == 1) {
 			rc = 0;
@@ -271,17 +321,18 @@ static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const s
 			rc = mdb_get(v->txn, v->s->dbi[ENT_T_AGG], &k, &w[j].val);
 			if (rc == 0 && w[j].state == 0)
 				v->walk_missed++;
+			fallbacks += w[j].state == -1;
 		}
-		int r = ent_view_decide(v, &c[j], rc, &w[j].val, res);
-		if (r) {
+		if ((r = ent_view_decide(v, &c[j], rc, &w[j].val, res)) != 0) {
 			if (bad)
 				*bad = first + j;
-			return r;
+			break;
 		}
-		if ((r = cb(ctx, first + j, res)) != 0)
-			return r;
+		r = cb(ctx, first + j, res);
 	}
-	return 0;
+	if (fallbacks)
+		atomic_fetch_add_explicit(&v->s->walk_fallbacks, fallbacks, memory_order_relaxed);
+	return r;
 }
 
 int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n, ent_check_cb cb,
@@ -291,7 +342,10 @@ int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n
 		return -ENT_EINVAL;
 	struct ent_check_result res;
 	struct ent_walk_tree t;
-	if (!walk_tree_of(v, &t)) {
+	if (v->s->walk_off || !walk_tree_of(v, &t)) {
+		/* The walk refused this snapshot: every lookup of the batch falls back. */
+		if (!v->s->walk_off)
+			atomic_fetch_add_explicit(&v->s->walk_fallbacks, n, memory_order_relaxed);
 		for (size_t i = 0; i < n; i++) {
 			int r = ent_view_check(v, &c[i], &res);
 			if (r) {

@@ -227,8 +227,17 @@ static void run_batches(struct fx *f, unsigned nc, unsigned nf, int rounds)
 		ent_view_end(f->v);
 	}
 	/* The walk found every present key itself (LMDB's fallback would hide a walk that
-	   descends wrongly). */
+	   descends wrongly), and it was on: these answers are the walk's. */
 	assert_int_equal(f->v->walk_missed, 0);
+	assert_int_equal(ent_store_walk(f->s, NULL), !f->s->walk_off);
+}
+
+static uint64_t fallbacks(struct fx *f)
+{
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->s, &st), 0);
+	assert_int_equal(st.walk_enabled, ent_store_walk(f->s, NULL));
+	return st.walk_fallbacks;
 }
 
 static void test_empty_table(void **state)
@@ -439,6 +448,60 @@ static void test_stop_and_corrupt(void **state)
 	ent_view_end(f->v);
 }
 
+/*
+ * entd_store_walk_fallbacks_total counts the lookups the walk hands to mdb_get: a value on
+ * overflow pages is one (cus_0/f_0 is one of fill's large records), a key the walk does not
+ * find is not (it is only confirmed by mdb_get), nor is a plain hit.
+ */
+static void test_fallbacks_counted(void **state)
+{
+	struct fx *f = *state;
+	fill(f, 40, 5);
+	const char *why = "unset";
+	assert_true(ent_store_walk(f->s, &why));
+	assert_null(why);
+	uint64_t before = fallbacks(f);
+	struct ent_check cs[] = {
+		{ENT_STR_LIT("cus_0"), ENT_STR_LIT("f_0"), 1, T0},
+		{ENT_STR_LIT("cus_2"), ENT_STR_LIT("f_1"), 1, T0},
+		{ENT_STR_LIT("nobody"), ENT_STR_LIT("f_1"), 1, T0},
+		{ENT_STR_LIT("cus_0"), ENT_STR_LIT("f_0"), 1, T0},
+	};
+	assert_int_equal(ent_view_begin(f->v), 0);
+	struct cmp_ctx x = {f->v, cs, 0, SIZE_MAX};
+	assert_int_equal(ent_view_check_batch(f->v, cs, 4, compare_cb, &x, NULL), 0);
+	assert_int_equal(x.seen, 4);
+	ent_view_end(f->v);
+	assert_int_equal(fallbacks(f) - before, 2);
+}
+
+/*
+ * db.batched_walk: false (ent_store_opts.no_walk): the store says the walk is off and why,
+ * batches give the same answers through mdb_get, the cache is never used, and nothing counts
+ * as a fallback (the walk was not asked).
+ */
+static void test_walk_off(void **state)
+{
+	struct fx *f = *state;
+	ent_view_free(f->v);
+	ent_store_close(f->s);
+	struct ent_store_opts o = {.path = f->dir, .map_size = (size_t)1 << 30, .no_walk = true};
+	struct ent_err err = {0};
+	assert_int_equal(ent_store_open(&o, &f->s, &err), 0);
+	assert_int_equal(ent_view_new(f->s, &f->v), 0);
+	f->v->walk_low_after = 0;
+	const char *why = NULL;
+	assert_false(ent_store_walk(f->s, &why));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "db.batched_walk"));
+	fill(f, 9000, 8);
+	run_batches(f, 9000, 8, 50);
+	uint64_t routed, narrowed;
+	ent_walk_cache_counts(f->v, &routed, &narrowed);
+	assert_int_equal(routed, 0);
+	assert_int_equal(fallbacks(f), 0);
+}
+
 static void test_view_not_begun(void **state)
 {
 	struct fx *f = *state;
@@ -457,6 +520,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cache_engages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_and_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_view_not_begun, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fallbacks_counted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_walk_off, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -452,6 +452,46 @@ static void test_precedence(void **state)
 				     "ENTD_THREADS)");
 }
 
+/* db.batched_walk: on by default; the file, the environment and the flags each turn it off
+   or on again, in that order of precedence. */
+static void test_batched_walk(void **state)
+{
+	(void)state;
+	struct ent_config cfg;
+	struct ent_err err = {0};
+	char *argv0[] = {"entd"};
+	const char *const none[] = {NULL};
+	struct env e0 = {none};
+	assert_int_equal(ent_config_build(&cfg, 1, argv0, env_get, &e0, &err), 0);
+	assert_true(cfg.batched_walk);
+	ent_config_free(&cfg);
+
+	ent_config_defaults(&cfg);
+	assert_int_equal(load(&cfg, "db:\n  batched_walk: false\n", &err), 0);
+	assert_false(cfg.batched_walk);
+	ent_config_free(&cfg);
+
+	const char *const off[] = {"ENTD_BATCHED_WALK", "false", NULL};
+	struct env e1 = {off};
+	assert_int_equal(ent_config_build(&cfg, 1, argv0, env_get, &e1, &err), 0);
+	assert_false(cfg.batched_walk);
+	ent_config_free(&cfg);
+	char *on[] = {"entd", "--batched-walk"};
+	assert_int_equal(ent_config_build(&cfg, 2, on, env_get, &e1, &err), 0);
+	assert_true(cfg.batched_walk);
+	ent_config_free(&cfg);
+	char *no[] = {"entd", "--no-batched-walk"};
+	assert_int_equal(ent_config_build(&cfg, 2, no, env_get, &e0, &err), 0);
+	assert_false(cfg.batched_walk);
+	ent_config_free(&cfg);
+
+	const char *const bad[] = {"ENTD_BATCHED_WALK", "sometimes", NULL};
+	struct env e2 = {bad};
+	assert_int_equal(ent_config_build(&cfg, 1, argv0, env_get, &e2, &err), -ENT_EINVAL);
+	assert_non_null(strstr(err.msg, "db.batched_walk"));
+	assert_non_null(strstr(err.msg, "ENTD_BATCHED_WALK"));
+}
+
 static void test_flags(void **state)
 {
 	(void)state;
@@ -854,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_empty_and_null_values),
 		cmocka_unit_test(test_precedence),
 		cmocka_unit_test(test_flags),
+		cmocka_unit_test(test_batched_walk),
 		cmocka_unit_test(test_token_sources),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_reload_diff),

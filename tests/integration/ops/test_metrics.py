@@ -9,7 +9,9 @@ difference between a scrape before and one after must be exactly that traffic:
 - entd_rpc_duration_seconds: _count moves by the calls, buckets are cumulative, +Inf = count;
 - entd_check_decisions_total by reason, for unary checks, batch items and stream messages;
 - the writer and snapshot gauges move after a write; store, LMDB and process gauges exist;
-- the decision log has one line per check and entd_decision_log_lines_total agrees.
+- the decision log has one line per check and entd_decision_log_lines_total agrees;
+- the batched walk's state: logged once at start, entd_store_walk_enabled 1 (0 with
+  --no-batched-walk, which logs why), entd_store_walk_fallbacks_total exported.
 
 /livez and /readyz answer 200 while serving (the drain suite checks /readyz 503).
 """
@@ -162,6 +164,36 @@ class Metrics(ops.DaemonTest):
         self.assertEqual(sum("customer=cus_nobody feature=sso" in ln
                              and "reason=UNKNOWN_CUSTOMER" in ln for ln in lines), 7)
         self.assertEqual(sum("feature=no_such_feature" in ln for ln in lines), 1)
+
+    def test_batched_walk_visible(self):
+        """The batched walk says at start whether it is on, and the metrics agree; turned
+        off (--no-batched-walk) it says why, and a batch gets the same answers."""
+        e = ops.pb["entitlement"]
+        checks = [ops.check_req(), ops.check_req("cus_nobody", "sso"),
+                  ops.check_req("cus_acme", "no_such_feature")] * 3
+
+        def run(d, port):
+            with ops.channel(d.addr("api")) as ch:
+                batch = ops.unary(ch, E + "BatchCheckEntitlements",
+                                  e.BatchCheckEntitlementsResponse)
+                r = batch(e.BatchCheckEntitlementsRequest(checks=checks), timeout=ops.TIMEOUT)
+            return [(x.allowed, x.reason) for x in r.results], ops.scrape(port)
+
+        self.assertEqual(self.d.log_count("batched walk: on"), 1, self.d.tail())
+        on, after = run(self.d, self.port)
+        self.assertEqual(ops.metric(after, "entd_store_walk_enabled"), 1)
+        # The demo's records are small: nothing went to mdb_get instead of the walk.
+        self.assertEqual(ops.metric(after, "entd_store_walk_fallbacks_total"), 0)
+
+        off_d = self.daemon(CONFIG, ports=["api", "metrics"], args=["--no-batched-walk"])
+        off_d.start()
+        self.assertEqual(off_d.log_count("batched walk: off"), 1, off_d.tail())
+        self.assertIn("db.batched_walk", off_d.log_text())
+        off, after = run(off_d, off_d.ports["metrics"])
+        self.assertEqual(ops.metric(after, "entd_store_walk_enabled"), 0)
+        self.assertEqual(ops.metric(after, "entd_store_walk_fallbacks_total"), 0)
+        self.assertEqual(off, on)
+        self.assertEqual([a for a, _ in on], [True, False, False] * 3)
 
 
 if __name__ == "__main__":
