@@ -105,8 +105,10 @@ ENT_API bool ent_log_enabled(enum ent_log_level level);
 /**
  * Log one structured line to stderr: msg plus key/value pairs given as a NULL-terminated list
  * of const char * (key, value, key, value, ..., NULL). Never pass secrets.
+ * The compiler checks the terminating NULL (sentinel): a list without it would read past the
+ * arguments.
  */
-ENT_API void ent_log(enum ent_log_level level, const char *msg, ...);
+ENT_API void ent_log(enum ent_log_level level, const char *msg, ...) __attribute__((sentinel));
 
 /* ---- arena ---------------------------------------------------------------------------- */
 

@@ -8,9 +8,11 @@
 #include "rpc/admin.h"
 #include "ent/pbarena.h"
 
+/* Every admin row needs the credential and is unpacked by protobuf-c (no raw handler). */
 #define ROW(name, req, fn)                                                                         \
 	{                                                                                          \
-		"/ent.v1.AdminService/" name, &req, fn, true                                       \
+		.path = "/ent.v1.AdminService/" name, .request = &req, .handler = fn,              \
+		.admin = true                                                                      \
 	}
 
 const struct ent_method ent_admin_methods[] = {

@@ -790,15 +790,20 @@ static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
 
 const struct ent_method ent_check_methods[] = {
 	/* The check path decodes its requests itself (rpc/wire.c): raw handlers. */
-	{"/ent.v1.EntitlementService/CheckEntitlement",
-	 &ent__v1__check_entitlement_request__descriptor, NULL, false, h_check},
-	{"/ent.v1.EntitlementService/BatchCheckEntitlements",
-	 &ent__v1__batch_check_entitlements_request__descriptor, NULL, false, h_batch},
-	{"/ent.v1.EntitlementService/GetCustomerEntitlements",
-	 &ent__v1__get_customer_entitlements_request__descriptor, h_customer, false},
-	{"/ent.v1.EntitlementService/ReportUsage", &ent__v1__report_usage_request__descriptor,
-	 h_report, false},
-	{"/ent.v1.EntitlementService/ConsumeEntitlement",
-	 &ent__v1__consume_entitlement_request__descriptor, h_consume, false},
+	{.path = "/ent.v1.EntitlementService/CheckEntitlement",
+	 .request = &ent__v1__check_entitlement_request__descriptor,
+	 .raw = h_check},
+	{.path = "/ent.v1.EntitlementService/BatchCheckEntitlements",
+	 .request = &ent__v1__batch_check_entitlements_request__descriptor,
+	 .raw = h_batch},
+	{.path = "/ent.v1.EntitlementService/GetCustomerEntitlements",
+	 .request = &ent__v1__get_customer_entitlements_request__descriptor,
+	 .handler = h_customer},
+	{.path = "/ent.v1.EntitlementService/ReportUsage",
+	 .request = &ent__v1__report_usage_request__descriptor,
+	 .handler = h_report},
+	{.path = "/ent.v1.EntitlementService/ConsumeEntitlement",
+	 .request = &ent__v1__consume_entitlement_request__descriptor,
+	 .handler = h_consume},
 };
 const size_t ent_check_methods_count = sizeof(ent_check_methods) / sizeof(ent_check_methods[0]);

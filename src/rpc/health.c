@@ -48,8 +48,9 @@ static void h_check(struct ent_call *call, const ProtobufCMessage *m)
 }
 
 const struct ent_method ent_health_methods[] = {
-	{"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor,
-	 h_check, false},
+	{.path = "/grpc.health.v1.Health/Check",
+	 .request = &grpc__health__v1__health_check_request__descriptor,
+	 .handler = h_check},
 };
 const size_t ent_health_methods_count = sizeof(ent_health_methods) / sizeof(ent_health_methods[0]);
 
