@@ -1,5 +1,5 @@
 /*
- * store internals shared by env.c, view.c, check.c, gather.c, record.c and apply*.c.
+ * store internals shared by env.c, view.c, lookup.c, walk.c, gather.c, record.c and apply*.c.
  *
  * Invariants of struct ent_store:
  *  - env and every dbi[] are opened once in ent_store_open and stay valid until close; DBI
@@ -77,7 +77,7 @@ struct ent_view {
 	bool active;
 	MDB_cursor *cur[ENT_T__COUNT]; /**< kept read-only cursors, renewed per scan */
 	uint32_t cur_busy;	       /**< bit t: cur[t] is in use by a running scan */
-	/** Keys the batched walk (check.c) called absent that mdb_get then found: the answer is
+	/** Keys the batched walk (walk.c) called absent that mdb_get then found: the answer is
 	    still right, but a walk that misses is slow and wrong; the tests require 0. */
 	uint64_t walk_missed;
 	struct ent_walk_cache *walk_cache; /**< the walk's cache of branch pages (walk_cache.c) */
