@@ -16,117 +16,41 @@ exactly), so nothing depends on the daemon's timers. The demo's own dates (overr
 codes) and never touch what the read tests look at.
 """
 import argparse
-import calendar
-import datetime
-import importlib.util
 import os
 import subprocess
 import sys
 import unittest
 
-import grpc
+# No __pycache__ in the source tree; the fixture module is next to this file.
+sys.dont_write_bytecode = True
+import harness  # noqa: E402  (it sets grpcio's environment before importing it)
+from harness import DAY, Statuses, ms, now_ms, pb, reason  # noqa: E402,F401
+import grpc  # noqa: E402
 
 ARGS = None
-pb = {}  # "types", "entitlement", "admin", "health" -> generated module
 TIMEOUT = 30  # seconds per call: generous on two shared cores
 
 
-def ms(iso):
-    """RFC 3339 UTC ("2029-06-01T00:00:00Z") -> Unix ms."""
-    dt = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")
-    return calendar.timegm(dt.timetuple()) * 1000
-
-
-def now_ms():
-    return int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000)
-
-
-DAY = 86400 * 1000
-
-
-def generate(proto_dir, protoc, out):
-    """protoc --python_out for the contract; load the modules (health under its own name, since
-    a top-level package "grpc" would shadow grpcio)."""
-    os.makedirs(out, exist_ok=True)
-    files = ["ent/v1/types.proto", "ent/v1/entitlement.proto", "ent/v1/admin.proto",
-             "grpc/health/v1/health.proto"]
-    subprocess.run([protoc, "--python_out=" + out, "-I", proto_dir, "-I", "/usr/include"]
-                   + [os.path.join(proto_dir, f) for f in files], check=True)
-    sys.path.insert(0, out)
-    from ent.v1 import admin_pb2, entitlement_pb2, types_pb2  # noqa: E402
-    pb["types"], pb["entitlement"], pb["admin"] = types_pb2, entitlement_pb2, admin_pb2
-    spec = importlib.util.spec_from_file_location(
-        "entd_health_pb2", os.path.join(out, "grpc", "health", "v1", "health_pb2.py"))
-    health = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(health)
-    pb["health"] = health
-
-
-class Api:
-    """Typed callables over one channel, built from the generated message classes."""
+class Api(harness.Api):
+    """The fixture's client (admin RPCs by name, raw) with the read path under short names:
+    check, batch, get, health (unary), stream (bidirectional), watch (server stream)."""
 
     def __init__(self, target, metadata=None):
-        self.target = target
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_send_message_length", 64 << 20),
-            ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.enable_retries", 0)])
-        self.metadata = metadata
-        e, a, h = pb["entitlement"], pb["admin"], pb["health"]
-        svc, adm = "/ent.v1.EntitlementService/", "/ent.v1.AdminService/"
-        self.check = self._unary(svc + "CheckEntitlement", e.CheckEntitlementResponse)
-        self.batch = self._unary(svc + "BatchCheckEntitlements", e.BatchCheckEntitlementsResponse)
-        self.get = self._unary(svc + "GetCustomerEntitlements",
-                               e.GetCustomerEntitlementsResponse)
+        super().__init__(target, metadata=metadata, timeout=TIMEOUT)
+        e, h = pb["entitlement"], pb["health"]
+        svc = "/ent.v1.EntitlementService/"
+        self.check = self.CheckEntitlement
+        self.batch = self.BatchCheckEntitlements
+        self.get = self.GetCustomerEntitlements
+        self.health = self.Health
         self.stream = self.channel.stream_stream(
             svc + "StreamCheckEntitlements",
             request_serializer=e.CheckEntitlementRequest.SerializeToString,
             response_deserializer=e.CheckEntitlementResponse.FromString)
-        self.health = self._unary("/grpc.health.v1.Health/Check", h.HealthCheckResponse)
         self.watch = self.channel.unary_stream(
-            "/grpc.health.v1.Health/Watch",
+            harness.HEALTH_WATCH,
             request_serializer=h.HealthCheckRequest.SerializeToString,
             response_deserializer=h.HealthCheckResponse.FromString)
-        for name, resp in [
-                ("UpsertFeature", a.FeatureResponse), ("GetFeature", a.FeatureResponse),
-                ("ListFeatures", a.ListFeaturesResponse), ("DeleteFeature", a.DeleteResponse),
-                ("SetPlanEntitlements", a.EntitlementsResponse),
-                ("PatchPlanEntitlements", a.EntitlementsResponse),
-                ("GetPlanEntitlements", a.EntitlementsResponse),
-                ("DeletePlanEntitlements", a.DeleteResponse),
-                ("SetAddonEntitlements", a.EntitlementsResponse),
-                ("PatchAddonEntitlements", a.EntitlementsResponse),
-                ("GetAddonEntitlements", a.EntitlementsResponse),
-                ("DeleteAddonEntitlements", a.DeleteResponse),
-                ("UpsertSubscription", a.SubscriptionResponse),
-                ("CancelSubscription", a.SubscriptionResponse),
-                ("SetCustomerEntitlement", a.CustomerEntitlementResponse),
-                ("UpdateCustomerEntitlement", a.CustomerEntitlementResponse),
-                ("DeleteCustomerEntitlement", a.DeleteResponse),
-                ("ListCustomerEntitlements", a.ListCustomerEntitlementsResponse),
-                ("Import", a.ImportResponse), ("Export", a.ExportResponse),
-                ("GetStatus", a.StatusResponse)]:
-            setattr(self, name, self._unary(adm + name, resp))
-
-    def _unary(self, path, resp_cls):
-        fn = self.channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
-                                      response_deserializer=resp_cls.FromString)
-        md = self.metadata
-
-        def call(req, **kw):
-            kw.setdefault("timeout", TIMEOUT)
-            if md is not None:
-                kw.setdefault("metadata", md)
-            return fn(req, **kw)
-        return call
-
-    def raw(self, path, data):
-        """Send bytes as they are; returns the response bytes."""
-        fn = self.channel.unary_unary(path)
-        return fn(data, timeout=TIMEOUT)
-
-    def close(self):
-        self.channel.close()
 
 
 def env(name):
@@ -140,23 +64,6 @@ def req(customer, feature, quantity=0, at=0, min_sequence=0):
     return pb["entitlement"].CheckEntitlementRequest(
         customer_id=customer, feature_code=feature, quantity=quantity, at=at,
         min_sequence=min_sequence)
-
-
-def reason(name):
-    return pb["types"].Reason.Value("REASON_" + name)
-
-
-class Statuses:
-    """assertStatus: the call fails with the given code and, optionally, a message fragment."""
-
-    def assertStatus(self, code, fn, *args, contains=None, **kw):
-        with self.assertRaises(grpc.RpcError) as cm:
-            fn(*args, **kw)
-        err = cm.exception
-        self.assertEqual(err.code(), code, "%s: %s" % (err.code(), err.details()))
-        if contains:
-            self.assertIn(contains, err.details() or "")
-        return err
 
 
 # ---- read path, over both transports ------------------------------------------------------
@@ -793,9 +700,7 @@ class UsageTests(Statuses, unittest.TestCase):
                     usage_reset_period=t.RESET_PERIOD_NEVER)]))
         admin.UpsertSubscription(a.UpsertSubscriptionRequest(subscription=t.Subscription(
             id="py_units_sub", customer_id="py_units_cust", plan_code="py_units_plan")))
-        report = admin._unary("/ent.v1.EntitlementService/ReportUsage", e.ReportUsageResponse)
-        consume = admin._unary("/ent.v1.EntitlementService/ConsumeEntitlement",
-                               e.ConsumeEntitlementResponse)
+        report, consume = admin.ReportUsage, admin.ConsumeEntitlement
         rq = e.ReportUsageRequest(customer_id="py_units_cust", feature_code="py_units",
                                   quantity=4, idempotency_key="py-r1")
         r1, r2 = report(rq), report(rq)
@@ -987,7 +892,7 @@ def main():
     ap.add_argument("--protoc", default="protoc")
     ap.add_argument("--out", required=True)
     ARGS, rest = ap.parse_known_args()
-    generate(ARGS.proto_dir, ARGS.protoc, ARGS.out)
+    harness.generate(ARGS.proto_dir, ARGS.protoc, ARGS.out)
     unittest.main(argv=[sys.argv[0], "-v"] + rest)
 
 

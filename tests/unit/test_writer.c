@@ -6,7 +6,8 @@
  * "gate" request whose callback blocks holds the writer thread still; waits have generous
  * time-outs that only turn a hang into a failure.
  *
- * ENT_WRITER_BENCH=1 also prints durable events per second (never asserted).
+ * ENT_WRITER_BENCH=1 also prints durable events per second of the group-commit test (never
+ * asserted). The serial commit rate (one event in flight) is measured by bench/measure_writes.py.
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -525,32 +526,6 @@ static void test_concurrent_submitters(void **state)
 		free(p[t].codes);
 	}
 	counter_deinit(&c);
-}
-
-/* One writer, one request in flight at a time: the commit (fsync) rate. Bench only. */
-static void test_serial_commit_rate(void **state)
-{
-	struct fx *f = *state;
-	if (!getenv("ENT_WRITER_BENCH")) {
-		skip();
-		return;
-	}
-	seed(f->w, 100);
-	subscribe(f->w, "s1", "cust", "pro");
-	enum {
-		N = 300
-	};
-	uint64_t t0 = uv_hrtime();
-	for (int i = 0; i < N; i++) {
-		struct ev_usage u;
-		char key[32];
-		snprintf(key, sizeof(key), "serial%d", i);
-		mk_usage(&u, "cust", "api", 1, key);
-		assert_int_equal(submit_wait(f->w, &u.ev, NULL), 0);
-	}
-	uint64_t elapsed = uv_hrtime() - t0;
-	printf("# writer bench: %d events one at a time in %.3f s: %.0f durable commits/s\n", N,
-	       elapsed / 1e9, N / (elapsed / 1e9));
 }
 
 /* ---- failure isolation -------------------------------------------------------------------- */
@@ -1112,7 +1087,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_rejects_bad_opts),
 		cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_serial_commit_rate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_event_fails_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txn_request_all_or_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consume_never_exceeds_limit, setup, teardown),

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write-path measurements (printed, never asserted; not a ctest). docs/write-path.md quotes them.
 
-    measure_writes.py --entd build/entd --entctl build/entctl --proto-dir proto \\
+    bench/measure_writes.py --entd build/entd --entctl build/entctl --proto-dir proto \\
         --out /tmp/wp-py [--entbench build/bench/entbench] [--customers 100000] \\
         [--entd-cpus 1] [--client-cpus 0] [--duration 10] [--fanouts 5] [--map-size 8G]
 
@@ -34,9 +34,12 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wp  # noqa: E402
-from wp import pb  # noqa: E402
+# The integration suites' fixture module: the same daemon, data set and client as the tests.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+import harness as wp  # noqa: E402
+from harness import pb  # noqa: E402
 
 
 def opts(ap):

@@ -28,7 +28,10 @@ import threading
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# The integration suites' fixture module (free port, health probe, PDEATHSIG).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
 import harness  # noqa: E402
 
 PATH = "/ent.v1.EntitlementService/CheckEntitlement"
