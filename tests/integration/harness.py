@@ -205,6 +205,14 @@ def setup(argv=None, extra=None):
     return rest
 
 
+def args_getattr(name):
+    """A suite module's __getattr__: its ARGS is this module's, which setup() sets after the
+    suite module was imported (PEP 562)."""
+    if name == "ARGS":
+        return ARGS
+    raise AttributeError(name)
+
+
 def main_tests(argv=None):
     """unittest.main over the calling script's tests, after setup()."""
     rest = setup(argv if argv is not None else sys.argv[1:])

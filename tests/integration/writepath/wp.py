@@ -24,15 +24,7 @@ from harness import (  # noqa: E402,F401  (re-exported for the suites)
     now_ms, pb, reason, wait_until)
 import grpc  # noqa: E402
 
-main = harness.main_tests
-setup = harness.setup
-
-
-def __getattr__(name):
-    # ARGS is set by setup() after this module was imported: always the fixture module's.
-    if name == "ARGS":
-        return harness.ARGS
-    raise AttributeError(name)
+main, setup, __getattr__ = harness.main_tests, harness.setup, harness.args_getattr
 
 
 def log(msg):
