@@ -34,6 +34,7 @@
 
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
 #include <grpc/grpc_security_constants.h>
 #include <grpc/support/time.h>
 
@@ -108,6 +109,20 @@ struct ent_tls {
 	atomic_uint served;
 	grpc_ssl_client_certificate_request_type request;
 };
+
+/* ---- tls.c ---------------------------------------------------------------------------- */
+
+/**
+ * Read and check the PEM files of TLS listener \a l and add its state to r->tls (freed by
+ * ent_tls_free at teardown). \return 0, or -ENT_E* with \a err naming the file.
+ */
+int ent_tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct ent_tls **out,
+		struct ent_err *err);
+/** gRPC's certificate config fetcher for \a user, a struct ent_tls (any gRPC thread). */
+grpc_ssl_certificate_config_reload_status ent_tls_fetch(void *user,
+							grpc_ssl_server_certificate_config **out);
+/** Free a listener's TLS state (teardown, once every server is destroyed). */
+void ent_tls_free(struct ent_tls *t);
 
 /*
  * One check decided by ent_check_decide (check.c): its encoded response and what the metrics
