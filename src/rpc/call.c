@@ -28,8 +28,8 @@
 
 /* Requests and responses of the check service fit in one block; large admin or batch calls
    grow the arena with bigger blocks and drop them on recycle. */
-#define CALL_ARENA_BLOCK (8 * 1024)
-#define CALL_BIG_MESSAGE (64 * 1024)
+#define CALL_ARENA_BLOCK     (8 * 1024)
+#define ENT_CALL_BIG_MESSAGE (64 * 1024)
 
 static struct ent_rpc *call_rpc(const struct ent_call *c)
 {
@@ -139,7 +139,7 @@ static void observe_decision(struct ent_call *c, const Ent__V1__CheckEntitlement
  * place. They are always sent on the worker thread (checks never go through the writer), which
  * owns the counter block. c->req is the request being answered.
  */
-static void observe_response(struct ent_call *c, const ProtobufCMessage *resp)
+void ent_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp)
 {
 	const ProtobufCMessage *rq = c->req;
 	if (resp->descriptor == &ent__v1__check_entitlement_response__descriptor) {
@@ -283,7 +283,7 @@ static bool is_streaming(const struct ent_call *c)
 }
 
 /* The call is over without a status of ours (the client left or a batch failed). */
-static void kill_call(struct ent_call *c)
+void ent_call_kill(struct ent_call *c)
 {
 	if (c->call)
 		grpc_call_cancel(c->call, NULL);
@@ -323,12 +323,12 @@ int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm)
  * once written: gRPC may keep a sent slice past the batch completion (the socket write is
  * asynchronous), so it cannot point into the call's arena.
  */
-static int pack_message(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out)
+int ent_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	if (len > call_rpc(c)->opts.max_message_bytes)
 		return -ENT_EFULL;
-	if (len > CALL_BIG_MESSAGE)
+	if (len > ENT_CALL_BIG_MESSAGE)
 		c->drop_arena = true;
 	grpc_slice s = grpc_slice_malloc(len);
 	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
@@ -338,7 +338,7 @@ static int pack_message(struct ent_call *c, const ProtobufCMessage *msg, grpc_by
 }
 
 /* Start the call's last batch. On failure no completion will come: hand the call back. */
-static void start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status)
+void ent_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status)
 {
 	/* For the metrics, before the batch: its completion may run on the worker before
 	   grpc_call_start_batch returns here. Without metrics, no clock is read at all. */
@@ -361,7 +361,7 @@ static void start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_
 		orphan(c);
 }
 
-static void fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status, const char *msg)
+void ent_call_fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status, const char *msg)
 {
 	op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	op->data.send_status_from_server.status = status;
@@ -386,18 +386,18 @@ static void reply_bb(struct ent_call *c, grpc_byte_buffer *bb)
 	ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[3].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->md_sent = true;
-	start_final(c, ops, 4, GRPC_STATUS_OK);
+	ent_call_start_final(c, ops, 4, GRPC_STATUS_OK);
 }
 
 void ent_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
 {
 	grpc_byte_buffer *bb;
-	if (pack_message(c, resp, &bb)) {
+	if (ent_call_pack(c, resp, &bb)) {
 		ent_call_fail_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 				     "response is larger than the maximum message size");
 		return;
 	}
-	observe_response(c, resp);
+	ent_call_observe_response(c, resp);
 	reply_bb(c, bb);
 }
 
@@ -418,89 +418,16 @@ void ent_call_fail_status(struct ent_call *c, grpc_status_code status, const cha
 	size_t n = 0;
 	memset(ops, 0, sizeof(ops));
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	fill_status(c, &ops[n++], status, msg);
+	ent_call_fill_status(c, &ops[n++], status, msg);
 	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->md_sent = true;
-	start_final(c, ops, n, status);
+	ent_call_start_final(c, ops, n, status);
 }
 
 void ent_call_fail(struct ent_call *c, int ent_code, const char *msg)
 {
 	ent_call_fail_status(c, ent_rpc_status(ent_code), msg);
-}
-
-/* Start the SEND_MESSAGE of \a bb (which the call owns from now on). */
-static int stream_send_bb(struct ent_call *c, grpc_byte_buffer *bb)
-{
-	grpc_op ops[2];
-	size_t n = 0;
-	memset(ops, 0, sizeof(ops));
-	if (!c->md_sent)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = bb;
-	c->sent = bb;
-	c->send_busy = true;
-	c->pending++;
-	if (grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL) != GRPC_CALL_OK) {
-		grpc_byte_buffer_destroy(bb);
-		c->sent = NULL;
-		c->send_busy = false;
-		c->pending--;
-		kill_call(c);
-		return -ENT_EIO;
-	}
-	c->md_sent = true;
-	return 0;
-}
-
-int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
-{
-	grpc_byte_buffer *bb;
-	int rc = pack_message(c, msg, &bb);
-	if (rc)
-		return rc;
-	observe_response(c, msg);
-	return stream_send_bb(c, bb);
-}
-
-int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
-{
-	if (len > call_rpc(c)->opts.max_message_bytes)
-		return -ENT_EFULL;
-	/* A copy: the bytes may live in the arena, which the next message resets, while gRPC
-	   may keep a sent slice past the batch. */
-	grpc_slice s = grpc_slice_from_copied_buffer(data, len);
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return stream_send_bb(c, bb);
-}
-
-void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg)
-{
-	if (c->finished)
-		return;
-	/* One SEND_MESSAGE at a time, and the status goes after it. */
-	if (c->send_busy) {
-		c->end_pending = true;
-		c->end_status = status;
-		snprintf(c->end_msg, sizeof(c->end_msg), "%s", msg ? msg : "");
-		return;
-	}
-	grpc_op ops[3];
-	size_t n = 0;
-	memset(ops, 0, sizeof(ops));
-	if (!c->md_sent)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	fill_status(c, &ops[n++], status, msg);
-	if (!c->close_armed) {
-		ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-		ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-		c->close_armed = true;
-	}
-	c->md_sent = true;
-	start_final(c, ops, n, status);
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */
@@ -514,7 +441,7 @@ static ProtobufCMessage *unpack_checked(struct ent_call *c, const ProtobufCMessa
 					grpc_slice s)
 {
 	struct ent_err err = {0};
-	if (GRPC_SLICE_LENGTH(s) > CALL_BIG_MESSAGE)
+	if (GRPC_SLICE_LENGTH(s) > ENT_CALL_BIG_MESSAGE)
 		c->drop_arena = true;
 	if (ent_pb_check_strings(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &err)) {
 		c->bad_request = ent_arena_strndup(&c->arena, err.msg, strlen(err.msg));
@@ -622,7 +549,7 @@ static bool bb_flat(const grpc_byte_buffer *bb, const uint8_t **p, size_t *n)
 	return true;
 }
 
-static bool bb_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n)
+bool ent_call_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n)
 {
 	*hold = grpc_empty_slice();
 	if (bb_flat(bb, p, n))
@@ -643,7 +570,7 @@ static void dispatch_raw(struct ent_call *c)
 	grpc_slice hold;
 	const uint8_t *p;
 	size_t n;
-	if (!bb_bytes(c->payload, &hold, &p, &n)) {
+	if (!ent_call_bytes(c->payload, &hold, &p, &n)) {
 		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
@@ -689,159 +616,6 @@ static void dispatch_generic(struct ent_call *c)
 	snprintf(msg, sizeof(msg), "unknown method '%.*s'", len,
 		 (const char *)GRPC_SLICE_START_PTR(m));
 	ent_call_fail_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
-}
-
-/* ---- the check stream ---------------------------------------------------------------- */
-
-static void stream_recv(struct ent_call *c)
-{
-	grpc_op op;
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_RECV_MESSAGE;
-	op.data.recv_message.recv_message = &c->recv;
-	c->recv_busy = true;
-	c->pending++;
-	if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) != GRPC_CALL_OK) {
-		c->recv_busy = false;
-		c->pending--;
-		kill_call(c);
-	}
-}
-
-/*
- * The check stream sends the answer to message k and receives message k+1 in one batch
- * (SEND_MESSAGE + RECV_MESSAGE, tag t_recv): one batch and one completion per message instead
- * of two, which is most of what a stream message costs beyond a check (docs/performance.md).
- * The answer is written out at once; the batch completes when the next message (or the
- * half-close) has arrived as well, so at every completion nothing is in flight, answers stay
- * in request order, and a slow reader holds back the next receive. \a answer is consumed.
- */
-static void check_stream_next(struct ent_call *c, grpc_slice answer)
-{
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&answer, 1);
-	grpc_slice_unref(answer);
-	grpc_op ops[3];
-	size_t n = 0;
-	memset(ops, 0, sizeof(ops));
-	if (!c->md_sent)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = bb;
-	ops[n].op = GRPC_OP_RECV_MESSAGE;
-	ops[n++].data.recv_message.recv_message = &c->recv;
-	c->sent = bb;
-	c->send_busy = c->recv_busy = true;
-	c->pending++;
-	if (grpc_call_start_batch(c->call, ops, n, &c->t_recv, NULL) != GRPC_CALL_OK) {
-		grpc_byte_buffer_destroy(bb);
-		c->sent = NULL;
-		c->send_busy = c->recv_busy = false;
-		c->pending--;
-		kill_call(c);
-		return;
-	}
-	c->md_sent = true;
-}
-
-/*
- * One message of a reflection stream: ServerReflectionRequest bytes in, response bytes out
- * (rpc/reflection.h). The same one-read-one-write discipline as the check stream.
- */
-static void reflection_process(struct ent_call *c, grpc_byte_buffer *bb)
-{
-	grpc_byte_buffer_reader r;
-	if (!grpc_byte_buffer_reader_init(&r, bb)) {
-		grpc_byte_buffer_destroy(bb);
-		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
-		return;
-	}
-	grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
-	grpc_byte_buffer_destroy(bb);
-	uint8_t *resp;
-	size_t len;
-	int rc = ent_reflection_answer(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &c->arena,
-				       &resp, &len);
-	grpc_slice_unref(s);
-	if (rc) {
-		ent_call_stream_end(c, ent_rpc_status(rc), "reflection: cannot answer");
-		return;
-	}
-	/* A whole file set can be large: do not keep those arena blocks pooled. */
-	if (len > CALL_BIG_MESSAGE)
-		c->drop_arena = true;
-	if (ent_call_stream_send_bytes(c, resp, len) != 0) {
-		ent_call_stream_end(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				    "reflection: response larger than the maximum message size");
-		return;
-	}
-	if (!c->finished)
-		stream_recv(c);
-}
-
-/* Answer one received message; the next receive starts only once this one is answered, so
-   responses stay in request order with one SEND_MESSAGE in flight. */
-static void stream_process(struct ent_call *c, grpc_byte_buffer *bb)
-{
-	/* The previous message's request and response are no longer referenced: the response
-	   was packed into its own slice. */
-	ent_arena_reset(&c->arena);
-	c->req = NULL;
-	if (c->rm->kind == ENT_MK_REFLECTION) {
-		reflection_process(c, bb);
-		return;
-	}
-	grpc_slice hold, answer;
-	const uint8_t *p;
-	size_t n;
-	struct ent_err err = {0};
-	int rc = -ENT_EINVAL;
-	if (bb_bytes(bb, &hold, &p, &n)) {
-		rc = ent_check_stream_answer(c, p, n, &answer, &err);
-		grpc_slice_unref(hold);
-	} else {
-		ent_err_set(&err, ENT_EINVAL, "malformed request");
-	}
-	grpc_byte_buffer_destroy(bb);
-	if (rc) {
-		ent_call_stream_end(c, ent_rpc_status(err.code), err.msg);
-		return;
-	}
-	check_stream_next(c, answer);
-}
-
-static void stream_on_recv(struct ent_call *c, bool success)
-{
-	grpc_byte_buffer *bb = c->recv;
-	c->recv = NULL;
-	if (c->finished || !success) {
-		grpc_byte_buffer_destroy(bb);
-		kill_call(c);
-		return;
-	}
-	if (!bb) {
-		/* The client half-closed: OK once the last response is out. */
-		if (c->send_busy)
-			c->half_closed = true;
-		else
-			ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
-		return;
-	}
-	if (c->send_busy)
-		c->held = bb;
-	else
-		stream_process(c, bb);
-}
-
-static void stream_on_sent(struct ent_call *c)
-{
-	if (c->held) {
-		grpc_byte_buffer *bb = c->held;
-		c->held = NULL;
-		stream_process(c, bb);
-	} else if (c->half_closed) {
-		ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
-	}
 }
 
 /* ---- answering ahead: the drain pass --------------------------------------------------- */
@@ -926,7 +700,7 @@ static void on_request(struct ent_call *c, bool success)
 	case ENT_MK_CHECK_STREAM:
 	case ENT_MK_REFLECTION:
 		if (gate(c, c->deadline))
-			stream_recv(c);
+			ent_stream_recv(c);
 		break;
 	case ENT_MK_WATCH:
 		if (gate(c, c->deadline))
@@ -955,7 +729,7 @@ void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
 			grpc_byte_buffer_destroy(c->sent);
 			c->sent = NULL;
 		}
-		stream_on_recv(c, success);
+		ent_stream_on_recv(c, success);
 		break;
 	case ENT_TAG_SEND:
 		c->pending--;
@@ -965,14 +739,14 @@ void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
 		if (c->finished)
 			break;
 		if (!success) {
-			kill_call(c);
+			ent_call_kill(c);
 		} else if (c->end_pending) {
 			c->end_pending = false;
 			ent_call_stream_end(c, c->end_status, c->end_msg);
 		} else if (c->rm->kind == ENT_MK_WATCH) {
 			ent_health_watch_sent(c);
 		} else {
-			stream_on_sent(c);
+			ent_stream_on_sent(c);
 		}
 		break;
 	case ENT_TAG_CLOSE:

@@ -1,7 +1,7 @@
 /*
- * Private to the server core (server.c, call.c) and the services built directly on its call
- * state (check.c for the bidirectional check stream, health.c for Watch). admin.c only needs
- * impl.h.
+ * Private to the server core (server.c, call.c, stream.c, tls.c) and the services built
+ * directly on its call state (check.c for the bidirectional check stream, health.c for Watch).
+ * admin.c only needs impl.h.
  *
  * Threads and ownership
  * ---------------------
@@ -283,6 +283,40 @@ struct ent_call *ent_call_get(struct ent_wstate *ws);
 
 /** Note that the call's arena grew large: its blocks are freed instead of kept on recycle. */
 void ent_call_drop_arena(struct ent_call *c);
+
+/** A message larger than this frees the call's arena blocks on recycle (not kept pooled). */
+#define ENT_CALL_BIG_MESSAGE (64 * 1024)
+
+/* The state machine's steps that the streams (stream.c) build on. */
+
+/** The call is over without a status of ours (the client left or a batch failed). */
+void ent_call_kill(struct ent_call *c);
+/**
+ * Pack \a msg into a new byte buffer of one gRPC slice (the transport frees it once written).
+ * \return 0, or -ENT_EFULL when larger than the maximum message size.
+ */
+int ent_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out);
+/** Fill \a op with SEND_STATUS_FROM_SERVER \a status / \a msg (copied into the call). */
+void ent_call_fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status,
+			  const char *msg);
+/** Start the call's last batch (\a n \a ops); on failure the call is cancelled and recycled. */
+void ent_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status);
+/**
+ * The bytes of \a bb: in place when it is one uncompressed slice, else a copy held in \a hold
+ * (unref it after use). \return false when it cannot be read.
+ */
+bool ent_call_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n);
+/** Count a protobuf-c check answer for the metrics (what ent_call_reply does). */
+void ent_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp);
+
+/* ---- stream.c ------------------------------------------------------------------------- */
+
+/** Start a RECV_MESSAGE on a check or reflection stream. */
+void ent_stream_recv(struct ent_call *c);
+/** The stream's RECV_MESSAGE finished (\a success: gRPC's). */
+void ent_stream_on_recv(struct ent_call *c, bool success);
+/** The stream's SEND_MESSAGE finished successfully and no final status is waiting. */
+void ent_stream_on_sent(struct ent_call *c);
 
 /**
  * Stream/watch: start a SEND_MESSAGE of \a msg (initial metadata with the first).

@@ -1,6 +1,6 @@
 /*
- * rpc internals shared by the server core (server.c, call.c), the check service (check.c),
- * health (health.c) and the admin service (admin.c, auth.c).
+ * rpc internals shared by the server core (server.c, call.c, stream.c), the check service
+ * (check.c), health (health.c) and the admin service (admin.c, auth.c).
  *
  * A unary method is a row of a method table: its full path, the request descriptor and a
  * handler. The server unpacks the request into the call's arena and calls the handler on the
