@@ -137,6 +137,9 @@ struct ent_sources {
 	    `ended` table), 0: none. Explains a "no" as EXPIRED from that instant on (rule 6b),
 	    so the answer does not change when the writer's timer deletes what ended. */
 	int64_t ended_at;
+	/** The store keeps the record of this pair even with no source: cleanup removed sources
+	    that granted nothing (ignored by the model). */
+	bool keep;
 };
 
 /**

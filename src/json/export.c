@@ -431,15 +431,19 @@ static int record_cb(void *ctx, struct ent_str key, struct ent_str val)
 		/* customer\0feature -> i64 ended_at LE: cleanup tombstones, so a restore answers
 		 * EXPIRED where this database does. */
 		const char *nul = memchr(key.p, '\0', key.len);
-		if (!nul || val.len != 8)
+		if (!nul || (val.len != 8 && val.len != 9))
 			return corrupt(x, key);
 		j = json_object();
 		if (!j)
 			break;
 		size_t clen = (size_t)(nul - key.p);
 		set(j, "customer_id", json_stringn(key.p, clen), &ok);
-		set(j, "feature_code", json_stringn(nul + 1, key.len - clen - 1), &ok);
+		/* No feature: the customer's own marker. 9 bytes: what ended granted nothing. */
+		if (key.len - clen - 1)
+			set(j, "feature_code", json_stringn(nul + 1, key.len - clen - 1), &ok);
 		set(j, "ended_at", time_json(le64(val.p)), &ok);
+		if (val.len == 9 && key.len - clen - 1)
+			set(j, "no_grant", json_true(), &ok);
 		break;
 	}
 	}

@@ -849,7 +849,8 @@ static int conv_usage(struct conv *c, json_t *j)
 static const char *const doc_keys[] = {"features",  "plans", "addons", "subscriptions",
 				       "overrides", "usage", "ended",  NULL};
 
-static const char *const ended_keys[] = {"customer_id", "feature_code", "ended_at", NULL};
+static const char *const ended_keys[] = {"customer_id", "feature_code", "ended_at", "no_grant",
+					 NULL};
 
 /* A cleanup tombstone, as export writes it: set as is. */
 static int conv_ended(struct conv *c, json_t *j)
@@ -865,7 +866,8 @@ static int conv_ended(struct conv *c, json_t *j)
 	ev->kind_case = ENT__V1__EVENT__KIND_SET_ENDED;
 	ev->set_ended = e;
 	if ((rc = need_str(c, j, "customer_id", &e->customer_id)) < 0 ||
-	    (rc = need_str(c, j, "feature_code", &e->feature_code)) < 0 ||
+	    (rc = get_str(c, j, "feature_code", &e->feature_code)) < 0 ||
+	    (rc = get_bool(c, j, "no_grant", &e->no_grant)) < 0 ||
 	    (rc = get_time(c, j, "ended_at", &e->ended_at)) < 0)
 		return rc;
 	if (rc == 0)

@@ -337,6 +337,7 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	if (r == -ENT_ENOTFOUND) {
 		ws->src.n = 0; /* the feature is gone: so are its aggregates */
 		ws->src.ended_at = 0;
+		ws->src.keep = false;
 	} else if (r) {
 		return r;
 	}
@@ -345,7 +346,7 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		return r;
 	/* A cleanup tombstone alone keeps the record: the answer stays EXPIRED, with the
 	 * feature's type, whether or not the tick removed what ended. */
-	if (ws->src.n == 0 && ws->src.ended_at == 0) {
+	if (ws->src.n == 0 && ws->src.ended_at == 0 && !ws->src.keep) {
 		if (!old.exists)
 			return 0;
 		c->res->recomputed++;
@@ -617,6 +618,37 @@ static bool grants_alone(struct ent_wscratch *ws, const struct ent_source *src)
 	return ent_model_aggregate(one, 0, &ws->seg) == 0 && ws->seg.enabled;
 }
 
+int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    int64_t end, bool grants)
+{
+	struct ent_key key;
+	if (ent_key_make(&key, customer, &feature))
+		return -ENT_EINVAL;
+	struct ent_str skey = {key.b, key.len};
+	MDB_val v;
+	int r = ent_a_get(c, ENT_T_ENDED, skey, &v);
+	if (r && r != -ENT_ENOTFOUND)
+		return r;
+	bool existed = r == 0;
+	if (existed && (v.mv_size == 8 || v.mv_size == 9)) {
+		/* A granting tombstone stays granting; the later end is kept. */
+		bool had_grants = v.mv_size == 8;
+		int64_t had = (int64_t)ent_le64_get(v.mv_data);
+		if (had_grants && !grants)
+			return 0;
+		if (had_grants == grants && had >= end)
+			return 0;
+		/* A keep-only row becomes granting with the granting end. */
+	}
+	uint8_t b[9];
+	ent_le64_put(b, (uint64_t)end);
+	b[8] = 0;
+	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, grants ? 8 : 9)))
+		return r;
+	/* The tombstone keeps the customer known, like a subscription or an override. */
+	return existed ? 0 : ent_a_customer_ref(c, customer, 1);
+}
+
 int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
 		    const struct ent_str *sub_id)
 {
@@ -628,40 +660,27 @@ int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	if (r)
 		return r;
 	/*
-	 * Only sources that ended by now and would have granted: before the cleanup those are
-	 * what makes the answer EXPIRED; a disabled or values-only source never explained a
-	 * "no", so it leaves no tombstone either.
+	 * Sources that ended by now and would have granted make the answer EXPIRED before the
+	 * cleanup, so they leave a granting tombstone (their latest end). A disabled or
+	 * values-only source never explained a "no"; it leaves one that only keeps the record,
+	 * so the answer (NOT_ENTITLED with the feature's usage) stays what it was too.
 	 */
-	int64_t end = 0;
+	int64_t end = 0, any = 0;
 	for (uint32_t i = 0; i < ws->src.n; i++) {
 		const struct ent_source *src = &ws->src.src[i];
 		bool mine = sub_id ? src->type != ENT_SRC_OVERRIDE &&
 					     ent_str_eq(src->subscription_id, *sub_id)
 				   : src->type == ENT_SRC_OVERRIDE;
-		if (!mine || src->expires_at == 0 || src->expires_at > c->at ||
-		    src->expires_at <= end || !grants_alone(ws, src))
+		if (!mine || src->expires_at == 0 || src->expires_at > c->at)
 			continue;
-		end = src->expires_at;
+		if (src->expires_at > any)
+			any = src->expires_at;
+		if (src->expires_at > end && grants_alone(ws, src))
+			end = src->expires_at;
 	}
-	if (end == 0)
-		return 0;
-	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
-		return -ENT_EINVAL;
-	struct ent_str skey = {key.b, key.len};
-	MDB_val v;
-	r = ent_a_get(c, ENT_T_ENDED, skey, &v);
-	if (r && r != -ENT_ENOTFOUND)
-		return r;
-	bool existed = r == 0;
-	if (existed && v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= end)
-		return 0;
-	uint8_t b[8];
-	ent_le64_put(b, (uint64_t)end);
-	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, 8)))
-		return r;
-	/* The tombstone keeps the customer known, like a subscription or an override. */
-	return existed ? 0 : ent_a_customer_ref(c, customer, 1);
+	if (end)
+		return ent_a_ended_put(c, customer, feature, end, true);
+	return any ? ent_a_ended_put(c, customer, feature, any, false) : 0;
 }
 
 /* ---- tick and wipe ------------------------------------------------------------------------ */
@@ -745,7 +764,8 @@ static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
 	/* Deleting while walking is safe: see sweep_idem. */
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= before)
+		if ((v.mv_size == 8 || v.mv_size == 9) &&
+		    (int64_t)ent_le64_get(v.mv_data) >= before)
 			continue;
 		if ((r = ent_strset_add(c, &gone, ent_val_str(k))))
 			break;
@@ -925,38 +945,30 @@ static int apply_wipe(struct ent_actx *c)
 static int apply_set_ended(struct ent_actx *c, const Ent__V1__EndedState *e)
 {
 	int r;
+	bool whole = !e->feature_code || !*e->feature_code; /* the customer's own marker */
 	if ((r = ent_check_id(ent_str_c(e->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id",
 			      c->err)) ||
-	    (r = ent_check_id(ent_str_c(e->feature_code), ENT_MAX_CODE, "feature_code", c->err)))
+	    (!whole &&
+	     (r = ent_check_id(ent_str_c(e->feature_code), ENT_MAX_CODE, "feature_code", c->err))))
 		return r;
 	if (e->ended_at <= 0)
 		return ent_err_set(c->err, ENT_EINVAL, "ended_at: must be > 0");
 	if ((r = ent_a_check_time(c, e->ended_at, "ended_at")))
 		return r;
-	struct ent_str customer = ent_str_c(e->customer_id), feature = ent_str_c(e->feature_code);
+	struct ent_str customer = ent_str_c(e->customer_id),
+		       feature = whole ? (struct ent_str){"", 0} : ent_str_c(e->feature_code);
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
-	if (r == -ENT_ENOTFOUND)
-		return ent_err_set(c->err, ENT_EINVAL, "feature_code: unknown feature '%s'",
-				   e->feature_code);
-	if (r)
+	if (!whole) {
+		r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
+		if (r == -ENT_ENOTFOUND)
+			return ent_err_set(c->err, ENT_EINVAL, "feature_code: unknown feature '%s'",
+					   e->feature_code);
+		if (r)
+			return r;
+	}
+	if ((r = ent_a_ended_put(c, customer, feature, e->ended_at, !whole && !e->no_grant)))
 		return r;
-	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
-		return ent_err_set(c->err, ENT_EINVAL, "customer_id: too long");
-	struct ent_str skey = {key.b, key.len};
-	r = ent_a_get(c, ENT_T_ENDED, skey, &v);
-	if (r && r != -ENT_ENOTFOUND)
-		return r;
-	bool existed = r == 0;
-	if (existed && v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= e->ended_at)
-		return 0;
-	uint8_t b[8];
-	ent_le64_put(b, (uint64_t)e->ended_at);
-	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, 8)) ||
-	    (!existed && (r = ent_a_customer_ref(c, customer, 1))))
-		return r;
-	return ent_a_recompute(c, customer, feature, c->at);
+	return whole ? 0 : ent_a_recompute(c, customer, feature, c->at);
 }
 
 /* ---- apply ------------------------------------------------------------------------------- */

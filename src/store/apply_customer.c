@@ -264,6 +264,10 @@ int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struc
 	ent_strset_uniq(&features);
 	for (size_t i = 0; i < features.n && !r; i++)
 		r = ent_a_tombstone(c, customer, features.v[i], &id);
+	/* The customer stays known (NOT_ENTITLED, not UNKNOWN_CUSTOMER) for the tombstones'
+	 * horizon even when what ended granted no feature at all. */
+	if (!r && sub->ends_at)
+		r = ent_a_ended_put(c, customer, empty, sub->ends_at, false);
 	if (r || (r = index_sub(c, sub, &key, false)) ||
 	    (r = ent_a_del(c, ENT_T_SUBS, (struct ent_str){key.b, key.len})) ||
 	    (r = ent_a_customer_ref(c, customer, -1)))
@@ -508,6 +512,8 @@ int ent_a_remove_override(struct ent_actx *c, struct ent_str customer, struct en
 int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature)
 {
 	int r = ent_a_tombstone(c, customer, feature, NULL);
+	if (!r)
+		r = ent_a_ended_put(c, customer, empty, c->at, false);
 	return r ? r : ent_a_remove_override(c, customer, feature);
 }
 

@@ -317,6 +317,7 @@ static int gather_override(struct gather *g, struct ent_str customer)
 static int gather_ended(struct gather *g, struct ent_str customer)
 {
 	g->out->ended_at = 0;
+	g->out->keep = false;
 	struct ent_key key;
 	struct ent_str feature = ent_str_c(g->f->code);
 	if (!ent_store_has(g->s, ENT_T_ENDED) || ent_key_make(&key, customer, &feature))
@@ -327,6 +328,11 @@ static int gather_ended(struct gather *g, struct ent_str customer)
 		return 0;
 	if (rc)
 		return ent_store_mdb_err(rc);
+	if (v.mv_size == 9) {
+		/* Ended sources that granted nothing: the record stays, nothing is explained. */
+		g->out->keep = true;
+		return 0;
+	}
 	if (v.mv_size != 8)
 		return -ENT_ECORRUPT;
 	g->out->ended_at = (int64_t)ent_le64_get(v.mv_data);
@@ -340,6 +346,7 @@ int ent_store_gather(struct ent_store *s, MDB_txn *txn, struct ent_str customer,
 	ent_pb_allocator(&g.al, a);
 	out->n = 0;
 	out->ended_at = 0;
+	out->keep = false;
 	Ent__V1__Feature *f;
 	int r = ent_store_load_feature(s, txn, feature, a, &f);
 	if (r)

@@ -392,6 +392,14 @@ int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct en
  */
 int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
 		    const struct ent_str *sub_id);
+/**
+ * Write a row of `ended` (merged with a stored one; a new row adds a customer reference).
+ * \a grants: a tombstone that explains EXPIRED from \a end on (8-byte value); otherwise one
+ * that only keeps the record and the customer (9 bytes: end, then 0). An empty \a feature is
+ * the customer's own marker: cleanup removed an object of it, so it stays known.
+ */
+int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    int64_t end, bool grants);
 int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req);
 int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req);
 int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);
