@@ -9,7 +9,7 @@
  *      answer at t, so next_change_at announces every change;
  *  P3  Export -> Import(replace) at now changes no answer about any t >= now.
  *
- * The run is deterministic: SEM_SEED (default 16) seeds it and SEM_CASES (default 60) bounds
+ * The run is deterministic: SEM_SEED (default 16) seeds it and SEM_CASES (default 200) bounds
  * it, so ctest runs a fixed sequence in seconds; run it longer by hand with, e.g.,
  * SEM_CASES=5000 SEM_SEED=7 ./build/tests/test_semantics. A failure prints the seed, the case
  * and the step that broke it.
@@ -602,7 +602,7 @@ static void test_properties(void **state)
 	const char *e = getenv("SEM_SEED");
 	uint64_t seed = e ? strtoull(e, NULL, 10) : 16;
 	e = getenv("SEM_CASES");
-	long cases = e ? strtol(e, NULL, 10) : 60;
+	long cases = e ? strtol(e, NULL, 10) : 200;
 	static struct fx f;
 	memset(&f, 0, sizeof(f));
 	ent_arena_init(&f.arena, 0);
