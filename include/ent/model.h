@@ -107,8 +107,9 @@ struct ent_source {
 	int64_t usage_limit; /**< per reset period, before the quantity multiplier */
 	bool unlimited;
 	bool soft;		/**< is_soft_limit */
-	uint8_t reset;		/**< enum ent_reset */
-	int64_t billing_anchor; /**< the subscription's anchor (usage periods start from it) */
+	uint8_t reset;		/**< enum ent_reset; UNSPECIFIED: this source names no period */
+	int64_t billing_anchor; /**< where its periods start: the subscription's anchor, else its
+				     active_from, else its creation instant */
 	uint32_t n_static;
 	const struct ent_str *statics;
 	uint32_t n_privs;
@@ -136,6 +137,9 @@ struct ent_sources {
 	    `ended` table), 0: none. Explains a "no" as EXPIRED from that instant on (rule 6b),
 	    so the answer does not change when the writer's timer deletes what ended. */
 	int64_t ended_at;
+	/** The store keeps the record of this pair even with no source: cleanup removed sources
+	    that granted nothing (ignored by the model). */
+	bool keep;
 };
 
 /**
@@ -157,16 +161,23 @@ struct ent_agg {
 	bool override_applied;
 	struct ent_str override_reason;
 	int64_t override_expires_at; /**< 0: never */
+	/** The usage shape over this segment (rule 9): the reset period and billing anchor of
+	    the highest-precedence contributing source that specifies a period. NEVER with
+	    anchor 0 when none does or the feature is not metered. */
+	uint8_t reset;
+	int64_t anchor;
 };
 
 /**
  * Record-level facts shared by all segments: the feature type and the usage counter.
- * used counts units in the period starting at period_start (anchored at anchor, by reset).
+ * used counts units in the period starting at period_start. Each segment carries its own usage
+ * shape (struct ent_agg.reset/anchor); reset and anchor here are the shape of the segment that
+ * held the instant of the last recompute (they place the period-end boundary entry).
  */
 struct ent_usage_state {
 	uint8_t feature_type;
-	uint8_t reset;	      /**< enum ent_reset of the aggregate */
-	int64_t anchor;	      /**< billing anchor; periods are [anchor + k*period, ...) */
+	uint8_t reset;	      /**< enum ent_reset at the last recompute */
+	int64_t anchor;	      /**< billing anchor at the last recompute */
 	int64_t period_start; /**< the period \a used belongs to */
 	int64_t used;
 };
@@ -183,10 +194,25 @@ struct ent_decision {
 	int64_t used;	   /**< in the period containing the instant */
 	int64_t remaining; /**< max(limit - used, 0); 0 when unlimited */
 	uint8_t reset;
-	int64_t period_start, period_end; /**< period_end 0 for NEVER */
-	int64_t next_change_at;		  /**< min(segment end, period end); 0 if none */
-	const struct ent_agg *agg;	  /**< values, privileges, override details */
+	/** Wire-ready instants (ent_model_wire_time): period_start 0 for NEVER (no start),
+	    period_end 0 for NEVER. */
+	int64_t period_start, period_end;
+	int64_t next_change_at;	   /**< min(segment end, period end); 0 if none */
+	const struct ent_agg *agg; /**< values, privileges, override details */
 };
+
+/**
+ * The largest instant the API takes or gives: 2^53 - 1 ms. JavaScript numbers and JSON
+ * decoders that read numbers as doubles hold every integer up to it exactly.
+ */
+#define ENT_WIRE_TIME_MAX INT64_C(9007199254740991)
+
+/** \a t as the API shows an instant: 0 ("not set") when it lies outside +-ENT_WIRE_TIME_MAX,
+    which is how the open ends ENT_T_MIN/ENT_T_MAX and a NEVER period's start come out. */
+static inline int64_t ent_model_wire_time(int64_t t)
+{
+	return t < -ENT_WIRE_TIME_MAX || t > ENT_WIRE_TIME_MAX ? 0 : t;
+}
 
 /**
  * Compute the aggregate of \a s at instant \a t into \a out (from/to are set to the segment of
@@ -206,8 +232,9 @@ ENT_API int ent_model_aggregate(const struct ent_sources *s, int64_t t, struct e
 ENT_API int ent_model_segments(const struct ent_sources *s, int64_t now, struct ent_agg *out);
 
 /**
- * The usage state for the record: reset period and anchor of the highest-precedence enabled
- * metered source (ties: first), or NEVER/0.
+ * The usage shape at \a now (rule 9): the reset period and anchor of the highest-precedence
+ * contributing source that specifies a period (ties: first), or NEVER/0. The same as the
+ * reset/anchor of ent_model_aggregate(s, now).
  */
 ENT_API void ent_model_usage_shape(const struct ent_sources *s, int64_t now, uint8_t *reset,
 				   int64_t *anchor);
@@ -216,14 +243,17 @@ ENT_API void ent_model_usage_shape(const struct ent_sources *s, int64_t now, uin
  * Bounds of the reset period containing \a t for a period anchored at \a anchor.
  * Calendar periods (MONTHLY, QUARTERLY, HALF_YEARLY, ANNUAL) step by months from the anchor's
  * day-of-month, clamped to the month's last day; DAILY and WEEKLY by fixed lengths.
- * NEVER (and UNSPECIFIED): *start = anchor (or ENT_T_MIN if 0), *end = 0.
+ * NEVER (and UNSPECIFIED): one period for ever, whatever the anchor: *start = ENT_T_MIN,
+ * *end = 0.
  */
 ENT_API void ent_model_period(uint8_t reset, int64_t anchor, int64_t t, int64_t *start,
 			      int64_t *end);
 
 /**
  * Decide a check of \a quantity (>= 1) units at instant \a t from the segment containing t.
- * Usage counted in an earlier period than t's reads as 0 (a new period starts from zero).
+ * The period of t comes from the segment's usage shape. The counter (u->period_start,
+ * u->used) reads as 0 when t's period starts after u->period_start (a new period starts from
+ * zero), and as u->used otherwise.
  */
 ENT_API void ent_model_decide(const struct ent_usage_state *u, const struct ent_agg *seg,
 			      int64_t quantity, int64_t t, struct ent_decision *out);

@@ -339,6 +339,7 @@ enum section_kind {
 	SEC_SUBS,
 	SEC_OVERRIDES,
 	SEC_USAGE,
+	SEC_ENDED,
 };
 
 struct exporter {
@@ -419,8 +420,30 @@ static int record_cb(void *ctx, struct ent_str key, struct ent_str val)
 		size_t clen = (size_t)(nul - key.p);
 		set(j, "customer_id", json_stringn(key.p, clen), &ok);
 		set(j, "feature_code", json_stringn(nul + 1, key.len - clen - 1), &ok);
-		set(j, "period_start", time_json(le64(val.p)), &ok);
+		/* A never-resetting counter has no period start (INT64_MIN): the key is left
+		 * out, and import reads its absence as that. */
+		if (le64(val.p) != INT64_MIN)
+			set(j, "period_start", time_json(le64(val.p)), &ok);
 		set(j, "used", json_integer(le64(val.p + 8)), &ok);
+		break;
+	}
+	case SEC_ENDED: {
+		/* customer\0feature -> i64 ended_at LE: cleanup tombstones, so a restore answers
+		 * EXPIRED where this database does. */
+		const char *nul = memchr(key.p, '\0', key.len);
+		if (!nul || (val.len != 8 && val.len != 9))
+			return corrupt(x, key);
+		j = json_object();
+		if (!j)
+			break;
+		size_t clen = (size_t)(nul - key.p);
+		set(j, "customer_id", json_stringn(key.p, clen), &ok);
+		/* No feature: the customer's own marker. 9 bytes: what ended granted nothing. */
+		if (key.len - clen - 1)
+			set(j, "feature_code", json_stringn(nul + 1, key.len - clen - 1), &ok);
+		set(j, "ended_at", time_json(le64(val.p)), &ok);
+		if (val.len == 9 && key.len - clen - 1)
+			set(j, "no_grant", json_true(), &ok);
 		break;
 	}
 	}
@@ -448,6 +471,7 @@ int ent_json_export(struct ent_view *view, char **out, struct ent_err *err)
 		{"subscriptions", ENT_T_SUBS, SEC_SUBS, false},
 		{"overrides", ENT_T_OVERRIDES, SEC_OVERRIDES, false},
 		{"usage", ENT_T_USAGE, SEC_USAGE, false},
+		{"ended", ENT_T_ENDED, SEC_ENDED, false},
 	};
 	struct exporter x = {.err = err};
 	int rc = 0;

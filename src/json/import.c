@@ -817,6 +817,7 @@ static int conv_usage(struct conv *c, json_t *j)
 		ent__v1__usage_state__init(u);
 		ev->kind_case = ENT__V1__EVENT__KIND_SET_USAGE;
 		ev->set_usage = u;
+		u->period_start = ENT_T_MIN; /* absent: a never-resetting counter (export.c) */
 		if ((rc = need_str(c, j, "customer_id", &u->customer_id)) < 0 ||
 		    (rc = need_str(c, j, "feature_code", &u->feature_code)) < 0 ||
 		    (rc = get_time(c, j, "period_start", &u->period_start)) < 0 ||
@@ -846,7 +847,33 @@ static int conv_usage(struct conv *c, json_t *j)
 /* ---- the document ------------------------------------------------------------------------ */
 
 static const char *const doc_keys[] = {"features",  "plans", "addons", "subscriptions",
-				       "overrides", "usage", NULL};
+				       "overrides", "usage", "ended",  NULL};
+
+static const char *const ended_keys[] = {"customer_id", "feature_code", "ended_at", "no_grant",
+					 NULL};
+
+/* A cleanup tombstone, as export writes it: set as is. */
+static int conv_ended(struct conv *c, json_t *j)
+{
+	int rc;
+	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, ended_keys)))
+		return rc;
+	Ent__V1__EndedState *e = zalloc(c, sizeof(*e));
+	Ent__V1__Event *ev = add_event(c);
+	if (!e || !ev)
+		return oom(c);
+	ent__v1__ended_state__init(e);
+	ev->kind_case = ENT__V1__EVENT__KIND_SET_ENDED;
+	ev->set_ended = e;
+	if ((rc = need_str(c, j, "customer_id", &e->customer_id)) < 0 ||
+	    (rc = get_str(c, j, "feature_code", &e->feature_code)) < 0 ||
+	    (rc = get_bool(c, j, "no_grant", &e->no_grant)) < 0 ||
+	    (rc = get_time(c, j, "ended_at", &e->ended_at)) < 0)
+		return rc;
+	if (rc == 0)
+		return fail_at(c, "ended_at", "required");
+	return 0;
+}
 
 typedef int (*conv_item_fn)(struct conv *c, json_t *j);
 
@@ -897,6 +924,7 @@ static int count_events(struct conv *c, json_t *doc, size_t *n)
 	} members[] = {
 		{"features", false, 1},	     {"plans", true, 1},      {"addons", true, 1},
 		{"subscriptions", false, 1}, {"overrides", false, 2}, {"usage", false, 1},
+		{"ended", false, 1},
 	};
 	*n = 0;
 	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
@@ -947,7 +975,8 @@ int ent_json_to_events_paths(const char *text, size_t len, struct ent_arena *are
 	    (rc = conv_plans(&c, doc, "addons", true)) ||
 	    (rc = conv_array(&c, doc, "subscriptions", conv_subscription)) ||
 	    (rc = conv_array(&c, doc, "overrides", conv_override)) ||
-	    (rc = conv_array(&c, doc, "usage", conv_usage)))
+	    (rc = conv_array(&c, doc, "usage", conv_usage)) ||
+	    (rc = conv_array(&c, doc, "ended", conv_ended)))
 		goto out;
 	*events = c.ev;
 	*n = c.n;

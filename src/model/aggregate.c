@@ -188,6 +188,32 @@ static uint8_t disabled_state(const struct ent_sources *s, int64_t t, const stru
 	return ENT_R_NOT_ENTITLED;
 }
 
+/*
+ * Rule 9: the usage shape at t. Only contributing sources that specify a period take part (an
+ * UNSPECIFIED reset says nothing, it does not mean NEVER); among them the highest precedence
+ * wins, ties to the first. Overrides carry no period. NEVER has no anchor: one period for ever.
+ */
+static void shape_at(const struct ent_sources *s, int64_t t, uint8_t *reset, int64_t *anchor)
+{
+	*reset = ENT_RESET_NEVER;
+	*anchor = 0;
+	if (s->feature.type != ENT_FT_METERED)
+		return;
+	const struct ent_source *best = NULL;
+	for (uint32_t i = 0; i < s->n; i++) {
+		const struct ent_source *src = &s->src[i];
+		if (src->type == ENT_SRC_OVERRIDE || !src->enabled || !src_active(src, t) ||
+		    src->reset < ENT_RESET_DAILY || src->reset > ENT_RESET_NEVER)
+			continue;
+		if (!best || src->type > best->type)
+			best = src;
+	}
+	if (!best || best->reset == ENT_RESET_NEVER)
+		return;
+	*reset = best->reset;
+	*anchor = best->billing_anchor ? best->billing_anchor : best->active_from;
+}
+
 int ent_model_aggregate(const struct ent_sources *s, int64_t t, struct ent_agg *out)
 {
 	int rc = validate(s);
@@ -249,6 +275,7 @@ int ent_model_aggregate(const struct ent_sources *s, int64_t t, struct ent_agg *
 		out->n_privs = 0;
 		out->state = disabled_state(s, t, ovr);
 	}
+	shape_at(s, t, &out->reset, &out->anchor);
 
 	/* Rule 7: the nearest window edges around t bound the segment of constant value. */
 	out->from = ENT_T_MIN;
@@ -286,8 +313,8 @@ static bool agg_same(const struct ent_agg *a, const struct ent_agg *b)
 	if (a->state != b->state || a->enabled != b->enabled || a->unlimited != b->unlimited ||
 	    a->soft != b->soft || a->limit != b->limit || a->n_static != b->n_static ||
 	    a->n_privs != b->n_privs || a->override_applied != b->override_applied ||
-	    a->override_expires_at != b->override_expires_at ||
-	    !ent_str_eq(a->override_reason, b->override_reason))
+	    a->override_expires_at != b->override_expires_at || a->reset != b->reset ||
+	    a->anchor != b->anchor || !ent_str_eq(a->override_reason, b->override_reason))
 		return false;
 	for (uint32_t i = 0; i < a->n_static; i++)
 		if (!ent_str_eq(a->statics[i], b->statics[i]))
@@ -375,20 +402,7 @@ void ent_model_usage_shape(const struct ent_sources *s, int64_t now, uint8_t *re
 {
 	*reset = ENT_RESET_NEVER;
 	*anchor = 0;
-	if (!s || s->feature.type != ENT_FT_METERED)
+	if (!s || validate(s))
 		return;
-	const struct ent_source *best = NULL;
-	uint32_t n = s->n < ENT_MAX_SOURCES ? s->n : ENT_MAX_SOURCES;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct ent_source *src = &s->src[i];
-		if (src->type == ENT_SRC_OVERRIDE || !src->enabled || !src_active(src, now))
-			continue;
-		if (!best || src->type > best->type)
-			best = src;
-	}
-	if (!best)
-		return;
-	*reset = best->reset >= ENT_RESET_DAILY && best->reset <= ENT_RESET_NEVER ? best->reset
-										  : ENT_RESET_NEVER;
-	*anchor = best->billing_anchor ? best->billing_anchor : best->active_from;
+	shape_at(s, now, reset, anchor);
 }

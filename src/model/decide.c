@@ -21,7 +21,10 @@ void ent_model_decide(const struct ent_usage_state *u, const struct ent_agg *seg
 	int64_t used = 0;
 	if (u->feature_type == ENT_FT_METERED) {
 		int64_t ps, pe;
-		ent_model_period(u->reset, u->anchor, t, &ps, &pe);
+		/* The period of t is the one of t's segment: the shape can change at an edge
+		 * (a monthly plan ending, a daily one starting), and an answer about t must not
+		 * depend on which segment held the instant the record was written. */
+		ent_model_period(seg->reset, seg->anchor, t, &ps, &pe);
 		/*
 		 * The counter belongs to the period starting at u->period_start. A later period
 		 * starts from zero even before the writer's reset timer has run. An instant in an
@@ -29,11 +32,12 @@ void ent_model_decide(const struct ent_usage_state *u, const struct ent_agg *seg
 		 */
 		used = ps > u->period_start ? 0 : (u->used > 0 ? u->used : 0);
 		out->metered = true;
-		out->reset = u->reset >= ENT_RESET_DAILY && u->reset <= ENT_RESET_NEVER
-				     ? u->reset
+		out->reset = seg->reset >= ENT_RESET_DAILY && seg->reset <= ENT_RESET_NEVER
+				     ? seg->reset
 				     : ENT_RESET_NEVER;
-		out->period_start = ps;
-		out->period_end = pe;
+		/* A NEVER period has no start (ENT_T_MIN): the API says 0, "not set". */
+		out->period_start = ent_model_wire_time(ps);
+		out->period_end = ent_model_wire_time(pe);
 		out->used = used;
 		out->remaining = out->unlimited || used >= out->limit ? 0 : out->limit - used;
 		if (pe != 0)
@@ -41,6 +45,7 @@ void ent_model_decide(const struct ent_usage_state *u, const struct ent_agg *seg
 	}
 	if (seg->to != ENT_T_MAX && (out->next_change_at == 0 || seg->to < out->next_change_at))
 		out->next_change_at = seg->to;
+	out->next_change_at = ent_model_wire_time(out->next_change_at);
 
 	if (!seg->enabled) {
 		out->allowed = false;

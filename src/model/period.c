@@ -109,8 +109,9 @@ void ent_model_period(uint8_t reset, int64_t anchor, int64_t t, int64_t *start, 
 	case ENT_RESET_ANNUAL:
 		step = 12;
 		break;
-	default: /* NEVER, UNSPECIFIED and anything unknown: one period for ever */
-		*start = anchor ? anchor : ENT_T_MIN;
+	default: /* NEVER, UNSPECIFIED and anything unknown: one period for ever, so two
+		    never-resetting sources with different anchors count in the same period */
+		*start = ENT_T_MIN;
 		*end = 0;
 		return;
 	}

@@ -245,17 +245,12 @@ static int64_t used_now(struct ent_view *v, struct ent_str customer, struct ent_
 {
 	struct ent_check c = {customer, feature, 1, now};
 	struct ent_check_result r;
-	int64_t start, end;
 
 	memset(&r, 0, sizeof(r));
 	if (ent_view_check(v, &c, &r) < 0 || !r.d.agg)
 		return 0;
-	if (r.usage.feature_type != ENT_FT_METERED)
-		return 0;
-	if (r.usage.reset == ENT_RESET_NEVER || r.usage.reset == ENT_RESET_UNSPECIFIED)
-		return r.usage.used;
-	ent_model_period(r.usage.reset, r.usage.anchor, now, &start, &end);
-	return r.usage.period_start < start ? 0 : r.usage.used;
+	/* The decision already reads the counter in now's period, under now's segment's shape. */
+	return r.usage.feature_type == ENT_FT_METERED && r.d.metered ? r.d.used : 0;
 }
 
 void ent_admin_list_overrides(struct ent_call *call, const ProtobufCMessage *req)

@@ -104,7 +104,14 @@ static Ent__V1__PrivilegeValue **bld_privs(struct bld *b, const struct ent_priv 
 		case ENT_PT_STRING:
 		case ENT_PT_SELECT:
 			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
-			pv->string_value = bld_str(b, p[i].s);
+			/* protobuf-c leaves out a oneof string that is the shared empty default:
+			 * an empty value gets a string of its own, so "" is sent as a value. */
+			pv->string_value =
+				p[i].s.len ? bld_str(b, p[i].s) : ent_arena_strndup(b->a, "", 0);
+			if (!pv->string_value) {
+				b->oom = true;
+				pv->string_value = (char *)protobuf_c_empty_string;
+			}
 			break;
 		}
 		v[i] = pv;
@@ -142,6 +149,8 @@ static int parse_check(const struct ent_wire_check *r, int64_t now, struct ent_c
 		return ent_err_set(err, ENT_EINVAL, "quantity: must not be negative");
 	if (r->at < 0)
 		return ent_err_set(err, ENT_EINVAL, "at: must not be negative");
+	if (r->at > ENT_WIRE_TIME_MAX)
+		return ent_err_set(err, ENT_EINVAL, "at: beyond the largest instant, 2^53-1 ms");
 	c->quantity = r->quantity ? r->quantity : 1;
 	c->at = r->at ? r->at : now;
 	return 0;
@@ -603,6 +612,10 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 		ent_call_fail(call, ENT_EINVAL, "at: must not be negative");
 		return;
 	}
+	if (req->at > ENT_WIRE_TIME_MAX) {
+		ent_call_fail(call, ENT_EINVAL, "at: beyond the largest instant, 2^53-1 ms");
+		return;
+	}
 	struct gce g = {.b = {ent_call_arena(call), false}};
 	g.at = req->at ? req->at : ent_now_ms();
 	struct ent_str *filter = NULL;
@@ -748,6 +761,10 @@ static void h_report(struct ent_call *call, const ProtobufCMessage *m)
 	}
 	if (req->timestamp < 0) {
 		ent_call_fail(call, ENT_EINVAL, "timestamp: must not be negative");
+		return;
+	}
+	if (req->timestamp > ENT_WIRE_TIME_MAX) {
+		ent_call_fail(call, ENT_EINVAL, "timestamp: beyond the largest instant, 2^53-1 ms");
 		return;
 	}
 	Ent__V1__Event *ev = new_event(call);

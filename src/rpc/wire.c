@@ -365,8 +365,8 @@ uint8_t *ent_wire_u64_field_write(uint8_t *out, uint32_t field, uint64_t v)
 
 /*
  * PrivilegeValue: the oneof member follows the type, as check.c's protobuf-c builder set it.
- * An empty string member is left out: protobuf-c 1.4 skips a oneof string that is its default
- * (protobuf_c_empty_string), which is what the builder stored for empty strings.
+ * A oneof member is sent even when empty: "" is a value (a privilege granted as ""), and a
+ * missing member would say there is none.
  */
 static size_t priv_size(const struct ent_priv *v)
 {
@@ -380,7 +380,7 @@ static size_t priv_size(const struct ent_priv *v)
 		break;
 	case ENT_PT_STRING:
 	case ENT_PT_SELECT:
-		n += sz_str(PV_STRING_VALUE, v->s);
+		n += sz_bytes(PV_STRING_VALUE, v->s.len);
 		break;
 	}
 	return n;
@@ -401,7 +401,7 @@ static uint8_t *priv_write(uint8_t *p, const struct ent_priv *v)
 		break;
 	case ENT_PT_STRING:
 	case ENT_PT_SELECT:
-		p = put_str(p, PV_STRING_VALUE, v->s);
+		p = put_bytes(p, PV_STRING_VALUE, v->s.p, v->s.len);
 		break;
 	}
 	return p;
@@ -428,8 +428,8 @@ static uint8_t *usage_write(uint8_t *p, const struct ent_decision *d)
 	return put_u64(p, U_PERIOD_END, (uint64_t)d->period_end);
 }
 
-/* Which member of the value oneof the answer carries (0: none). An empty string_value is left
-   out like an empty privilege string (see above). */
+/* Which member of the value oneof the answer carries (0: none). A first static value of ""
+   is sent as string_value "" (see priv_size). */
 static uint32_t value_field(const struct ent_decision *d)
 {
 	const struct ent_agg *g = d->agg;
@@ -476,7 +476,7 @@ size_t ent_wire_check_resp_size(const struct ent_decision *d, uint64_t seq)
 		n += tag_size(RESP_NUMBER_VALUE) + 8;
 		break;
 	case RESP_STRING_VALUE:
-		n += sz_str(RESP_STRING_VALUE, g->statics[0]);
+		n += sz_bytes(RESP_STRING_VALUE, g->statics[0].len);
 		break;
 	}
 	if (g) {
@@ -516,7 +516,7 @@ uint8_t *ent_wire_check_resp_write(uint8_t *p, const struct ent_decision *d, uin
 		break;
 	}
 	case RESP_STRING_VALUE:
-		p = put_str(p, RESP_STRING_VALUE, g->statics[0]);
+		p = put_bytes(p, RESP_STRING_VALUE, g->statics[0].p, g->statics[0].len);
 		break;
 	}
 	if (g) {

@@ -337,6 +337,7 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	if (r == -ENT_ENOTFOUND) {
 		ws->src.n = 0; /* the feature is gone: so are its aggregates */
 		ws->src.ended_at = 0;
+		ws->src.keep = false;
 	} else if (r) {
 		return r;
 	}
@@ -345,7 +346,7 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		return r;
 	/* A cleanup tombstone alone keeps the record: the answer stays EXPIRED, with the
 	 * feature's type, whether or not the tick removed what ended. */
-	if (ws->src.n == 0 && ws->src.ended_at == 0) {
+	if (ws->src.n == 0 && ws->src.ended_at == 0 && !ws->src.keep) {
 		if (!old.exists)
 			return 0;
 		c->res->recomputed++;
@@ -357,34 +358,50 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "aggregate of customer '%.*s' feature '%.*s' exceeds capacities",
 				   (int)customer.len, customer.p, (int)feature.len, feature.p);
+	/* The header's shape is the one at now: it places the period-end boundary entry. */
 	struct ent_usage_state u = {.feature_type = ws->src.feature.type};
-	ent_model_usage_shape(&ws->src, now, &u.reset, &u.anchor);
+	int cur = 0;
+	while (cur + 1 < n && ws->segs[cur].to <= now)
+		cur++;
+	u.reset = ws->segs[cur].reset;
+	u.anchor = ws->segs[cur].anchor;
 	int64_t ps, pe;
 	ent_model_period(u.reset, u.anchor, now, &ps, &pe);
 	u.period_start = ps;
 	u.used = 0;
 
 	/*
-	 * The usage row: counted in a period that started before the current one, it rolls to
-	 * the current period at zero; counted in the current period (even under a changed
-	 * anchor), it keeps its count.
+	 * The usage row (P, U). A check at t reads U when t's period (under t's segment's shape)
+	 * starts at or before P, and 0 otherwise (ent_model_decide). Rolling the row must not
+	 * change any answer from now on, whatever shapes the segments ahead have: so the row
+	 * rolls to (period of now, 0) only when no instant from now on reads U any more, and
+	 * otherwise stays as it is (even when a changed anchor moved the period start: the
+	 * counter then still counts for the period that contains P, see count()).
 	 */
 	MDB_val v;
 	r = ent_a_get(c, ENT_T_USAGE, skey, &v);
-	if (r == 0 && v.mv_size == 16 && ws->src.n == 0) {
-		/* Nothing grants (a tombstone alone): the row stays as it is, like a customer
-		 * without an aggregate, so a grant that comes back in its period finds the count;
-		 * the record's copy equals it. */
-		u.period_start = (int64_t)ent_le64_get(v.mv_data);
-		u.used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
-	} else if (r == 0 && v.mv_size == 16) {
+	if (r == 0 && v.mv_size == 16) {
 		int64_t row_ps = (int64_t)ent_le64_get(v.mv_data);
 		int64_t row_used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
-		u.used = row_ps < ps ? 0 : row_used;
-		if (row_ps != ps || row_used != u.used) {
+		bool live = false;
+		for (int i = 0; i < n && !live; i++) {
+			if (ws->segs[i].to <= now)
+				continue;
+			/* Period starts only grow with t inside one segment: its first instant
+			 * from now on has the earliest. */
+			int64_t t0 = ws->segs[i].from > now ? ws->segs[i].from : now, s0, e0;
+			ent_model_period(ws->segs[i].reset, ws->segs[i].anchor, t0, &s0, &e0);
+			live = s0 <= row_ps;
+		}
+		if (live || ws->src.n == 0) {
+			/* Also kept as it is when nothing grants (a tombstone alone), like a
+			 * customer without an aggregate: a grant that comes back finds it. */
+			u.period_start = row_ps;
+			u.used = row_used;
+		} else if (row_ps != ps || row_used != 0) {
 			uint8_t b[16];
 			ent_le64_put(b, (uint64_t)ps);
-			ent_le64_put(b + 8, (uint64_t)u.used);
+			ent_le64_put(b + 8, 0);
 			if ((r = ent_a_put(c, ENT_T_USAGE, skey, b, 16)))
 				return r;
 		}
@@ -553,6 +570,35 @@ int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str fea
 	return 0;
 }
 
+int ent_a_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str feature, int64_t t,
+		    int64_t *start, int64_t *end, struct ent_usage_state *u)
+{
+	memset(u, 0, sizeof(*u));
+	struct ent_key key;
+	MDB_val v;
+	int r = ent_key_make(&key, customer, &feature)
+			? -ENT_ENOTFOUND
+			: ent_a_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
+	if (r == 0) {
+		if ((r = ent_record_decode(v.mv_data, v.mv_size, t, u, &c->ws->seg)))
+			return r;
+		ent_model_period(c->ws->seg.reset, c->ws->seg.anchor, t, start, end);
+		return 0;
+	}
+	if (r != -ENT_ENOTFOUND)
+		return r;
+	/* No aggregate: one never-resetting period, the usage row's counter. */
+	u->reset = ENT_RESET_NEVER;
+	u->period_start = ENT_T_MIN;
+	ent_model_period(ENT_RESET_NEVER, 0, t, start, end);
+	r = ent_a_get(c, ENT_T_USAGE, (struct ent_str){key.b, key.len}, &v);
+	if (r == 0 && v.mv_size == 16) {
+		u->period_start = (int64_t)ent_le64_get(v.mv_data);
+		u->used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
+	}
+	return r == -ENT_ENOTFOUND ? 0 : r;
+}
+
 /* ---- cleanup tombstones -------------------------------------------------------------------- */
 
 /*
@@ -572,6 +618,37 @@ static bool grants_alone(struct ent_wscratch *ws, const struct ent_source *src)
 	return ent_model_aggregate(one, 0, &ws->seg) == 0 && ws->seg.enabled;
 }
 
+int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    int64_t end, bool grants)
+{
+	struct ent_key key;
+	if (ent_key_make(&key, customer, &feature))
+		return -ENT_EINVAL;
+	struct ent_str skey = {key.b, key.len};
+	MDB_val v;
+	int r = ent_a_get(c, ENT_T_ENDED, skey, &v);
+	if (r && r != -ENT_ENOTFOUND)
+		return r;
+	bool existed = r == 0;
+	if (existed && (v.mv_size == 8 || v.mv_size == 9)) {
+		/* A granting tombstone stays granting; the later end is kept. */
+		bool had_grants = v.mv_size == 8;
+		int64_t had = (int64_t)ent_le64_get(v.mv_data);
+		if (had_grants && !grants)
+			return 0;
+		if (had_grants == grants && had >= end)
+			return 0;
+		/* A keep-only row becomes granting with the granting end. */
+	}
+	uint8_t b[9];
+	ent_le64_put(b, (uint64_t)end);
+	b[8] = 0;
+	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, grants ? 8 : 9)))
+		return r;
+	/* The tombstone keeps the customer known, like a subscription or an override. */
+	return existed ? 0 : ent_a_customer_ref(c, customer, 1);
+}
+
 int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
 		    const struct ent_str *sub_id)
 {
@@ -583,40 +660,27 @@ int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	if (r)
 		return r;
 	/*
-	 * Only sources that ended by now and would have granted: before the cleanup those are
-	 * what makes the answer EXPIRED; a disabled or values-only source never explained a
-	 * "no", so it leaves no tombstone either.
+	 * Sources that ended by now and would have granted make the answer EXPIRED before the
+	 * cleanup, so they leave a granting tombstone (their latest end). A disabled or
+	 * values-only source never explained a "no"; it leaves one that only keeps the record,
+	 * so the answer (NOT_ENTITLED with the feature's usage) stays what it was too.
 	 */
-	int64_t end = 0;
+	int64_t end = 0, any = 0;
 	for (uint32_t i = 0; i < ws->src.n; i++) {
 		const struct ent_source *src = &ws->src.src[i];
 		bool mine = sub_id ? src->type != ENT_SRC_OVERRIDE &&
 					     ent_str_eq(src->subscription_id, *sub_id)
 				   : src->type == ENT_SRC_OVERRIDE;
-		if (!mine || src->expires_at == 0 || src->expires_at > c->at ||
-		    src->expires_at <= end || !grants_alone(ws, src))
+		if (!mine || src->expires_at == 0 || src->expires_at > c->at)
 			continue;
-		end = src->expires_at;
+		if (src->expires_at > any)
+			any = src->expires_at;
+		if (src->expires_at > end && grants_alone(ws, src))
+			end = src->expires_at;
 	}
-	if (end == 0)
-		return 0;
-	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
-		return -ENT_EINVAL;
-	struct ent_str skey = {key.b, key.len};
-	MDB_val v;
-	r = ent_a_get(c, ENT_T_ENDED, skey, &v);
-	if (r && r != -ENT_ENOTFOUND)
-		return r;
-	bool existed = r == 0;
-	if (existed && v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= end)
-		return 0;
-	uint8_t b[8];
-	ent_le64_put(b, (uint64_t)end);
-	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, 8)))
-		return r;
-	/* The tombstone keeps the customer known, like a subscription or an override. */
-	return existed ? 0 : ent_a_customer_ref(c, customer, 1);
+	if (end)
+		return ent_a_ended_put(c, customer, feature, end, true);
+	return any ? ent_a_ended_put(c, customer, feature, any, false) : 0;
 }
 
 /* ---- tick and wipe ------------------------------------------------------------------------ */
@@ -700,7 +764,8 @@ static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
 	/* Deleting while walking is safe: see sweep_idem. */
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (v.mv_size == 8 && (int64_t)ent_le64_get(v.mv_data) >= before)
+		if ((v.mv_size == 8 || v.mv_size == 9) &&
+		    (int64_t)ent_le64_get(v.mv_data) >= before)
 			continue;
 		if ((r = ent_strset_add(c, &gone, ent_val_str(k))))
 			break;
@@ -873,6 +938,39 @@ static int apply_wipe(struct ent_actx *c)
 	return 0;
 }
 
+/*
+ * Import of a cleanup tombstone: set as exported (the larger of it and a stored one), so a
+ * restored database answers EXPIRED where the exported one did. The feature must exist.
+ */
+static int apply_set_ended(struct ent_actx *c, const Ent__V1__EndedState *e)
+{
+	int r;
+	bool whole = !e->feature_code || !*e->feature_code; /* the customer's own marker */
+	if ((r = ent_check_id(ent_str_c(e->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id",
+			      c->err)) ||
+	    (!whole &&
+	     (r = ent_check_id(ent_str_c(e->feature_code), ENT_MAX_CODE, "feature_code", c->err))))
+		return r;
+	if (e->ended_at <= 0)
+		return ent_err_set(c->err, ENT_EINVAL, "ended_at: must be > 0");
+	if ((r = ent_a_check_time(c, e->ended_at, "ended_at")))
+		return r;
+	struct ent_str customer = ent_str_c(e->customer_id),
+		       feature = whole ? (struct ent_str){"", 0} : ent_str_c(e->feature_code);
+	MDB_val v;
+	if (!whole) {
+		r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
+		if (r == -ENT_ENOTFOUND)
+			return ent_err_set(c->err, ENT_EINVAL, "feature_code: unknown feature '%s'",
+					   e->feature_code);
+		if (r)
+			return r;
+	}
+	if ((r = ent_a_ended_put(c, customer, feature, e->ended_at, !whole && !e->no_grant)))
+		return r;
+	return whole ? 0 : ent_a_recompute(c, customer, feature, c->at);
+}
+
 /* ---- apply ------------------------------------------------------------------------------- */
 
 static int dispatch(struct ent_actx *c)
@@ -915,6 +1013,8 @@ static int dispatch(struct ent_actx *c)
 		return apply_wipe(c);
 	case ENT__V1__EVENT__KIND_SET_USAGE:
 		return ent_a_set_usage(c, ev->set_usage);
+	case ENT__V1__EVENT__KIND_SET_ENDED:
+		return apply_set_ended(c, ev->set_ended);
 	default:
 		return ent_err_set(c->err, ENT_EINVAL, "event: unknown or missing kind (%d)",
 				   (int)ev->kind_case);

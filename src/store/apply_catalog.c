@@ -32,6 +32,15 @@ int ent_a_check_text(struct ent_actx *c, const char *s, const char *field)
 	return 0;
 }
 
+int ent_a_check_time(struct ent_actx *c, int64_t t, const char *field)
+{
+	if (t > ENT_WIRE_TIME_MAX || t < -ENT_WIRE_TIME_MAX)
+		return ent_err_set(c->err, ENT_EINVAL,
+				   "%s: beyond the largest instant, 2^53-1 ms (year 287396)",
+				   field);
+	return 0;
+}
+
 /* "'azure' is not one of google, okta" */
 static int not_one_of(struct ent_actx *c, const char *field, const char *v,
 		      const Ent__V1__PrivilegeDef *d)
@@ -322,6 +331,86 @@ static int used_by(struct ent_actx *c, const char *what, const struct users *u)
 	return 0;
 }
 
+static const Ent__V1__Grant *grant_of_code(const Ent__V1__SetEntitlementsRequest *o,
+					   const char *feature)
+{
+	for (size_t i = 0; o && i < o->n_entitlements; i++)
+		if (strcmp(o->entitlements[i]->feature_code, feature) == 0)
+			return o->entitlements[i];
+	return NULL;
+}
+
+/*
+ * A declaration change must not strand a stored value: a removed privilege, a changed type or
+ * a select option taken away while a grant or override still carries it is refused, naming
+ * the first such value. Otherwise checks would go on showing a value the feature no longer
+ * allows, and an Export of that state would not Import (docs/semantics.md, "Every export
+ * restores").
+ */
+static int stranded(struct ent_actx *c, const Ent__V1__Feature *f, const char *who,
+		    Ent__V1__PrivilegeValue *const *pv, size_t n)
+{
+	Ent__V1__PrivilegeValue **norm;
+	if (n == 0 || ent_a_check_privs(c, "privileges", f, pv, n, &norm) == 0)
+		return 0;
+	if (c->err->code != ENT_EINVAL)
+		return -c->err->code;
+	char msg[sizeof(c->err->msg)];
+	snprintf(msg, sizeof(msg), "%s", c->err->msg);
+	return ent_err_set(c->err, ENT_EPRECOND,
+			   "feature.privileges: cannot change; %s holds %s (change or remove that "
+			   "value first)",
+			   who, msg);
+}
+
+static int check_users_privs(struct ent_actx *c, const Ent__V1__Feature *f, const struct users *u)
+{
+	char who[600];
+	int r = 0;
+	for (int k = 0; k < 2 && !r; k++) {
+		const struct ent_strset *set = k == 0 ? &u->plans : &u->addons;
+		for (size_t i = 0; i < set->n && !r; i++) {
+			Ent__V1__SetEntitlementsRequest *o;
+			r = ent_a_get_pb(c, k == 0 ? ENT_T_PLANS : ENT_T_ADDONS, set->v[i],
+					 &ent__v1__set_entitlements_request__descriptor, c->arena,
+					 (void **)&o);
+			if (r)
+				return r;
+			const Ent__V1__Grant *g = grant_of_code(o, f->code);
+			snprintf(who, sizeof(who), "%s '%.*s'", k == 0 ? "plan" : "add-on",
+				 (int)set->v[i].len, set->v[i].p);
+			if (g)
+				r = stranded(c, f, who, g->privileges, g->n_privileges);
+		}
+	}
+	for (size_t i = 0; i < u->sub_keys.n && !r; i++) {
+		Ent__V1__Subscription *sub;
+		struct ent_str cu = {"", 0}, id = {"", 0};
+		if ((r = ent_a_get_pb(c, ENT_T_SUBS, u->sub_keys.v[i],
+				      &ent__v1__subscription__descriptor, c->arena, (void **)&sub)))
+			return r;
+		ent_key_split(u->sub_keys.v[i], &cu, &id);
+		snprintf(who, sizeof(who), "subscription '%.*s' of customer '%.*s'", (int)id.len,
+			 id.p, (int)cu.len, cu.p);
+		for (size_t j = 0; j < sub->n_entitlements && !r; j++)
+			if (strcmp(sub->entitlements[j]->feature_code, f->code) == 0)
+				r = stranded(c, f, who, sub->entitlements[j]->privileges,
+					     sub->entitlements[j]->n_privileges);
+	}
+	for (size_t i = 0; i < u->override_keys.n && !r; i++) {
+		Ent__V1__CustomerOverride *o;
+		struct ent_str cu = {"", 0}, fe;
+		if ((r = ent_a_get_pb(c, ENT_T_OVERRIDES, u->override_keys.v[i],
+				      &ent__v1__customer_override__descriptor, c->arena,
+				      (void **)&o)))
+			return r;
+		ent_key_split(u->override_keys.v[i], &cu, &fe);
+		snprintf(who, sizeof(who), "the override of customer '%.*s'", (int)cu.len, cu.p);
+		r = stranded(c, f, who, o->privileges, o->n_privileges);
+	}
+	return r;
+}
+
 /* Customers subscribed to plan/add-on \a code, through the DUPSORT index. */
 static int index_customers(struct ent_actx *c, enum ent_table index, struct ent_str code,
 			   struct ent_strset *out)
@@ -488,6 +577,8 @@ int ent_a_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 				 f->code);
 			return used_by(c, what, &u);
 		}
+		if ((r = check_users_privs(c, f, &u)))
+			return r;
 	}
 	/* The RPC layer zeroes the stamps; non-zero ones come from an import and are kept. */
 	Ent__V1__Feature st = *f;

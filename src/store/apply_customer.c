@@ -138,6 +138,10 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.ends_at: must be >= 0");
 	if (sub->billing_anchor < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.billing_anchor: must be >= 0");
+	if ((r = ent_a_check_time(c, sub->active_from, "subscription.active_from")) ||
+	    (r = ent_a_check_time(c, sub->ends_at, "subscription.ends_at")) ||
+	    (r = ent_a_check_time(c, sub->billing_anchor, "subscription.billing_anchor")))
+		return r;
 	if (sub->ends_at && sub->active_from && sub->ends_at <= sub->active_from)
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "subscription.ends_at: must be after active_from");
@@ -201,6 +205,8 @@ int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscript
 		return r;
 	if (req->at < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "at: must be >= 0");
+	if ((r = ent_a_check_time(c, req->at, "at")))
+		return r;
 	struct ent_str customer = s_(req->customer_id);
 	struct ent_key key;
 	Ent__V1__Subscription *sub;
@@ -219,6 +225,23 @@ int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscript
 	sub->updated_at = c->at;
 	struct ent_strset features = {0};
 	struct ent_str skey = {key.b, key.len};
+	if (sub->active_from && sub->ends_at <= sub->active_from) {
+		/*
+		 * Ended before it started: the subscription is never active. It goes at once,
+		 * without a tombstone (it never granted anything), rather than being stored with
+		 * an empty window that UpsertSubscription and Import refuse, and whose cleanup
+		 * would change NOT_YET_ACTIVE into something else. The echo shows it as cancelled.
+		 */
+		Ent__V1__Subscription *echo_sub = sub;
+		if ((r = sub_features(c, sub, &features)) || (r = index_sub(c, sub, &key, false)) ||
+		    (r = ent_a_del(c, ENT_T_SUBS, skey)) ||
+		    (r = ent_a_customer_ref(c, customer, -1)) ||
+		    (r = recompute_features(c, customer, &features)))
+			return r;
+		c->res->object = &echo_sub->base;
+		c->res->deleted = true;
+		return 0;
+	}
 	if ((r = sub_features(c, sub, &features)) ||
 	    (r = ent_a_put_pb(c, ENT_T_SUBS, skey, &sub->base)) ||
 	    (r = ent_a_bound_add(c, sub->ends_at, customer, empty)) ||
@@ -241,6 +264,10 @@ int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struc
 	ent_strset_uniq(&features);
 	for (size_t i = 0; i < features.n && !r; i++)
 		r = ent_a_tombstone(c, customer, features.v[i], &id);
+	/* The customer stays known (NOT_ENTITLED, not UNKNOWN_CUSTOMER) for the tombstones'
+	 * horizon even when what ended granted no feature at all. */
+	if (!r && sub->ends_at)
+		r = ent_a_ended_put(c, customer, empty, sub->ends_at, false);
 	if (r || (r = index_sub(c, sub, &key, false)) ||
 	    (r = ent_a_del(c, ENT_T_SUBS, (struct ent_str){key.b, key.len})) ||
 	    (r = ent_a_customer_ref(c, customer, -1)))
@@ -321,11 +348,13 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 					   f->code);
 		if (!isfinite(d))
 			return ent_err_set(c->err, ENT_EINVAL, "value.number_value: not finite");
+		/* The one rule for every limit (Zenskar's int64 quantity too): a whole number
+		 * from 0 to INT64_MAX. Every double below 2^63 converts to int64 exactly. */
 		if (f->type == ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED &&
-		    (d < 0 || d != floor(d) || d > 9007199254740992.0))
+		    (d < 0 || d != floor(d) || d >= 9223372036854775808.0))
 			return ent_err_set(c->err, ENT_EINVAL,
-					   "value.number_value: must be a whole number >= 0 (the "
-					   "usage limit)");
+					   "value.number_value: must be a whole number from 0 to "
+					   "2^63-1 (the usage limit)");
 	}
 	if (req->unlimited && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED)
 		return ent_err_set(c->err, ENT_EINVAL,
@@ -353,6 +382,9 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 		return ent_err_set(c->err, ENT_EINVAL, "active_from: must be >= 0");
 	if (req->expires_at < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "expires_at: must be >= 0");
+	if ((r = ent_a_check_time(c, req->active_from, "active_from")) ||
+	    (r = ent_a_check_time(c, req->expires_at, "expires_at")))
+		return r;
 	if (req->expires_at) {
 		if (req->expires_at <= req->active_from)
 			return ent_err_set(c->err, ENT_EINVAL,
@@ -408,6 +440,10 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 		return ent_err_set(c->err, ENT_EINVAL, "active_from: must be >= 0");
 	if (req->expiry_at && req->expiry_at->value < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "expiry_at: must be >= 0");
+	if ((req->active_from &&
+	     (r = ent_a_check_time(c, req->active_from->value, "active_from"))) ||
+	    (req->expiry_at && (r = ent_a_check_time(c, req->expiry_at->value, "expiry_at"))))
+		return r;
 	/* Like set_override's expires_at: an override that would be born expired is a mistake
 	 * (and the tick would delete it at once). 0 clears the expiry. */
 	if (req->expiry_at && req->expiry_at->value != 0 && req->expiry_at->value <= c->at)
@@ -419,6 +455,13 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 		return r;
 	/* Zenskar PATCHes an existing assignment; with none yet, one is created holding just
 	 * the fields sent (docs/storage.md). */
+	/* An override is created only by what grants something: a quantity. One holding just
+	 * a window (or a counter) would set nothing yet answer override_applied. */
+	if (!old && !req->quantity)
+		return ent_err_set(c->err, ENT_ENOTFOUND,
+				   "quantity: required to create an override (customer '%s' has "
+				   "none for feature '%s')",
+				   req->customer_id, req->feature_code);
 	Ent__V1__CustomerOverride blank = ENT__V1__CUSTOMER_OVERRIDE__INIT;
 	Ent__V1__CustomerOverride *o = old ? old : &blank;
 	if (!old) {
@@ -443,16 +486,12 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 		return r;
 	struct ent_str customer = s_(req->customer_id), feature = s_(req->feature_code);
 	if (req->quantity_used) {
-		/* The counter of the current period, as the freshly recomputed record has it. */
-		MDB_val v;
-		struct ent_usage_state u = {0};
-		r = ent_a_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
-		if (r == 0 && ent_record_header(v.mv_data, v.mv_size, &u) < 0)
-			return -ENT_ECORRUPT;
-		if (r && r != -ENT_ENOTFOUND)
-			return r;
+		/* The counter of the current period, under the shape the freshly recomputed
+		 * record has at this instant. */
+		struct ent_usage_state u;
 		int64_t ps, pe;
-		ent_model_period(r ? ENT_RESET_NEVER : u.reset, r ? 0 : u.anchor, c->at, &ps, &pe);
+		if ((r = ent_a_period_at(c, customer, feature, c->at, &ps, &pe, &u)))
+			return r;
 		if ((r = ent_a_usage_write(c, customer, feature, ps, req->quantity_used->value)))
 			return r;
 	}
@@ -473,6 +512,8 @@ int ent_a_remove_override(struct ent_actx *c, struct ent_str customer, struct en
 int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature)
 {
 	int r = ent_a_tombstone(c, customer, feature, NULL);
+	if (!r)
+		r = ent_a_ended_put(c, customer, empty, c->at, false);
 	return r ? r : ent_a_remove_override(c, customer, feature);
 }
 

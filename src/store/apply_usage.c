@@ -45,49 +45,31 @@ static int answer_usage(struct ent_actx *c, struct ent_str customer, struct ent_
 	return r;
 }
 
-/* The current counter of (customer, feature): the record's, else the usage row's (a customer
- * without an aggregate counts in one never-resetting period). */
-static int current_usage(struct ent_actx *c, const struct ent_key *key, struct ent_usage_state *u)
-{
-	memset(u, 0, sizeof(*u));
-	struct ent_str skey = {key->b, key->len};
-	MDB_val v;
-	int r = ent_a_get(c, ENT_T_AGG, skey, &v);
-	if (r == 0)
-		return ent_record_header(v.mv_data, v.mv_size, u) < 0 ? -ENT_ECORRUPT : 0;
-	if (r != -ENT_ENOTFOUND)
-		return r;
-	u->reset = ENT_RESET_NEVER;
-	u->period_start = ENT_T_MIN;
-	r = ent_a_get(c, ENT_T_USAGE, skey, &v);
-	if (r == 0 && v.mv_size == 16) {
-		u->period_start = (int64_t)ent_le64_get(v.mv_data);
-		u->used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
-	}
-	return r == -ENT_ENOTFOUND ? 0 : r;
-}
-
 /*
- * Count \a q units at instant \a ts. Same period as stored: add; a later period: the counter
- * restarts there; an earlier (closed) period: acknowledged, not counted (*counted = false).
+ * Count \a q units at instant \a ts, in the period of ts under the shape of ts's segment.
+ * A period that starts after the stored one: the counter restarts there. One that contains
+ * the stored period's start (the same period, or the same one seen under a moved anchor): add.
+ * One that ended before the stored period began (closed): acknowledged, not counted
+ * (*counted = false).
  */
 static int count(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
 		 const struct ent_key *key, int64_t ts, int64_t q, bool *counted)
 {
+	(void)key;
 	struct ent_usage_state u;
-	int r = current_usage(c, key, &u);
+	int64_t ps, pe;
+	int r = ent_a_period_at(c, customer, feature, ts, &ps, &pe, &u);
 	if (r)
 		return r;
-	int64_t ps, pe;
-	ent_model_period(u.reset, u.anchor, ts, &ps, &pe);
 	*counted = false;
 	int64_t used;
-	if (ps == u.period_start) {
+	if (ps > u.period_start) {
+		used = q;
+	} else if (pe == 0 || u.period_start < pe) {
 		if (u.used > INT64_MAX - q)
 			return ent_err_set(c->err, ENT_EINVAL, "quantity: overflows the counter");
 		used = u.used + q;
-	} else if (ps > u.period_start) {
-		used = q;
+		ps = u.period_start;
 	} else {
 		return 0;
 	}
@@ -117,6 +99,8 @@ int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *re
 		return ent_err_set(c->err, ENT_EINVAL, "quantity: must be > 0");
 	if (req->timestamp < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "timestamp: must be >= 0");
+	if ((r = ent_a_check_time(c, req->timestamp, "timestamp")))
+		return r;
 	struct ent_str customer = s_(req->customer_id), feature = s_(req->feature_code);
 	MDB_val v;
 	r = ent_a_get(c, ENT_T_FEATURES, feature, &v);

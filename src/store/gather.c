@@ -144,10 +144,14 @@ static int add_grant(struct gather *g, const Ent__V1__Grant *gr, uint8_t type, c
 	src->usage_limit = gr->usage_limit;
 	src->unlimited = gr->unlimited;
 	src->soft = gr->is_soft_limit;
-	src->reset = gr->usage_reset_period == ENT__V1__RESET_PERIOD__RESET_PERIOD_UNSPECIFIED
-			     ? ENT_RESET_NEVER
-			     : (uint8_t)gr->usage_reset_period;
-	src->billing_anchor = sub->billing_anchor ? sub->billing_anchor : sub->active_from;
+	/* UNSPECIFIED stays: the grant names no period, and the model takes the period from the
+	 * sources that do (docs/semantics.md rule 9). */
+	src->reset = (uint8_t)gr->usage_reset_period;
+	/* Periods count from the anchor, else the start, else the instant the subscription was
+	 * created (stamped once, from the event, so every replica agrees). */
+	src->billing_anchor = sub->billing_anchor ? sub->billing_anchor
+			      : sub->active_from  ? sub->active_from
+						  : sub->created_at;
 	int r = copy_statics(g, gr->static_values, gr->n_static_values, src);
 	return r ? r : copy_privs(g, gr->privileges, gr->n_privileges, src);
 }
@@ -284,7 +288,9 @@ static int gather_override(struct gather *g, struct ent_str customer)
 		double d = o->value->number_value;
 		if (type == ENT_FT_METERED) {
 			src->sets |= ENT_SETS_LIMIT;
-			src->usage_limit = isfinite(d) && d > 0 ? (int64_t)d : 0;
+			src->usage_limit = !isfinite(d) || d <= 0	? 0
+					   : d >= 9223372036854775808.0 ? INT64_MAX
+									: (int64_t)d;
 		} else {
 			src->sets |= ENT_SETS_ENABLED;
 			src->enabled = d != 0;
@@ -311,6 +317,7 @@ static int gather_override(struct gather *g, struct ent_str customer)
 static int gather_ended(struct gather *g, struct ent_str customer)
 {
 	g->out->ended_at = 0;
+	g->out->keep = false;
 	struct ent_key key;
 	struct ent_str feature = ent_str_c(g->f->code);
 	if (!ent_store_has(g->s, ENT_T_ENDED) || ent_key_make(&key, customer, &feature))
@@ -321,6 +328,11 @@ static int gather_ended(struct gather *g, struct ent_str customer)
 		return 0;
 	if (rc)
 		return ent_store_mdb_err(rc);
+	if (v.mv_size == 9) {
+		/* Ended sources that granted nothing: the record stays, nothing is explained. */
+		g->out->keep = true;
+		return 0;
+	}
 	if (v.mv_size != 8)
 		return -ENT_ECORRUPT;
 	g->out->ended_at = (int64_t)ent_le64_get(v.mv_data);
@@ -334,6 +346,7 @@ int ent_store_gather(struct ent_store *s, MDB_txn *txn, struct ent_str customer,
 	ent_pb_allocator(&g.al, a);
 	out->n = 0;
 	out->ended_at = 0;
+	out->keep = false;
 	Ent__V1__Feature *f;
 	int r = ent_store_load_feature(s, txn, feature, a, &f);
 	if (r)

@@ -364,6 +364,14 @@ int ent_a_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_st
 int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
 		 int64_t quantity, int64_t t, struct ent_usage_state *u, struct ent_decision *d);
 
+/**
+ * The usage period containing \a t for (customer, feature), from the shape of the record's
+ * segment at t (a never-resetting period when there is no record), and the counter in \a u
+ * (the record's, else the usage row's).
+ */
+int ent_a_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str feature, int64_t t,
+		    int64_t *start, int64_t *end, struct ent_usage_state *u);
+
 /** Per-kind handlers (apply_catalog.c, apply_customer.c, apply_usage.c). */
 int ent_a_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f);
 int ent_a_delete_feature(struct ent_actx *c, const char *code);
@@ -394,6 +402,14 @@ int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct en
  */
 int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
 		    const struct ent_str *sub_id);
+/**
+ * Write a row of `ended` (merged with a stored one; a new row adds a customer reference).
+ * \a grants: a tombstone that explains EXPIRED from \a end on (8-byte value); otherwise one
+ * that only keeps the record and the customer (9 bytes: end, then 0). An empty \a feature is
+ * the customer's own marker: cleanup removed an object of it, so it stays known.
+ */
+int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+		    int64_t end, bool grants);
 int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req);
 int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req);
 int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);
@@ -411,6 +427,8 @@ int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *co
  */
 int ent_a_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feature *f,
 		      Ent__V1__PrivilegeValue *const *pv, size_t n, Ent__V1__PrivilegeValue ***out);
+/** Validate an instant of the API: within +-ENT_WIRE_TIME_MAX (2^53 - 1 ms). */
+int ent_a_check_time(struct ent_actx *c, int64_t t, const char *field);
 /** Validate a text field (<= ENT_MAX_TEXT bytes). */
 int ent_a_check_text(struct ent_actx *c, const char *s, const char *field);
 

@@ -11,7 +11,10 @@
 
 #include "store/impl.h"
 
-#define REC_VERSION 1
+/* Version 2 added the usage shape (reset, anchor) to every segment's payload; version 1
+ * records (one shape in the header) still decode, each segment taking the header's shape. */
+#define REC_VERSION	   2
+#define REC_VERSION_OLDEST 1
 
 enum {
 	F_ENABLED = 1 << 0,
@@ -75,12 +78,15 @@ static bool w_str(struct wbuf *w, struct ent_str s, uint32_t max)
 
 static bool encode_payload(struct wbuf *w, const struct ent_agg *a)
 {
-	if (a->n_static > ENT_MAX_STATIC || a->n_privs > ENT_MAX_PRIVS || a->state > ENT_R_EXPIRED)
+	if (a->n_static > ENT_MAX_STATIC || a->n_privs > ENT_MAX_PRIVS ||
+	    a->state > ENT_R_EXPIRED || a->reset > ENT_RESET_NEVER)
 		return false;
 	uint8_t flags = (a->enabled ? F_ENABLED : 0) | (a->unlimited ? F_UNLIMITED : 0) |
 			(a->soft ? F_SOFT : 0) | (a->override_applied ? F_OVERRIDE : 0);
 	w_u8(w, flags);
 	w_u8(w, a->state);
+	w_u8(w, a->reset);
+	w_i64(w, a->anchor);
 	w_i64(w, a->limit);
 	w_i64(w, a->override_expires_at);
 	if (!w_str(w, a->override_reason, ENT_MAX_TEXT))
@@ -217,7 +223,7 @@ static int64_t get_i64(const uint8_t *p)
 
 int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u)
 {
-	if (!rec || len < ENT_REC_HDR || rec[0] != REC_VERSION)
+	if (!rec || len < ENT_REC_HDR || rec[0] < REC_VERSION_OLDEST || rec[0] > REC_VERSION)
 		return -ENT_ECORRUPT;
 	uint8_t type = rec[1], reset = rec[2], n = rec[3];
 	if (type > ENT_FT_STATIC || reset > ENT_RESET_NEVER || n < 1 || n > ENT_MAX_SEGMENTS)
@@ -273,12 +279,15 @@ static bool skip_str(struct rbuf *r, uint32_t max)
 }
 
 /* Validate one payload without keeping anything: the same checks as decode_payload. */
-static bool skip_payload(struct rbuf *r)
+static bool skip_payload(struct rbuf *r, uint8_t version)
 {
-	uint8_t flags, state, n, type, b;
+	uint8_t flags, state, n, type, b, reset;
 	int64_t i64;
-	if (!r_u8(r, &flags) || (flags & ~F_ALL) || !r_u8(r, &state) || state > ENT_R_EXPIRED ||
-	    !r_i64(r, &i64) || !r_i64(r, &i64) || !skip_str(r, ENT_MAX_TEXT))
+	if (!r_u8(r, &flags) || (flags & ~F_ALL) || !r_u8(r, &state) || state > ENT_R_EXPIRED)
+		return false;
+	if (version >= 2 && (!r_u8(r, &reset) || reset > ENT_RESET_NEVER || !r_i64(r, &i64)))
+		return false;
+	if (!r_i64(r, &i64) || !r_i64(r, &i64) || !skip_str(r, ENT_MAX_TEXT))
 		return false;
 	if (!r_u8(r, &n) || n > ENT_MAX_STATIC)
 		return false;
@@ -311,12 +320,17 @@ static bool skip_payload(struct rbuf *r)
 	return true;
 }
 
-static int decode_payload(struct rbuf *r, struct ent_agg *a)
+static int decode_payload(struct rbuf *r, struct ent_agg *a, uint8_t version)
 {
 	uint8_t flags, n;
-	if (!r_u8(r, &flags) || (flags & ~F_ALL) || !r_u8(r, &a->state) ||
-	    a->state > ENT_R_EXPIRED || !r_i64(r, &a->limit) ||
-	    !r_i64(r, &a->override_expires_at) || !r_str(r, &a->override_reason, ENT_MAX_TEXT))
+	if (!r_u8(r, &flags) || (flags & ~F_ALL) || !r_u8(r, &a->state) || a->state > ENT_R_EXPIRED)
+		return -ENT_ECORRUPT;
+	/* Version 1 has no shape per segment: the caller gave the header's. */
+	if (version >= 2 &&
+	    (!r_u8(r, &a->reset) || a->reset > ENT_RESET_NEVER || !r_i64(r, &a->anchor)))
+		return -ENT_ECORRUPT;
+	if (!r_i64(r, &a->limit) || !r_i64(r, &a->override_expires_at) ||
+	    !r_str(r, &a->override_reason, ENT_MAX_TEXT))
 		return -ENT_ECORRUPT;
 	a->enabled = flags & F_ENABLED;
 	a->unlimited = flags & F_UNLIMITED;
@@ -389,6 +403,8 @@ int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usag
 		return -ENT_ECORRUPT;
 	seg->from = from;
 	seg->to = to;
+	seg->reset = rec[2];
+	seg->anchor = get_i64(rec + 4);
 	/*
 	 * The payload must end exactly where the next one starts (or the record ends), and the
 	 * last payload must end exactly at the end: a truncated or padded record never decodes,
@@ -396,12 +412,12 @@ int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usag
 	 */
 	size_t end = found + 1 < n ? seg_offset(rec, found + 1) : len;
 	struct rbuf r = {rec, end, seg_offset(rec, found)};
-	int rc = decode_payload(&r, seg);
+	int rc = decode_payload(&r, seg, rec[0]);
 	if (rc || r.at != end)
 		return -ENT_ECORRUPT;
 	if (found + 1 < n) {
 		struct rbuf last = {rec, len, seg_offset(rec, n - 1)};
-		if (!skip_payload(&last) || last.at != len)
+		if (!skip_payload(&last, rec[0]) || last.at != len)
 			return -ENT_ECORRUPT;
 	}
 	return 0;

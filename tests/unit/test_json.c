@@ -386,9 +386,9 @@ static void test_export_empty(void **state)
 	struct db d;
 	db_open(&d);
 	char *e = export_db(&d);
-	assert_string_equal(e,
-			    "{\n  \"features\": [],\n  \"plans\": {},\n  \"addons\": {},\n"
-			    "  \"subscriptions\": [],\n  \"overrides\": [],\n  \"usage\": []\n}\n");
+	assert_string_equal(e, "{\n  \"features\": [],\n  \"plans\": {},\n  \"addons\": {},\n"
+			       "  \"subscriptions\": [],\n  \"overrides\": [],\n  \"usage\": [],\n"
+			       "  \"ended\": []\n}\n");
 	struct ent_err err;
 	struct ent_json_stats st;
 	assert_int_equal(import_str(&d, e, false, &err, &st), 0);

@@ -971,12 +971,28 @@ static void test_usage_shape(void **state)
 	ent_model_usage_shape(&S, 600, &r, &anchor);
 	assert_int_equal(r, ENT_RESET_NEVER);
 	assert_int_equal(anchor, 0);
-	/* UNSPECIFIED on the chosen source reads as NEVER. */
+	/* UNSPECIFIED names no period: with no source naming one, NEVER (which has no anchor). */
 	p->enabled = true;
 	p->reset = ENT_RESET_UNSPECIFIED;
 	ent_model_usage_shape(&S, 600, &r, &anchor);
 	assert_int_equal(r, ENT_RESET_NEVER);
+	assert_int_equal(anchor, 0);
+	/* An add-on that names no period does not outrank a plan that names one (issue 16.3). */
+	p->reset = ENT_RESET_MONTHLY;
+	a->expires_at = 0;
+	a->reset = ENT_RESET_UNSPECIFIED;
+	ent_model_usage_shape(&S, 600, &r, &anchor);
+	assert_int_equal(r, ENT_RESET_MONTHLY);
 	assert_int_equal(anchor, 11);
+	/* ... but one that names NEVER does: a named period wins by precedence. */
+	a->reset = ENT_RESET_NEVER;
+	ent_model_usage_shape(&S, 600, &r, &anchor);
+	assert_int_equal(r, ENT_RESET_NEVER);
+	assert_int_equal(anchor, 0);
+	/* The aggregate carries the same shape. */
+	struct ent_agg g;
+	assert_int_equal(ent_model_aggregate(&S, 600, &g), 0);
+	assert_int_equal(g.reset, ENT_RESET_NEVER);
 	/* Not a metered feature: no usage period. */
 	p->reset = ENT_RESET_DAILY;
 	S.feature.type = ENT_FT_BOOLEAN;
@@ -1058,8 +1074,9 @@ static void test_period_table(void **state)
 static void test_period_never(void **state)
 {
 	int64_t s, e;
+	/* One period for ever whatever the anchor, so anchors never split a NEVER counter. */
 	ent_model_period(ENT_RESET_NEVER, 777, 5, &s, &e);
-	assert_int_equal(s, 777);
+	assert_true(s == ENT_T_MIN);
 	assert_int_equal(e, 0);
 	ent_model_period(ENT_RESET_UNSPECIFIED, 0, 5, &s, &e);
 	assert_true(s == ENT_T_MIN);
@@ -1201,7 +1218,7 @@ static void test_decide_metered(void **state)
 		assert_int_equal(d.unlimited, rows[i].unlimited);
 		assert_int_equal(d.soft, rows[i].soft);
 		assert_int_equal(d.reset, ENT_RESET_NEVER);
-		assert_true(d.period_start == ENT_T_MIN);
+		assert_int_equal(d.period_start, 0); /* no start: "not set" on the wire */
 		assert_int_equal(d.period_end, 0);
 		assert_int_equal(d.next_change_at, 0);
 	}
@@ -1212,6 +1229,8 @@ static void test_decide_period_boundary(void **state)
 	const int64_t anchor = T("2024-01-31T00:00:00Z");
 	const int64_t p0 = T("2024-02-29T00:00:00Z"), p1 = T("2024-03-31T00:00:00Z");
 	struct ent_agg g = seg_enabled(10, false, false);
+	g.reset = ENT_RESET_MONTHLY;
+	g.anchor = anchor;
 	struct ent_usage_state u = {.feature_type = ENT_FT_METERED,
 				    .reset = ENT_RESET_MONTHLY,
 				    .anchor = anchor,
@@ -1253,6 +1272,8 @@ static void test_decide_next_change(void **state)
 				    .period_start = 0,
 				    .used = 0};
 	struct ent_decision d;
+	g.reset = ENT_RESET_DAILY;
+	g.anchor = 0;
 	g.to = 5000;
 	ent_model_decide(&u, &g, 1, 1000, &d);
 	assert_int_equal(d.next_change_at, 5000); /* segment ends before the day */
@@ -1263,6 +1284,7 @@ static void test_decide_next_change(void **state)
 	ent_model_decide(&u, &g, 1, 1000, &d);
 	assert_int_equal(d.next_change_at, 86400000);
 	u.reset = ENT_RESET_NEVER;
+	g.reset = ENT_RESET_NEVER;
 	ent_model_decide(&u, &g, 1, 1000, &d);
 	assert_int_equal(d.next_change_at, 0);
 	g.to = 5000;

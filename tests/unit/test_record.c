@@ -146,8 +146,8 @@ static void test_single_segment(void **state)
 	struct ent_usage_state u0 = {ENT_FT_BOOLEAN, ENT_RESET_NEVER, 0, ENT_T_MIN, 0}, u;
 	uint8_t buf[128];
 	int len = ent_record_encode(&u0, &seg, 1, buf, sizeof(buf));
-	/* Header, one table entry, payload of 1+1+8+8+2+1+1 bytes. */
-	assert_int_equal(len, ENT_REC_HDR + ENT_REC_SEG + 22);
+	/* Header, one table entry, payload of 1+1+1+8+8+8+2+1+1 bytes. */
+	assert_int_equal(len, ENT_REC_HDR + ENT_REC_SEG + 31);
 	struct ent_agg a;
 	assert_int_equal(ent_record_decode(buf, (size_t)len, 12345, &u, &a), 0);
 	assert_true(a.enabled);
@@ -212,22 +212,26 @@ static void test_crafted(void **state)
 	const struct {
 		size_t at;
 		uint8_t v;
-	} bad[] = {{0, 2}, {1, 4}, {2, 8}, {3, 0}, {3, ENT_MAX_SEGMENTS + 1}};
+	} bad[] = {{0, 3}, {0, 0}, {1, 4}, {2, 8}, {3, 0}, {3, ENT_MAX_SEGMENTS + 1}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memcpy(copy, buf, (size_t)len);
 		copy[bad[i].at] = bad[i].v;
 		assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	}
-	/* The payload of segment 1 starts right after segment 0's 22 bytes. */
-	size_t p1 = ENT_REC_HDR + 3 * ENT_REC_SEG + 22;
+	/* The payload of segment 1 starts right after segment 0's 31 bytes. */
+	size_t p1 = ENT_REC_HDR + 3 * ENT_REC_SEG + 31;
 	memcpy(copy, buf, (size_t)len);
 	copy[p1] = 0x80; /* unknown flag bit */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
 	copy[p1 + 1] = ENT_R_EXPIRED + 1; /* state out of range */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
-	/* n_static beyond the cap: after flags, state, limit, expiry and the 17-byte reason. */
-	size_t nst = p1 + 1 + 1 + 8 + 8 + 2 + 17;
+	memcpy(copy, buf, (size_t)len);
+	copy[p1 + 2] = ENT_RESET_NEVER + 1; /* the segment's reset out of range */
+	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	/* n_static beyond the cap: after flags, state, reset, anchor, limit, expiry and the
+	 * 17-byte reason. */
+	size_t nst = p1 + 1 + 1 + 1 + 8 + 8 + 8 + 2 + 17;
 	assert_int_equal(buf[nst], 2);
 	memcpy(copy, buf, (size_t)len);
 	copy[nst] = ENT_MAX_STATIC + 1;

@@ -349,6 +349,12 @@ static char *pb_str(struct ent_arena *a, struct ent_str s)
 	return ent_arena_strndup(a, s.p, s.len);
 }
 
+/* A oneof member: "" is a value and is sent, so it must not be protobuf-c's shared default. */
+static char *pb_oneof_str(struct ent_arena *a, struct ent_str s)
+{
+	return ent_arena_strndup(a, s.len ? s.p : "", s.len);
+}
+
 static void ref_response(struct ent_arena *a, Ent__V1__CheckEntitlementResponse *resp,
 			 Ent__V1__Usage *u, const struct ent_decision *d, uint64_t seq)
 {
@@ -371,7 +377,7 @@ static void ref_response(struct ent_arena *a, Ent__V1__CheckEntitlementResponse 
 	case ENT_FT_STATIC:
 		if (g && g->n_static) {
 			resp->value_case = ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_STRING_VALUE;
-			resp->string_value = pb_str(a, g->statics[0]);
+			resp->string_value = pb_oneof_str(a, g->statics[0]);
 		}
 		break;
 	}
@@ -404,7 +410,7 @@ static void ref_response(struct ent_arena *a, Ent__V1__CheckEntitlementResponse 
 				case ENT_PT_SELECT:
 					pv->value_case =
 						ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
-					pv->string_value = pb_str(a, p->s);
+					pv->string_value = pb_oneof_str(a, p->s);
 					break;
 				}
 				resp->privileges[i] = pv;
