@@ -30,6 +30,7 @@
 #include "ent/v1/entitlement.pb-c.h"
 #include "ent/v1/event.pb-c.h"
 #include "rpc/core.h"
+#include "rpc/usage_batch.h"
 #include "rpc/wire.h"
 
 #define MAX_BATCH 10000
@@ -790,5 +791,7 @@ const struct ent_method ent_check_methods[] = {
 	 h_report, false},
 	{"/ent.v1.EntitlementService/ConsumeEntitlement",
 	 &ent__v1__consume_entitlement_request__descriptor, h_consume, false},
+	{"/ent.v1.EntitlementService/BatchReportUsage", &ent__v1__batch_report_usage_wire__descriptor,
+	 ent_usage_batch_handler, false},
 };
 const size_t ent_check_methods_count = sizeof(ent_check_methods) / sizeof(ent_check_methods[0]);
