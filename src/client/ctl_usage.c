@@ -31,7 +31,9 @@
 #include "ent/v1/entitlement.pb-c.h"
 
 #define DEFAULT_ADDR	   "127.0.0.1:50051"
-#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_TIMEOUT_MS 10000
+/* An import call carries up to 1000 records and waits for their commit: more room. */
+#define IMPORT_TIMEOUT_MS 30000
 #define EXIT_FAIL	   1
 #define EXIT_USAGE	   2
 #define BATCH_PATH	   "/ent.v1.EntitlementService/BatchReportUsage"
@@ -85,7 +87,7 @@ static int parse_opts(int argc, char **argv, const char *use, bool import, struc
 	memset(o, 0, sizeof(*o));
 	o->addr = addr && *addr ? addr : DEFAULT_ADDR;
 	o->token = getenv("ENTD_TOKEN");
-	o->timeout_ms = DEFAULT_TIMEOUT_MS;
+	o->timeout_ms = import ? IMPORT_TIMEOUT_MS : DEFAULT_TIMEOUT_MS;
 	o->batch = ENT_MAX_USAGE_BATCH;
 	char *end;
 	int c;
