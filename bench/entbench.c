@@ -26,7 +26,8 @@ static int usage(FILE *out)
 {
 	fputs("usage: entbench [options]\n"
 	      "  --target ADDR          host:port or unix:/path (default 127.0.0.1:50051)\n"
-	      "  --mode M               unary|batch|stream|consume|report|mixed (default unary)\n"
+	      "  --mode M               unary|batch|stream|consume|report|mixed|\n"
+	      "                         report-batch (default unary)\n"
 	      "  --connections C        separate channels/connections (default 4)\n"
 	      "  --inflight K           closed loop: calls (streams) in flight per connection "
 	      "(default 16)\n"
@@ -59,8 +60,9 @@ static int usage(FILE *out)
 
 static int parse_mode(const char *s, enum bench_mode *m)
 {
-	static const enum bench_mode all[] = {MODE_UNARY,   MODE_BATCH,	 MODE_STREAM,
-					      MODE_CONSUME, MODE_REPORT, MODE_MIXED};
+	static const enum bench_mode all[] = {MODE_UNARY,	MODE_BATCH,  MODE_STREAM,
+					      MODE_CONSUME,	MODE_REPORT, MODE_MIXED,
+					      MODE_REPORT_BATCH};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (!strcmp(s, bench_mode_name(all[i]))) {

@@ -19,6 +19,7 @@ enum bench_mode {
 	MODE_CONSUME, /**< ConsumeEntitlement */
 	MODE_REPORT,  /**< ReportUsage */
 	MODE_MIXED,   /**< CheckEntitlement, with --write-ratio of Consume/Report */
+	MODE_REPORT_BATCH, /**< BatchReportUsage of --batch-size records */
 };
 
 /** The operations entbench times separately. */
@@ -28,6 +29,7 @@ enum bench_op {
 	OP_STREAM,
 	OP_CONSUME,
 	OP_REPORT,
+	OP_REPORT_BATCH,
 	OP__COUNT
 };
 

@@ -39,6 +39,7 @@
 #define M_STREAM  "/ent.v1.EntitlementService/StreamCheckEntitlements"
 #define M_CONSUME "/ent.v1.EntitlementService/ConsumeEntitlement"
 #define M_REPORT  "/ent.v1.EntitlementService/ReportUsage"
+#define M_RBATCH  "/ent.v1.EntitlementService/BatchReportUsage"
 
 /* After t_end, in-flight calls get this long to finish before they are cancelled. */
 #define DRAIN_NS 5000000000ull
@@ -194,6 +195,8 @@ static enum bench_op pick_op(struct thr *t)
 		return OP_CONSUME;
 	case MODE_REPORT:
 		return OP_REPORT;
+	case MODE_REPORT_BATCH:
+		return OP_REPORT_BATCH;
 	case MODE_MIXED:
 		if (bench_rng_unit(&t->rng) < t->cfg->write_ratio)
 			return (bench_rng_next(&t->rng) & 1) ? OP_CONSUME : OP_REPORT;
@@ -227,6 +230,14 @@ static size_t encode(struct thr *t, enum bench_op op, uint32_t *items)
 		il = next_idem(t);
 		return bench_enc_report(k, pick_customer(t), pick_feature(t), cfg->quantity,
 					t->idem, il, t->scratch);
+	case OP_REPORT_BATCH:
+		for (unsigned i = 0; i < cfg->batch_size; i++) {
+			il = next_idem(t);
+			n += bench_enc_report_item(k, pick_customer(t), pick_feature(t),
+						   cfg->quantity, t->idem, il, t->scratch + n);
+		}
+		*items = cfg->batch_size;
+		return n;
 	case OP_CHECK:
 	case OP_STREAM:
 	default:
@@ -273,7 +284,14 @@ static bool scan_answer(struct thr *t, enum bench_op op, uint32_t items, grpc_by
 	if (op == OP_REPORT) /* ReportUsageResponse carries no decision */
 		return true;
 	s = read_message(bb);
-	if (op == OP_BATCH) {
+	if (op == OP_REPORT_BATCH) {
+		/* Every record must be counted: a refused one means the data set lacks the key. */
+		long n = bench_scan_usage_batch(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+		if (n < 0 || (uint32_t)n != items)
+			ok = false;
+		else
+			res->answers += (uint64_t)n;
+	} else if (op == OP_BATCH) {
 		long n = bench_scan_batch(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s),
 					  &res->allowed, res->reasons);
 		if (n < 0 || (uint32_t)n != items)
@@ -848,7 +866,10 @@ static int thr_setup(struct thr *t, const struct bench_config *cfg, unsigned ind
 	for (unsigned i = index; i < cfg->connections; i += cfg->threads)
 		t->nconns++;
 	t->conns = calloc(t->nconns ? t->nconns : 1, sizeof(*t->conns));
-	t->scratch_len = (cfg->mode == MODE_BATCH ? cfg->batch_size : 1) * item_max + BENCH_REQ_MAX;
+	t->scratch_len =
+		(cfg->mode == MODE_BATCH || cfg->mode == MODE_REPORT_BATCH ? cfg->batch_size : 1) *
+			(item_max + 64) +
+		BENCH_REQ_MAX;
 	t->scratch = malloc(t->scratch_len);
 	if (!t->cq || !t->conns || !t->scratch)
 		return -1;
@@ -886,7 +907,7 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res)
 {
 	static const char *const paths[OP__COUNT] = {
 		[OP_CHECK] = M_CHECK,	  [OP_BATCH] = M_BATCH,	  [OP_STREAM] = M_STREAM,
-		[OP_CONSUME] = M_CONSUME, [OP_REPORT] = M_REPORT,
+		[OP_CONSUME] = M_CONSUME, [OP_REPORT] = M_REPORT, [OP_REPORT_BATCH] = M_RBATCH,
 	};
 	uint64_t run_id = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ bench_now_ns();
 	struct conn *conns = calloc(cfg->connections, sizeof(*conns));

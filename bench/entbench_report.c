@@ -35,6 +35,8 @@ const char *bench_mode_name(enum bench_mode m)
 		return "report";
 	case MODE_MIXED:
 		return "mixed";
+	case MODE_REPORT_BATCH:
+		return "report-batch";
 	}
 	return "?";
 }
@@ -44,7 +46,7 @@ const char *bench_op_name(enum bench_op op)
 	static const char *const names[OP__COUNT] = {
 		[OP_CHECK] = "CheckEntitlement",  [OP_BATCH] = "BatchCheckEntitlements",
 		[OP_STREAM] = "StreamCheck(msg)", [OP_CONSUME] = "ConsumeEntitlement",
-		[OP_REPORT] = "ReportUsage",
+		[OP_REPORT] = "ReportUsage",	  [OP_REPORT_BATCH] = "BatchReportUsage",
 	};
 	return (unsigned)op < OP__COUNT ? names[op] : "?";
 }
@@ -53,8 +55,9 @@ const char *bench_op_name(enum bench_op op)
 static const char *op_key(enum bench_op op)
 {
 	static const char *const keys[OP__COUNT] = {
-		[OP_CHECK] = "check",	  [OP_BATCH] = "batch",	  [OP_STREAM] = "stream",
-		[OP_CONSUME] = "consume", [OP_REPORT] = "report",
+		[OP_CHECK] = "check",	[OP_BATCH] = "batch",
+		[OP_STREAM] = "stream", [OP_CONSUME] = "consume",
+		[OP_REPORT] = "report", [OP_REPORT_BATCH] = "report_batch",
 	};
 	return keys[op];
 }
@@ -137,7 +140,7 @@ void bench_report_table(const struct bench_config *cfg, const struct bench_resul
 	else
 		printf("  %u connection(s) x %u in flight, %u thread(s)", cfg->connections,
 		       cfg->inflight, cfg->threads);
-	if (cfg->mode == MODE_BATCH)
+	if (cfg->mode == MODE_BATCH || cfg->mode == MODE_REPORT_BATCH)
 		printf(", batch %u", cfg->batch_size);
 	if (cfg->mode == MODE_STREAM)
 		printf(", window %u per stream", cfg->stream_window);
@@ -153,6 +156,8 @@ void bench_report_table(const struct bench_config *cfg, const struct bench_resul
 	printf("  calls/s    %.0f\n", (double)calls / res->window_s);
 	if (cfg->mode == MODE_BATCH || cfg->mode == MODE_STREAM)
 		printf("  checks/s   %.0f\n", (double)res->checks / res->window_s);
+	if (cfg->mode == MODE_REPORT_BATCH)
+		printf("  records/s  %.0f\n", (double)res->checks / res->window_s);
 	printf("  latency us %-13s %10s %9s %9s %9s %9s %9s %9s\n", "", "count", "p50", "p90",
 	       "p99", "p99.9", "max", "mean");
 	for (unsigned i = 0; i < OP__COUNT; i++) {
@@ -236,7 +241,7 @@ int bench_report_json(const struct bench_config *cfg, const struct bench_result 
 	json_object_set_new(o, "inflight", json_integer(cfg->inflight));
 	json_object_set_new(o, "threads", json_integer(cfg->threads));
 	json_object_set_new(o, "rate", json_real(cfg->rate));
-	if (cfg->mode == MODE_BATCH)
+	if (cfg->mode == MODE_BATCH || cfg->mode == MODE_REPORT_BATCH)
 		json_object_set_new(o, "batch_size", json_integer(cfg->batch_size));
 	if (cfg->mode == MODE_STREAM)
 		json_object_set_new(o, "stream_window", json_integer(cfg->stream_window));

@@ -354,3 +354,60 @@ long bench_scan_batch(const uint8_t *p, size_t len, uint64_t *allowed, uint64_t 
 	}
 	return n;
 }
+
+size_t bench_enc_report_item(const struct bench_keys *k, uint32_t cust, uint32_t feat,
+			     int64_t quantity, const char *idem, size_t idem_len, uint8_t *out)
+{
+	uint8_t item[BENCH_REQ_MAX];
+	size_t len = bench_enc_report(k, cust, feat, quantity, idem, idem_len, item);
+	size_t n;
+
+	out[0] = TAG_LEN(1);
+	n = 1 + bench_put_varint(out + 1, len);
+	memcpy(out + n, item, len);
+	return n + len;
+}
+
+/* The outcome (field 1) of one ReportUsageResult; 0 when absent. */
+static int scan_outcome(const uint8_t *p, size_t len, uint64_t *outcome)
+{
+	const uint8_t *end = p + len;
+
+	*outcome = 0;
+	while (p < end) {
+		uint64_t key;
+
+		if (get_varint(&p, end, &key) || key >> 3 == 0)
+			return -1;
+		if (key == 1 << 3) {
+			if (get_varint(&p, end, outcome))
+				return -1;
+		} else if (skip_field(&p, end, (unsigned)(key & 7))) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+long bench_scan_usage_batch(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	long n = 0;
+
+	while (p < end) {
+		uint64_t key, v, outcome;
+
+		if (get_varint(&p, end, &key) || key >> 3 == 0)
+			return -1;
+		if (key == (uint64_t)TAG_LEN(1)) {
+			if (get_varint(&p, end, &v) || v > (uint64_t)(end - p) ||
+			    scan_outcome(p, (size_t)v, &outcome) || outcome != 1)
+				return -1;
+			p += v;
+			n++;
+		} else if (skip_field(&p, end, (unsigned)(key & 7))) {
+			return -1;
+		}
+	}
+	return n;
+}

@@ -113,6 +113,19 @@ size_t bench_enc_report(const struct bench_keys *k, uint32_t cust, uint32_t feat
 size_t bench_enc_batch_item(const struct bench_keys *k, uint32_t cust, uint32_t feat,
 			    int64_t quantity, uint8_t *out);
 
+/**
+ * Append one ReportUsageRequest as an element of BatchReportUsageRequest.records (field 1,
+ * length-delimited) at \a out; \return bytes written (at most BENCH_REQ_MAX).
+ */
+size_t bench_enc_report_item(const struct bench_keys *k, uint32_t cust, uint32_t feat,
+			     int64_t quantity, const char *idem, size_t idem_len, uint8_t *out);
+
+/**
+ * Walk a BatchReportUsageResponse: count the results (field 1) whose outcome (field 1 of the
+ * result) is COUNTED (1). \return that count, or -1 if malformed or any record was not counted.
+ */
+long bench_scan_usage_batch(const uint8_t *p, size_t len);
+
 /** Protobuf base-128 varint; \return bytes written (1..10). */
 size_t bench_put_varint(uint8_t *out, uint64_t v);
 

@@ -14,7 +14,9 @@ static const struct subcommand subcommands[] = {
 	{"check", ent_ctl_check,
 	 "check [-a ADDR] [--json] [--at TIME] CUSTOMER FEATURE [QUANTITY]"},
 	{"get", ent_ctl_get, "get [-a ADDR] [--json] CUSTOMER [FEATURE...]"},
-	{"usage", ent_ctl_usage, "usage [-a ADDR] [--json] --key KEY CUSTOMER FEATURE QUANTITY"},
+	{"usage", ent_ctl_usage,
+	 "usage report [-a ADDR] [--json] [--at TIME] --key KEY CUSTOMER FEATURE QUANTITY\n"
+	 "  entctl usage import [-a ADDR] [--json] [--batch-size N] [--quiet] FILE|-"},
 	{"consume", ent_ctl_consume,
 	 "consume [-a ADDR] [--json] [--key KEY] CUSTOMER FEATURE [QUANTITY]"},
 	{"health", ent_ctl_health, "health [-a ADDR] [SERVICE]"},

@@ -208,6 +208,26 @@ ENT_API void ent_wtxn_abort(struct ent_wtxn *w);
 /** Sequence after the events applied so far in this transaction. */
 ENT_API uint64_t ent_wtxn_seq(const struct ent_wtxn *w);
 
+/** The most records one ReportUsageBatch event (BatchReportUsage call) may hold (docs/api.md:
+    a worst-case batch still fits one 1 MiB stream message in fleet mode). */
+#define ENT_MAX_USAGE_BATCH 1000
+
+/** What became of one record of a ReportUsageBatch (the proto's UsageOutcome numbers). */
+enum ent_usage_outcome {
+	ENT_USAGE_COUNTED = 1,	   /**< added to the counter of its period */
+	ENT_USAGE_DUPLICATE = 2,   /**< its idempotency key was seen before: nothing counted */
+	ENT_USAGE_NOT_COUNTED = 3, /**< acknowledged, key kept, but its period had closed */
+	ENT_USAGE_REFUSED = 4,	   /**< invalid: nothing of it was written */
+};
+
+/** The result of one record of a ReportUsageBatch event. */
+struct ent_usage_result {
+	uint8_t outcome;	   /**< enum ent_usage_outcome */
+	int code;		   /**< refused: the positive ENT_E* code (EINVAL, ENOTFOUND) */
+	const char *msg;	   /**< refused: "quantity: must be > 0", in the arena */
+	struct ent_decision usage; /**< not refused: the usage after this record (agg == NULL) */
+};
+
 /** What an applied event produced, for the caller's response. */
 struct ent_apply_result {
 	uint64_t seq;	    /**< sequence after this event (0 if it failed) */
@@ -222,6 +242,10 @@ struct ent_apply_result {
 	struct ent_decision usage; /**< usage/consume: usage after the event (agg == NULL) */
 	uint32_t recomputed;	   /**< aggregated records rewritten */
 	bool more; /**< tick: stopped at its bound; another tick goes on (docs/storage.md) */
+	bool counted; /**< report_usage: added to a counter (false: duplicate or period closed) */
+	/** report_usage_batch: one result per record, in record order, in the arena. */
+	struct ent_usage_result *records;
+	size_t n_records;
 };
 
 /**

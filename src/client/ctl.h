@@ -20,4 +20,9 @@ int ent_ctl_admin(int argc, char **argv);  /* every admin RPC: see `entctl help`
 int ent_ctl_usage(int argc, char **argv);   /* usage [-a ADDR] --key K CUSTOMER FEATURE N */
 int ent_ctl_consume(int argc, char **argv); /* consume [-a ADDR] [--key K] CUSTOMER FEATURE [N] */
 
+/* usage import FILE (JSON lines, BatchReportUsage) and usage report (src/client/ctl_usage.c);
+ * `entctl usage` dispatches to them on its first word. */
+int ent_ctl_usage_import(int argc, char **argv); /* usage import [-a ADDR] FILE|- */
+int ent_ctl_usage_report(int argc, char **argv); /* usage report [-a ADDR] --key K C F N */
+
 #endif

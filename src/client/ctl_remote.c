@@ -693,6 +693,12 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 
 int ent_ctl_usage(int argc, char **argv)
 {
+	/* `usage import` and `usage report` live in ctl_usage.c; without a verb it reports one
+	   record as before. */
+	if (argc > 1 && !strcmp(argv[1], "import"))
+		return ent_ctl_usage_import(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "report"))
+		return ent_ctl_usage_report(argc - 1, argv + 1);
 	return usage_or_consume(argc, argv, false);
 }
 

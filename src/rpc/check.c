@@ -30,6 +30,7 @@
 #include "ent/v1/entitlement.pb-c.h"
 #include "ent/v1/event.pb-c.h"
 #include "rpc/core.h"
+#include "rpc/usage_batch.h"
 #include "rpc/wire.h"
 
 #define MAX_BATCH 10000
@@ -822,5 +823,8 @@ const struct ent_method ent_check_methods[] = {
 	{.path = "/ent.v1.EntitlementService/ConsumeEntitlement",
 	 .request = &ent__v1__consume_entitlement_request__descriptor,
 	 .handler = h_consume},
+	{.path = "/ent.v1.EntitlementService/BatchReportUsage",
+	 .request = &ent__v1__batch_report_usage_wire__descriptor,
+	 .handler = ent_usage_batch_handler},
 };
 const size_t ent_check_methods_count = sizeof(ent_check_methods) / sizeof(ent_check_methods[0]);

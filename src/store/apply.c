@@ -1015,6 +1015,8 @@ static int dispatch(struct ent_actx *c)
 		return ent_a_set_usage(c, ev->set_usage);
 	case ENT__V1__EVENT__KIND_SET_ENDED:
 		return apply_set_ended(c, ev->set_ended);
+	case ENT__V1__EVENT__KIND_REPORT_USAGE_BATCH:
+		return ent_a_report_usage_batch(c, ev->report_usage_batch);
 	default:
 		return ent_err_set(c->err, ENT_EINVAL, "event: unknown or missing kind (%d)",
 				   (int)ev->kind_case);

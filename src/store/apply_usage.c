@@ -139,6 +139,7 @@ int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *re
 	if ((r = count(c, customer, feature, &key, ts, req->quantity, &counted)) ||
 	    (r = idem_store(c, &ikey, req->quantity, counted ? 1 : 0)))
 		return r;
+	c->res->counted = counted;
 	return answer_usage(c, customer, feature);
 }
 

@@ -412,6 +412,12 @@ int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		    int64_t end, bool grants);
 int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req);
 int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req);
+/**
+ * A batch of usage reports as one event (apply_usage_batch.c): each record is applied like
+ * ent_a_report_usage and gets its own result in c->res->records; an invalid record is refused
+ * alone. A storage error fails the whole event.
+ */
+int ent_a_report_usage_batch(struct ent_actx *c, const Ent__V1__ReportUsageBatch *b);
 int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);
 
 /**

@@ -173,10 +173,13 @@ static void test_file_by_filename(void **state)
 	assert_string_equal(fd->package, "ent.v1");
 	assert_int_equal(fd->n_service, 1);
 	assert_string_equal(fd->service[0]->name, "EntitlementService");
-	bool found = false;
-	for (size_t i = 0; i < fd->service[0]->n_method; i++)
+	bool found = false, found_usage_batch = false;
+	for (size_t i = 0; i < fd->service[0]->n_method; i++) {
 		found |= strcmp(fd->service[0]->method[i]->name, "CheckEntitlement") == 0;
+		found_usage_batch |= strcmp(fd->service[0]->method[i]->name, "BatchReportUsage") == 0;
+	}
 	assert_true(found);
+	assert_true(found_usage_batch);
 	google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
 
 	/* Byte for byte what protoc wrote into the set, not a re-encoding. */
