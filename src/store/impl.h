@@ -260,8 +260,11 @@ static inline bool ent_store_has(const struct ent_store *s, enum ent_table t)
 int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u);
 /** The window of segment \a i of a record that passed ent_record_header. */
 void ent_record_seg_window(const uint8_t *rec, int i, int64_t *from, int64_t *to);
-/** Overwrite period_start and used of an encoded record in place. */
+/** Overwrite period_start and used of an encoded record in place (then ent_record_reseal). */
 void ent_record_set_usage(uint8_t *rec, int64_t period_start, int64_t used);
+/** Recompute the checksum trailer of a record of \a len bytes patched in place (a record
+    without one, written before checksums, is left as it is). */
+void ent_record_reseal(uint8_t *rec, size_t len);
 
 /* ---- gather.c ------------------------------------------------------------------------- */
 
