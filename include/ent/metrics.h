@@ -130,6 +130,7 @@ struct ent_metrics_gauges {
 	double objects[7]; /**< features, plans, addons, subscriptions, overrides, customers,
 			       aggregates (entd_store_objects{kind}) */
 	double boundaries; /**< pending boundary entries */
+	double corrupt_reads; /**< entd_store_corrupt_reads_total */
 
 	bool have_writer;
 	double writer_queue_depth;

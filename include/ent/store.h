@@ -60,8 +60,16 @@ struct ent_store_stats {
 	uint64_t db_size_bytes;	  /**< pages in use x page size */
 	uint64_t map_size_bytes;
 	uint64_t tombstones; /**< rows of `ended` (cleaned-up grants still answered EXPIRED) */
+	uint64_t corrupt_reads; /**< reads that met a record failing its checksum or structure */
 };
 ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
+
+/**
+ * Whether the last ENT_EFULL of the calling thread came from the disk (ENOSPC, EDQUOT) rather
+ * than from the map (MDB_MAP_FULL): the two need different fixes (free disk space vs raise
+ * db.map_size), so the writer's log line names the right one.
+ */
+ENT_API bool ent_store_full_is_disk(void);
 
 /** The earliest pending boundary (ms), or 0 when none. */
 ENT_API int ent_store_next_boundary(struct ent_store *s, int64_t *at);

@@ -137,6 +137,7 @@ void ent_metrics_fill_store(struct ent_metrics_gauges *g, const struct ent_store
 	for (int i = 0; i < 7; i++)
 		g->objects[i] = (double)objs[i];
 	g->boundaries = (double)st->boundaries;
+	g->corrupt_reads = (double)st->corrupt_reads;
 }
 
 void ent_metrics_fill_writer(struct ent_metrics_gauges *g, const struct ent_writer_stats *ws)
@@ -336,6 +337,10 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 		gauge(b, "entd_store_boundaries", "gauge",
 		      "Pending time boundaries (override expiry/activation, period ends).",
 		      g->boundaries);
+		gauge(b, "entd_store_corrupt_reads_total", "counter",
+		      "Reads that met a stored record failing its checksum or structure "
+		      "(answered DATA_LOSS).",
+		      g->corrupt_reads);
 	}
 	if (g->have_writer) {
 		gauge(b, "entd_writer_queue_depth", "gauge", "Events waiting for the writer.",
@@ -467,6 +472,7 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	g.snapshot_seq = g.snapshot_age_seconds = g.lmdb_map_size_bytes = g.lmdb_used_bytes = NAN;
 	for (int i = 0; i < 7; i++)
 		g.objects[i] = NAN;
+	g.corrupt_reads = NAN;
 	g.boundaries = g.writer_queue_depth = g.writer_commits_total = g.writer_events_total =
 		g.writer_failed_total = g.writer_last_commit_seconds =
 			g.writer_boundary_lag_seconds = g.writer_next_boundary_timestamp_seconds =

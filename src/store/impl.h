@@ -47,6 +47,11 @@ struct ent_store {
 	bool read_only;
 	struct ent_wtxn w;	 /**< the single write transaction */
 	struct ent_wscratch *ws; /**< writer scratch, see above */
+	int lock_fd;		 /**< <dir>/entd.lock, flock'ed while open read-write; -1 */
+	/** Records that failed to decode on a read (checksum or structure): counted without a
+	    lock from any reader thread, exported as entd_store_corrupt_reads_total. */
+	_Atomic uint64_t corrupt_reads;
+	_Atomic int64_t corrupt_logged_at; /**< ms of the last log line about one */
 };
 
 /** The agg B-tree of one snapshot as the batched walk reads it (walk.c). */
