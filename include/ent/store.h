@@ -64,6 +64,26 @@ struct ent_store_stats {
 };
 ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
 
+/** What ent_store_verify found. */
+struct ent_store_verify_report {
+	uint64_t tables;       /**< B-trees of tables walked */
+	uint64_t pages;	       /**< pages checked (branch, leaf, overflow) */
+	uint64_t records;      /**< values decoded, all tables */
+	uint64_t agg_records;  /**< aggregated records among them */
+	uint64_t agg_unsealed; /**< of those, written before checksums (no CRC trailer) */
+	uint64_t problems;     /**< problems found; 0: the database is sound */
+	char first[256];       /**< the first problem, naming the table and page or key */
+};
+
+/**
+ * Check the whole database in one read snapshot: every page of every B-tree (read from a
+ * private mapping, so a damaged page is reported, never handed to LMDB), then every value of
+ * every table decoded as entd decodes it (aggregated records at every segment, checksum
+ * included). Runs beside a live writer (it is a reader). \return 0 when sound,
+ * -ENT_ECORRUPT with \a r->first naming the first problem, or another -ENT_E* on failure.
+ */
+ENT_API int ent_store_verify(struct ent_store *s, struct ent_store_verify_report *r);
+
 /**
  * Whether the last ENT_EFULL of the calling thread came from the disk (ENOSPC, EDQUOT) rather
  * than from the map (MDB_MAP_FULL): the two need different fixes (free disk space vs raise

@@ -79,6 +79,11 @@ static const char *const table_names[ENT_T__COUNT] = {
 	[ENT_T_ENDED] = "ended",
 };
 
+const char *ent_store_table_name(enum ent_table t)
+{
+	return t < ENT_T__COUNT ? table_names[t] : "?";
+}
+
 /* Tables added after schema 1 was stamped: a read-only open of an older database goes on
  * without them (nothing in them yet); a read-write open creates them. */
 static bool table_optional(enum ent_table t)

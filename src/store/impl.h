@@ -246,6 +246,9 @@ int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint
 int ent_store_load_feature(struct ent_store *s, MDB_txn *txn, struct ent_str code,
 			   struct ent_arena *a, Ent__V1__Feature **out);
 
+/** The LMDB name of table \a t ("agg"). */
+const char *ent_store_table_name(enum ent_table t);
+
 /** Whether table \a t exists in this environment (see struct ent_store.absent). */
 static inline bool ent_store_has(const struct ent_store *s, enum ent_table t)
 {
