@@ -24,6 +24,7 @@ static const struct subcommand subcommands[] = {
 	{"import", ent_ctl_import, "import --db DIR [--replace] FILE.json"},
 	{"export", ent_ctl_export, "export --db DIR [FILE.json]"},
 	{"generate", ent_ctl_generate, "generate --db DIR --customers N [--seed S]"},
+	{"verify", ent_ctl_verify, "verify --db DIR"},
 };
 
 static int usage(FILE *out)

@@ -79,10 +79,11 @@ struct ent_config {
 	enum ent_config_action action;
 	char *config_file; /**< the file that was loaded, or NULL */
 
-	char *db_path;	   /**< db.path: LMDB directory */
-	uint64_t map_size; /**< db.map_size: bytes */
-	bool batched_walk; /**< db.batched_walk: batched checks walk the B-tree (storage.md) */
-	unsigned threads;  /**< threads: completion-queue threads, 1..256 ("auto": online CPUs) */
+	char *db_path;	       /**< db.path: LMDB directory */
+	uint64_t map_size;     /**< db.map_size: bytes */
+	bool batched_walk;     /**< db.batched_walk: batched checks walk the B-tree (storage.md) */
+	uint64_t verify_below; /**< db.verify_below: check the database at start up to this size */
+	unsigned threads; /**< threads: completion-queue threads, 1..256 ("auto": online CPUs) */
 
 	struct ent_config_listener *listeners; /**< listeners[] */
 	size_t n_listeners;
@@ -97,6 +98,11 @@ struct ent_config {
 	int64_t keepalive_timeout_ms;	     /**< limits.keepalive_timeout_ms */
 	bool keepalive_permit_without_calls; /**< limits.keepalive_permit_without_calls */
 	int64_t min_ping_interval_ms;	     /**< limits.min_ping_interval_ms */
+	uint64_t max_metadata_bytes;	     /**< limits.max_metadata_bytes: header list */
+	uint64_t memory_bytes;		     /**< limits.memory: gRPC resource quota */
+	bool compression;		     /**< limits.compression: accept gzip/deflate */
+	int64_t max_connection_idle_ms;	     /**< limits.max_connection_idle_ms; 0: none */
+	int64_t max_connection_age_ms;	     /**< limits.max_connection_age_ms; 0: none */
 
 	int64_t grace_ms; /**< shutdown.grace_ms: in-flight calls get this long on SIGTERM */
 
@@ -108,6 +114,8 @@ struct ent_config {
 	char *decision_log_path;	 /**< decision_log.path: "stderr" or a file (appended) */
 
 	char *metrics_listen; /**< metrics.listen: "host:port" of the HTTP endpoint; "": off */
+	unsigned metrics_max_connections; /**< metrics.max_connections */
+	int64_t metrics_timeout_ms;	  /**< metrics.connection_timeout_ms */
 
 	unsigned writer_max_group;	  /**< writer.max_group: events per transaction */
 	int64_t writer_idem_retention_ms; /**< writer.idem_retention_ms */

@@ -132,6 +132,7 @@ struct ent_metrics_gauges {
 	double boundaries;   /**< pending boundary entries */
 	double walk_enabled; /**< 1: batched checks use the B-tree walk (entd_store_walk_enabled) */
 	double walk_fallbacks; /**< lookups the walk handed to mdb_get (..._walk_fallbacks_total) */
+	double corrupt_reads;  /**< entd_store_corrupt_reads_total */
 
 	bool have_writer;
 	double writer_queue_depth;
@@ -181,6 +182,12 @@ ENT_API int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len);
  */
 ENT_API int ent_metrics_serve(struct ent_metrics *m, const char *listen, ent_metrics_ready_cb ready,
 			      void *ctx, struct ent_err *err);
+/**
+ * Limits of the HTTP endpoint, set before ent_metrics_serve: \a max_connections open at once
+ * (a quarter of them per client address), closed after \a timeout_s idle. 0: 32 and 10 s.
+ */
+ENT_API void ent_metrics_set_limits(struct ent_metrics *m, unsigned max_connections,
+				    unsigned timeout_s);
 /** The bound TCP port, or 0 when not serving. */
 ENT_API unsigned ent_metrics_port(const struct ent_metrics *m);
 /** Stop the HTTP endpoint (joins its thread); counting keeps working. Idempotent. */

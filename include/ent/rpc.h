@@ -43,6 +43,11 @@ struct ent_rpc_opts {
 	int64_t keepalive_timeout_ms;	     /**< GRPC_ARG_KEEPALIVE_TIMEOUT_MS */
 	bool keepalive_permit_without_calls; /**< GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS */
 	int64_t min_ping_interval_ms; /**< GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS */
+	size_t max_metadata_bytes;    /**< GRPC_ARG_MAX_METADATA_SIZE */
+	size_t memory_bytes;	      /**< GRPC_ARG_RESOURCE_QUOTA of every server */
+	bool compression;	      /**< false: identity only (no gzip/deflate accepted) */
+	int64_t max_connection_idle_ms; /**< GRPC_ARG_MAX_CONNECTION_IDLE_MS */
+	int64_t max_connection_age_ms;	/**< GRPC_ARG_MAX_CONNECTION_AGE_MS */
 
 	/**
 	 * Counters (ent_metrics_new with ent_rpc_method_names()); NULL: nothing is counted.

@@ -65,6 +65,7 @@ struct ent_store_stats {
 	uint64_t tombstones;	 /**< rows of `ended` (cleaned-up grants still answered EXPIRED) */
 	bool walk_enabled;	 /**< the batched walk is in use (ent_store_walk) */
 	uint64_t walk_fallbacks; /**< lookups the walk handed to mdb_get (ent_store_walk) */
+	uint64_t corrupt_reads;	 /**< reads that met a record failing its checksum or structure */
 };
 ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
 
@@ -84,6 +85,33 @@ ENT_API bool ent_store_walk(struct ent_store *s, const char **why);
 
 /** The version string of the LMDB library loaded (not the header's). */
 ENT_API const char *ent_store_lmdb_version(void);
+
+/** What ent_store_verify found. */
+struct ent_store_verify_report {
+	uint64_t tables;       /**< B-trees of tables walked */
+	uint64_t pages;	       /**< pages checked (branch, leaf, overflow) */
+	uint64_t records;      /**< values decoded, all tables */
+	uint64_t agg_records;  /**< aggregated records among them */
+	uint64_t agg_unsealed; /**< of those, written before checksums (no CRC trailer) */
+	uint64_t problems;     /**< problems found; 0: the database is sound */
+	char first[256];       /**< the first problem, naming the table and page or key */
+};
+
+/**
+ * Check the whole database in one read snapshot: every page of every B-tree (read from a
+ * private mapping, so a damaged page is reported, never handed to LMDB), then every value of
+ * every table decoded as entd decodes it (aggregated records at every segment, checksum
+ * included). Runs beside a live writer (it is a reader). \return 0 when sound,
+ * -ENT_ECORRUPT with \a r->first naming the first problem, or another -ENT_E* on failure.
+ */
+ENT_API int ent_store_verify(struct ent_store *s, struct ent_store_verify_report *r);
+
+/**
+ * Whether the last ENT_EFULL of the calling thread came from the disk (ENOSPC, EDQUOT) rather
+ * than from the map (MDB_MAP_FULL): the two need different fixes (free disk space vs raise
+ * db.map_size), so the writer's log line names the right one.
+ */
+ENT_API bool ent_store_full_is_disk(void);
 
 /** The earliest pending boundary (ms), or 0 when none. */
 ENT_API int ent_store_next_boundary(struct ent_store *s, int64_t *at);
@@ -241,7 +269,7 @@ struct ent_apply_result {
 	uint8_t reason; /**< consume: enum ent_reason */
 	struct ent_decision usage; /**< usage/consume: usage after the event (agg == NULL) */
 	uint32_t recomputed;	   /**< aggregated records rewritten */
-	bool more; /**< tick: stopped at its bound; another tick goes on (docs/storage.md) */
+	bool more;    /**< tick: stopped at its bound; another tick goes on (docs/storage.md) */
 	bool counted; /**< report_usage: added to a counter (false: duplicate or period closed) */
 	/** report_usage_batch: one result per record, in record order, in the arena. */
 	struct ent_usage_result *records;

@@ -110,6 +110,15 @@ ENT_API bool ent_log_enabled(enum ent_log_level level);
  */
 ENT_API void ent_log(enum ent_log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/* ---- checksum ------------------------------------------------------------------------- */
+
+/**
+ * CRC32C (Castagnoli) of \a n bytes at \a data, continuing from \a crc (0 to start): the
+ * standard check value of "123456789" is 0xE3069283. Hardware-accelerated where the CPU has
+ * SSE4.2; allocates nothing, thread-safe.
+ */
+ENT_API uint32_t ent_crc32c(uint32_t crc, const void *data, size_t n);
+
 /* ---- arena ---------------------------------------------------------------------------- */
 
 /**

@@ -9,6 +9,7 @@
 int ent_ctl_import(int argc, char **argv);   /* import --db DIR [--replace] FILE.json */
 int ent_ctl_export(int argc, char **argv);   /* export --db DIR [FILE.json] */
 int ent_ctl_generate(int argc, char **argv); /* generate --db DIR --customers N [--seed S] */
+int ent_ctl_verify(int argc, char **argv);   /* verify --db DIR (src/client/ctl_verify.c) */
 
 /* Against a running entd (src/client/ctl_remote.c). */
 int ent_ctl_check(int argc, char **argv);  /* check [-a ADDR] [--json] CUSTOMER FEATURE [N] */

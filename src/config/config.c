@@ -35,6 +35,10 @@ const struct setting ent_config_settings[] = {
 	 "LMDB map size: the largest the database may grow"},
 	{"db.batched_walk", "ENTD_BATCHED_WALK", "batched-walk", K_BOOL, false, OFF(batched_walk),
 	 0, 0, "look up grouped checks with the batched B-tree walk (off: one mdb_get each)"},
+	{"db.verify_below", "ENTD_VERIFY_BELOW", "verify-below", K_SIZE, false, OFF(verify_below),
+	 0, 16 * TIB,
+	 "check every page and record at start (entctl verify) when data.mdb is at most this "
+	 "big (0: never)"},
 	{"threads", "ENTD_THREADS", "threads", K_THREADS, false, OFF(threads), 1, 256,
 	 "gRPC completion-queue threads, or auto (one per online CPU)"},
 	{"listeners", "ENTD_LISTEN", "listen", K_LISTEN, false, OFF(listeners), 0, 0,
@@ -61,6 +65,21 @@ const struct setting ent_config_settings[] = {
 	{"limits.min_ping_interval_ms", "ENTD_MIN_PING_INTERVAL_MS", "min-ping-interval-ms",
 	 K_DURATION, false, OFF(min_ping_interval_ms), 0, INT_MAX,
 	 "client pings more often than this are bad pings (connection closed after a few)"},
+	{"limits.max_metadata_bytes", "ENTD_MAX_METADATA_BYTES", "max-metadata-bytes", K_SIZE,
+	 false, OFF(max_metadata_bytes), KIB, 1 * MIB,
+	 "largest header list (metadata) of a request"},
+	{"limits.memory", "ENTD_MEMORY", "memory", K_SIZE, false, OFF(memory_bytes), 16 * MIB,
+	 1 * TIB, "gRPC resource quota: memory all connections' buffers may take together"},
+	{"limits.compression", "ENTD_COMPRESSION", "compression", K_BOOL, false, OFF(compression),
+	 0, 0,
+	 "accept gzip/deflate-compressed messages (off: identity only; a compressed request is "
+	 "refused before it is inflated)"},
+	{"limits.max_connection_idle_ms", "ENTD_MAX_CONNECTION_IDLE_MS", "max-connection-idle-ms",
+	 K_DURATION, false, OFF(max_connection_idle_ms), 0, INT_MAX,
+	 "close a connection without calls for this long (GOAWAY; 0: never)"},
+	{"limits.max_connection_age_ms", "ENTD_MAX_CONNECTION_AGE_MS", "max-connection-age-ms",
+	 K_DURATION, false, OFF(max_connection_age_ms), 0, INT_MAX,
+	 "close any connection after this long (GOAWAY, calls finish; 0: never)"},
 	{"shutdown.grace_ms", "ENTD_GRACE_MS", "grace-ms", K_DURATION, false, OFF(grace_ms), 0,
 	 3600 * SEC, "on SIGTERM, in-flight calls get this long before they are cancelled"},
 	{"log.level", "ENTD_LOG_LEVEL", "log-level", K_LEVEL, true, OFF(log_level), 0, 0,
@@ -74,6 +93,12 @@ const struct setting ent_config_settings[] = {
 	 OFF(decision_log_path), 0, 0, "stderr, or a file the decision log is appended to"},
 	{"metrics.listen", "ENTD_METRICS_LISTEN", "metrics-listen", K_STR, false,
 	 OFF(metrics_listen), 0, 0, "host:port of /metrics, /livez, /readyz (empty: off)"},
+	{"metrics.max_connections", "ENTD_METRICS_MAX_CONNECTIONS", "metrics-max-connections",
+	 K_UINT, false, OFF(metrics_max_connections), 4, 1000,
+	 "open connections to the metrics port at most (more are refused at accept)"},
+	{"metrics.connection_timeout_ms", "ENTD_METRICS_TIMEOUT_MS", "metrics-timeout-ms",
+	 K_DURATION, false, OFF(metrics_timeout_ms), SEC, 3600 * SEC,
+	 "close a metrics connection idle (or sending its request) this long"},
 	{"writer.max_group", "ENTD_WRITER_MAX_GROUP", "writer-max-group", K_UINT, false,
 	 OFF(writer_max_group), 1, 65536, "events committed in one transaction at most"},
 	{"writer.idem_retention_ms", "ENTD_IDEM_RETENTION_MS", "idem-retention-ms", K_DURATION,
@@ -188,7 +213,17 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->threads = online_cpus();
 	ent_config_add_listener(cfg, "127.0.0.1:50051", ENT_SVC_ALL);
 	cfg->max_message_bytes = 4 * MIB;
-	cfg->max_concurrent_streams = 0;
+	/* A finite stream limit: gRPC's default is unbounded, and 20k never-ended streams on one
+	   connection took 256 MB (docs/security.md). */
+	cfg->max_concurrent_streams = 100;
+	cfg->max_metadata_bytes = 16 * KIB;
+	cfg->memory_bytes = 256 * MIB;
+	cfg->compression = false;
+	cfg->max_connection_idle_ms = 0;
+	cfg->max_connection_age_ms = 0;
+	cfg->verify_below = 1 * GIB;
+	cfg->metrics_max_connections = 32;
+	cfg->metrics_timeout_ms = 10 * SEC;
 	/* gRPC's own server defaults, so that an empty config behaves like a plain gRPC server. */
 	cfg->keepalive_time_ms = 2 * 3600 * 1000;
 	cfg->keepalive_timeout_ms = 20 * 1000;

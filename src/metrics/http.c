@@ -144,17 +144,32 @@ int ent_metrics_serve(struct ent_metrics *m, const char *listen, ent_metrics_rea
 	unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	/* Scrapes are small and rare: a few connections, short timeouts, no keep-alive hoarding. */
-	m->httpd = MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR,
-				    (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-				    (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, m, MHD_OPTION_END);
+	/*
+	 * Scrapes are small and rare: a few connections, short timeouts, no keep-alive hoarding.
+	 * One source address gets a quarter of the connections at most, so a client holding
+	 * connections open (70 slow-header connections took all 64 before) cannot lock the
+	 * kubelet's /livez out; the idle timeout closes what stops sending (docs/security.md).
+	 */
+	unsigned max_conn = m->max_connections ? m->max_connections : 32;
+	unsigned per_ip = max_conn / 4 > 2 ? max_conn / 4 : 2;
+	unsigned timeout = m->timeout_s ? m->timeout_s : 10;
+	m->httpd = MHD_start_daemon(
+		flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)32 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, m, MHD_OPTION_END);
 	if (!m->httpd)
 		return ent_err_set(err, ENT_EIO, "metrics.listen: cannot listen on '%s'%s%s",
 				   listen, m->last_http_error[0] ? ": " : "", m->last_http_error);
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT);
 	m->port = info ? info->port : 0;
 	return 0;
+}
+
+void ent_metrics_set_limits(struct ent_metrics *m, unsigned max_connections, unsigned timeout_s)
+{
+	m->max_connections = max_connections;
+	m->timeout_s = timeout_s;
 }
 
 void ent_metrics_stop(struct ent_metrics *m)

@@ -25,6 +25,7 @@ struct ent_metrics {
 	void *ready_ctx;
 	struct MHD_Daemon *httpd;
 	unsigned port;
+	unsigned max_connections, timeout_s; /**< ent_metrics_set_limits; 0: defaults */
 	uint64_t seed;
 	char last_http_error[160]; /**< MHD's last log line, for start-up failures */
 };

@@ -139,6 +139,7 @@ void ent_metrics_fill_store(struct ent_metrics_gauges *g, const struct ent_store
 	g->boundaries = (double)st->boundaries;
 	g->walk_enabled = st->walk_enabled ? 1 : 0;
 	g->walk_fallbacks = (double)st->walk_fallbacks;
+	g->corrupt_reads = (double)st->corrupt_reads;
 }
 
 void ent_metrics_fill_writer(struct ent_metrics_gauges *g, const struct ent_writer_stats *ws)
@@ -346,6 +347,10 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 		      "Lookups the B-tree walk handed to mdb_get (a snapshot or page it does not "
 		      "read, a value on overflow pages).",
 		      g->walk_fallbacks);
+		gauge(b, "entd_store_corrupt_reads_total", "counter",
+		      "Reads that met a stored record failing its checksum or structure "
+		      "(answered DATA_LOSS).",
+		      g->corrupt_reads);
 	}
 	if (g->have_writer) {
 		gauge(b, "entd_writer_queue_depth", "gauge", "Events waiting for the writer.",
@@ -477,6 +482,7 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	g.snapshot_seq = g.snapshot_age_seconds = g.lmdb_map_size_bytes = g.lmdb_used_bytes = NAN;
 	for (int i = 0; i < 7; i++)
 		g.objects[i] = NAN;
+	g.corrupt_reads = NAN;
 	g.boundaries = g.walk_enabled = g.walk_fallbacks = g.writer_queue_depth =
 		g.writer_commits_total = g.writer_events_total = g.writer_failed_total =
 			g.writer_last_commit_seconds = g.writer_boundary_lag_seconds =

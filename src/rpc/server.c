@@ -315,11 +315,34 @@ static void int_arg(grpc_arg *a, size_t *n, const char *key, int64_t v)
 	(*n)++;
 }
 
-/* Limits that keep one client from hurting the others; 0 leaves gRPC's default. */
-static size_t server_args(const struct ent_rpc_opts *o, grpc_arg *a)
+/*
+ * Limits that keep one client from hurting the others; 0 leaves gRPC's default. The threat
+ * each one answers, and what gRPC 1.51 cannot bound, are in docs/security.md.
+ */
+#define SERVER_ARGS_MAX 16
+static size_t server_args(const struct ent_rpc_opts *o, grpc_resource_quota *quota, grpc_arg *a)
 {
 	size_t n = 0;
-	memset(a, 0, 10 * sizeof(*a));
+	memset(a, 0, SERVER_ARGS_MAX * sizeof(*a));
+	/* Memory of every connection's buffers together, shared by all of entd's servers. */
+	if (quota) {
+		a[n].type = GRPC_ARG_POINTER;
+		a[n].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+		a[n].value.pointer.p = quota;
+		a[n].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+		n++;
+	}
+	/* Identity only unless configured: a 2 MB gzip body inflated to 2 GiB before the size
+	   limit was applied. A disabled algorithm is refused (UNIMPLEMENTED) before inflating. */
+	int_arg(a, &n, GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET,
+		o->compression ? (1 << GRPC_COMPRESS_ALGORITHMS_COUNT) - 1
+			       : 1 << GRPC_COMPRESS_NONE);
+	if (o->max_metadata_bytes)
+		int_arg(a, &n, GRPC_ARG_MAX_METADATA_SIZE, (int64_t)o->max_metadata_bytes);
+	if (o->max_connection_idle_ms > 0)
+		int_arg(a, &n, GRPC_ARG_MAX_CONNECTION_IDLE_MS, o->max_connection_idle_ms);
+	if (o->max_connection_age_ms > 0)
+		int_arg(a, &n, GRPC_ARG_MAX_CONNECTION_AGE_MS, o->max_connection_age_ms);
 	int_arg(a, &n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int64_t)o->max_message_bytes);
 	int_arg(a, &n, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int64_t)o->max_message_bytes);
 	/* A second daemon on the same port must fail to bind, not share the traffic. */
@@ -656,6 +679,8 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 	}
 	if (r->lame)
 		grpc_channel_destroy(r->lame);
+	if (r->quota)
+		grpc_resource_quota_unref(r->quota); /* the servers held their own references */
 	for (size_t i = 0; i < r->n_srvs; i++)
 		free(r->srvs[i].methods);
 	free(r->srvs);
@@ -790,8 +815,12 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 		}
 	}
 
-	grpc_arg args[10];
-	grpc_channel_args cargs = {server_args(&r->opts, args), args};
+	grpc_arg args[SERVER_ARGS_MAX];
+	if (r->opts.memory_bytes) {
+		r->quota = grpc_resource_quota_create("entd");
+		grpc_resource_quota_resize(r->quota, r->opts.memory_bytes);
+	}
+	grpc_channel_args cargs = {server_args(&r->opts, r->quota, args), args};
 	for (size_t i = 0; i < n_ls; i++) {
 		unsigned svc = ls[i].services ? ls[i].services : ENT_SVC_ALL;
 		struct ent_srv *s = srv_for(r, svc, &cargs, err);

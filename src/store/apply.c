@@ -521,6 +521,7 @@ int ent_a_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_st
 	size_t len = v.mv_size;
 	memcpy(c->ws->rec, v.mv_data, len);
 	ent_record_set_usage(c->ws->rec, period_start, used);
+	ent_record_reseal(c->ws->rec, len);
 	if ((r = ent_a_put(c, ENT_T_AGG, skey, c->ws->rec, len)))
 		return r;
 	struct ent_usage_state nu = old;

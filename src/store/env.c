@@ -2,17 +2,35 @@
  * The LMDB environment: open and close, the table handles, the schema check, statistics and
  * compact copies. The only place LMDB return codes become ENT_E* codes (ent_store_mdb_err).
  */
+#define _GNU_SOURCE /* program_invocation_short_name */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "store/impl.h"
 
+/* What the last "full" of this thread was: the map (MDB_MAP_FULL and kin) or the disk
+   (ENOSPC). Per thread, because the writer thread asks about its own last commit. */
+static _Thread_local bool last_full_disk;
+
+bool ent_store_full_is_disk(void)
+{
+	return last_full_disk;
+}
+
 int ent_store_mdb_err(int rc)
 {
+	if (rc == ENOSPC || rc == EDQUOT)
+		last_full_disk = true;
+	else if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == MDB_PAGE_FULL)
+		last_full_disk = false;
 	switch (rc) {
 	case MDB_SUCCESS:
 		return 0;
@@ -24,6 +42,7 @@ int ent_store_mdb_err(int rc)
 	case MDB_TXN_FULL:
 	case MDB_PAGE_FULL:
 	case ENOSPC:
+	case EDQUOT:
 		/* All are "this transaction does not fit": the caller aborts and may grow. */
 		return -ENT_EFULL;
 	case MDB_CORRUPTED:
@@ -59,6 +78,11 @@ static const char *const table_names[ENT_T__COUNT] = {
 	[ENT_T_AGG] = "agg",
 	[ENT_T_ENDED] = "ended",
 };
+
+const char *ent_store_table_name(enum ent_table t)
+{
+	return t < ENT_T__COUNT ? table_names[t] : "?";
+}
 
 /* Tables added after schema 1 was stamped: a read-only open of an older database goes on
  * without them (nothing in them yet); a read-write open creates them. */
@@ -188,6 +212,110 @@ static int open_tables(struct ent_store *s, const char *path, struct ent_err *er
 	return 0;
 }
 
+/*
+ * The directory's lock: an exclusive flock on <dir>/entd.lock, held while the store is open
+ * read-write, so a second entd or an offline `entctl import/generate` on the same directory is
+ * refused instead of writing next to the first (LMDB itself allows several writers' processes
+ * and serialises them, which would let two daemons each believe they own the database). The
+ * file holds the holder's PID and program name for the refusal message. flock locks belong to
+ * the open file, so they go away with the process, even after kill -9.
+ */
+static int lock_dir(struct ent_store *s, const char *path, struct ent_err *err)
+{
+	char lp[4096];
+	if ((size_t)snprintf(lp, sizeof(lp), "%s/entd.lock", path) >= sizeof(lp))
+		return ent_err_set(err, ENT_EINVAL, "%s: path too long", path);
+	int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return ent_err_set(err, ENT_EIO, "%s: cannot open the lock file: %s", lp,
+				   strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		char who[96] = "";
+		ssize_t n = pread(fd, who, sizeof(who) - 1, 0);
+		who[n > 0 ? n : 0] = 0;
+		who[strcspn(who, "\n")] = 0;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return ent_err_set(err, ENT_EUNAVAIL,
+					   "%s: the database is in use by %s; stop it first "
+					   "(lock file %s)",
+					   path, who[0] ? who : "another process", lp);
+		return ent_err_set(err, ENT_EIO, "%s: cannot lock: %s", lp, strerror(e));
+	}
+	char who[96];
+	int len = snprintf(who, sizeof(who), "pid %ld (%s)\n", (long)getpid(),
+			   program_invocation_short_name);
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)len, 0) != len) {
+		/* Only the message suffers; the lock holds. */
+	}
+	s->lock_fd = fd;
+	return 0;
+}
+
+/*
+ * Refuse a data.mdb that cannot be the database it claims to be, before LMDB maps it: an empty
+ * file (LMDB would silently start a new, empty database in it, and entd would answer every
+ * check "not entitled"), or a file shorter than the last page its newest meta page names (a
+ * read of the missing part is a SIGBUS, not an error). Two meta pages at the start of the file
+ * carry the last page number and the transaction id; the newer one is LMDB's view
+ * (mdb.c: MDB_meta after the 16-byte page header: magic, version, address, mapsize, two
+ * 48-byte MDB_db, last_pg, txnid).
+ */
+#define META_MAGIC  0xBEEFC0DEu
+#define META_LASTPG (16 + 4 + 4 + 8 + 8 + 2 * 48)
+#define META_TXNID  (META_LASTPG + 8)
+#define META_PSIZE  (16 + 4 + 4 + 8 + 8) /* FREE_DBI's md_pad: the page size */
+
+static int check_data_file(const char *path, struct ent_err *err)
+{
+	char dp[4096];
+	if ((size_t)snprintf(dp, sizeof(dp), "%s/data.mdb", path) >= sizeof(dp))
+		return ent_err_set(err, ENT_EINVAL, "%s: path too long", path);
+	int fd = open(dp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0
+				       : ent_err_set(err, ENT_EIO, "%s: %s", dp, strerror(errno));
+	struct stat st;
+	int rc = 0;
+	uint8_t m[META_TXNID + 8];
+	if (fstat(fd, &st) != 0) {
+		rc = ent_err_set(err, ENT_EIO, "%s: %s", dp, strerror(errno));
+	} else if (st.st_size == 0) {
+		rc = ent_err_set(
+			err, ENT_ECORRUPT,
+			"%s is empty (0 bytes): a damaged or truncated database, not a new "
+			"one; restore it from a snapshot, or remove it to start empty",
+			dp);
+	} else if (pread(fd, m, sizeof(m), 0) != (ssize_t)sizeof(m) ||
+		   (uint32_t)(m[16] | m[17] << 8 | m[18] << 16 | (uint32_t)m[19] << 24) !=
+			   META_MAGIC) {
+		rc = ent_err_set(err, ENT_ECORRUPT,
+				 "%s (%lld bytes) does not start with an LMDB meta page: not a "
+				 "database, or damaged",
+				 dp, (long long)st.st_size);
+	} else {
+		uint32_t psize;
+		memcpy(&psize, m + META_PSIZE, 4);
+		uint64_t last = ent_le64_get(m + META_LASTPG), txn = ent_le64_get(m + META_TXNID);
+		uint8_t m2[META_TXNID + 8];
+		if (psize >= 512 && psize <= 65536 && !(psize & (psize - 1)) &&
+		    pread(fd, m2, sizeof(m2), psize) == (ssize_t)sizeof(m2) &&
+		    ent_le64_get(m2 + META_TXNID) > txn)
+			last = ent_le64_get(m2 + META_LASTPG);
+		if (psize < 512 || psize > 65536 || last > (uint64_t)st.st_size / psize ||
+		    (last + 1) * psize > (uint64_t)st.st_size)
+			rc = ent_err_set(
+				err, ENT_ECORRUPT,
+				"%s is %lld bytes but its last page (%llu of %u bytes) ends "
+				"at %llu: the file was truncated; restore it from a snapshot",
+				dp, (long long)st.st_size, (unsigned long long)last, psize,
+				(unsigned long long)((last + 1) * psize));
+	}
+	close(fd);
+	return rc;
+}
+
 int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, struct ent_err *err)
 {
 	struct ent_err local;
@@ -208,6 +336,11 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 	s->read_only = opts->read_only;
 	s->walk_off = opts->no_walk;
 	s->w.s = s;
+	s->lock_fd = -1;
+	if (!opts->read_only && lock_dir(s, path, err))
+		goto fail_lock;
+	if (check_data_file(path, err))
+		goto fail_create;
 
 	int rc = mdb_env_create(&s->env);
 	if (rc) {
@@ -249,6 +382,9 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 fail_env:
 	mdb_env_close(s->env);
 fail_create:
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+fail_lock:
 	free(s);
 	return -err->code;
 }
@@ -265,6 +401,8 @@ void ent_store_close(struct ent_store *s)
 		free(s->ws);
 	}
 	mdb_env_close(s->env);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the directory's lock */
 	free(s);
 }
 
@@ -339,6 +477,7 @@ int ent_store_stats(struct ent_store *s, struct ent_store_stats *out)
 	out->walk_fallbacks = atomic_load_explicit(&s->walk_fallbacks, memory_order_relaxed);
 	MDB_envinfo info;
 	MDB_stat est;
+	out->corrupt_reads = atomic_load_explicit(&s->corrupt_reads, memory_order_relaxed);
 	if (!r && !(rc = mdb_env_info(s->env, &info)) && !(rc = mdb_env_stat(s->env, &est))) {
 		out->db_size_bytes = ((uint64_t)info.me_last_pgno + 1) * est.ms_psize;
 		out->map_size_bytes = info.me_mapsize;

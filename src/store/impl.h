@@ -54,6 +54,11 @@ struct ent_store {
 	bool walk_off;
 	_Atomic(const char *) walk_why;
 	atomic_uint_fast64_t walk_fallbacks; /**< lookups handed to mdb_get; rare, so shared */
+	int lock_fd; /**< <dir>/entd.lock, flock'ed while open read-write; -1 */
+	/** Records that failed to decode on a read (checksum or structure): counted without a
+	    lock from any reader thread, exported as entd_store_corrupt_reads_total. */
+	_Atomic uint64_t corrupt_reads;
+	_Atomic int64_t corrupt_logged_at; /**< ms of the last log line about one */
 };
 
 /** The agg B-tree of one snapshot as the batched walk reads it (walk.c). */
@@ -251,6 +256,9 @@ int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint
 int ent_store_load_feature(struct ent_store *s, MDB_txn *txn, struct ent_str code,
 			   struct ent_arena *a, Ent__V1__Feature **out);
 
+/** The LMDB name of table \a t ("agg"). */
+const char *ent_store_table_name(enum ent_table t);
+
 /** Whether table \a t exists in this environment (see struct ent_store.absent). */
 static inline bool ent_store_has(const struct ent_store *s, enum ent_table t)
 {
@@ -270,8 +278,11 @@ static inline bool ent_store_has(const struct ent_store *s, enum ent_table t)
 int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u);
 /** The window of segment \a i of a record that passed ent_record_header. */
 void ent_record_seg_window(const uint8_t *rec, int i, int64_t *from, int64_t *to);
-/** Overwrite period_start and used of an encoded record in place. */
+/** Overwrite period_start and used of an encoded record in place (then ent_record_reseal). */
 void ent_record_set_usage(uint8_t *rec, int64_t period_start, int64_t used);
+/** Recompute the checksum trailer of a record of \a len bytes patched in place (a record
+    without one, written before checksums, is left as it is). */
+void ent_record_reseal(uint8_t *rec, size_t len);
 
 /* ---- gather.c ------------------------------------------------------------------------- */
 

@@ -7,8 +7,35 @@
  *
  * ent_view_check_batch (walk.c) gives the same answers for many checks, faster.
  */
+#include <stdatomic.h>
+#include <stdio.h>
+
 #include "ent/pbarena.h"
 #include "store/impl.h"
+
+/*
+ * A record that fails its checksum or its structure: counted (entd_store_corrupt_reads_total)
+ * and logged at most once a second, naming the record, so an operator learns of the damage
+ * from the first bad read and can run `entctl verify`. The check answers DATA_LOSS, never
+ * another answer. Only on the error path: the hot path pays nothing for it.
+ */
+static void note_corrupt(struct ent_store *s, struct ent_str customer, struct ent_str feature)
+{
+	atomic_fetch_add_explicit(&s->corrupt_reads, 1, memory_order_relaxed);
+	int64_t now = ent_now_ms();
+	int64_t last = atomic_load_explicit(&s->corrupt_logged_at, memory_order_relaxed);
+	if (now - last < 1000 || !atomic_compare_exchange_strong(&s->corrupt_logged_at, &last, now))
+		return;
+	char c[ENT_MAX_CUSTOMER_ID + 1], f[ENT_MAX_CODE + 1], n[24];
+	snprintf(c, sizeof(c), "%.*s", (int)customer.len, customer.p);
+	snprintf(f, sizeof(f), "%.*s", (int)feature.len, feature.p);
+	snprintf(n, sizeof(n), "%llu",
+		 (unsigned long long)atomic_load_explicit(&s->corrupt_reads, memory_order_relaxed));
+	ent_log(ENT_LOG_ERROR,
+		"store: a stored record failed its checksum or does not decode; answered "
+		"DATA_LOSS (run entctl verify, restore from a snapshot)",
+		"customer", c, "feature", f, "corrupt_reads", n, NULL);
+}
 
 static int get(struct ent_view *v, enum ent_table t, const void *key, size_t len, MDB_val *val)
 {
@@ -54,8 +81,10 @@ int ent_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_v
 	if (rc)
 		return ent_store_mdb_err(rc);
 	int r = ent_record_decode(val->mv_data, val->mv_size, c->at, &out->usage, &out->seg);
-	if (r)
+	if (r) {
+		note_corrupt(v->s, c->customer, c->feature);
 		return r;
+	}
 	ent_model_decide(&out->usage, &out->seg, c->quantity > 0 ? c->quantity : 1, c->at, &out->d);
 	return 0;
 }
@@ -101,8 +130,10 @@ static int cf_one(void *ctx, struct ent_str key, struct ent_str val)
 	memset(&cf, 0, sizeof(cf));
 	cf.feature_code = feature;
 	int r = ent_record_decode((const uint8_t *)val.p, val.len, s->at, &cf.r.usage, &cf.r.seg);
-	if (r)
+	if (r) {
+		note_corrupt(s->v->s, customer, feature);
 		return s->err = r;
+	}
 	ent_model_decide(&cf.r.usage, &cf.r.seg, 1, s->at, &cf.r.d);
 	Ent__V1__Feature *f;
 	r = ent_store_load_feature(s->v->s, s->v->txn, feature, s->arena, &f);

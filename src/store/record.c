@@ -15,6 +15,16 @@
  * records (one shape in the header) still decode, each segment taking the header's shape. */
 #define REC_VERSION	   2
 #define REC_VERSION_OLDEST 1
+/*
+ * The envelope around the format above: bit 7 of the version byte says that the record ends
+ * with a 4-byte CRC32C (LE) of everything before it. Every record written since carries it;
+ * records written before it (bit 7 clear) still decode, unprotected, so an existing database
+ * keeps working and each record gains the trailer at its next rewrite. One flipped bit cannot
+ * turn a sealed record into a plain one that decodes: the trailer would then be padding, which
+ * the exact-length check refuses.
+ */
+#define REC_SEALED  0x80
+#define REC_TRAILER 4
 
 enum {
 	F_ENABLED = 1 << 0,
@@ -131,7 +141,7 @@ int ent_record_encode(const struct ent_usage_state *u, const struct ent_agg *seg
 			return -ENT_EINVAL;
 	}
 	struct wbuf w = {buf, 0, cap < ENT_RECORD_MAX ? cap : ENT_RECORD_MAX, false};
-	w_u8(&w, REC_VERSION);
+	w_u8(&w, REC_VERSION | REC_SEALED);
 	w_u8(&w, u->feature_type);
 	w_u8(&w, u->reset);
 	w_u8(&w, (uint8_t)n);
@@ -159,7 +169,22 @@ int ent_record_encode(const struct ent_usage_state *u, const struct ent_agg *seg
 	}
 	if (w.overflow)
 		return -ENT_EINVAL;
+	w_u32(&w, ent_crc32c(0, buf, w.len));
+	if (w.overflow)
+		return -ENT_EINVAL;
 	return (int)w.len;
+}
+
+void ent_record_reseal(uint8_t *rec, size_t len)
+{
+	if (len > REC_TRAILER && (rec[0] & REC_SEALED)) {
+		uint32_t c = ent_crc32c(0, rec, len - REC_TRAILER);
+		uint8_t *t = rec + len - REC_TRAILER;
+		t[0] = (uint8_t)c;
+		t[1] = (uint8_t)(c >> 8);
+		t[2] = (uint8_t)(c >> 16);
+		t[3] = (uint8_t)(c >> 24);
+	}
 }
 
 /* ---- decode --------------------------------------------------------------------------- */
@@ -221,9 +246,29 @@ static int64_t get_i64(const uint8_t *p)
 	return (int64_t)ent_le64_get(p);
 }
 
+/*
+ * Open the envelope: check a sealed record's trailer and shorten \a len to the body before it.
+ * This is the whole cost of the checksum on the check path: one CRC32C of the record.
+ */
+static int envelope_open(const uint8_t *rec, size_t *len)
+{
+	if (!rec || *len < 1 || (rec[0] & ~REC_SEALED) < REC_VERSION_OLDEST ||
+	    (rec[0] & ~REC_SEALED) > REC_VERSION)
+		return -ENT_ECORRUPT;
+	if (!(rec[0] & REC_SEALED))
+		return 0;
+	if (*len <= REC_TRAILER)
+		return -ENT_ECORRUPT;
+	size_t body = *len - REC_TRAILER;
+	if (ent_crc32c(0, rec, body) != get_u32(rec + body))
+		return -ENT_ECORRUPT;
+	*len = body;
+	return 0;
+}
+
 int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u)
 {
-	if (!rec || len < ENT_REC_HDR || rec[0] < REC_VERSION_OLDEST || rec[0] > REC_VERSION)
+	if (envelope_open(rec, &len) || len < ENT_REC_HDR)
 		return -ENT_ECORRUPT;
 	uint8_t type = rec[1], reset = rec[2], n = rec[3];
 	if (type > ENT_FT_STATIC || reset > ENT_RESET_NEVER || n < 1 || n > ENT_MAX_SEGMENTS)
@@ -381,6 +426,8 @@ int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usag
 	int n = ent_record_header(rec, len, u);
 	if (n < 0)
 		return n;
+	if (rec[0] & REC_SEALED)
+		len -= REC_TRAILER; /* checked by ent_record_header */
 	/* Last segment with from <= t: segments are sorted and disjoint (checked above). */
 	int lo = 0, hi = n - 1, found = -1;
 	while (lo <= hi) {
@@ -412,12 +459,12 @@ int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usag
 	 */
 	size_t end = found + 1 < n ? seg_offset(rec, found + 1) : len;
 	struct rbuf r = {rec, end, seg_offset(rec, found)};
-	int rc = decode_payload(&r, seg, rec[0]);
+	int rc = decode_payload(&r, seg, rec[0] & ~REC_SEALED);
 	if (rc || r.at != end)
 		return -ENT_ECORRUPT;
 	if (found + 1 < n) {
 		struct rbuf last = {rec, len, seg_offset(rec, n - 1)};
-		if (!skip_payload(&last, rec[0]) || last.at != len)
+		if (!skip_payload(&last, rec[0] & ~REC_SEALED) || last.at != len)
 			return -ENT_ECORRUPT;
 	}
 	return 0;

@@ -213,8 +213,10 @@ static void run_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t
 		} else if (k == 0) {
 			struct ent_apply_result *res = w->results;
 			memset(res, 0, sizeof(*res));
-			ent_err_set(&res->err, ENT_EFULL,
-				    "database full: the change does not fit in the map");
+			ent_err_set(&res->err, ENT_EFULL, "%s",
+				    ent_store_full_is_disk()
+					    ? "database full: no space left on the disk"
+					    : "database full: the change does not fit in the map");
 			answer(w, reqs + start, res, 1);
 			start += 1;
 			w->full_refused++;
@@ -227,8 +229,16 @@ static void run_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t
 	if (w->full_refused && now - w->full_logged_at >= 1000) {
 		char buf[24];
 		snprintf(buf, sizeof(buf), "%" PRIu64, w->full_refused);
-		ent_log(ENT_LOG_WARN, "writer: events refused, the database map is full", "events",
-			buf, NULL);
+		if (ent_store_full_is_disk())
+			ent_log(ENT_LOG_WARN,
+				"writer: events refused, the disk is full (no space left for "
+				"the database file; free disk space)",
+				"events", buf, NULL);
+		else
+			ent_log(ENT_LOG_WARN,
+				"writer: events refused, the database map is full (raise "
+				"db.map_size)",
+				"events", buf, NULL);
 		w->full_refused = 0;
 		w->full_logged_at = now;
 	}

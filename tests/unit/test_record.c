@@ -146,8 +146,9 @@ static void test_single_segment(void **state)
 	struct ent_usage_state u0 = {ENT_FT_BOOLEAN, ENT_RESET_NEVER, 0, ENT_T_MIN, 0}, u;
 	uint8_t buf[128];
 	int len = ent_record_encode(&u0, &seg, 1, buf, sizeof(buf));
-	/* Header, one table entry, payload of 1+1+1+8+8+8+2+1+1 bytes. */
-	assert_int_equal(len, ENT_REC_HDR + ENT_REC_SEG + 31);
+	/* Header, one table entry, payload of 1+1+1+8+8+8+2+1+1 bytes, the CRC32C trailer. */
+	assert_int_equal(len, ENT_REC_HDR + ENT_REC_SEG + 31 + 4);
+	assert_int_equal(buf[0], 0x82); /* version 2, sealed */
 	struct ent_agg a;
 	assert_int_equal(ent_record_decode(buf, (size_t)len, 12345, &u, &a), 0);
 	assert_true(a.enabled);
@@ -200,6 +201,14 @@ static void test_every_truncation(void **state)
 	assert_int_equal(ent_record_decode(NULL, 0, 0, &u, &a), -ENT_ECORRUPT);
 }
 
+/* The standard check value, and the same value whatever the split (hardware and table). */
+static void test_crc32c(void **state)
+{
+	assert_int_equal(ent_crc32c(0, "123456789", 9), 0xE3069283u);
+	assert_int_equal(ent_crc32c(ent_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+	assert_int_equal(ent_crc32c(0, "", 0), 0);
+}
+
 static void test_crafted(void **state)
 {
 	uint8_t buf[ENT_RECORD_MAX];
@@ -212,22 +221,27 @@ static void test_crafted(void **state)
 	const struct {
 		size_t at;
 		uint8_t v;
-	} bad[] = {{0, 3}, {0, 0}, {1, 4}, {2, 8}, {3, 0}, {3, ENT_MAX_SEGMENTS + 1}};
+	} bad[] = {
+		{0, 0x83}, {0, 0x80}, {0, 0x03}, {1, 4}, {2, 8}, {3, 0}, {3, ENT_MAX_SEGMENTS + 1}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memcpy(copy, buf, (size_t)len);
 		copy[bad[i].at] = bad[i].v;
+		ent_record_reseal(copy, (size_t)len);
 		assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	}
 	/* The payload of segment 1 starts right after segment 0's 31 bytes. */
 	size_t p1 = ENT_REC_HDR + 3 * ENT_REC_SEG + 31;
 	memcpy(copy, buf, (size_t)len);
-	copy[p1] = 0x80; /* unknown flag bit */
+	copy[p1] = 0x80;		      /* unknown flag bit */
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
-	copy[p1 + 1] = ENT_R_EXPIRED + 1; /* state out of range */
+	copy[p1 + 1] = ENT_R_EXPIRED + 1;     /* state out of range */
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
-	copy[p1 + 2] = ENT_RESET_NEVER + 1; /* the segment's reset out of range */
+	copy[p1 + 2] = ENT_RESET_NEVER + 1;   /* the segment's reset out of range */
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* n_static beyond the cap: after flags, state, reset, anchor, limit, expiry and the
 	 * 17-byte reason. */
@@ -235,24 +249,31 @@ static void test_crafted(void **state)
 	assert_int_equal(buf[nst], 2);
 	memcpy(copy, buf, (size_t)len);
 	copy[nst] = ENT_MAX_STATIC + 1;
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* A string length running past the end. */
 	memcpy(copy, buf, (size_t)len);
 	copy[nst + 1] = 0xff;
 	copy[nst + 2] = 0xff;
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* Overlapping segments and an offset outside the record. */
 	memcpy(copy, buf, (size_t)len);
 	ent_le64_put(copy + ENT_REC_HDR + ENT_REC_SEG, 10); /* seg 1 from 10 < seg 0 to */
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
 	copy[ENT_REC_HDR + 2 * ENT_REC_SEG + 16 + 3] = 0x7f;
+	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
 	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* The untouched record still decodes (the copies above really were the only change). */
 	assert_int_equal(ent_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
 }
 
-/* Random bit flips: whatever the outcome, no crash and no read out of bounds. */
+/*
+ * Random bit flips (one to three): the checksum catches every one, so a flipped record never
+ * decodes to anything; only flips that cancel out (the same bit twice) give the record back.
+ */
 static void test_bit_flips(void **state)
 {
 	uint8_t buf[ENT_RECORD_MAX];
@@ -274,14 +295,54 @@ static void test_bit_flips(void **state)
 		assert_true(r == 0 || r == -ENT_ECORRUPT);
 		if (r == 0) {
 			ok++;
-			assert_true(a.n_static <= ENT_MAX_STATIC && a.n_privs <= ENT_MAX_PRIVS);
+			assert_memory_equal(p, buf, (size_t)len);
 		} else {
 			bad++;
 		}
 		free(p);
 	}
-	/* Both outcomes happen: flips in values decode, flips in structure do not. */
-	assert_true(ok > 0 && bad > 0);
+	assert_true(bad > 19000);
+}
+
+/* Flip every bit of the record, one at a time: each one is DATA_LOSS, never another answer. */
+static void test_every_bit(void **state)
+{
+	uint8_t buf[ENT_RECORD_MAX];
+	int len = encode_sample(buf, sizeof(buf));
+	for (int i = 0; i < len * 8; i++) {
+		uint8_t *p = malloc((size_t)len);
+		memcpy(p, buf, (size_t)len);
+		p[i / 8] ^= (uint8_t)(1u << (i % 8));
+		struct ent_usage_state u;
+		struct ent_agg a;
+		assert_int_equal(ent_record_decode(p, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+		free(p);
+	}
+}
+
+/* A record written before checksums (bit 7 of the version clear, no trailer) still decodes,
+   and the structural checks still hold for it: every truncation is refused. */
+static void test_legacy(void **state)
+{
+	uint8_t buf[ENT_RECORD_MAX];
+	int len = encode_sample(buf, sizeof(buf)) - 4;
+	buf[0] = 1;
+	struct ent_usage_state u;
+	struct ent_agg a;
+	assert_int_equal(ent_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
+	assert_int_equal(a.n_privs, 4);
+	assert_int_equal(ent_record_header(buf, (size_t)len, NULL), 3);
+	for (int cut = 0; cut < len; cut++) {
+		uint8_t *p = malloc(cut ? (size_t)cut : 1);
+		memcpy(p, buf, (size_t)cut);
+		assert_int_equal(ent_record_decode(p, (size_t)cut, 2500, &u, &a), -ENT_ECORRUPT);
+		free(p);
+	}
+	/* A legacy record patched in place stays legacy: reseal leaves it alone. */
+	uint8_t before[ENT_RECORD_MAX];
+	memcpy(before, buf, (size_t)len);
+	ent_record_reseal(buf, (size_t)len);
+	assert_memory_equal(before, buf, (size_t)len);
 }
 
 static void test_patch_usage(void **state)
@@ -291,6 +352,9 @@ static void test_patch_usage(void **state)
 	ent_record_set_usage(buf, 5000, 9);
 	struct ent_usage_state u;
 	struct ent_agg a;
+	/* Patched without resealing, the record no longer matches its checksum. */
+	assert_int_equal(ent_record_decode(buf, (size_t)len, 2500, &u, &a), -ENT_ECORRUPT);
+	ent_record_reseal(buf, (size_t)len);
 	assert_int_equal(ent_record_decode(buf, (size_t)len, 2500, &u, &a), 0);
 	assert_int_equal(u.period_start, 5000);
 	assert_int_equal(u.used, 9);
@@ -304,6 +368,8 @@ int main(void)
 		cmocka_unit_test(test_single_segment),	 cmocka_unit_test(test_encode_refuses),
 		cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_crafted),
 		cmocka_unit_test(test_bit_flips),	 cmocka_unit_test(test_patch_usage),
+		cmocka_unit_test(test_every_bit),	 cmocka_unit_test(test_legacy),
+		cmocka_unit_test(test_crc32c),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
