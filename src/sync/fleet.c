@@ -463,6 +463,7 @@ static int ensure_stream(struct ent_fleet *f, int64_t max_age_ms, struct ent_err
 static void *poll_main(void *arg)
 {
 	struct ent_fleet *f = arg;
+	int missing = 0;
 	while (!atomic_load(&f->stopping)) {
 		for (int i = 0; i < POLL_MS / 50 && !atomic_load(&f->stopping); i++)
 			usleep(50 * 1000);
@@ -470,7 +471,16 @@ static void *poll_main(void *arg)
 			continue;
 		jsStreamInfo *si = NULL;
 		struct ent_err err = {0};
-		if (stream_info(f, &si, &err) == 0 && si) {
+		int rc = stream_info(f, &si, &err);
+		/* Several answers in a row: an engine restoring its store may not know it yet. */
+		missing = rc == -ENT_ENOTFOUND ? missing + 1 : 0;
+		if (missing >= 10 && !atomic_exchange(&f->stream_changed, true))
+			ent_log(ENT_LOG_ERROR,
+				"fleet: the stream is gone (deleted, or the engine lost its store); "
+				"this replica keeps its state and stops serving (restart it to "
+				"re-bootstrap)",
+				"stream", f->stream, NULL);
+		if (rc == 0 && si) {
 			atomic_store(&f->head_seq, si->State.LastSeq);
 			atomic_store(&f->last_heard_ms, mono_ms());
 			if (si->Created != f->created && !atomic_exchange(&f->stream_changed, true))
