@@ -500,9 +500,24 @@ static void *poll_main(void *arg)
 static int set_opts(struct ent_fleet *f, const struct ent_fleet_opts *o, struct ent_err *err)
 {
 	natsStatus s = natsOptions_Create(&f->nopts);
-	if (s == NATS_OK)
-		s = natsOptions_SetURL(f->nopts, o->urls);
 	if (s != NATS_OK)
+		return ent_err_set(err, ENT_ENOMEM, "fleet: %s", nats_text(s));
+	/* natsOptions_SetURL takes one URL: the comma-separated list goes to SetServers. */
+	char buf[2048];
+	const char *servers[32];
+	int n = 0;
+	snprintf(buf, sizeof(buf), "%s", o->urls);
+	char *save = NULL;
+	for (char *one = strtok_r(buf, ",", &save); one && n < 32;
+	     one = strtok_r(NULL, ",", &save)) {
+		while (*one == ' ')
+			one++;
+		if (*one)
+			servers[n++] = one;
+	}
+	if (n == 0)
+		return ent_err_set(err, ENT_EINVAL, "fleet.nats: no server in '%s'", o->urls);
+	if ((s = natsOptions_SetServers(f->nopts, servers, n)) != NATS_OK)
 		return ent_err_set(err, ENT_EINVAL, "fleet.nats: '%s': %s", o->urls, nats_text(s));
 	natsOptions_SetName(f->nopts, "entd");
 	/* Reconnect for ever: the fleet rides out engine restarts without restarting entd. */
