@@ -36,13 +36,14 @@ struct fleet_args {
 	const char *tmp;
 	int replicas;
 	bool allow_no_stream;
+	bool replace;
 };
 
 static const char snapshot_usage[] =
 	"usage: entctl fleet snapshot publish --db DIR --nats URL [--nats URL...] [--bucket B]\n"
 	"                                     [--name N] [--replicas R] [--tmp DIR] [--creds F]\n"
 	"                                     [--tls-ca F [--tls-cert F --tls-key F]]\n"
-	"       entctl fleet snapshot fetch   --db DIR --nats URL [--bucket B] [--name N] ...\n"
+	"       entctl fleet snapshot fetch   --db DIR --nats URL [--bucket B] [--name N] [--replace]\n"
 	"       entctl fleet snapshot info    --nats URL [--bucket B] [--name N] ...\n"
 	"URL may list several servers separated by commas; default bucket " ENT_SNAPSHOT_DEFAULT_BUCKET
 	",\nname " ENT_SNAPSHOT_DEFAULT_NAME ". $ENTD_NATS is used when --nats is not given.\n";
@@ -104,6 +105,8 @@ static int parse(int argc, char **argv, struct fleet_args *a, const char *cmd)
 				return 2;
 			}
 			a->replicas = (int)r;
+		} else if (!strcmp(o, "--replace")) {
+			a->replace = true;
 		} else if (!strcmp(o, "--allow-no-stream")) {
 			a->allow_no_stream = true;
 		} else {
@@ -255,7 +258,10 @@ static int snap_fetch(int argc, char **argv)
 	struct ent_snapshot_opts o = {.name = a.name};
 	struct ent_snapshot_info si;
 	double t0 = now_s();
-	int r = ent_snapshot_fetch_opts(js, a.bucket, a.db, &o, &si, &err);
+	/* --replace: the directory holds a (stopped) replica's database, e.g. one behind the
+	 * stream's retention; it is swapped only once the new copy is complete and checked. */
+	int r = a.replace ? ent_snapshot_restore(js, a.bucket, a.db, 0, &o, &si, &err)
+			  : ent_snapshot_fetch_opts(js, a.bucket, a.db, &o, &si, &err);
 	double dt = now_s() - t0;
 	disconnect(nc, js);
 	if (r) {

@@ -8,10 +8,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sync/objstore.h"
@@ -327,4 +330,251 @@ int ent_snapshot_fetch(jsCtx *js, const char *bucket, const char *dir, uint64_t 
 	if (!r && seq_out)
 		*seq_out = si.seq;
 	return r;
+}
+
+/* ---- restore into an existing directory --------------------------------------------------- */
+
+/*
+ * The pid of a process that has the LMDB environment in \a dir open, or 0. Every process with
+ * the environment open holds at least a shared fcntl lock on byte 0 of lock.mdb (LMDB's
+ * "exclusive lock" check at open), so F_GETLK for a write lock reports one of them.
+ */
+static pid_t env_user(const char *dir)
+{
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s/lock.mdb", dir);
+	int fd = open(p, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+	pid_t pid = 0;
+	if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+		pid = fl.l_pid;
+	close(fd);
+	return pid;
+}
+
+int ent_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_t min_seq,
+			 const struct ent_snapshot_opts *o, struct ent_snapshot_info *info_out,
+			 struct ent_err *err)
+{
+	struct ent_err local;
+	if (!err)
+		err = &local;
+	if (!dir || !*dir)
+		return ent_err_set(err, ENT_EINVAL, "directory: required");
+	char side[PATH_MAX], a[PATH_MAX + 16], b[PATH_MAX + 16];
+	if (snprintf(side, sizeof(side), "%s.bootstrap", dir) >= (int)sizeof(side))
+		return ent_err_set(err, ENT_EINVAL, "%s: path too long", dir);
+	pid_t user = env_user(dir);
+	if (user)
+		return ent_err_set(err, ENT_EPRECOND,
+				   "%s: the database is open in process %ld: stop it before "
+				   "replacing its database",
+				   dir, (long)user);
+	/* A previous attempt that died half-way left the side directory: start it afresh. */
+	DIR *d = opendir(side);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+			    snprintf(a, sizeof(a), "%s/%s", side, e->d_name) < (int)sizeof(a))
+				unlink(a);
+		closedir(d);
+	}
+	remove_copy(side);
+	struct ent_snapshot_info si;
+	int r = ent_snapshot_fetch_opts(js, bucket, side, o, &si, err);
+	if (r) {
+		remove_copy(side);
+		return r;
+	}
+	if (si.seq < min_seq) {
+		remove_copy(side);
+		return ent_err_set(err, ENT_EPRECOND,
+				   "the newest snapshot is at seq %" PRIu64
+				   ", older than the %" PRIu64
+				   " needed (publish a newer one: entctl fleet snapshot publish)",
+				   si.seq, min_seq);
+	}
+	/*
+	 * Order: drop the old lock file and data first, then move the new data in. A crash after
+	 * the unlink and before the rename leaves an empty directory, which bootstraps again.
+	 */
+	snprintf(a, sizeof(a), "%s/lock.mdb", dir);
+	unlink(a);
+	snprintf(a, sizeof(a), "%s/data.mdb", dir);
+	if (unlink(a) != 0 && errno != ENOENT) {
+		r = ent_err_set(err, ENT_EIO, "%s: %s", a, strerror(errno));
+		remove_copy(side);
+		return r;
+	}
+	snprintf(b, sizeof(b), "%s/data.mdb", side);
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		r = ent_err_set(err, ENT_EIO, "%s: %s", dir, strerror(errno));
+		remove_copy(side);
+		return r;
+	}
+	if (rename(b, a) != 0) {
+		r = ent_err_set(err, ENT_EIO, "%s -> %s: %s", b, a, strerror(errno));
+		remove_copy(side);
+		return r;
+	}
+	if (fsync_path(dir, O_RDONLY | O_DIRECTORY) != 0)
+		r = ent_err_set(err, ENT_EIO, "%s: fsync: %s", dir, strerror(errno));
+	remove_copy(side);
+	if (!r && info_out)
+		*info_out = si;
+	return r;
+}
+
+/* ---- periodic publisher ------------------------------------------------------------------- */
+
+/*
+ * Invariants: `stop` and the stats are guarded by `mu`; the thread is the only one calling
+ * NATS through this struct; the options' strings are borrowed from the caller.
+ */
+struct ent_snapshotter {
+	jsCtx *js;
+	char bucket[ENT_OBJ_MAX_BUCKET + 1];
+	struct ent_store *store;
+	int64_t interval_ms;
+	struct ent_snapshot_opts o;
+	ent_snapshot_ready_fn ready;
+	void *ready_ctx;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	struct ent_snapshotter_stats st;
+};
+
+/* Publish if the bucket's newest snapshot is stale and behind us. */
+static void snapshotter_round(struct ent_snapshotter *sn)
+{
+	if (sn->ready && !sn->ready(sn->ready_ctx))
+		return;
+	struct ent_store_stats ss;
+	if (ent_store_stats(sn->store, &ss))
+		return;
+	struct ent_snapshot_info si;
+	struct ent_err err = {0};
+	int r = ent_snapshot_info(sn->js, sn->bucket, sn->o.name, &si, &err);
+	if (r == 0) {
+		int64_t age = ent_now_ms() - si.mtime_ms;
+		if (age < sn->interval_ms || si.seq >= ss.seq)
+			return;
+	} else if (r != -ENT_ENOTFOUND) {
+		ent_log(ENT_LOG_WARN, "snapshot: cannot read the newest snapshot", "error", err.msg,
+			NULL);
+		return;
+	}
+	int64_t t0 = ent_mono_ns();
+	uint64_t seq = 0;
+	r = ent_snapshot_publish_opts(sn->js, sn->bucket, sn->store, &sn->o, &seq, &err);
+	double secs = (double)(ent_mono_ns() - t0) / 1e9;
+	pthread_mutex_lock(&sn->mu);
+	if (r) {
+		sn->st.failed++;
+	} else {
+		sn->st.published++;
+		sn->st.last_seq = seq;
+		sn->st.last_ms = ent_now_ms();
+		sn->st.last_seconds = secs;
+	}
+	pthread_mutex_unlock(&sn->mu);
+	char num[32], dur[32];
+	snprintf(num, sizeof(num), "%" PRIu64, seq);
+	snprintf(dur, sizeof(dur), "%.2f", secs);
+	if (r)
+		ent_log(ENT_LOG_WARN, "snapshot: publish failed", "bucket", sn->bucket, "error",
+			err.msg, NULL);
+	else
+		ent_log(ENT_LOG_INFO, "snapshot: published", "bucket", sn->bucket, "seq", num,
+			"seconds", dur, NULL);
+}
+
+static void *snapshotter_main(void *arg)
+{
+	struct ent_snapshotter *sn = arg;
+	pthread_mutex_lock(&sn->mu);
+	while (!sn->stop) {
+		/* Up to 20% jitter: replicas started together drift apart. */
+		uint32_t rnd = 0;
+		RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+		int64_t wait = sn->interval_ms + (int64_t)(rnd % 1000) * sn->interval_ms / 5000;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (wait % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		while (!sn->stop && pthread_cond_timedwait(&sn->cv, &sn->mu, &ts) != ETIMEDOUT)
+			;
+		if (sn->stop)
+			break;
+		pthread_mutex_unlock(&sn->mu);
+		snapshotter_round(sn);
+		pthread_mutex_lock(&sn->mu);
+	}
+	pthread_mutex_unlock(&sn->mu);
+	return NULL;
+}
+
+int ent_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s, int64_t interval_ms,
+			  const struct ent_snapshot_opts *o, ent_snapshot_ready_fn ready,
+			  void *ready_ctx, struct ent_snapshotter **out)
+{
+	if (!bucket || !*bucket)
+		bucket = ENT_SNAPSHOT_DEFAULT_BUCKET;
+	if (!js || !s || interval_ms <= 0 || !ent_objstore_bucket_valid(bucket))
+		return -ENT_EINVAL;
+	struct ent_snapshotter *sn = calloc(1, sizeof(*sn));
+	if (!sn)
+		return -ENT_ENOMEM;
+	sn->js = js;
+	snprintf(sn->bucket, sizeof(sn->bucket), "%s", bucket);
+	sn->store = s;
+	sn->interval_ms = interval_ms;
+	if (o)
+		sn->o = *o;
+	sn->ready = ready;
+	sn->ready_ctx = ready_ctx;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&sn->mu, NULL);
+	pthread_cond_init(&sn->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&sn->thread, NULL, snapshotter_main, sn) != 0) {
+		pthread_cond_destroy(&sn->cv);
+		pthread_mutex_destroy(&sn->mu);
+		free(sn);
+		return -ENT_ENOMEM;
+	}
+	*out = sn;
+	return 0;
+}
+
+void ent_snapshotter_stop(struct ent_snapshotter *sn)
+{
+	if (!sn)
+		return;
+	pthread_mutex_lock(&sn->mu);
+	sn->stop = true;
+	pthread_cond_signal(&sn->cv);
+	pthread_mutex_unlock(&sn->mu);
+	pthread_join(sn->thread, NULL);
+	pthread_cond_destroy(&sn->cv);
+	pthread_mutex_destroy(&sn->mu);
+	free(sn);
+}
+
+void ent_snapshotter_get_stats(struct ent_snapshotter *sn, struct ent_snapshotter_stats *out)
+{
+	pthread_mutex_lock(&sn->mu);
+	*out = sn->st;
+	pthread_mutex_unlock(&sn->mu);
 }

@@ -87,4 +87,49 @@ int ent_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
 int ent_snapshot_info(jsCtx *js, const char *bucket, const char *name,
 		      struct ent_snapshot_info *out, struct ent_err *err);
 
+/**
+ * Replace the database in \a dir (closed by the caller: no environment may be open on it)
+ * with the newest snapshot: fetched into a sibling directory "<dir>.bootstrap" first, so a
+ * failed download leaves \a dir as it was; then data.mdb and lock.mdb of \a dir are replaced
+ * and the directory fsynced. A crash in between leaves \a dir empty or whole, never mixed: an
+ * empty directory bootstraps again at the next start.
+ * \param min_seq refuse (-ENT_EPRECOND, \a dir untouched) a snapshot older than this: a
+ *        replica behind the stream's retention needs one at or past the stream's first
+ *        sequence - 1 (0: any).
+ * \return as ent_snapshot_fetch_opts, or -ENT_EPRECOND.
+ */
+int ent_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_t min_seq,
+			 const struct ent_snapshot_opts *o, struct ent_snapshot_info *info_out,
+			 struct ent_err *err);
+
+/** Answers whether this replica may publish now (e.g. caught up, not degraded). */
+typedef bool (*ent_snapshot_ready_fn)(void *ctx);
+
+struct ent_snapshotter;
+
+/**
+ * Start a thread that keeps the bucket's snapshot fresh: every \a interval_ms (with up to 20%
+ * random jitter, so replicas sharing the job rarely collide) it reads the newest snapshot's
+ * meta and publishes a new one only when that one is older than \a interval_ms and behind
+ * this replica's applied sequence, and \a ready says yes. Several replicas may run it; one of
+ * them does the work each period (docs/fleet.md, "Snapshots").
+ * \param o copied (its strings must outlive the snapshotter).
+ * \return 0 or -ENT_ENOMEM / -ENT_EINVAL. Free with ent_snapshotter_stop.
+ */
+int ent_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s, int64_t interval_ms,
+			  const struct ent_snapshot_opts *o, ent_snapshot_ready_fn ready,
+			  void *ready_ctx, struct ent_snapshotter **out);
+/** Stop and join the thread (waits for a publish in progress), free \a sn. NULL is a no-op. */
+void ent_snapshotter_stop(struct ent_snapshotter *sn);
+
+/** Counters of a snapshotter (any thread). */
+struct ent_snapshotter_stats {
+	uint64_t published;  /**< snapshots this replica published */
+	uint64_t failed;     /**< publish attempts that failed (logged with the reason) */
+	uint64_t last_seq;   /**< sequence of the last snapshot this replica published */
+	int64_t last_ms;     /**< when (wall clock ms), 0: never */
+	double last_seconds; /**< how long the last publish took */
+};
+void ent_snapshotter_get_stats(struct ent_snapshotter *sn, struct ent_snapshotter_stats *out);
+
 #endif

@@ -311,6 +311,34 @@ class Snapshot(unittest.TestCase):
         self.assertEqual(rc, 2)
         self.assertIn("--db", err)
 
+    def test_6_replace_existing(self):
+        """fetch --replace swaps a stopped replica's (older) database for the snapshot, and
+        refuses while a process has the database open."""
+        self.publish("--bucket", "rep")
+        old = os.path.join(self.tmp, "old")
+        rc, _, err = entctl("generate", "--db", old, "--customers", "50", "--seed", "9")
+        self.assertEqual(rc, 0, err)
+        self.assertNotEqual(export_of(old), export_of(self.db))
+        # A plain fetch refuses a non-empty directory; --replace swaps it.
+        rc, _, err = self.fetch(old, "--bucket", "rep")
+        self.assertEqual(rc, 1)
+        rc, out, err = self.fetch(old, "--bucket", "rep", "--replace")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("seq %d" % self.seq_live, out)
+        self.assertEqual(export_of(old), export_of(self.db))
+        self.assertFalse(os.path.exists(old + ".bootstrap"))
+        # The live daemon's directory is open in its process: refused, untouched.
+        # (the inode: a replace would swap the file; the daemon's own timers may write to it)
+        before = os.stat(os.path.join(self.db, "data.mdb")).st_ino
+        rc, _, err = self.fetch(self.db, "--bucket", "rep", "--replace")
+        self.assertEqual(rc, 1)
+        self.assertIn("open in process %d" % self.live.pid, err)
+        self.assertEqual(os.stat(os.path.join(self.db, "data.mdb")).st_ino, before)
+        # A missing snapshot leaves the directory as it was.
+        rc, _, err = self.fetch(old, "--bucket", "rep", "--name", "absent", "--replace")
+        self.assertEqual(rc, 3)
+        self.assertEqual(export_of(old), export_of(self.db))
+
 
 if __name__ == "__main__":
     def extra(ap):
