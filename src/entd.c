@@ -33,6 +33,7 @@
 #include "ent/metrics.h"
 #include "ent/rpc.h"
 #include "ent/store.h"
+#include "ent/sync.h"
 #include "ent/util.h"
 #include "ent/writer.h"
 
@@ -47,7 +48,9 @@ struct daemon {
 	char **args; /**< a private copy of argv: the real one has its secrets scrubbed */
 	struct ent_store *store;
 	struct ent_writer *writer;
-	struct ent_rpc *rpc; /**< under mu */
+	struct ent_fleet *fleet; /**< fleet mode, or NULL */
+	bool fleet_serving;	 /**< main thread: health says SERVING on the fleet's account */
+	struct ent_rpc *rpc;	 /**< under mu */
 	struct ent_metrics *metrics;
 	struct ent_decision_log *dlog;
 	pthread_mutex_t mu;
@@ -108,6 +111,20 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 	struct ent_writer_stats ws;
 	ent_writer_get_stats(d->writer, &ws);
 	ent_metrics_fill_writer(g, &ws);
+	if (d->fleet) {
+		struct ent_fleet_stats fs;
+		ent_fleet_get_stats(d->fleet, &fs);
+		g->sync_lag = (double)fs.lag;
+		g->sync_last_heard_seconds = fs.last_heard_ms < 0 ? NAN : fs.last_heard_ms / 1000.0;
+		g->sync_connected = fs.connected;
+		g->sync_degraded = !fs.connected || fs.hole || fs.stream_changed;
+		g->sync_caught_up = fs.caught_up;
+		g->sync_applied_seq = (double)fs.applied_seq;
+		g->sync_skipped_total = (double)fs.skipped;
+		g->sync_published_total = (double)fs.published;
+		g->sync_publish_failed_total = (double)fs.publish_failed;
+		g->sync_reconnects_total = (double)fs.reconnects;
+	}
 	pthread_mutex_lock(&d->mu);
 	if (d->rpc && !d->draining) {
 		g->open_calls = (double)ent_rpc_open_calls(d->rpc);
@@ -127,8 +144,16 @@ static bool is_ready(void *ctx, char *why, size_t len)
 		snprintf(why, len, "shutting down");
 	else if (!d->rpc)
 		snprintf(why, len, "starting");
-	else if (!(ready = ent_rpc_serving(d->rpc)))
-		snprintf(why, len, "not serving");
+	else if (!(ready = ent_rpc_serving(d->rpc))) {
+		struct ent_fleet_stats fs;
+		if (d->fleet) {
+			ent_fleet_get_stats(d->fleet, &fs);
+			snprintf(why, len, "fleet: %s (applied %" PRIu64 " of %" PRIu64 ")",
+				 ent_fleet_state_name(&fs), fs.applied_seq, fs.head_seq);
+		} else {
+			snprintf(why, len, "not serving");
+		}
+	}
 	pthread_mutex_unlock(&d->mu);
 	return ready;
 }
@@ -278,6 +303,74 @@ static void reload(struct daemon *d)
 	ent_config_free(&nc);
 }
 
+/* ---- fleet mode ------------------------------------------------------------------------- */
+
+static int open_fleet(struct daemon *d)
+{
+	struct ent_err err = {0};
+	const struct ent_config *c = &d->cfg;
+	struct ent_fleet_opts fo = {
+		.urls = c->fleet_nats,
+		.stream = c->fleet_stream,
+		.subject = c->fleet_subject,
+		.replicas = c->fleet_replicas,
+		.creds_file = c->fleet_creds_file,
+		.tls_ca_file = c->fleet_tls_ca_file,
+		.tls_cert_file = c->fleet_tls_cert_file,
+		.tls_key_file = c->fleet_tls_key_file,
+		.connect_timeout_ms = c->fleet_connect_timeout_ms,
+		.max_age_ms = c->fleet_max_age_ms,
+		.publish_timeout_ms = c->fleet_publish_timeout_ms,
+	};
+	if (ent_fleet_open(&fo, &d->fleet, &err)) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot start", "error", err.msg, NULL);
+		return -1;
+	}
+	if (ent_fleet_check_store(d->fleet, d->store, &err)) {
+		ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream", "error",
+			err.msg, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Readiness in fleet mode, re-evaluated by the main thread every 100 ms: NOT_SERVING until the
+ * first catch-up reached the head seen at start (or, with fleet.serve_stale, until
+ * fleet.ready_wait_ms passed, logged as stale), and again once the replica stopped on a hole or
+ * follows a re-created stream. A lost connection keeps SERVING: checks go on from the last
+ * applied state, with the lag and the state visible (GetStatus, metrics, log).
+ */
+static void fleet_readiness(struct daemon *d, struct ent_rpc *rpc, int64_t started)
+{
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(d->fleet, &fs);
+	bool broken = fs.hole || fs.stream_changed;
+	bool want = !broken && fs.caught_up;
+	bool stale = false;
+	if (!broken && !fs.caught_up && d->cfg.fleet_serve_stale &&
+	    ent_now_ms() - started >= d->cfg.fleet_ready_wait_ms) {
+		want = true;
+		stale = true;
+	}
+	if (want == d->fleet_serving)
+		return;
+	d->fleet_serving = want;
+	ent_rpc_set_serving(rpc, want);
+	char a[24], h[24];
+	snprintf(a, sizeof(a), "%" PRIu64, fs.applied_seq);
+	snprintf(h, sizeof(h), "%" PRIu64, fs.head_seq);
+	if (want)
+		ent_log(stale ? ENT_LOG_WARN : ENT_LOG_INFO,
+			stale ? "fleet: serving STALE state (fleet.serve_stale: the first catch-up "
+				"is not done)"
+			      : "fleet: caught up with the stream; serving",
+			"applied", a, "head", h, NULL);
+	else
+		ent_log(ENT_LOG_ERROR, "fleet: not serving", "state", ent_fleet_state_name(&fs),
+			"applied", a, "head", h, NULL);
+}
+
 static const char *signal_name(int sig)
 {
 	switch (sig) {
@@ -336,18 +429,28 @@ int main(int argc, char **argv)
 
 	status = 1;
 	int rc;
-	struct ent_store_opts so = {.path = d.cfg.db_path, .map_size = d.cfg.map_size};
+	bool fleet = d.cfg.fleet_nats && *d.cfg.fleet_nats;
+	struct ent_store_opts so = {.path = d.cfg.db_path,
+				    .map_size = d.cfg.map_size,
+				    .no_meta_sync = fleet && !d.cfg.fleet_full_sync};
 	if (ent_store_open(&so, &d.store, &err) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d.cfg.db_path, "error",
 			err.msg, NULL);
 		goto out;
 	}
+	if (fleet && open_fleet(&d))
+		goto fail_writer;
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
-				     .idem_retention_ms = d.cfg.writer_idem_retention_ms};
+				     .idem_retention_ms = d.cfg.writer_idem_retention_ms,
+				     .fleet = d.fleet ? ent_fleet_hooks(d.fleet) : NULL};
 	if ((rc = ent_writer_start(&wo, &d.writer)) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot start the writer", "error", ent_strerror(rc), NULL);
 		goto fail_writer;
+	}
+	if (d.fleet && ent_fleet_start(d.fleet, d.writer, d.store, &err)) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot consume the stream", "error", err.msg, NULL);
+		goto fail_metrics;
 	}
 	if (d.cfg.metrics_listen && *d.cfg.metrics_listen && start_metrics(&d))
 		goto fail_metrics;
@@ -357,6 +460,8 @@ int main(int argc, char **argv)
 
 	struct ent_rpc_opts ro = {
 		.store = d.store,
+		.fleet = d.fleet,
+		.start_not_serving = d.fleet != NULL,
 		.writer = d.writer,
 		.listeners = d.cfg.listeners,
 		.n_listeners = d.cfg.n_listeners,
@@ -377,6 +482,12 @@ int main(int argc, char **argv)
 		ent_log(ENT_LOG_ERROR, "cannot start the server", "error", err.msg, NULL);
 		goto fail_rpc;
 	}
+	int64_t started = ent_now_ms();
+	if (d.fleet) {
+		/* Not ready before the first catch-up (fleet_readiness). */
+		d.fleet_serving = false;
+		fleet_readiness(&d, rpc, started);
+	}
 	pthread_mutex_lock(&d.mu);
 	d.rpc = rpc;
 	pthread_mutex_unlock(&d.mu);
@@ -392,8 +503,15 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		int sig = 0;
-		if (sigwait(&sigs, &sig) != 0)
+		if (d.fleet) {
+			struct timespec tick = {0, 100 * 1000 * 1000};
+			sig = sigtimedwait(&sigs, NULL, &tick);
+			fleet_readiness(&d, rpc, started);
+			if (sig <= 0)
+				continue;
+		} else if (sigwait(&sigs, &sig) != 0) {
 			continue;
+		}
 		if (sig == SIGHUP) {
 			reload(&d);
 			continue;
@@ -411,8 +529,12 @@ fail_rpc:
 fail_metrics:
 	/* The HTTP thread may be reading store and writer: it stops before they do. */
 	ent_metrics_free(d.metrics);
+	/* The fleet first: its parked requests are answered by the still running writer. */
+	ent_fleet_close(d.fleet);
 	ent_writer_stop(d.writer);
 fail_writer:
+	if (!d.writer)
+		ent_fleet_close(d.fleet);
 	ent_store_close(d.store);
 out:
 	ent_decision_log_close(d.dlog);

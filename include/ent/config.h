@@ -110,6 +110,22 @@ struct ent_config {
 
 	unsigned writer_max_group;	  /**< writer.max_group: events per transaction */
 	int64_t writer_idem_retention_ms; /**< writer.idem_retention_ms */
+
+	/* fleet mode (docs/fleet.md); fleet_nats NULL: embedded mode */
+	char *fleet_nats;	   /**< fleet.nats: comma-separated nats:// URLs (or a list) */
+	char *fleet_stream;	   /**< fleet.stream */
+	char *fleet_subject;	   /**< fleet.subject */
+	unsigned fleet_replicas;   /**< fleet.replicas: 1..5 */
+	char *fleet_creds_file;	   /**< fleet.creds_file */
+	char *fleet_tls_ca_file;   /**< fleet.tls_ca_file */
+	char *fleet_tls_cert_file; /**< fleet.tls_cert_file */
+	char *fleet_tls_key_file;  /**< fleet.tls_key_file */
+	int64_t fleet_connect_timeout_ms; /**< fleet.connect_timeout_ms */
+	int64_t fleet_publish_timeout_ms; /**< fleet.publish_timeout_ms */
+	int64_t fleet_max_age_ms;	  /**< fleet.max_age_ms: retention of a created stream */
+	int64_t fleet_ready_wait_ms;	  /**< fleet.ready_wait_ms: with serve_stale */
+	bool fleet_serve_stale;		  /**< fleet.serve_stale */
+	bool fleet_full_sync;		  /**< fleet.full_sync: fsync the meta page every commit */
 };
 
 /** An environment lookup: returns the value of \a name or NULL. */

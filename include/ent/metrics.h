@@ -142,7 +142,17 @@ struct ent_metrics_gauges {
 
 	double open_calls; /**< calls in flight (entd_rpc_open_calls); NaN: unknown */
 	double sync_lag;   /**< fleet mode: events behind the stream; NaN: not in fleet mode */
-	double serving;	   /**< 1 serving, 0 not (entd_serving); NaN: unknown */
+	/* fleet mode only (NaN otherwise) */
+	double sync_last_heard_seconds; /**< since the stream was last heard from */
+	double sync_connected;		/**< 1: the NATS connection is up */
+	double sync_degraded;	     /**< 1: disconnected, stopped on a hole or stream re-created */
+	double sync_caught_up;	     /**< 1: the first catch-up is done */
+	double sync_applied_seq;     /**< stream sequence applied */
+	double sync_skipped_total;   /**< undecodable messages skipped */
+	double sync_published_total; /**< events published by this node */
+	double sync_publish_failed_total; /**< writes answered UNAVAILABLE by the fleet */
+	double sync_reconnects_total;
+	double serving; /**< 1 serving, 0 not (entd_serving); NaN: unknown */
 };
 
 /** Fill the store part of \a g from \a st, with ages relative to \a now_ms. */

@@ -16,8 +16,12 @@ struct ent_rpc;
 struct ent_metrics;
 struct ent_decision_log;
 
+struct ent_fleet;
+
 struct ent_rpc_opts {
 	struct ent_store *store;
+	struct ent_fleet *fleet;   /**< fleet mode (GetStatus shows the replica's lag); or NULL */
+	bool start_not_serving;	   /**< health starts NOT_SERVING (fleet mode: until caught up) */
 	struct ent_writer *writer; /**< NULL: write RPCs answer UNAVAILABLE */
 	const char *const *listen; /**< "host:port" or "unix:/path" */
 	size_t n_listen;

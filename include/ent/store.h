@@ -4,7 +4,9 @@
  * for the writer thread (and entctl offline), the aggregated record codec, and apply().
  *
  * Tables (named DBIs; layouts in docs/storage.md). Keys "c\0f" are customer_id NUL feature_code.
- *   meta       "seq" -> u64 LE events applied; "last_commit" -> i64 LE ms; "schema" -> u32 LE
+ *   meta       "seq" -> u64 LE events applied (fleet mode: stream sequence of the last applied
+ *              message); "last_commit" -> i64 LE ms; "schema" -> u32 LE; "fleet_stream" ->
+ *              "<stream name>/<created ns>" (fleet mode: the stream the state follows)
  *   features   code -> [u8 feature type][ent.v1.Feature protobuf]
  *   plans      code -> ent.v1.SetEntitlementsRequest protobuf (code, name, grants)
  *   addons     code -> ent.v1.SetEntitlementsRequest protobuf
@@ -40,6 +42,11 @@ struct ent_store_opts {
 	unsigned max_readers; /**< 0: 256 */
 	bool read_only;
 	bool no_sync; /**< MDB_NOSYNC: for bulk offline builds only; never for the daemon */
+	/** MDB_NOMETASYNC: data pages are flushed at commit, the meta page lazily (at the next
+	    commit's sync). A crash can lose the last commits but never integrity. Only for fleet
+	    mode, where the stream is the durable copy and a replica re-applies from its last
+	    durable sequence (docs/fleet.md). */
+	bool no_meta_sync;
 };
 
 /**
@@ -185,6 +192,23 @@ ENT_API int ent_wtxn_commit(struct ent_wtxn *w, struct ent_err *err);
 ENT_API void ent_wtxn_abort(struct ent_wtxn *w);
 /** Sequence after the events applied so far in this transaction. */
 ENT_API uint64_t ent_wtxn_seq(const struct ent_wtxn *w);
+/**
+ * Fleet mode: set meta "seq" to \a seq in this transaction (the stream sequence of the last
+ * applied message; the next ent_apply writes seq + 1). So the stream position commits together
+ * with the data it describes.
+ * \return 0 or -ENT_E* (-ENT_EFULL: abort the transaction).
+ */
+ENT_API int ent_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq);
+/**
+ * Write the string meta value \a name (e.g. "fleet_stream", the stream identity) in this
+ * transaction. \return 0 or -ENT_E*.
+ */
+ENT_API int ent_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *value);
+/**
+ * Read the string meta value \a name from the newest snapshot into \a buf (NUL-terminated,
+ * truncated to \a cap - 1). \return 0, -ENT_ENOTFOUND when absent, or -ENT_E*.
+ */
+ENT_API int ent_store_get_meta(struct ent_store *s, const char *name, char *buf, size_t cap);
 
 /** What an applied event produced, for the caller's response. */
 struct ent_apply_result {

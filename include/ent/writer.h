@@ -52,6 +52,38 @@ struct ent_writer_opts {
 	int64_t idem_retention_ms; /**< how long idempotency keys are kept; 0: 7 days */
 	uint32_t tick_piece; /**< boundary entries (x4 swept idempotency keys) per tick txn; 0: 1024
 			      */
+	const struct ent_writer_fleet *fleet; /**< NULL: embedded mode; else kept (borrowed) */
+};
+
+/**
+ * Fleet mode: one message of the stream, handed to the writer by src/sync in stream order.
+ * Owned by the writer from ent_writer_feed until release() is called on the writer thread.
+ */
+struct ent_writer_msg {
+	struct ent_writer_msg *next; /**< queue link */
+	uint64_t seq;		     /**< stream sequence */
+	const uint8_t *data;	     /**< the ent.v1.Event protobuf (untrusted bytes) */
+	size_t len;
+	uint64_t local_id; /**< != 0: a request of this node waits for this message (claim) */
+	void (*release)(struct ent_writer_msg *m);
+};
+
+/**
+ * Fleet mode hooks (src/sync/fleet.c). With them set, ent_writer_submit publishes instead of
+ * applying, and the writer applies only what ent_writer_feed hands it.
+ */
+struct ent_writer_fleet {
+	void *ctx;
+	/**
+	 * Publish \a ev (its `at` stamped) for \a req, any thread. The request is answered
+	 * later: by the apply of its message (claim), or by ent_writer_fail. Returns 0, or
+	 * -ENT_E* when nothing was published and the request will not be answered.
+	 */
+	int (*publish)(void *ctx, struct ent_writer_req *req, const struct Ent__V1__Event *ev);
+	/** The request of this node waiting for message \a local_id, or NULL; writer thread. */
+	struct ent_writer_req *(*claim)(void *ctx, uint64_t local_id);
+	/** Written to meta "fleet_stream" in every transaction; borrowed for the writer's life. */
+	const char *identity;
 };
 
 /** Start the loop thread. \return 0 or -ENT_E*. */
@@ -68,6 +100,24 @@ ENT_API int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req);
  * \return 0, or -ENT_EUNAVAIL once stopping.
  */
 ENT_API int ent_writer_submit_txn(struct ent_writer *w, struct ent_writer_txn_req *t);
+/**
+ * Fleet mode: queue stream message \a m (thread-safe). Messages must come in stream order;
+ * one at or below the applied sequence is released unapplied (a redelivery). Blocks the
+ * caller while more than 65,536 messages wait (back-pressure on the stream consumer).
+ * \return 0, or -ENT_EUNAVAIL once stopping (m is then released here).
+ */
+ENT_API int ent_writer_feed(struct ent_writer *w, struct ent_writer_msg *m);
+/**
+ * Answer \a req with \a err on the writer thread (thread-safe): fleet mode's way to refuse a
+ * request whose publish failed after ent_writer_submit returned 0.
+ */
+ENT_API void ent_writer_fail(struct ent_writer *w, struct ent_writer_req *req,
+			     const struct ent_err *err);
+/** Fleet mode: stream messages queued and not yet applied (any thread). */
+ENT_API uint64_t ent_writer_feed_depth(const struct ent_writer *w);
+/** Fleet mode: messages that could not be decoded and were skipped (any thread). */
+ENT_API uint64_t ent_writer_skipped(const struct ent_writer *w);
+
 /** Sequence of the last commit (atomic read; any thread). */
 ENT_API uint64_t ent_writer_seq(const struct ent_writer *w);
 

@@ -77,6 +77,40 @@ const struct setting ent_config_settings[] = {
 	{"writer.idem_retention_ms", "ENTD_IDEM_RETENTION_MS", "idem-retention-ms", K_DURATION,
 	 false, OFF(writer_idem_retention_ms), 60 * SEC, 3660 * DAY,
 	 "how long usage idempotency keys are remembered"},
+	{"fleet.nats", "ENTD_FLEET_NATS", "fleet-nats", K_STR, false, OFF(fleet_nats), 0, 0,
+	 "fleet mode: NATS servers, comma-separated nats:// URLs (empty: embedded mode)"},
+	{"fleet.stream", "ENTD_FLEET_STREAM", "fleet-stream", K_STR, false, OFF(fleet_stream), 0, 0,
+	 "fleet mode: the JetStream stream of events (created if missing)"},
+	{"fleet.subject", "ENTD_FLEET_SUBJECT", "fleet-subject", K_STR, false, OFF(fleet_subject),
+	 0, 0, "fleet mode: the subject events are published on"},
+	{"fleet.replicas", "ENTD_FLEET_REPLICAS", "fleet-replicas", K_UINT, false,
+	 OFF(fleet_replicas), 1, 5, "fleet mode: stream replicas (1 single server, 3 cluster)"},
+	{"fleet.creds_file", "ENTD_FLEET_CREDS_FILE", "fleet-creds-file", K_STR, false,
+	 OFF(fleet_creds_file), 0, 0, "fleet mode: NATS credentials file (JWT + nkey seed)"},
+	{"fleet.tls_ca_file", "ENTD_FLEET_TLS_CA_FILE", "fleet-tls-ca-file", K_STR, false,
+	 OFF(fleet_tls_ca_file), 0, 0, "fleet mode: CA bundle to verify the NATS servers (TLS)"},
+	{"fleet.tls_cert_file", "ENTD_FLEET_TLS_CERT_FILE", "fleet-tls-cert-file", K_STR, false,
+	 OFF(fleet_tls_cert_file), 0, 0, "fleet mode: client certificate for NATS (mTLS)"},
+	{"fleet.tls_key_file", "ENTD_FLEET_TLS_KEY_FILE", "fleet-tls-key-file", K_STR, false,
+	 OFF(fleet_tls_key_file), 0, 0, "fleet mode: key of the client certificate"},
+	{"fleet.connect_timeout_ms", "ENTD_FLEET_CONNECT_TIMEOUT_MS", "fleet-connect-timeout-ms",
+	 K_DURATION, false, OFF(fleet_connect_timeout_ms), 100, 3600 * SEC,
+	 "fleet mode: give up starting when NATS cannot be reached for this long"},
+	{"fleet.publish_timeout_ms", "ENTD_FLEET_PUBLISH_TIMEOUT_MS", "fleet-publish-timeout-ms",
+	 K_DURATION, false, OFF(fleet_publish_timeout_ms), 100, 600 * SEC,
+	 "fleet mode: a write the stream does not acknowledge within this answers UNAVAILABLE"},
+	{"fleet.max_age_ms", "ENTD_FLEET_MAX_AGE_MS", "fleet-max-age-ms", K_DURATION, false,
+	 OFF(fleet_max_age_ms), 0, 3660 * DAY,
+	 "fleet mode: retention of the stream entd creates (0: keep every event)"},
+	{"fleet.ready_wait_ms", "ENTD_FLEET_READY_WAIT_MS", "fleet-ready-wait-ms", K_DURATION,
+	 false, OFF(fleet_ready_wait_ms), 0, 3600 * SEC,
+	 "fleet mode: with serve_stale, become ready after this even if not caught up"},
+	{"fleet.serve_stale", "ENTD_FLEET_SERVE_STALE", "fleet-serve-stale", K_BOOL, false,
+	 OFF(fleet_serve_stale), 0, 0,
+	 "fleet mode: after ready_wait_ms, serve before the first catch-up (flagged)"},
+	{"fleet.full_sync", "ENTD_FLEET_FULL_SYNC", "fleet-full-sync", K_BOOL, false,
+	 OFF(fleet_full_sync), 0, 0,
+	 "fleet mode: fsync every commit fully (default: MDB_NOMETASYNC, the stream is durable)"},
 };
 const size_t ent_config_n_settings = sizeof(ent_config_settings) / sizeof(ent_config_settings[0]);
 
@@ -199,6 +233,12 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->metrics_listen = NULL;
 	cfg->writer_max_group = 1024;
 	cfg->writer_idem_retention_ms = 7 * 24 * 3600 * 1000LL;
+	cfg->fleet_stream = strdup("ENTD_EVENTS");
+	cfg->fleet_subject = strdup("entd.events");
+	cfg->fleet_replicas = 1;
+	cfg->fleet_connect_timeout_ms = 10 * 1000;
+	cfg->fleet_publish_timeout_ms = 5 * 1000;
+	cfg->fleet_ready_wait_ms = 60 * 1000;
 }
 
 void ent_config_free(struct ent_config *cfg)

@@ -369,6 +369,86 @@ static int check_decision_log(const struct ent_config *cfg, struct ent_err *err)
 	return 0;
 }
 
+/* A file the fleet settings name must be readable now, not at the first reconnect. */
+static int check_readable(const char *key, const char *path, struct ent_err *err)
+{
+	if (!path || !*path)
+		return 0;
+	if (access(path, R_OK) != 0)
+		return ent_err_set(err, ENT_EINVAL, "%s: '%s' is not readable: %s", key, path,
+				   strerror(errno));
+	return 0;
+}
+
+/* Stream names and subjects: what NATS accepts (no spaces; names also no '.', '*', '>'). */
+static bool nats_token_ok(const char *s, bool name)
+{
+	if (!s || !*s || strlen(s) > 255)
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (*p <= ' ' || *p == 0x7f)
+			return false;
+		if (name && (*p == '.' || *p == '*' || *p == '>' || *p == '/' || *p == '\\'))
+			return false;
+	}
+	return true;
+}
+
+static int check_fleet(const struct ent_config *cfg, struct ent_err *err)
+{
+	const char *u = cfg->fleet_nats;
+	if (!u || !*u)
+		return 0;
+	/* Each comma-separated entry: scheme://host:port or host:port. */
+	char buf[2048];
+	snprintf(buf, sizeof(buf), "%s", u);
+	char *save = NULL;
+	for (char *one = strtok_r(buf, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
+		while (*one == ' ')
+			one++;
+		const char *hp = strstr(one, "://");
+		if (hp && strncmp(one, "nats://", 7) && strncmp(one, "tls://", 6))
+			return ent_err_set(
+				err, ENT_EINVAL,
+				"fleet.nats: '%s' is not nats://host:port or tls://host:port", one);
+		hp = hp ? hp + 3 : one;
+		const char *at = strrchr(hp, '@');
+		if (at)
+			hp = at +
+			     1; /* user:password@ (the password is not echoed: only the host) */
+		if (!*hp || *hp == ':')
+			return ent_err_set(err, ENT_EINVAL, "fleet.nats: '%s' names no host", hp);
+	}
+	if (!nats_token_ok(cfg->fleet_stream, true))
+		return ent_err_set(
+			err, ENT_EINVAL,
+			"fleet.stream: '%s' is not a stream name (letters, digits, - and "
+			"_; no spaces, '.', '*', '>')",
+			cfg->fleet_stream ? cfg->fleet_stream : "");
+	if (!nats_token_ok(cfg->fleet_subject, false))
+		return ent_err_set(err, ENT_EINVAL, "fleet.subject: '%s' is not a subject",
+				   cfg->fleet_subject ? cfg->fleet_subject : "");
+	if (strchr(cfg->fleet_subject, '*') || strchr(cfg->fleet_subject, '>'))
+		return ent_err_set(err, ENT_EINVAL,
+				   "fleet.subject: '%s' has a wildcard; events go to one subject",
+				   cfg->fleet_subject);
+	if (cfg->fleet_replicas != 1 && cfg->fleet_replicas != 3 && cfg->fleet_replicas != 5)
+		return ent_err_set(err, ENT_EINVAL, "fleet.replicas: %u is not 1, 3 or 5",
+				   cfg->fleet_replicas);
+	int rc;
+	if ((rc = check_readable("fleet.creds_file", cfg->fleet_creds_file, err)) ||
+	    (rc = check_readable("fleet.tls_ca_file", cfg->fleet_tls_ca_file, err)) ||
+	    (rc = check_readable("fleet.tls_cert_file", cfg->fleet_tls_cert_file, err)) ||
+	    (rc = check_readable("fleet.tls_key_file", cfg->fleet_tls_key_file, err)))
+		return rc;
+	if ((cfg->fleet_tls_cert_file && *cfg->fleet_tls_cert_file) !=
+	    (cfg->fleet_tls_key_file && *cfg->fleet_tls_key_file))
+		return ent_err_set(
+			err, ENT_EINVAL,
+			"fleet.tls_cert_file: needs fleet.tls_key_file (and the reverse)");
+	return 0;
+}
+
 int ent_config_validate(struct ent_config *cfg, struct ent_err *err)
 {
 	int rc = check_ranges(cfg, err);
@@ -402,6 +482,8 @@ int ent_config_validate(struct ent_config *cfg, struct ent_err *err)
 						   "metrics.listen: '%s' is also listeners[%zu]", m,
 						   i);
 	}
+	if ((rc = check_fleet(cfg, err)))
+		return rc;
 	return check_decision_log(cfg, err);
 }
 

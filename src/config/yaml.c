@@ -107,9 +107,27 @@ static int set_setting(struct loader *L, const struct setting *s, const yaml_nod
 		       const char *path)
 {
 	const char *text;
-	int rc = scalar(L, v, path, &text);
-	if (rc)
+	char joined[2048];
+	int rc;
+	if (v->type == YAML_SEQUENCE_NODE && !strcmp(s->key, "fleet.nats")) {
+		/* A list of servers: kept as the comma-separated text the env and flag take. */
+		size_t at = 0;
+		joined[0] = 0;
+		for (yaml_node_item_t *it = v->data.sequence.items.start;
+		     it < v->data.sequence.items.top; it++) {
+			const char *one;
+			if ((rc = scalar(L, node(L, *it), path, &one)))
+				return rc;
+			int n = snprintf(joined + at, sizeof(joined) - at, "%s%s", at ? "," : "",
+					 one);
+			if (n < 0 || (size_t)n >= sizeof(joined) - at)
+				return fail(L, v, path, "the list is too long");
+			at += (size_t)n;
+		}
+		text = joined;
+	} else if ((rc = scalar(L, v, path, &text))) {
 		return rc;
+	}
 	char w[160];
 	L->saw_token |= s->kind == K_SECRET && *text;
 	L->saw_token_file |= !strcmp(s->key, "admin.token_file") && *text;

@@ -359,6 +359,31 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 	gauge(b, "entd_rpc_open_calls", "gauge", "Calls in flight.", g->open_calls);
 	gauge(b, "entd_sync_lag_events", "gauge", "Fleet mode: events not yet applied.",
 	      g->sync_lag);
+	gauge(b, "entd_sync_last_heard_seconds", "gauge",
+	      "Fleet mode: seconds since the stream was last heard from.",
+	      g->sync_last_heard_seconds);
+	gauge(b, "entd_sync_connected", "gauge", "Fleet mode: 1 while the NATS connection is up.",
+	      g->sync_connected);
+	gauge(b, "entd_sync_degraded", "gauge",
+	      "Fleet mode: 1 while disconnected, stopped on a hole or following a re-created "
+	      "stream (answers are stale).",
+	      g->sync_degraded);
+	gauge(b, "entd_sync_caught_up", "gauge",
+	      "Fleet mode: 1 once the first catch-up reached the head seen at start.",
+	      g->sync_caught_up);
+	gauge(b, "entd_sync_applied_sequence", "gauge",
+	      "Fleet mode: stream sequence of the last applied message.", g->sync_applied_seq);
+	gauge(b, "entd_sync_skipped_total", "counter",
+	      "Fleet mode: undecodable stream messages skipped (same on every replica).",
+	      g->sync_skipped_total);
+	gauge(b, "entd_sync_published_total", "counter",
+	      "Fleet mode: events this node published and the stream acknowledged.",
+	      g->sync_published_total);
+	gauge(b, "entd_sync_publish_failed_total", "counter",
+	      "Fleet mode: writes answered UNAVAILABLE because the stream did not take them.",
+	      g->sync_publish_failed_total);
+	gauge(b, "entd_sync_reconnects_total", "counter", "Fleet mode: NATS reconnections.",
+	      g->sync_reconnects_total);
 	gauge(b, "entd_serving", "gauge", "1 while the health status is SERVING.", g->serving);
 }
 
@@ -471,6 +496,9 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 		g.writer_failed_total = g.writer_last_commit_seconds =
 			g.writer_boundary_lag_seconds = g.writer_next_boundary_timestamp_seconds =
 				g.open_calls = g.sync_lag = g.serving = NAN;
+	g.sync_last_heard_seconds = g.sync_connected = g.sync_degraded = g.sync_caught_up =
+		g.sync_applied_seq = g.sync_skipped_total = g.sync_published_total =
+			g.sync_publish_failed_total = g.sync_reconnects_total = NAN;
 	if (m->gauge_cb)
 		m->gauge_cb(m->gauge_ctx, &g);
 	render_gauges(&b, &g);

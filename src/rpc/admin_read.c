@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ent/sync.h"
 #include "rpc/admin.h"
 
 #define LIST_DEFAULT_PAGE 100
@@ -352,5 +353,21 @@ void ent_admin_get_status(struct ent_call *call, const ProtobufCMessage *req)
 	resp.map_size_bytes = st.map_size_bytes;
 	resp.pending_boundaries = st.boundaries;
 	resp.version = (char *)ENT_VERSION;
+	struct ent_fleet_stats fs;
+	if (opts->fleet) {
+		ent_fleet_get_stats(opts->fleet, &fs);
+		resp.fleet = true;
+		resp.stream = fs.identity;
+		if (fs.applied_seq > resp.sequence)
+			resp.sequence = fs.applied_seq;
+		resp.stream_head = fs.head_seq > resp.sequence ? fs.head_seq : resp.sequence;
+		resp.lag_events = resp.stream_head - resp.sequence;
+		resp.last_heard_ms = fs.last_heard_ms;
+		resp.engine_connected = fs.connected;
+		resp.caught_up = fs.caught_up;
+		resp.fleet_state = (char *)ent_fleet_state_name(&fs);
+		resp.skipped_events = fs.skipped;
+		resp.published_events = fs.published;
+	}
 	ent_call_reply(call, &resp.base);
 }

@@ -982,7 +982,7 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 	atomic_init(&r->token, token);
 	r->opts.admin_token = token;
 	atomic_init(&r->dlog, opts->decision_log);
-	atomic_init(&r->serving, true);
+	atomic_init(&r->serving, !opts->start_not_serving);
 	atomic_init(&r->stopping, false);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

@@ -78,6 +78,28 @@ uint64_t ent_wtxn_seq(const struct ent_wtxn *w)
 	return w->seq;
 }
 
+int ent_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq)
+{
+	if (!w || !w->txn)
+		return -ENT_EINVAL;
+	uint8_t b[8];
+	ent_le64_put(b, seq);
+	MDB_val k = {3, "seq"}, v = {8, b};
+	int rc = mdb_put(w->txn, w->s->dbi[ENT_T_META], &k, &v, 0);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	w->seq = seq;
+	return 0;
+}
+
+int ent_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *value)
+{
+	if (!w || !w->txn)
+		return -ENT_EINVAL;
+	MDB_val k = {strlen(name), (void *)name}, v = {strlen(value), (void *)value};
+	return ent_store_mdb_err(mdb_put(w->txn, w->s->dbi[ENT_T_META], &k, &v, 0));
+}
+
 /* ---- table helpers ---------------------------------------------------------------------- */
 
 static MDB_val sval(struct ent_str s)

@@ -230,6 +230,8 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 		flags |= MDB_RDONLY;
 	if (opts->no_sync)
 		flags |= MDB_NOSYNC;
+	else if (opts->no_meta_sync)
+		flags |= MDB_NOMETASYNC;
 	rc = mdb_env_open(s->env, path, flags, 0644);
 	if (rc) {
 		int code = -ent_store_mdb_err(rc);
@@ -358,4 +360,24 @@ int ent_store_copy(struct ent_store *s, const char *path, struct ent_err *err)
 		return ent_err_set(err, -ent_store_mdb_err(rc), "%s: copy failed: %s", path,
 				   mdb_strerror(rc));
 	return 0;
+}
+
+int ent_store_get_meta(struct ent_store *s, const char *name, char *buf, size_t cap)
+{
+	MDB_txn *txn;
+	if (!cap)
+		return -ENT_EINVAL;
+	buf[0] = 0;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return ent_store_mdb_err(rc);
+	MDB_val k = {strlen(name), (void *)name}, v;
+	rc = mdb_get(txn, s->dbi[ENT_T_META], &k, &v);
+	if (rc == 0) {
+		size_t n = v.mv_size < cap - 1 ? v.mv_size : cap - 1;
+		memcpy(buf, v.mv_data, n);
+		buf[n] = 0;
+	}
+	mdb_txn_abort(txn);
+	return ent_store_mdb_err(rc);
 }

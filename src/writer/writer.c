@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "ent/pbarena.h"
 #include "ent/store.h"
 #include "ent/util.h"
 #include "ent/v1/event.pb-c.h"
@@ -34,6 +35,17 @@
  * MB, and the queue's requests run between two pieces.
  */
 #define DEFAULT_TICK_PIECE 1024
+/* Fleet mode: stream messages queued before the consumer's thread is made to wait. */
+#define FEED_MAX 65536
+/* Fleet mode: retry delay when a transaction could not be begun or committed. */
+#define FEED_RETRY_MS 1000
+
+/* A request refused after ent_writer_submit returned 0 (fleet mode), answered by the loop. */
+struct fail_item {
+	struct fail_item *next;
+	struct ent_writer_req *req;
+	struct ent_err err;
+};
 
 /*
  * Invariants:
@@ -52,6 +64,12 @@ struct ent_writer {
 	uv_mutex_t qlock;
 	struct ent_writer_req *qhead, *qtail;
 	bool stopping;
+	/* fleet mode, under qlock: stream messages in order, refused requests */
+	const struct ent_writer_fleet *fleet; /**< set at start, never changed */
+	struct ent_writer_msg *fhead, *ftail;
+	uint64_t fcount;
+	uv_cond_t fcond; /**< "the feed queue was taken" (back-pressure) */
+	struct fail_item *failhead;
 
 	uv_thread_t thread;
 	uv_loop_t loop;
@@ -69,10 +87,15 @@ struct ent_writer {
 	bool tick_more;	    /**< the last tick piece stopped with entries still due */
 	Ent__V1__Event tick_ev;
 	struct ent_writer_req tick_req;
-	uint64_t full_refused;	/**< events answered ENT_EFULL since the last log line */
-	int64_t full_logged_at; /**< when that line was last written */
+	uint64_t full_refused;	      /**< events answered ENT_EFULL since the last log line */
+	int64_t full_logged_at;	      /**< when that line was last written */
+	bool tick_inflight;	      /**< fleet mode: our tick is published, not applied yet */
+	struct ent_writer_msg **msgs; /**< max_group entries: the stream group being applied */
+	uv_timer_t retry;	      /**< fleet mode: apply the feed again after a failure */
+	int64_t stall_logged_at;
 
 	_Atomic uint64_t seq;
+	_Atomic uint64_t feed_depth, skipped;
 	_Atomic uint64_t commits, events, failed, queue_depth;
 	_Atomic uint64_t last_commit_us;
 	_Atomic int64_t next_boundary_at;
@@ -277,6 +300,211 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 
 static void arm_timer(struct ent_writer *w);
 
+/* ---- fleet mode: the stream ------------------------------------------------------------ */
+
+/*
+ * Apply msgs[0..n) in one transaction, in stream order, each at its stream sequence: meta
+ * "seq" is set to seq - 1 before the message so ent_apply writes seq itself, and set to seq
+ * after a message that failed or could not be decoded, so the position moves on with the
+ * data in the same transaction (a crash neither loses nor repeats a message). A message that
+ * fails to apply fails identically on every replica (apply is deterministic), and its error
+ * is the answer its publisher gets. Returns n once all were applied and answered; k < n when
+ * the map is full (nothing was written; retry msgs[0..k), k may be 0); or 0 with *stuck set
+ * when the transaction failed otherwise (retry later).
+ */
+static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, size_t n, bool *stuck)
+{
+	struct ent_apply_result *res = w->results;
+	struct ent_writer_req **reqs = w->group;
+	struct ent_wtxn *txn;
+	struct ent_err err = {0};
+	ProtobufCAllocator alloc;
+	ent_pb_allocator(&alloc, &w->arena);
+
+	*stuck = false;
+	int rc = ent_wtxn_begin(w->store, &txn);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot begin a transaction", "err", ent_strerror(rc),
+			NULL);
+		*stuck = true;
+		return 0;
+	}
+	uint64_t skipped = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct ent_writer_msg *m = msgs[i];
+		memset(&res[i], 0, sizeof(res[i]));
+		reqs[i] = NULL;
+		if (m->seq <= ent_wtxn_seq(txn)) {
+			/* A redelivery (consumer reset, restart): applied already. */
+			ent_err_set(&res[i].err, ENT_EINVAL, "redelivered message");
+			continue;
+		}
+		if ((rc = ent_wtxn_set_seq(txn, m->seq - 1)))
+			goto abort;
+		Ent__V1__Event *ev = ent__v1__event__unpack(&alloc, m->len, m->data);
+		if (!ev) {
+			/* The documented rule (docs/fleet.md): skipped by every replica alike. */
+			char seq[24];
+			snprintf(seq, sizeof(seq), "%" PRIu64, m->seq);
+			ent_log(ENT_LOG_WARN, "fleet: undecodable message skipped", "stream_seq",
+				seq, NULL);
+			ent_err_set(&res[i].err, ENT_EINVAL, "event: undecodable message");
+			skipped++;
+			if ((rc = ent_wtxn_set_seq(txn, m->seq)))
+				goto abort;
+			continue;
+		}
+		rc = ent_apply(txn, ev, &w->arena, &res[i]);
+		if (rc == -ENT_EFULL)
+			goto abort;
+		if (rc && !res[i].err.code)
+			ent_err_set(&res[i].err, -rc, "%s", ent_strerror(rc));
+		if (res[i].err.code) {
+			res[i].seq = 0;
+			if ((rc = ent_wtxn_set_seq(txn, m->seq)))
+				goto abort;
+		}
+	}
+	if (w->fleet->identity && (rc = ent_wtxn_put_meta(txn, "fleet_stream", w->fleet->identity)))
+		goto abort;
+	uint64_t seq = ent_wtxn_seq(txn);
+	uint64_t t0 = uv_hrtime();
+	rc = ent_wtxn_commit(txn, &err);
+	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
+	if (rc) {
+		ent_arena_reset(&w->arena);
+		if (rc == -ENT_EFULL && n > 1)
+			return n / 2;
+		if (rc != -ENT_EFULL)
+			ent_log(ENT_LOG_ERROR, "fleet: commit failed", "err", err.msg, NULL);
+		*stuck = rc != -ENT_EFULL;
+		return 0;
+	}
+	atomic_store_explicit(&w->seq, seq, memory_order_release);
+	atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->skipped, skipped, memory_order_relaxed);
+	/* Durable (and in the stream): now the waiting publishers of this node learn their result.
+	 */
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i]->local_id &&
+		    (reqs[k] = w->fleet->claim(w->fleet->ctx, msgs[i]->local_id))) {
+			if (k != i)
+				res[k] = res[i];
+			k++;
+		}
+	}
+	atomic_fetch_add_explicit(&w->feed_depth, -(uint64_t)n, memory_order_relaxed);
+	for (size_t i = 0; i < n; i++)
+		msgs[i]->release(msgs[i]);
+	answer(w, reqs, res, k); /* also resets the arena */
+	return n;
+
+abort:
+	ent_wtxn_abort(txn);
+	ent_arena_reset(&w->arena);
+	if (rc == -ENT_EFULL)
+		return n > 1 ? n / 2 : 0;
+	ent_log(ENT_LOG_ERROR, "fleet: cannot apply", "err", ent_strerror(rc), NULL);
+	*stuck = true;
+	return 0;
+}
+
+/*
+ * Apply the stream messages msgs[0..n) in as few transactions as fit. Whatever cannot be
+ * applied now (a full map, a failing disk) is handed back: the caller puts it back at the
+ * head of the feed and retries later. Unlike a request, a stream message can never be
+ * skipped because it does not fit: the replica would diverge. It stalls, visibly (lag).
+ */
+static size_t run_stream(struct ent_writer *w, struct ent_writer_msg **msgs, size_t n)
+{
+	size_t start = 0, cap = n;
+	while (start < n) {
+		size_t m = n - start < cap ? n - start : cap;
+		bool stuck;
+		size_t k = try_stream(w, msgs + start, m, &stuck);
+		if (k == m) {
+			start += m;
+			cap = cap > n / 2 ? n : cap * 2;
+		} else if (k == 0) {
+			int64_t now = ent_now_ms();
+			if (now - w->stall_logged_at >= 10000) {
+				ent_log(ENT_LOG_ERROR,
+					"fleet: the replica cannot apply the next stream message "
+					"(database full or failing); it stays behind until it can",
+					"reason",
+					stuck ? "transaction failed" : "database map full", NULL);
+				w->stall_logged_at = now;
+			}
+			return start;
+		} else {
+			cap = k;
+		}
+	}
+	return n;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+	uv_async_send(&((struct ent_writer *)t->data)->work);
+}
+
+/* Answer the requests refused after submit (fleet mode), in the order they were refused. */
+static void answer_fails(struct ent_writer *w, struct fail_item *f)
+{
+	/* The list was pushed LIFO: reverse it. */
+	struct fail_item *rev = NULL;
+	while (f) {
+		struct fail_item *next = f->next;
+		f->next = rev;
+		rev = f;
+		f = next;
+	}
+	while (rev) {
+		struct fail_item *next = rev->next;
+		struct ent_apply_result *res = w->results;
+		memset(res, 0, sizeof(*res));
+		res->err = rev->err;
+		answer(w, &rev->req, res, 1);
+		free(rev);
+		rev = next;
+	}
+}
+
+static void drain_feed(struct ent_writer *w, struct ent_writer_msg *m)
+{
+	while (m) {
+		size_t n = 0;
+		while (m && n < w->max_group) {
+			w->msgs[n++] = m;
+			m = m->next;
+		}
+		size_t done = run_stream(w, w->msgs, n);
+		if (done < n) {
+			/* Put the rest back at the head, in order, and try again in a while. */
+			struct ent_writer_msg *rest = w->msgs[done];
+			for (size_t i = done; i + 1 < n; i++)
+				w->msgs[i]->next = w->msgs[i + 1];
+			w->msgs[n - 1]->next = m;
+			uv_mutex_lock(&w->qlock);
+			struct ent_writer_msg *tail = rest;
+			uint64_t cnt = 1;
+			while (tail->next) {
+				tail = tail->next;
+				cnt++;
+			}
+			tail->next = w->fhead;
+			if (!w->fhead)
+				w->ftail = tail;
+			w->fhead = rest;
+			w->fcount += cnt;
+			uv_mutex_unlock(&w->qlock);
+			uv_timer_start(&w->retry, on_retry, FEED_RETRY_MS, 0);
+			return;
+		}
+	}
+}
+
 /*
  * Take the whole queue at once (O(1) under the lock) and apply it group by group. Requests
  * submitted meanwhile find the queue empty and send a new wake-up, so nothing is left behind
@@ -287,11 +515,42 @@ static void drain(struct ent_writer *w)
 	uv_mutex_lock(&w->qlock);
 	struct ent_writer_req *r = w->qhead;
 	w->qhead = w->qtail = NULL;
+	struct ent_writer_msg *feed = w->fhead;
+	w->fhead = w->ftail = NULL;
+	w->fcount = 0;
+	struct fail_item *fails = w->failhead;
+	w->failhead = NULL;
+	if (feed)
+		uv_cond_broadcast(&w->fcond);
 	uv_mutex_unlock(&w->qlock);
-	if (!r)
+	if (fails)
+		answer_fails(w, fails);
+	if (feed)
+		drain_feed(w, feed);
+	if (!r) {
+		if (feed || fails)
+			arm_timer(w);
 		return;
+	}
 
 	while (r) {
+		if (!r->event && w->fleet) {
+			/* A multi-event transaction cannot be one stream message (docs/fleet.md).
+			 */
+			struct ent_writer_req *next = r->next;
+			atomic_fetch_sub_explicit(&w->queue_depth, 1, memory_order_relaxed);
+			struct ent_apply_result *res = w->results;
+			memset(res, 0, sizeof(*res));
+			ent_err_set(
+				&res->err, ENT_EPRECOND,
+				"import: not available in fleet mode (an import is one all-or-"
+				"nothing transaction, the stream carries single events); import "
+				"into an embedded entd and publish a snapshot, or replay the "
+				"document with the admin RPCs (docs/fleet.md)");
+			answer(w, &r, res, 1);
+			r = next;
+			continue;
+		}
 		if (!r->event) {
 			/* A transaction request runs alone, in queue order. */
 			struct ent_writer_req *next = r->next;
@@ -323,8 +582,10 @@ static void on_tick_done(void *ctx, const struct ent_apply_result *res)
 {
 	struct ent_writer *w = ctx;
 	w->tick_more = res->err.code == 0 && res->more;
+	w->tick_inflight = false;
 	if (res->err.code)
-		ent_log(ENT_LOG_ERROR, "writer: tick failed", "err", res->err.msg, NULL);
+		ent_log(w->fleet && res->err.code == ENT_EUNAVAIL ? ENT_LOG_DEBUG : ENT_LOG_ERROR,
+			"writer: tick failed", "err", res->err.msg, NULL);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -335,7 +596,21 @@ static void run_tick(struct ent_writer *w, int64_t now)
 	w->tick.idem_before = now - w->idem_retention_ms;
 	w->tick_ev.at = now;
 	struct ent_writer_req *r = &w->tick_req;
-	run_group(w, &r, 1);
+	if (w->fleet) {
+		/*
+		 * Fleet mode: the tick is an event of the stream like any other, so every replica
+		 * cleans up at the same position and the tables stay identical (docs/fleet.md).
+		 * Each node's timer publishes one; a second tick at the same instant finds
+		 * nothing due and changes nothing.
+		 */
+		if (!w->tick_inflight) {
+			w->tick_inflight = true;
+			if (w->fleet->publish(w->fleet->ctx, r, &w->tick_ev))
+				w->tick_inflight = false;
+		}
+	} else {
+		run_group(w, &r, 1);
+	}
 	w->last_tick = now;
 }
 
@@ -402,10 +677,25 @@ static void on_stop(uv_async_t *h)
 {
 	struct ent_writer *w = h->data;
 	drain(w);
+	/* Stream messages that could not be applied (a stalled replica) are dropped unapplied:
+	 * the stream still holds them for the next start. */
+	uv_mutex_lock(&w->qlock);
+	struct ent_writer_msg *m = w->fhead;
+	w->fhead = w->ftail = NULL;
+	w->fcount = 0;
+	uv_cond_broadcast(&w->fcond);
+	uv_mutex_unlock(&w->qlock);
+	while (m) {
+		struct ent_writer_msg *next = m->next;
+		m->release(m);
+		m = next;
+	}
 	uv_timer_stop(&w->timer);
+	uv_timer_stop(&w->retry);
 	uv_close((uv_handle_t *)&w->work, NULL);
 	uv_close((uv_handle_t *)&w->stop, NULL);
 	uv_close((uv_handle_t *)&w->timer, NULL);
+	uv_close((uv_handle_t *)&w->retry, NULL);
 }
 
 static void loop_main(void *arg)
@@ -426,9 +716,11 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->max_group = opts->max_group ? opts->max_group : DEFAULT_MAX_GROUP;
 	w->idem_retention_ms =
 		opts->idem_retention_ms > 0 ? opts->idem_retention_ms : DEFAULT_IDEM_RETENTION_MS;
+	w->fleet = opts->fleet;
 	w->results = calloc(w->max_group, sizeof(*w->results));
 	w->group = calloc(w->max_group, sizeof(*w->group));
-	if (!w->results || !w->group)
+	w->msgs = calloc(w->max_group, sizeof(*w->msgs));
+	if (!w->results || !w->group || !w->msgs)
 		goto fail_alloc;
 	ent_arena_init(&w->arena, 0);
 
@@ -447,6 +739,10 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 
 	if (uv_mutex_init(&w->qlock))
 		goto fail_mutex;
+	if (uv_cond_init(&w->fcond)) {
+		uv_mutex_destroy(&w->qlock);
+		goto fail_mutex;
+	}
 	if (uv_loop_init(&w->loop))
 		goto fail_loop;
 	/* Handles are set up here; the thread creation orders this before the loop runs. */
@@ -460,10 +756,13 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->stop.data = w;
 	uv_timer_init(&w->loop, &w->timer);
 	w->timer.data = w;
+	uv_timer_init(&w->loop, &w->retry);
+	w->retry.data = w;
 	if (uv_thread_create(&w->thread, loop_main, w)) {
 		uv_close((uv_handle_t *)&w->work, NULL);
 		uv_close((uv_handle_t *)&w->stop, NULL);
 		uv_close((uv_handle_t *)&w->timer, NULL);
+		uv_close((uv_handle_t *)&w->retry, NULL);
 		goto fail_handles;
 	}
 	*out = w;
@@ -473,12 +772,14 @@ fail_handles:
 	uv_run(&w->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
 	uv_loop_close(&w->loop);
 fail_loop:
+	uv_cond_destroy(&w->fcond);
 	uv_mutex_destroy(&w->qlock);
 fail_mutex:
 	ent_arena_deinit(&w->arena);
 fail_alloc:
 	free(w->results);
 	free(w->group);
+	free(w->msgs);
 	free(w);
 	return -ENT_ENOMEM;
 }
@@ -495,7 +796,74 @@ int ent_writer_submit(struct ent_writer *w, struct ent_writer_req *req)
 {
 	if (!req->event)
 		return -ENT_EINVAL;
+	if (w->fleet) {
+		/* Fleet mode: the stream decides; our replica answers when it applies it. */
+		uv_mutex_lock(&w->qlock);
+		bool stopping = w->stopping;
+		uv_mutex_unlock(&w->qlock);
+		if (stopping)
+			return -ENT_EUNAVAIL;
+		return w->fleet->publish(w->fleet->ctx, req, req->event);
+	}
 	return enqueue(w, req);
+}
+
+int ent_writer_feed(struct ent_writer *w, struct ent_writer_msg *m)
+{
+	m->next = NULL;
+	uv_mutex_lock(&w->qlock);
+	while (!w->stopping && w->fcount >= FEED_MAX)
+		uv_cond_wait(&w->fcond, &w->qlock);
+	if (w->stopping) {
+		uv_mutex_unlock(&w->qlock);
+		m->release(m);
+		return -ENT_EUNAVAIL;
+	}
+	bool was_empty = w->fhead == NULL;
+	if (was_empty)
+		w->fhead = m;
+	else
+		w->ftail->next = m;
+	w->ftail = m;
+	w->fcount++;
+	atomic_fetch_add_explicit(&w->feed_depth, 1, memory_order_relaxed);
+	if (was_empty)
+		uv_async_send(&w->work);
+	uv_mutex_unlock(&w->qlock);
+	return 0;
+}
+
+void ent_writer_fail(struct ent_writer *w, struct ent_writer_req *req, const struct ent_err *err)
+{
+	struct fail_item *f = malloc(sizeof(*f));
+	uv_mutex_lock(&w->qlock);
+	if (!f || w->stopping) {
+		/* No memory, or the loop is gone: answer here, on this thread. */
+		uv_mutex_unlock(&w->qlock);
+		struct ent_apply_result res;
+		memset(&res, 0, sizeof(res));
+		res.err = *err;
+		free(f);
+		if (req->cb)
+			req->cb(req->ctx, &res);
+		return;
+	}
+	f->req = req;
+	f->err = *err;
+	f->next = w->failhead;
+	w->failhead = f;
+	uv_async_send(&w->work);
+	uv_mutex_unlock(&w->qlock);
+}
+
+uint64_t ent_writer_feed_depth(const struct ent_writer *w)
+{
+	return atomic_load_explicit(&w->feed_depth, memory_order_relaxed);
+}
+
+uint64_t ent_writer_skipped(const struct ent_writer *w)
+{
+	return atomic_load_explicit(&w->skipped, memory_order_relaxed);
 }
 
 static int enqueue(struct ent_writer *w, struct ent_writer_req *req)
@@ -547,14 +915,17 @@ void ent_writer_stop(struct ent_writer *w)
 		return;
 	uv_mutex_lock(&w->qlock);
 	w->stopping = true;
+	uv_cond_broadcast(&w->fcond); /* a feeder waiting for room gives up */
 	uv_mutex_unlock(&w->qlock);
 	uv_async_send(&w->stop);
 	uv_thread_join(&w->thread);
 
 	uv_loop_close(&w->loop);
+	uv_cond_destroy(&w->fcond);
 	uv_mutex_destroy(&w->qlock);
 	ent_arena_deinit(&w->arena);
 	free(w->results);
 	free(w->group);
+	free(w->msgs);
 	free(w);
 }

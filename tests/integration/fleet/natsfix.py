@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 sys.dont_write_bytecode = True
 _here = os.path.dirname(os.path.abspath(__file__))
@@ -279,10 +280,8 @@ def cluster3(timeout=90):
 
 def fleet_args(urls, stream="ENTD_EVENTS", replicas=1, extra=()):
     """The entd flags of fleet mode (docs/configuration.md, fleet.*)."""
-    args = []
-    for u in urls:
-        args += ["--fleet-nats", u]
-    args += ["--fleet-stream", stream, "--fleet-replicas", str(replicas)]
+    args = ["--fleet-nats", ",".join(urls), "--fleet-stream", stream,
+            "--fleet-replicas", str(replicas)]
     return args + list(extra)
 
 
@@ -359,3 +358,105 @@ if __name__ == "__main__":
     c.wait_ready()
     print("cluster node n2 restarted, ready")
     c.cleanup()
+
+
+# ---- shared by the suites --------------------------------------------------------------------
+
+class FleetCase(wp.Statuses, unittest.TestCase):
+    """Helpers of the fleet suites: calls with retries where the fleet is asynchronous
+    (min_sequence on another replica), and the state comparisons."""
+
+    def check_at(self, e, customer, feature, min_sequence=0, at=0, timeout=60):
+        """CheckEntitlement on replica e with min_sequence, retried while the replica answers
+        UNAVAILABLE "older than min_sequence" (it has not applied it yet)."""
+        import grpc
+        deadline = time.monotonic() + timeout
+        with e.api() as a:
+            while True:
+                try:
+                    return a.check(customer, feature, at=at, min_sequence=min_sequence)
+                except grpc.RpcError as ex:
+                    if ex.code() != grpc.StatusCode.UNAVAILABLE or \
+                            time.monotonic() > deadline:
+                        raise
+                time.sleep(0.02)
+
+    def snapshot_of(self, e, customers, at):
+        """Everything a caller can read from replica e at instant `at`: the export document
+        and every customer's entitlements (serialized), plus the sequence they were read at."""
+        ent = wp.pb["entitlement"]
+        with e.api() as a:
+            ex = a.export()
+            answers = []
+            for c in customers:
+                r = a.GetCustomerEntitlements(ent.GetCustomerEntitlementsRequest(
+                    customer_id=c, at=at))
+                answers.append((c, r.sequence, r.features))
+            return ex.sequence, ex.json, [(c, list(f)) for c, _, f in answers]
+
+    def assert_identical(self, ents, customers, at):
+        """Every replica, once at the same sequence, gives the same export and answers."""
+        seqs = [e.sequence() for e in ents]
+        head = max(seqs)
+        wait_sequence(ents, head)
+        snaps = [self.snapshot_of(e, customers, at) for e in ents]
+        for i, s in enumerate(snaps[1:], 1):
+            self.assertEqual(s[0], snaps[0][0], "replica %d exported at another sequence" % i)
+            self.assertEqual(s[1], snaps[0][1], "replica %d: export differs" % i)
+            self.assertEqual(s[2], snaps[0][2], "replica %d: answers differ" % i)
+        return snaps[0]
+
+
+def status(e):
+    with e.api() as a:
+        return a.status()
+
+
+def raw_publish(nats_port, subject, payload, headers=None):
+    """Publish bytes on a subject over the plain NATS protocol (no client library needed):
+    CONNECT, then HPUB/PUB, then PING to learn it was processed. JetStream stores it."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", nats_port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()  # INFO
+    s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
+    if headers:
+        h = b"NATS/1.0\r\n" + b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
+                                      for k, v in headers.items()) + b"\r\n"
+        s.sendall(b"HPUB %s %d %d\r\n" % (subject.encode(), len(h), len(h) + len(payload))
+                  + h + payload + b"\r\n")
+    else:
+        s.sendall(b"PUB %s %d\r\n" % (subject.encode(), len(payload)) + payload + b"\r\n")
+    s.sendall(b"PING\r\n")
+    while True:
+        line = f.readline()
+        if not line or line.startswith(b"PONG") or line.startswith(b"-ERR"):
+            break
+    s.close()
+    return line
+
+
+def setup_catalog(admin, plan_limit=1000, hard=True):
+    """Features, a plan, an add-on: the base every suite writes on."""
+    t, a = wp.pb["types"], wp.pb["admin"]
+    admin.UpsertFeature(a.UpsertFeatureRequest(feature=t.Feature(
+        code="fl_units", type=t.FEATURE_TYPE_METERED)))
+    admin.UpsertFeature(a.UpsertFeatureRequest(feature=t.Feature(
+        code="fl_flag", type=t.FEATURE_TYPE_BOOLEAN)))
+    admin.SetPlanEntitlements(a.SetEntitlementsRequest(code="fl_plan", entitlements=[
+        t.Grant(feature_code="fl_units", usage_limit=plan_limit, is_soft_limit=not hard,
+                usage_reset_period=t.RESET_PERIOD_NEVER),
+        t.Grant(feature_code="fl_flag")]))
+    return admin.SetAddonEntitlements(a.SetEntitlementsRequest(code="fl_addon", entitlements=[
+        t.Grant(feature_code="fl_units", usage_limit=10,
+                usage_reset_period=t.RESET_PERIOD_NEVER)]))
+
+
+def subscribe(admin, customer, plan="fl_plan"):
+    t, a = wp.pb["types"], wp.pb["admin"]
+    return admin.UpsertSubscription(a.UpsertSubscriptionRequest(subscription=t.Subscription(
+        id="sub_" + customer, customer_id=customer, plan_code=plan)))
+
+
+def main():
+    wp.main()

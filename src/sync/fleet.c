@@ -1,0 +1,790 @@
+/*
+ * Fleet mode: publish every Event to one JetStream stream and apply the stream, in order, on
+ * every replica (docs/fleet.md tells the whole story; include/ent/sync.h the sequence).
+ *
+ * Why an ordered consumer on nats.c's own threads, not a pull consumer on the libuv adapter:
+ * an ordered consumer is ephemeral, flow-controlled and heart-beaten, and nats.c re-creates it
+ * from the last stream sequence it delivered whenever it notices a gap, a missed heartbeat or
+ * a reconnect, so reconnects, leader changes and server restarts are ridden out without code
+ * of ours. Nothing needs acking (a replica's position is its own LMDB meta "seq", stored with
+ * the data), so there is no consumer state on the server to clean up when a replica goes away.
+ * The delivery thread only wraps each message and queues it for the writer thread
+ * (ent_writer_feed: a mutex and uv_async_send), so the writer's libuv loop stays the only
+ * writer and the libuv adapter (which would move the whole connection onto that loop, next to
+ * the commits) is not needed.
+ *
+ * Requests of this node: publish() registers the request under a local id in a ring of
+ * PENDING_CAP slots *before* the message leaves, the message carries the id in its
+ * Nats-Msg-Id header ("<node>-<id>", node = 16 random hex digits per process), and the writer,
+ * once the message's transaction committed, claims the request by that id and answers it
+ * with the result its own replica computed. A publish the engine refuses (or does not
+ * acknowledge in time) is claimed by the acknowledgement handler instead and answered
+ * UNAVAILABLE through the writer; whoever claims first answers, exactly once.
+ *
+ * Invariants:
+ * - pending[] and next_id are under mu; a slot holds (id, req) or id 0.
+ * - fed_seq is touched only by the delivery thread (one ordered consumer, one thread).
+ * - The atomics are written by nats.c's threads and the poller, read by anyone.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "ent/sync.h"
+#include "ent/v1/event.pb-c.h"
+
+#define PENDING_CAP   65536 /* writes of this node in flight at most (power of two) */
+#define POLL_MS	      500   /* stream head refresh */
+#define MSGID_HEADER  "Nats-Msg-Id"
+#define DUP_WINDOW_NS (2LL * 60 * 1000 * 1000 * 1000)
+
+struct pending {
+	uint64_t id;
+	struct ent_writer_req *req;
+};
+
+struct fmsg {
+	struct ent_writer_msg m;
+	natsMsg *nm;
+};
+
+struct ent_fleet {
+	char *urls, *stream, *subject;
+	unsigned replicas;
+	int64_t publish_timeout_ms;
+	natsOptions *nopts;
+	natsConnection *nc;
+	jsCtx *js;
+	natsSubscription *sub;
+	struct ent_writer *w;
+	struct ent_writer_fleet hooks;
+	char node[17];
+	char identity[160];
+	int64_t created; /* the stream's creation time (ns): its identity */
+	int32_t max_payload;
+
+	pthread_mutex_t mu;
+	struct pending *pending;
+	uint64_t next_id;
+
+	uint64_t fed_seq; /* delivery thread only */
+
+	pthread_t poller;
+	bool poller_started;
+	_Atomic bool stopping;
+
+	_Atomic bool connected, caught_up, hole, stream_changed;
+	_Atomic uint64_t head_seq, start_head, published, publish_failed, reconnects, disconnects;
+	_Atomic int64_t last_heard_ms;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void max_store(_Atomic uint64_t *a, uint64_t v)
+{
+	uint64_t cur = atomic_load(a);
+	while (v > cur && !atomic_compare_exchange_weak(a, &cur, v))
+		;
+}
+
+static const char *nats_text(natsStatus s)
+{
+	const char *t = nats_GetLastError(NULL);
+	return t && *t ? t : natsStatus_GetText(s);
+}
+
+/* ---- pending requests ------------------------------------------------------------------- */
+
+static uint64_t pending_add(struct ent_fleet *f, struct ent_writer_req *req)
+{
+	pthread_mutex_lock(&f->mu);
+	uint64_t id = ++f->next_id;
+	struct pending *p = &f->pending[id & (PENDING_CAP - 1)];
+	if (p->id) {
+		f->next_id--;
+		pthread_mutex_unlock(&f->mu);
+		return 0;
+	}
+	p->id = id;
+	p->req = req;
+	pthread_mutex_unlock(&f->mu);
+	return id;
+}
+
+static struct ent_writer_req *pending_take(struct ent_fleet *f, uint64_t id)
+{
+	struct ent_writer_req *req = NULL;
+	pthread_mutex_lock(&f->mu);
+	struct pending *p = &f->pending[id & (PENDING_CAP - 1)];
+	if (p->id == id) {
+		req = p->req;
+		p->id = 0;
+		p->req = NULL;
+	}
+	pthread_mutex_unlock(&f->mu);
+	return req;
+}
+
+static struct ent_writer_req *claim(void *ctx, uint64_t id)
+{
+	return pending_take(ctx, id);
+}
+
+/* "<node>-<id>" of this process -> id; 0 for anything else (another node, a tool). */
+static uint64_t local_id_of(struct ent_fleet *f, natsMsg *m)
+{
+	const char *v = NULL;
+	if (natsMsgHeader_Get(m, MSGID_HEADER, &v) != NATS_OK || !v)
+		return 0;
+	if (strncmp(v, f->node, 16) != 0 || v[16] != '-')
+		return 0;
+	char *end;
+	unsigned long long id = strtoull(v + 17, &end, 10);
+	return *end ? 0 : (uint64_t)id;
+}
+
+static void refuse(struct ent_fleet *f, struct ent_writer_req *req, int code, const char *msg)
+{
+	struct ent_err err = {0};
+	ent_err_set(&err, code, "%s", msg);
+	atomic_fetch_add(&f->publish_failed, 1);
+	ent_writer_fail(f->w, req, &err);
+}
+
+/* ---- publish ------------------------------------------------------------------------------ */
+
+static int publish(void *ctx, struct ent_writer_req *req, const Ent__V1__Event *in)
+{
+	struct ent_fleet *f = ctx;
+	if (!atomic_load(&f->connected) ||
+	    natsConnection_Status(f->nc) != NATS_CONN_STATUS_CONNECTED) {
+		refuse(f, req, ENT_EUNAVAIL,
+		       "fleet: the event engine (NATS JetStream) is not reachable; the write was "
+		       "not taken (checks go on from the last applied state)");
+		return 0;
+	}
+	/* Stamped once, here: every replica applies the same instant. */
+	Ent__V1__Event ev = *in;
+	if (ev.at == 0)
+		ev.at = ent_now_ms();
+	size_t n = ent__v1__event__get_packed_size(&ev);
+	if (f->max_payload > 0 && n > (size_t)f->max_payload) {
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+			 "fleet: the event is %zu bytes, more than the engine's max_payload %d", n,
+			 (int)f->max_payload);
+		refuse(f, req, ENT_EINVAL, msg);
+		return 0;
+	}
+	uint8_t stackbuf[4096];
+	uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+	if (!buf)
+		return -ENT_ENOMEM;
+	ent__v1__event__pack(&ev, buf);
+
+	uint64_t id = pending_add(f, req);
+	if (!id) {
+		if (buf != stackbuf)
+			free(buf);
+		refuse(f, req, ENT_EUNAVAIL, "fleet: too many writes in flight on this node");
+		return 0;
+	}
+	natsMsg *m = NULL;
+	natsStatus s = natsMsg_Create(&m, f->subject, NULL, (const char *)buf, (int)n);
+	if (buf != stackbuf)
+		free(buf);
+	char msgid[40];
+	snprintf(msgid, sizeof(msgid), "%s-%" PRIu64, f->node, id);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, MSGID_HEADER, msgid);
+	if (s == NATS_OK) {
+		jsPubOptions po;
+		jsPubOptions_Init(&po);
+		po.ExpectStream = f->stream;
+		po.MaxWait = f->publish_timeout_ms;
+		s = js_PublishMsgAsync(f->js, &m, &po);
+	}
+	if (s != NATS_OK) {
+		natsMsg_Destroy(m); /* NULL when the library took it */
+		struct ent_writer_req *r = pending_take(f, id);
+		if (r) {
+			char msg[300];
+			snprintf(msg, sizeof(msg),
+				 "fleet: the event engine did not take the write (%s); it was not "
+				 "applied",
+				 natsStatus_GetText(s));
+			refuse(f, r, ENT_EUNAVAIL, msg);
+		}
+	}
+	return 0;
+}
+
+/*
+ * nats.c's thread, for every asynchronous publish: success only moves the head; a failure
+ * answers the request, unless its message was applied meanwhile (then the writer claimed it).
+ */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	struct ent_fleet *f = closure;
+	if (pa) {
+		max_store(&f->head_seq, pa->Sequence);
+		atomic_fetch_add(&f->published, 1);
+	} else if (pae) {
+		uint64_t id = local_id_of(f, msg);
+		struct ent_writer_req *r = id ? pending_take(f, id) : NULL;
+		if (r) {
+			char text[300];
+			if (pae->Err == NATS_TIMEOUT)
+				snprintf(text, sizeof(text),
+					 "fleet: the event engine did not acknowledge the write in "
+					 "time; it may still be applied: retry with the same "
+					 "idempotency key, or read before writing again");
+			else
+				snprintf(
+					text, sizeof(text),
+					"fleet: the event engine refused the write (%s%s%s); it was "
+					"not applied",
+					natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
+					pae->ErrText ? pae->ErrText : "");
+			refuse(f, r, ENT_EUNAVAIL, text);
+		}
+	}
+	natsMsg_Destroy(msg);
+}
+
+/* ---- consume -------------------------------------------------------------------------------- */
+
+static void release_msg(struct ent_writer_msg *m)
+{
+	struct fmsg *fm = (struct fmsg *)m;
+	natsMsg_Destroy(fm->nm);
+	free(fm);
+}
+
+/*
+ * The delivery thread: stream messages in order. A sequence that is not the next one means
+ * the stream no longer holds what this replica needs (retention, a purge): applying on would
+ * leave a hole, so the replica stops here and says so (docs/fleet.md: it re-bootstraps on
+ * its next start).
+ */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct ent_fleet *f = closure;
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	uint64_t seq = meta->Sequence.Stream;
+	max_store(&f->head_seq, seq + meta->NumPending);
+	jsMsgMetaData_Destroy(meta);
+	atomic_store(&f->last_heard_ms, mono_ms());
+	if (seq <= f->fed_seq || atomic_load(&f->hole)) {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	if (seq != f->fed_seq + 1) {
+		char want[24], got[24];
+		snprintf(want, sizeof(want), "%" PRIu64, f->fed_seq + 1);
+		snprintf(got, sizeof(got), "%" PRIu64, seq);
+		ent_log(ENT_LOG_ERROR,
+			"fleet: the stream no longer holds the next sequence this replica needs; "
+			"it stops applying (restart it to re-bootstrap from a snapshot)",
+			"want", want, "got", got, NULL);
+		atomic_store(&f->hole, true);
+		natsMsg_Destroy(msg);
+		return;
+	}
+	struct fmsg *fm = malloc(sizeof(*fm));
+	if (!fm) {
+		/* Cannot queue it: stop rather than skip (the replica would diverge). */
+		ent_log(ENT_LOG_ERROR, "fleet: out of memory; the replica stops applying", NULL);
+		atomic_store(&f->hole, true);
+		natsMsg_Destroy(msg);
+		return;
+	}
+	memset(fm, 0, sizeof(*fm));
+	fm->nm = msg;
+	fm->m.seq = seq;
+	fm->m.data = (const uint8_t *)natsMsg_GetData(msg);
+	fm->m.len = (size_t)natsMsg_GetDataLength(msg);
+	fm->m.local_id = local_id_of(f, msg);
+	fm->m.release = release_msg;
+	f->fed_seq = seq;
+	ent_writer_feed(f->w, &fm->m);
+}
+
+/* ---- connection events ------------------------------------------------------------------------
+ */
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+	struct ent_fleet *f = closure;
+	if (atomic_exchange(&f->connected, false)) {
+		atomic_fetch_add(&f->disconnects, 1);
+		if (!atomic_load(&f->stopping))
+			ent_log(ENT_LOG_WARN,
+				"fleet: disconnected from NATS; checks go on from the last applied "
+				"state, writes answer UNAVAILABLE until it is back",
+				NULL);
+	}
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+	struct ent_fleet *f = closure;
+	atomic_store(&f->connected, true);
+	atomic_fetch_add(&f->reconnects, 1);
+	char url[256] = "";
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	ent_log(ENT_LOG_INFO, "fleet: reconnected to NATS", "url", url, NULL);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+	ent_log(ENT_LOG_WARN, "fleet: NATS asynchronous error", "error", natsStatus_GetText(err),
+		NULL);
+}
+
+/* ---- the stream --------------------------------------------------------------------------------
+ */
+
+static int stream_info(struct ent_fleet *f, jsStreamInfo **si, struct ent_err *err)
+{
+	jsErrCode jerr = 0;
+	jsOptions o;
+	jsOptions_Init(&o);
+	o.Wait = 5000;
+	natsStatus s = js_GetStreamInfo(si, f->js, f->stream, &o, &jerr);
+	if (s == NATS_NOT_FOUND)
+		return -ENT_ENOTFOUND;
+	if (s != NATS_OK)
+		return ent_err_set(err, ENT_EUNAVAIL, "fleet.stream: cannot read stream '%s': %s",
+				   f->stream, nats_text(s));
+	return 0;
+}
+
+static int verify_stream(struct ent_fleet *f, const jsStreamInfo *si, struct ent_err *err)
+{
+	const jsStreamConfig *c = si->Config;
+	if (!c)
+		return ent_err_set(err, ENT_EPRECOND, "fleet.stream: '%s' has no configuration",
+				   f->stream);
+	bool has = false;
+	for (int i = 0; i < c->SubjectsLen; i++)
+		if (c->Subjects[i] && !strcmp(c->Subjects[i], f->subject))
+			has = true;
+	if (!has || c->SubjectsLen != 1)
+		return ent_err_set(err, ENT_EPRECOND,
+				   "fleet.subject: the existing stream '%s' has other subjects "
+				   "(%d, first '%s') than '%s'; fix the config or the stream",
+				   f->stream, c->SubjectsLen,
+				   c->SubjectsLen > 0 && c->Subjects[0] ? c->Subjects[0] : "",
+				   f->subject);
+	if ((unsigned)c->Replicas != f->replicas && !(c->Replicas == 0 && f->replicas == 1))
+		return ent_err_set(err, ENT_EPRECOND,
+				   "fleet.replicas: the existing stream '%s' has %d replicas, the "
+				   "config says %u",
+				   f->stream, (int)c->Replicas, f->replicas);
+	if (c->Retention != js_LimitsPolicy)
+		return ent_err_set(err, ENT_EPRECOND,
+				   "fleet.stream: the existing stream '%s' does not keep messages "
+				   "for every replica (retention is not 'limits')",
+				   f->stream);
+	if (c->Storage != js_FileStorage)
+		return ent_err_set(err, ENT_EPRECOND,
+				   "fleet.stream: the existing stream '%s' is not on file storage",
+				   f->stream);
+	return 0;
+}
+
+static int ensure_stream(struct ent_fleet *f, int64_t max_age_ms, struct ent_err *err)
+{
+	jsStreamInfo *si = NULL;
+	int rc = stream_info(f, &si, err);
+	if (rc == -ENT_ENOTFOUND) {
+		jsStreamConfig sc;
+		jsStreamConfig_Init(&sc);
+		const char *subjects[1] = {f->subject};
+		sc.Name = f->stream;
+		sc.Description = "entd fleet events (docs/fleet.md)";
+		sc.Subjects = subjects;
+		sc.SubjectsLen = 1;
+		sc.Retention = js_LimitsPolicy;
+		sc.Storage = js_FileStorage;
+		sc.Replicas = f->replicas;
+		sc.Duplicates = DUP_WINDOW_NS;
+		sc.MaxAge = max_age_ms * 1000000LL;
+		sc.Discard = js_DiscardOld;
+		jsErrCode jerr = 0;
+		natsStatus s = js_AddStream(&si, f->js, &sc, NULL, &jerr);
+		if (s != NATS_OK) {
+			/* Another replica may have created it a moment ago. */
+			si = NULL;
+			rc = stream_info(f, &si, err);
+			if (rc == -ENT_ENOTFOUND)
+				return ent_err_set(err, ENT_EUNAVAIL,
+						   "fleet.stream: cannot create stream '%s': %s",
+						   f->stream, nats_text(s));
+			if (rc)
+				return rc;
+		} else {
+			ent_log(ENT_LOG_INFO, "fleet: stream created", "stream", f->stream,
+				"subject", f->subject, NULL);
+		}
+	} else if (rc) {
+		return rc;
+	}
+	rc = verify_stream(f, si, err);
+	if (!rc) {
+		f->created = si->Created;
+		snprintf(f->identity, sizeof(f->identity), "%s/%" PRId64, f->stream, si->Created);
+		atomic_store(&f->head_seq, si->State.LastSeq);
+		atomic_store(&f->start_head, si->State.LastSeq);
+		atomic_store(&f->last_heard_ms, mono_ms());
+	}
+	jsStreamInfo_Destroy(si);
+	return rc;
+}
+
+/* The poller: the stream head for the lag, and whether the stream is still the same one. */
+static void *poll_main(void *arg)
+{
+	struct ent_fleet *f = arg;
+	int missing = 0;
+	while (!atomic_load(&f->stopping)) {
+		for (int i = 0; i < POLL_MS / 50 && !atomic_load(&f->stopping); i++)
+			usleep(50 * 1000);
+		if (atomic_load(&f->stopping) || !atomic_load(&f->connected))
+			continue;
+		jsStreamInfo *si = NULL;
+		struct ent_err err = {0};
+		int rc = stream_info(f, &si, &err);
+		/* Several answers in a row: an engine restoring its store may not know it yet. */
+		missing = rc == -ENT_ENOTFOUND ? missing + 1 : 0;
+		if (missing >= 10 && !atomic_exchange(&f->stream_changed, true))
+			ent_log(ENT_LOG_ERROR,
+				"fleet: the stream is gone (deleted, or the engine lost its store); "
+				"this replica keeps its state and stops serving (restart it to "
+				"re-bootstrap)",
+				"stream", f->stream, NULL);
+		if (rc == 0 && si) {
+			atomic_store(&f->head_seq, si->State.LastSeq);
+			atomic_store(&f->last_heard_ms, mono_ms());
+			if (si->Created != f->created && !atomic_exchange(&f->stream_changed, true))
+				ent_log(ENT_LOG_ERROR,
+					"fleet: the stream was deleted and re-created; this replica "
+					"follows the old one (restart it to re-bootstrap)",
+					"stream", f->stream, NULL);
+			jsStreamInfo_Destroy(si);
+		}
+	}
+	return NULL;
+}
+
+/* ---- lifecycle
+ * ----------------------------------------------------------------------------------- */
+
+static int set_opts(struct ent_fleet *f, const struct ent_fleet_opts *o, struct ent_err *err)
+{
+	natsStatus s = natsOptions_Create(&f->nopts);
+	if (s != NATS_OK)
+		return ent_err_set(err, ENT_ENOMEM, "fleet: %s", nats_text(s));
+	/* natsOptions_SetURL takes one URL: the comma-separated list goes to SetServers. */
+	char buf[2048];
+	const char *servers[32];
+	int n = 0;
+	snprintf(buf, sizeof(buf), "%s", o->urls);
+	char *save = NULL;
+	for (char *one = strtok_r(buf, ",", &save); one && n < 32;
+	     one = strtok_r(NULL, ",", &save)) {
+		while (*one == ' ')
+			one++;
+		if (*one)
+			servers[n++] = one;
+	}
+	if (n == 0)
+		return ent_err_set(err, ENT_EINVAL, "fleet.nats: no server in '%s'", o->urls);
+	if ((s = natsOptions_SetServers(f->nopts, servers, n)) != NATS_OK)
+		return ent_err_set(err, ENT_EINVAL, "fleet.nats: '%s': %s", o->urls, nats_text(s));
+	natsOptions_SetName(f->nopts, "entd");
+	/* Reconnect for ever: the fleet rides out engine restarts without restarting entd. */
+	natsOptions_SetMaxReconnect(f->nopts, -1);
+	natsOptions_SetReconnectWait(f->nopts, 250);
+	natsOptions_SetTimeout(f->nopts, 2000);
+	natsOptions_SetPingInterval(f->nopts, 2000);
+	natsOptions_SetMaxPingsOut(f->nopts, 2);
+	/* Nothing buffered while disconnected: a write then is refused, never sent late. */
+	natsOptions_SetReconnectBufSize(f->nopts, 0);
+	natsOptions_SetDisconnectedCB(f->nopts, on_disconnected, f);
+	natsOptions_SetReconnectedCB(f->nopts, on_reconnected, f);
+	natsOptions_SetErrorHandler(f->nopts, on_async_error, f);
+	if (o->creds_file && *o->creds_file &&
+	    (s = natsOptions_SetUserCredentialsFromFiles(f->nopts, o->creds_file, NULL)) != NATS_OK)
+		return ent_err_set(err, ENT_EINVAL, "fleet.creds_file: '%s': %s", o->creds_file,
+				   nats_text(s));
+	if (o->tls_ca_file && *o->tls_ca_file) {
+		if ((s = natsOptions_SetSecure(f->nopts, true)) != NATS_OK ||
+		    (s = natsOptions_LoadCATrustedCertificates(f->nopts, o->tls_ca_file)) !=
+			    NATS_OK)
+			return ent_err_set(err, ENT_EINVAL, "fleet.tls_ca_file: '%s': %s",
+					   o->tls_ca_file, nats_text(s));
+	}
+	if (o->tls_cert_file && *o->tls_cert_file) {
+		if ((s = natsOptions_SetSecure(f->nopts, true)) != NATS_OK ||
+		    (s = natsOptions_LoadCertificatesChain(f->nopts, o->tls_cert_file,
+							   o->tls_key_file)) != NATS_OK)
+			return ent_err_set(err, ENT_EINVAL, "fleet.tls_cert_file: '%s': %s",
+					   o->tls_cert_file, nats_text(s));
+	}
+	return 0;
+}
+
+int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struct ent_err *err)
+{
+	if (!o || !o->urls || !*o->urls || !o->stream || !o->subject)
+		return ent_err_set(err, ENT_EINVAL, "fleet.nats: not set");
+	struct ent_fleet *f = calloc(1, sizeof(*f));
+	if (!f)
+		return ent_err_set(err, ENT_ENOMEM, "fleet: out of memory");
+	f->urls = strdup(o->urls);
+	f->stream = strdup(o->stream);
+	f->subject = strdup(o->subject);
+	f->pending = calloc(PENDING_CAP, sizeof(*f->pending));
+	f->replicas = o->replicas ? o->replicas : 1;
+	f->publish_timeout_ms = o->publish_timeout_ms > 0 ? o->publish_timeout_ms : 5000;
+	pthread_mutex_init(&f->mu, NULL);
+	atomic_store(&f->last_heard_ms, -1);
+	int rc;
+	if (!f->urls || !f->stream || !f->subject || !f->pending) {
+		rc = ent_err_set(err, ENT_ENOMEM, "fleet: out of memory");
+		goto fail;
+	}
+	/* The node id of this process's message ids: random, so a restart never reuses one. */
+	uint64_t r[2] = {0, 0};
+	FILE *u = fopen("/dev/urandom", "rb");
+	if (!u || fread(r, sizeof(r), 1, u) != 1)
+		r[0] = (uint64_t)ent_now_ms() ^ ((uint64_t)getpid() << 32);
+	if (u)
+		fclose(u);
+	snprintf(f->node, sizeof(f->node), "%016" PRIx64, r[0]);
+
+	if ((rc = set_opts(f, o, err)))
+		goto fail;
+	int64_t deadline = mono_ms() + (o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000);
+	natsStatus s;
+	for (;;) {
+		s = natsConnection_Connect(&f->nc, f->nopts);
+		if (s == NATS_OK || mono_ms() >= deadline || s == NATS_NOT_PERMITTED ||
+		    s == NATS_SECURE_CONNECTION_REQUIRED)
+			break;
+		const char *t = nats_text(s);
+		if (t && strstr(t, "uthorization"))
+			break; /* wrong credentials do not get better by waiting */
+		usleep(250 * 1000);
+	}
+	if (s != NATS_OK) {
+		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: cannot connect to %s: %s", f->urls,
+				 nats_text(s));
+		goto fail;
+	}
+	atomic_store(&f->connected, true);
+	f->max_payload = (int32_t)natsConnection_GetMaxPayload(f->nc);
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 5000;
+	jo.PublishAsync.AckHandler = on_ack;
+	jo.PublishAsync.AckHandlerClosure = f;
+	jo.PublishAsync.MaxPending = PENDING_CAP / 2;
+	if ((s = natsConnection_JetStream(&f->js, f->nc, &jo)) != NATS_OK) {
+		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: JetStream: %s", nats_text(s));
+		goto fail;
+	}
+	if ((rc = ensure_stream(f, o->max_age_ms, err)))
+		goto fail;
+	f->hooks = (struct ent_writer_fleet){
+		.ctx = f, .publish = publish, .claim = claim, .identity = f->identity};
+	*out = f;
+	return 0;
+fail:
+	ent_fleet_close(f);
+	return rc < 0 ? rc : -rc;
+}
+
+int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, struct ent_err *err)
+{
+	struct ent_store_stats st;
+	int rc = ent_store_stats(store, &st);
+	if (rc)
+		return ent_err_set(err, -rc, "db.path: cannot read the store: %s",
+				   ent_strerror(rc));
+	char id[160];
+	rc = ent_store_get_meta(store, "fleet_stream", id, sizeof(id));
+	if (rc == -ENT_ENOTFOUND) {
+		if (st.seq == 0)
+			return 0; /* empty: follows the stream from its start */
+		return ent_err_set(
+			err, ENT_EPRECOND,
+			"db.path: holds embedded-mode state (sequence %" PRIu64
+			") that no stream has; start fleet mode from an empty directory or "
+			"a snapshot",
+			st.seq);
+	}
+	if (rc)
+		return ent_err_set(err, -rc, "db.path: cannot read meta: %s", ent_strerror(rc));
+	if (strcmp(id, f->identity) != 0)
+		return ent_err_set(
+			err, ENT_EPRECOND,
+			"db.path: follows stream '%s', the engine's is '%s' (deleted and "
+			"re-created?); start from an empty directory or a snapshot",
+			id, f->identity);
+	jsStreamInfo *si = NULL;
+	if ((rc = stream_info(f, &si, err)))
+		return rc == -ENT_ENOTFOUND ? ent_err_set(err, ENT_EPRECOND,
+							  "fleet.stream: '%s' vanished", f->stream)
+					    : rc;
+	uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	if (st.seq > last)
+		return ent_err_set(err, ENT_EPRECOND,
+				   "db.path: applied sequence %" PRIu64 " is ahead of the stream's "
+				   "last %" PRIu64 "; start from an empty directory or a snapshot",
+				   st.seq, last);
+	if (st.seq + 1 < first)
+		return ent_err_set(err, ENT_EPRECOND,
+				   "db.path: the stream no longer holds sequence %" PRIu64
+				   " (its first is %" PRIu64 "): re-bootstrap from a snapshot",
+				   st.seq + 1, first);
+	return 0;
+}
+
+const struct ent_writer_fleet *ent_fleet_hooks(struct ent_fleet *f)
+{
+	return &f->hooks;
+}
+
+void *ent_fleet_js(struct ent_fleet *f)
+{
+	return f->js;
+}
+
+int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store *store,
+		    struct ent_err *err)
+{
+	struct ent_store_stats st;
+	int rc = ent_store_stats(store, &st);
+	if (rc)
+		return ent_err_set(err, -rc, "db.path: cannot read the store: %s",
+				   ent_strerror(rc));
+	f->w = w;
+	f->fed_seq = st.seq;
+	if (st.seq >= atomic_load(&f->start_head))
+		atomic_store(&f->caught_up, true);
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = f->stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = st.seq + 1;
+	jsErrCode jerr = 0;
+	natsStatus s = js_Subscribe(&f->sub, f->js, f->subject, on_msg, f, NULL, &so, &jerr);
+	if (s != NATS_OK)
+		return ent_err_set(err, ENT_EUNAVAIL, "fleet.stream: cannot consume '%s': %s",
+				   f->stream, nats_text(s));
+	/* The writer's queue is the buffer; nats.c's own limit would drop messages. */
+	natsSubscription_SetPendingLimits(f->sub, -1, -1);
+	if (pthread_create(&f->poller, NULL, poll_main, f) == 0)
+		f->poller_started = true;
+	return 0;
+}
+
+void ent_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->connected = atomic_load(&f->connected);
+	out->applied_seq = f->w ? ent_writer_seq(f->w) : 0;
+	out->head_seq = atomic_load(&f->head_seq);
+	out->start_head = atomic_load(&f->start_head);
+	if (!atomic_load(&f->caught_up) && out->applied_seq >= out->start_head)
+		atomic_store(&f->caught_up, true);
+	out->caught_up = atomic_load(&f->caught_up);
+	out->hole = atomic_load(&f->hole);
+	out->stream_changed = atomic_load(&f->stream_changed);
+	out->lag = out->head_seq > out->applied_seq ? out->head_seq - out->applied_seq : 0;
+	int64_t heard = atomic_load(&f->last_heard_ms);
+	out->last_heard_ms = heard < 0 ? -1 : mono_ms() - heard;
+	out->published = atomic_load(&f->published);
+	out->publish_failed = atomic_load(&f->publish_failed);
+	out->skipped = f->w ? ent_writer_skipped(f->w) : 0;
+	out->reconnects = atomic_load(&f->reconnects);
+	out->disconnects = atomic_load(&f->disconnects);
+	snprintf(out->identity, sizeof(out->identity), "%s", f->identity);
+}
+
+const char *ent_fleet_state_name(const struct ent_fleet_stats *s)
+{
+	if (s->stream_changed)
+		return "stream_changed";
+	if (s->hole)
+		return "stopped_hole";
+	if (!s->connected)
+		return "disconnected";
+	if (!s->caught_up)
+		return "catching_up";
+	return "ok";
+}
+
+void ent_fleet_close(struct ent_fleet *f)
+{
+	if (!f)
+		return;
+	atomic_store(&f->stopping, true);
+	if (f->poller_started)
+		pthread_join(f->poller, NULL);
+	if (f->sub) {
+		natsSubscription_Unsubscribe(f->sub);
+		natsSubscription_Destroy(f->sub);
+	}
+	/* Closing waits for nats.c's callbacks in progress; pending acks are dropped. */
+	if (f->nc)
+		natsConnection_Close(f->nc);
+	if (f->w && f->pending) {
+		/* Requests still waiting for their message: the writer answers them. */
+		struct ent_err e = {0};
+		ent_err_set(&e, ENT_EUNAVAIL,
+			    "fleet: entd is stopping; the write may still be applied by the fleet");
+		pthread_mutex_lock(&f->mu);
+		for (size_t i = 0; i < PENDING_CAP; i++) {
+			struct pending *p = &f->pending[i];
+			if (p->id) {
+				ent_writer_fail(f->w, p->req, &e);
+				p->id = 0;
+				p->req = NULL;
+			}
+		}
+		pthread_mutex_unlock(&f->mu);
+	}
+	if (f->js)
+		jsCtx_Destroy(f->js);
+	if (f->nc)
+		natsConnection_Destroy(f->nc);
+	natsOptions_Destroy(f->nopts);
+	pthread_mutex_destroy(&f->mu);
+	free(f->pending);
+	free(f->urls);
+	free(f->stream);
+	free(f->subject);
+	free(f);
+}
