@@ -25,6 +25,8 @@ static const struct subcommand subcommands[] = {
 	{"export", ent_ctl_export, "export --db DIR [FILE.json]"},
 	{"generate", ent_ctl_generate, "generate --db DIR --customers N [--seed S]"},
 	{"verify", ent_ctl_verify, "verify --db DIR"},
+	{"fleet", ent_ctl_fleet,
+	 "fleet snapshot publish|fetch|info --nats URL [--db DIR] ... (entctl fleet help)"},
 };
 
 static int usage(FILE *out)

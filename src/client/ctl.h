@@ -25,5 +25,7 @@ int ent_ctl_consume(int argc, char **argv); /* consume [-a ADDR] [--key K] CUSTO
  * `entctl usage` dispatches to them on its first word. */
 int ent_ctl_usage_import(int argc, char **argv); /* usage import [-a ADDR] FILE|- */
 int ent_ctl_usage_report(int argc, char **argv); /* usage report [-a ADDR] --key K C F N */
+/* Fleet mode tools on NATS JetStream (src/client/ctl_fleet.c). */
+int ent_ctl_fleet(int argc, char **argv); /* fleet snapshot publish|fetch|info ... */
 
 #endif
