@@ -326,7 +326,7 @@ static void test_legacy(void **state)
 {
 	uint8_t buf[ENT_RECORD_MAX];
 	int len = encode_sample(buf, sizeof(buf)) - 4;
-	buf[0] = 1;
+	buf[0] = 2; /* version 2, unsealed */
 	struct ent_usage_state u;
 	struct ent_agg a;
 	assert_int_equal(ent_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
