@@ -326,7 +326,7 @@ void ent_admin_get_status(struct ent_call *call, const ProtobufCMessage *req)
 	}
 	resp.sequence = st.seq;
 	resp.last_commit_at = st.last_commit_at;
-	resp.next_boundary_at = st.next_boundary_at;
+	resp.next_boundary_at = ent_model_wire_time(st.next_boundary_at); /* never a sentinel */
 	if (opts->writer) {
 		/*
 		 * The writer's last commit may be newer than the snapshot the counts were read

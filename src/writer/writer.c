@@ -648,11 +648,14 @@ static void arm_timer(struct ent_writer *w)
 		target = at;
 		w->armed_boundary = at;
 		/*
-		 * A tick at or after this instant already ran and the boundary is still there:
-		 * retry later rather than spin on it.
+		 * A tick at or after this instant already ran and the boundary is still there
+		 * (it failed, or an event added the boundary in the past since, e.g. a cancellation
+		 * dated back): retry a while after that tick rather than spin on it. Counted from
+		 * the last tick, not from now: every write re-arms the timer, and "now + retry"
+		 * would push the retry away for ever under a steady stream of writes.
 		 */
-		if (at <= w->last_tick && !w->tick_more && target < now + STUCK_RETRY_MS)
-			target = now + STUCK_RETRY_MS;
+		if (at <= w->last_tick && !w->tick_more)
+			target = w->last_tick + STUCK_RETRY_MS;
 	}
 	int64_t delay = target > now ? target - now : 0;
 	/* The loop's clock is cached at the start of an iteration; a commit may have taken long. */

@@ -209,6 +209,46 @@ static void test_crc32c(void **state)
 	assert_int_equal(ent_crc32c(0, "", 0), 0);
 }
 
+/* Version 1 (one usage shape in the header, none per segment) still decodes: each segment
+ * takes the header's shape. */
+static void test_version1(void **state)
+{
+	struct ent_agg seg;
+	memset(&seg, 0, sizeof(seg));
+	seg.from = ENT_T_MIN;
+	seg.to = ENT_T_MAX;
+	seg.state = ENT_R_ENTITLED;
+	seg.enabled = true;
+	seg.limit = 7;
+	seg.reset = ENT_RESET_DAILY;
+	seg.anchor = 4242;
+	struct ent_usage_state u0 = {ENT_FT_METERED, ENT_RESET_WEEKLY, 99, 0, 3}, u;
+	uint8_t buf[128], v1[128];
+	int len = ent_record_encode(&u0, &seg, 1, buf, sizeof(buf));
+	struct ent_agg a;
+	int body = len - 4; /* without the CRC32C trailer: version 1 records had none */
+	assert_int_equal(ent_record_decode(buf, (size_t)len, 5, &u, &a), 0);
+	assert_int_equal(a.reset, ENT_RESET_DAILY);
+	assert_int_equal(a.anchor, 4242);
+	/* The same record as version 1 wrote it: no reset and anchor after the state byte. */
+	size_t p0 = ENT_REC_HDR + ENT_REC_SEG;
+	memcpy(v1, buf, p0 + 2);
+	memcpy(v1 + p0 + 2, buf + p0 + 11, (size_t)body - p0 - 11);
+	v1[0] = 1;
+	size_t len1 = (size_t)body - 9;
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(ent_record_decode(v1, len1, 5, &u, &a), 0);
+	assert_int_equal(a.reset, ENT_RESET_WEEKLY);
+	assert_int_equal(a.anchor, 99);
+	assert_true(a.enabled && a.limit == 7);
+	assert_int_equal(u.used, 3);
+	/* A version 1 record is not a version 2 one, nor the reverse. */
+	v1[0] = 2;
+	assert_int_equal(ent_record_decode(v1, len1, 5, &u, &a), -ENT_ECORRUPT);
+	buf[0] = 1;
+	assert_int_equal(ent_record_decode(buf, (size_t)len, 5, &u, &a), -ENT_ECORRUPT);
+}
+
 static void test_crafted(void **state)
 {
 	uint8_t buf[ENT_RECORD_MAX];
@@ -364,12 +404,12 @@ static void test_patch_usage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),	 cmocka_unit_test(test_segment_edges),
-		cmocka_unit_test(test_single_segment),	 cmocka_unit_test(test_encode_refuses),
-		cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_crafted),
-		cmocka_unit_test(test_bit_flips),	 cmocka_unit_test(test_patch_usage),
-		cmocka_unit_test(test_every_bit),	 cmocka_unit_test(test_legacy),
-		cmocka_unit_test(test_crc32c),
+		cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_segment_edges),
+		cmocka_unit_test(test_single_segment), cmocka_unit_test(test_encode_refuses),
+		cmocka_unit_test(test_version1),       cmocka_unit_test(test_every_truncation),
+		cmocka_unit_test(test_crafted),	       cmocka_unit_test(test_bit_flips),
+		cmocka_unit_test(test_patch_usage),    cmocka_unit_test(test_every_bit),
+		cmocka_unit_test(test_legacy),	       cmocka_unit_test(test_crc32c),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -844,8 +844,9 @@ static void test_tick_expires_override(void **state)
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
 	assert_int_equal(st.subscriptions, 1);
 	assert_int_equal(st.customers, 2);
-	/* acme's override on api_calls, shortlived's api_calls and sso. */
-	assert_int_equal(st.tombstones, 3);
+	/* acme's override on api_calls, shortlived's api_calls and sso, and both customers'
+	 * markers (docs/semantics.md, "Cleanup does not change answers"). */
+	assert_int_equal(st.tombstones, 5);
 }
 
 /* The fields of an answer that cleanup must not change. */
@@ -913,10 +914,11 @@ static void test_cleanup_keeps_answers(void **state)
 	struct ent_store_stats st;
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
 	assert_int_equal(st.subscriptions + st.overrides, 0); /* cleaned up */
-	/* gone x 2, solo, flag; not off (a source that never granted leaves none). */
-	assert_int_equal(st.tombstones, 4);
-	assert_int_equal(st.customers, 3);
-	for (int i = 0; i < NP - 1; i++) {
+	/* gone x 2, solo, flag; off's keep-only row (its source never granted, yet its answer
+	 * stays NOT_ENTITLED rather than UNKNOWN_CUSTOMER); the four customers' markers. */
+	assert_int_equal(st.tombstones, 9);
+	assert_int_equal(st.customers, 4);
+	for (int i = 0; i < NP; i++) {
 		char what[64];
 		snprintf(what, sizeof(what), "%s/%s", pairs[i].customer, pairs[i].feature);
 		struct answer after = check(f, pairs[i].customer, pairs[i].feature, 1, at);
@@ -948,14 +950,14 @@ static void test_cleanup_keeps_answers(void **state)
 	apply_ok(f, &ev);
 	assert_true(f->res.deleted);
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
-	assert_int_equal(st.tombstones, 3);
-	assert_int_equal(st.customers, 2); /* gone, solo */
+	assert_int_equal(st.tombstones, 7);
+	assert_int_equal(st.customers, 4); /* gone, solo, and flag and off by their markers */
 
 	/* Past the idempotency retention the tombstones go: solo is unknown again. A retention
 	 * that has not reached them yet keeps them. */
 	tick(f, end + DAY, exp);
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
-	assert_int_equal(st.tombstones, 3);
+	assert_int_equal(st.tombstones, 7);
 	tick(f, end + 2 * DAY, end + 1);
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
 	assert_int_equal(st.tombstones, 0);

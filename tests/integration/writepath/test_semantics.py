@@ -452,6 +452,22 @@ class Semantics(wp.Statuses, wp.DaemonCase):
                 return False
         self.assertTrue(wp.wait_until(deleted, CLEANUP_BOUND))
         self.assertEqual(self.admin.check("i11_cus", "i11_f").reason, wp.reason("EXPIRED"))
+        # A cancellation dated far back (its boundary lies before the writer's last tick) is
+        # cleaned up too, although the polling below writes every 50 ms (each write re-arms
+        # the writer's timer: the retry must not be pushed away by them).
+        self.plan("i11_q", [T.Grant(feature_code="i11_f")])
+        self.sub("i11_old", "s", "i11_q")
+        self.admin.CancelSubscription(self.a.CancelSubscriptionRequest(
+            customer_id="i11_old", subscription_id="s", at=1))
+
+        def deleted_q():
+            try:
+                return self.admin.DeletePlanEntitlements(
+                    self.a.GetEntitlementsRequest(code="i11_q")).deleted
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION)
+                return False
+        self.assertTrue(wp.wait_until(deleted_q, CLEANUP_BOUND))
 
 
 if __name__ == "__main__":
