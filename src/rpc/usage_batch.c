@@ -109,6 +109,17 @@ static void batch_done(void *ctx, const struct ent_apply_result *res)
 {
 	struct batch *b = ctx;
 	if (res->err.code) {
+		/* The writer names the record by its index in the event; the caller knows it by
+		   its index in the request (they differ when records were refused here). */
+		unsigned long j;
+		int used = 0;
+		if (sscanf(res->err.msg, "records[%lu]%n", &j, &used) == 1 && used > 0 &&
+		    j < b->n_ok) {
+			char msg[sizeof(res->err.msg) + 32];
+			snprintf(msg, sizeof(msg), "records[%u]%s", b->idx[j], res->err.msg + used);
+			ent_call_fail(b->call, res->err.code, msg);
+			return;
+		}
 		ent_call_fail(b->call, res->err.code, res->err.msg);
 		return;
 	}

@@ -28,6 +28,9 @@
 #define STUCK_RETRY_MS		  1000
 #define DEFAULT_MAX_GROUP	  1024
 #define DEFAULT_IDEM_RETENTION_MS (7LL * 24 * 60 * 60 * 1000)
+
+/** Usage records per group at most, per max_group: 4096 by default (docs/writer.md). */
+#define GROUP_RECORDS 4
 /*
  * Boundary entries one tick transaction acts on at most. A transaction keeps its dirty pages
  * on the heap (LMDB allows up to 131,071 of them, 512 MB), and a boundary shared by a million
@@ -516,6 +519,20 @@ static void drain_feed(struct ent_writer *w, struct ent_writer_msg *m)
 }
 
 /*
+ * What an event weighs in a group: a usage batch counts its records, so a group of batches
+ * stays near the dirty pages of max_group records (each record of a distinct customer dirties
+ * about three leaves, which LMDB holds in memory until the commit).
+ */
+static size_t weight(const struct ent_writer_req *r)
+{
+	const Ent__V1__Event *ev = r->event;
+	if (ev->kind_case == ENT__V1__EVENT__KIND_REPORT_USAGE_BATCH && ev->report_usage_batch &&
+	    ev->report_usage_batch->n_records > 1)
+		return ev->report_usage_batch->n_records;
+	return 1;
+}
+
+/*
  * Take the whole queue at once (O(1) under the lock) and apply it group by group. Requests
  * submitted meanwhile find the queue empty and send a new wake-up, so nothing is left behind
  * and the loop gets to run its timer between two takes.
@@ -569,8 +586,10 @@ static void drain(struct ent_writer *w)
 			r = next;
 			continue;
 		}
-		size_t n = 0;
-		while (r && r->event && n < w->max_group) {
+		size_t n = 0, load = 0;
+		while (r && r->event && n < w->max_group &&
+		       (n == 0 || load + weight(r) <= GROUP_RECORDS * w->max_group)) {
+			load += weight(r);
 			w->group[n++] = r;
 			r = r->next;
 		}
