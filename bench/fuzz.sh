@@ -61,7 +61,7 @@ cp -r "$BUILD/corpus/$TARGET"/. "$WORK/grown/" 2>/dev/null || true
 # Inputs are small by design: a record, a config file, a JSON document, a few pages.
 MAXLEN=8192
 [ "$TARGET" = walk ] && MAXLEN=16384
-[ "$TARGET" = import ] && MAXLEN=4096
+[ "$TARGET" = import ] && MAXLEN=16384
 
 before=$(date +%s)
 set +e

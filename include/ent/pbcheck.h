@@ -24,6 +24,15 @@
 ENT_API int ent_pb_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
 				 size_t len, struct ent_err *err);
 
+/**
+ * Forget every unknown field of \a m and of every sub-message it holds (repeated and oneof
+ * members included), so that nothing a client added outside the schema is stored or echoed
+ * (docs/storage.md: stored messages are normalized). Only the references are dropped.
+ * \note for messages unpacked into an arena (ent_pb_allocator): their memory goes with the
+ * arena; a malloc-unpacked message would leak it.
+ */
+ENT_API void ent_pb_drop_unknown(ProtobufCMessage *m);
+
 /** True if \a s[0..len) is valid UTF-8 (no overlong forms, surrogates or code points past
  *  U+10FFFF). */
 ENT_API bool ent_utf8_valid(const uint8_t *s, size_t len);

@@ -447,8 +447,12 @@ static ProtobufCMessage *unpack_checked(struct ent_call *c, const ProtobufCMessa
 		c->bad_request = ent_arena_strndup(&c->arena, err.msg, strlen(err.msg));
 		return NULL;
 	}
-	return protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
-					 GRPC_SLICE_START_PTR(s));
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, &c->alloc, GRPC_SLICE_LENGTH(s),
+							GRPC_SLICE_START_PTR(s));
+	/* Fields outside the schema are dropped here, before any handler can store or echo
+	   them (a 3 MiB unknown field was stored and echoed). */
+	ent_pb_drop_unknown(m);
+	return m;
 }
 
 ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,

@@ -68,12 +68,37 @@ static struct ent_rpc_opts default_opts(const struct ent_rpc_opts *o)
 
 /* ---- gRPC's own log lines go through ours ---------------------------------------------- */
 
+/*
+ * gRPC's error lines are mostly about what a peer sent (a bad header, a malformed frame) and
+ * can quote header values of requests nobody authenticated: one per request let any client
+ * write into the warn log at will. So at most one gRPC line a second is logged at warn, with
+ * the count of those held back since; the rest go to debug. The two counters are the only
+ * state, shared by gRPC's threads.
+ */
+static _Atomic int64_t grpc_log_second;
+static _Atomic uint64_t grpc_log_held;
+
 static void grpc_log_sink(gpr_log_func_args *a)
 {
-	char at[64];
+	char at[64], held[24] = "";
 	enum ent_log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR	? ENT_LOG_WARN
 				 : a->severity == GPR_LOG_SEVERITY_INFO ? ENT_LOG_INFO
 									: ENT_LOG_DEBUG;
+	if (lvl > ENT_LOG_DEBUG) {
+		int64_t sec = ent_now_ms() / 1000, last = atomic_load(&grpc_log_second);
+		if (sec != last && atomic_compare_exchange_strong(&grpc_log_second, &last, sec)) {
+			uint64_t n = atomic_exchange(&grpc_log_held, 0);
+			if (n)
+				snprintf(held, sizeof(held), "%llu", (unsigned long long)n);
+		} else {
+			atomic_fetch_add(&grpc_log_held, 1);
+			lvl = ENT_LOG_DEBUG;
+		}
+	}
+	if (held[0]) {
+		ent_log(ENT_LOG_WARN, "grpc: log lines held back (rate limit: one a second)",
+			"source", "grpc", "held", held, NULL);
+	}
 	const char *file = strrchr(a->file, '/');
 	snprintf(at, sizeof(at), "%s:%d", file ? file + 1 : a->file, a->line);
 	ent_log(lvl, a->message, "source", "grpc", "at", at, NULL);

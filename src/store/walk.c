@@ -248,18 +248,13 @@ static void walk_search(const struct ent_walk_tree *t, struct walk_key *w, size_
 	}
 }
 
-/* One group: walk every key down together, then decide in order. */
-static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const struct ent_check *c,
-		      size_t n, size_t first, ent_check_cb cb, void *ctx, size_t *bad,
-		      struct ent_check_result *res)
+void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t n)
 {
-	struct walk_key w[WALK_GROUP];
 	uint64_t pgno[WALK_GROUP];
 	bool cached = ent_walk_cached(t, 0);
 	for (size_t j = 0; j < n; j++) {
 		w[j].started = w[j].routed = w[j].keep = false;
 		pgno[j] = t->root;
-		w[j].state = ent_check_key(&c[j], &w[j].key) ? 1 : -2;
 		if (w[j].state != 1 || cached)
 			continue;
 		if (!t->depth)
@@ -306,6 +301,17 @@ static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const s
 	}
 	if (t->depth)
 		walk_search(t, w, n, false);
+}
+
+/* One group: walk every key down together, then decide in order. */
+static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const struct ent_check *c,
+		      size_t n, size_t first, ent_check_cb cb, void *ctx, size_t *bad,
+		      struct ent_check_result *res)
+{
+	struct walk_key w[WALK_GROUP];
+	for (size_t j = 0; j < n; j++)
+		w[j].state = ent_check_key(&c[j], &w[j].key) ? 1 : -2;
+	ent_walk_descend(t, w, n);
 	for (size_t j = 0; j < n; j++)
 		if (w[j].state == 1)
 			__builtin_prefetch(w[j].val.mv_data);

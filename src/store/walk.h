@@ -116,6 +116,14 @@ static inline const uint8_t *walk_node(const struct ent_walk_tree *t, const uint
 	return node && walk_key_fits(t, p, node) ? node : NULL;
 }
 
+/*
+ * Walk the keys \a w[0..n) (n <= WALK_GROUP; state 1 to walk, anything else is left alone)
+ * down the tree \a t together: afterwards state 1 means found (val is set, inside a verified
+ * leaf page), 0 not in the tree, -1 not walkable (the caller asks mdb_get). Reads only what
+ * lies inside t's pages, whatever they hold (tests/fuzz/fuzz_walk.c).
+ */
+void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t n);
+
 /* ---- the cache of branch pages (walk_cache.c) ---- */
 
 /* Set up \a t's cache for a batch of \a n keys in \a v's snapshot (t->cache, t->keep_low). */

@@ -159,3 +159,30 @@ int ent_pb_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *
 	w.path[0] = '\0';
 	return walk_message(&w, desc, buf, buf + len, 0);
 }
+
+void ent_pb_drop_unknown(ProtobufCMessage *m)
+{
+	if (!m)
+		return;
+	m->n_unknown_fields = 0;
+	m->unknown_fields = NULL;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	char *base = (char *)m;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage **v = *(ProtobufCMessage ***)(base + f->offset);
+			for (size_t j = 0; j < n && v; j++)
+				ent_pb_drop_unknown(v[j]);
+			continue;
+		}
+		/* A oneof member is only there when the case names it. */
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		ent_pb_drop_unknown(*(ProtobufCMessage **)(base + f->offset));
+	}
+}
