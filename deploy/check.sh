@@ -31,6 +31,7 @@ lint() {
 		fail "yamllint"
 	fi
 	lint_configs
+	lint_nats
 	# verify insists that ExecStart's binary exists: point the unit at a stub for the check.
 	local tmp
 	tmp=$(mktemp -d)
@@ -111,6 +112,37 @@ lint_configs() {
 	else
 		cat "$tmp/out"
 		fail "a broken config fails without naming the key"
+	fi
+	rm -rf "$tmp"
+}
+
+# The NATS cluster configs through nats-server's own parser (`-t`): the three loopback files
+# and the one in k8s/nats.yaml's ConfigMap (its $POD_NAME from the environment, as the pod has).
+lint_nats() {
+	local ns
+	ns=$(command -v nats-server || true)
+	if [ -z "$ns" ]; then
+		skip "nats-server -t: nats-server not installed (Debian package nats-server)"
+		return 0
+	fi
+	local f
+	for f in deploy/nats/nats-1.conf deploy/nats/nats-2.conf deploy/nats/nats-3.conf; do
+		if "$ns" -t -c "$f" >/dev/null 2>&1; then
+			pass "nats-server -t $f"
+		else
+			fail "nats-server -t $f"
+		fi
+	done
+	local tmp
+	tmp=$(mktemp -d)
+	awk '/^  nats.conf: \|/ { inside = 1; next }
+		inside && /^[^ ]/ { inside = 0 }
+		inside && /^  [^ ]/ { inside = 0 }
+		inside { sub(/^    /, ""); print }' deploy/k8s/nats.yaml >"$tmp/nats.conf"
+	if [ -s "$tmp/nats.conf" ] && POD_NAME=nats-0 "$ns" -t -c "$tmp/nats.conf" >/dev/null 2>&1; then
+		pass "nats-server -t on the nats.conf of deploy/k8s/nats.yaml"
+	else
+		fail "nats-server -t on the nats.conf of deploy/k8s/nats.yaml"
 	fi
 	rm -rf "$tmp"
 }

@@ -12,7 +12,10 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Build and test dependencies, all from Debian 12's own archive.
 build_pkgs=(build-essential cmake pkg-config libgrpc-dev libprotobuf-dev protobuf-compiler
 	protobuf-c-compiler libprotobuf-c-dev liblmdb-dev libuv1-dev libjansson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev libnats-dev)
-test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps nats-server)
+# golang-go + nats.go: the reference NATS client, built by the fleet snapshot suite to prove that
+# our object-store layout interoperates (tests/integration/fleet/objinterop).
+test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps nats-server
+	golang-go golang-github-nats-io-go-nats-dev)
 
 deps() {
 	local missing=() p

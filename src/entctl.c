@@ -22,6 +22,8 @@ static const struct subcommand subcommands[] = {
 	{"import", ent_ctl_import, "import --db DIR [--replace] FILE.json"},
 	{"export", ent_ctl_export, "export --db DIR [FILE.json]"},
 	{"generate", ent_ctl_generate, "generate --db DIR --customers N [--seed S]"},
+	{"fleet", ent_ctl_fleet,
+	 "fleet snapshot publish|fetch|info --nats URL [--db DIR] ... (entctl fleet help)"},
 };
 
 static int usage(FILE *out)

@@ -20,4 +20,7 @@ int ent_ctl_admin(int argc, char **argv);  /* every admin RPC: see `entctl help`
 int ent_ctl_usage(int argc, char **argv);   /* usage [-a ADDR] --key K CUSTOMER FEATURE N */
 int ent_ctl_consume(int argc, char **argv); /* consume [-a ADDR] [--key K] CUSTOMER FEATURE [N] */
 
+/* Fleet mode tools on NATS JetStream (src/client/ctl_fleet.c). */
+int ent_ctl_fleet(int argc, char **argv); /* fleet snapshot publish|fetch|info ... */
+
 #endif

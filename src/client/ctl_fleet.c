@@ -1,0 +1,317 @@
+/*
+ * entctl fleet ...: fleet-mode tools that talk to NATS JetStream directly (docs/entctl.md,
+ * docs/fleet.md).
+ *
+ *   entctl fleet snapshot publish --db DIR --nats URL [...]   upload a compact copy of DIR
+ *   entctl fleet snapshot fetch   --db DIR --nats URL [...]   download the newest into DIR
+ *   entctl fleet snapshot info    --nats URL [...]            what the newest snapshot says
+ *
+ * publish opens DIR read-only: LMDB lets it read alongside a running entd (one read
+ * transaction for the length of the copy), so it can run on a live replica's directory.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/ctl.h"
+#include "ent/store.h"
+#include "sync/snapshot.h"
+
+#define MAX_SERVERS 16
+
+struct fleet_args {
+	const char *db;
+	const char *servers[MAX_SERVERS];
+	int n_servers;
+	const char *bucket;
+	const char *name;
+	const char *creds;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tmp;
+	int replicas;
+	bool allow_no_stream;
+	bool replace;
+};
+
+static const char snapshot_usage[] =
+	"usage: entctl fleet snapshot publish --db DIR --nats URL [--nats URL...] [--bucket B]\n"
+	"                                     [--name N] [--replicas R] [--tmp DIR] [--creds F]\n"
+	"                                     [--tls-ca F [--tls-cert F --tls-key F]]\n"
+	"       entctl fleet snapshot fetch   --db DIR --nats URL [--bucket B] [--name N] [--replace]\n"
+	"       entctl fleet snapshot info    --nats URL [--bucket B] [--name N] ...\n"
+	"URL may list several servers separated by commas; default bucket " ENT_SNAPSHOT_DEFAULT_BUCKET
+	",\nname " ENT_SNAPSHOT_DEFAULT_NAME ". $ENTD_NATS is used when --nats is not given.\n";
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Split a comma-separated URL list into args->servers (pointers into \a s, modified). */
+static int add_servers(struct fleet_args *a, char *s)
+{
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		if (a->n_servers == MAX_SERVERS)
+			return -1;
+		a->servers[a->n_servers++] = tok;
+	}
+	return 0;
+}
+
+static int parse(int argc, char **argv, struct fleet_args *a, const char *cmd)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < argc; i++) {
+		const char *o = argv[i];
+		bool has = i + 1 < argc;
+		if (!strcmp(o, "--db") && has) {
+			a->db = argv[++i];
+		} else if (!strcmp(o, "--nats") && has) {
+			if (add_servers(a, argv[++i])) {
+				fprintf(stderr,
+					"entctl fleet snapshot %s: --nats: at most %d servers\n",
+					cmd, MAX_SERVERS);
+				return 2;
+			}
+		} else if (!strcmp(o, "--bucket") && has) {
+			a->bucket = argv[++i];
+		} else if (!strcmp(o, "--name") && has) {
+			a->name = argv[++i];
+		} else if (!strcmp(o, "--creds") && has) {
+			a->creds = argv[++i];
+		} else if (!strcmp(o, "--tls-ca") && has) {
+			a->tls_ca = argv[++i];
+		} else if (!strcmp(o, "--tls-cert") && has) {
+			a->tls_cert = argv[++i];
+		} else if (!strcmp(o, "--tls-key") && has) {
+			a->tls_key = argv[++i];
+		} else if (!strcmp(o, "--tmp") && has) {
+			a->tmp = argv[++i];
+		} else if (!strcmp(o, "--replicas") && has) {
+			char *end;
+			long r = strtol(argv[++i], &end, 10);
+			if (*end || r < 1 || r > 5) {
+				fprintf(stderr,
+					"entctl fleet snapshot %s: --replicas: must be 1..5\n",
+					cmd);
+				return 2;
+			}
+			a->replicas = (int)r;
+		} else if (!strcmp(o, "--replace")) {
+			a->replace = true;
+		} else if (!strcmp(o, "--allow-no-stream")) {
+			a->allow_no_stream = true;
+		} else {
+			fprintf(stderr,
+				"entctl fleet snapshot %s: unknown or incomplete option '%s'\n",
+				cmd, o);
+			fputs(snapshot_usage, stderr);
+			return 2;
+		}
+	}
+	if (!a->n_servers) {
+		char *env = getenv("ENTD_NATS");
+		if (env && *env && add_servers(a, env)) {
+			fprintf(stderr,
+				"entctl fleet snapshot %s: $ENTD_NATS: at most %d servers\n", cmd,
+				MAX_SERVERS);
+			return 2;
+		}
+	}
+	if (!a->n_servers) {
+		fprintf(stderr, "entctl fleet snapshot %s: --nats URL is required\n", cmd);
+		return 2;
+	}
+	if (!!a->tls_cert != !!a->tls_key) {
+		fprintf(stderr, "entctl fleet snapshot %s: --tls-cert and --tls-key go together\n",
+			cmd);
+		return 2;
+	}
+	return 0;
+}
+
+/* Connect and open a JetStream context; prints the reason and returns non-zero on failure. */
+static int connect(const struct fleet_args *a, const char *cmd, natsConnection **nc, jsCtx **js)
+{
+	natsOptions *no = NULL;
+	natsStatus s = natsOptions_Create(&no);
+	const char *step = "options";
+	if (s == NATS_OK && (step = "--nats"))
+		s = natsOptions_SetServers(no, (const char **)a->servers, a->n_servers);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(no, "entctl");
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(no, 5000);
+	if (s == NATS_OK && a->creds && (step = "--creds"))
+		s = natsOptions_SetUserCredentialsFromFiles(no, a->creds, NULL);
+	if (s == NATS_OK && a->tls_ca && (step = "--tls-ca")) {
+		s = natsOptions_SetSecure(no, true);
+		if (s == NATS_OK)
+			s = natsOptions_LoadCATrustedCertificates(no, a->tls_ca);
+	}
+	if (s == NATS_OK && a->tls_cert && (step = "--tls-cert/--tls-key")) {
+		s = natsOptions_SetSecure(no, true);
+		if (s == NATS_OK)
+			s = natsOptions_LoadCertificatesChain(no, a->tls_cert, a->tls_key);
+	}
+	if (s == NATS_OK && (step = "connect"))
+		s = natsConnection_Connect(nc, no);
+	natsOptions_Destroy(no);
+	if (s != NATS_OK) {
+		const char *last = nats_GetLastError(NULL);
+		fprintf(stderr,
+			"entctl fleet snapshot %s: %s: cannot connect to NATS at %s%s: %s\n", cmd,
+			step, a->servers[0], a->n_servers > 1 ? " (and others)" : "",
+			last && *last ? last : natsStatus_GetText(s));
+		return 1;
+	}
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 10000;
+	s = natsConnection_JetStream(js, *nc, &jo);
+	if (s != NATS_OK) {
+		fprintf(stderr, "entctl fleet snapshot %s: JetStream: %s\n", cmd,
+			natsStatus_GetText(s));
+		natsConnection_Destroy(*nc);
+		return 1;
+	}
+	return 0;
+}
+
+static void disconnect(natsConnection *nc, jsCtx *js)
+{
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	nats_Close();
+}
+
+static int snap_publish(int argc, char **argv)
+{
+	struct fleet_args a;
+	int rc = parse(argc, argv, &a, "publish");
+	if (rc)
+		return rc;
+	if (!a.db) {
+		fputs("entctl fleet snapshot publish: --db DIR is required\n", stderr);
+		return 2;
+	}
+	struct ent_err err = {0};
+	struct ent_store *st;
+	struct ent_store_opts so = {.path = a.db, .read_only = true};
+	if (ent_store_open(&so, &st, &err)) {
+		fprintf(stderr, "entctl fleet snapshot publish: %s\n", err.msg);
+		return 1;
+	}
+	natsConnection *nc;
+	jsCtx *js;
+	if (connect(&a, "publish", &nc, &js)) {
+		ent_store_close(st);
+		return 1;
+	}
+	struct ent_snapshot_opts o = {.name = a.name,
+				      .tmp_dir = a.tmp,
+				      .replicas = a.replicas,
+				      .allow_no_stream = a.allow_no_stream};
+	uint64_t seq = 0;
+	double t0 = now_s();
+	int r = ent_snapshot_publish_opts(js, a.bucket, st, &o, &seq, &err);
+	double dt = now_s() - t0;
+	ent_store_close(st);
+	struct ent_snapshot_info si = {0};
+	if (!r)
+		r = ent_snapshot_info(js, a.bucket, a.name, &si, &err);
+	disconnect(nc, js);
+	if (r) {
+		fprintf(stderr, "entctl fleet snapshot publish: %s\n", err.msg);
+		return 1;
+	}
+	printf("published snapshot: bucket %s, object %s, seq %" PRIu64 ", stream '%s', %" PRIu64
+	       " bytes, %s, %.2f s\n",
+	       a.bucket ? a.bucket : ENT_SNAPSHOT_DEFAULT_BUCKET,
+	       a.name ? a.name : ENT_SNAPSHOT_DEFAULT_NAME, seq, si.stream, si.size, si.digest, dt);
+	return 0;
+}
+
+static int snap_fetch(int argc, char **argv)
+{
+	struct fleet_args a;
+	int rc = parse(argc, argv, &a, "fetch");
+	if (rc)
+		return rc;
+	if (!a.db) {
+		fputs("entctl fleet snapshot fetch: --db DIR is required\n", stderr);
+		return 2;
+	}
+	natsConnection *nc;
+	jsCtx *js;
+	if (connect(&a, "fetch", &nc, &js))
+		return 1;
+	struct ent_err err = {0};
+	struct ent_snapshot_opts o = {.name = a.name};
+	struct ent_snapshot_info si;
+	double t0 = now_s();
+	/* --replace: the directory holds a (stopped) replica's database, e.g. one behind the
+	 * stream's retention; it is swapped only once the new copy is complete and checked. */
+	int r = a.replace ? ent_snapshot_restore(js, a.bucket, a.db, 0, &o, &si, &err)
+			  : ent_snapshot_fetch_opts(js, a.bucket, a.db, &o, &si, &err);
+	double dt = now_s() - t0;
+	disconnect(nc, js);
+	if (r) {
+		fprintf(stderr, "entctl fleet snapshot fetch: %s\n", err.msg);
+		return r == -ENT_ENOTFOUND ? 3 : 1;
+	}
+	printf("fetched snapshot: seq %" PRIu64 ", stream '%s', %" PRIu64
+	       " bytes, %s, into %s, %.2f s\n",
+	       si.seq, si.stream, si.size, si.digest, a.db, dt);
+	return 0;
+}
+
+static int snap_info(int argc, char **argv)
+{
+	struct fleet_args a;
+	int rc = parse(argc, argv, &a, "info");
+	if (rc)
+		return rc;
+	natsConnection *nc;
+	jsCtx *js;
+	if (connect(&a, "info", &nc, &js))
+		return 1;
+	struct ent_err err = {0};
+	struct ent_snapshot_info si;
+	int r = ent_snapshot_info(js, a.bucket, a.name, &si, &err);
+	disconnect(nc, js);
+	if (r) {
+		fprintf(stderr, "entctl fleet snapshot info: %s\n", err.msg);
+		return r == -ENT_ENOTFOUND ? 3 : 1;
+	}
+	char t[40];
+	printf("seq %" PRIu64 "\nstream %s\nsize %" PRIu64 "\ndigest %s\nstored %s\n", si.seq,
+	       si.stream, si.size, si.digest, ent_time_fmt(si.mtime_ms, t, sizeof(t)));
+	return 0;
+}
+
+int ent_ctl_fleet(int argc, char **argv)
+{
+	if (argc >= 3 && !strcmp(argv[1], "snapshot")) {
+		if (!strcmp(argv[2], "publish"))
+			return snap_publish(argc - 3, argv + 3);
+		if (!strcmp(argv[2], "fetch"))
+			return snap_fetch(argc - 3, argv + 3);
+		if (!strcmp(argv[2], "info"))
+			return snap_info(argc - 3, argv + 3);
+	}
+	if (argc >= 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help"))) {
+		fputs(snapshot_usage, stdout);
+		return 0;
+	}
+	fputs(snapshot_usage, stderr);
+	return 2;
+}
