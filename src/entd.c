@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <grpc/grpc.h>
 
@@ -36,6 +37,7 @@
 #include "ent/sync.h"
 #include "ent/util.h"
 #include "ent/writer.h"
+#include "sync/snapshot.h"
 
 /*
  * What the metrics endpoint's thread may look at. The gauge and readiness callbacks run on
@@ -48,9 +50,10 @@ struct daemon {
 	char **args; /**< a private copy of argv: the real one has its secrets scrubbed */
 	struct ent_store *store;
 	struct ent_writer *writer;
-	struct ent_fleet *fleet; /**< fleet mode, or NULL */
-	bool fleet_serving;	 /**< main thread: health says SERVING on the fleet's account */
-	struct ent_rpc *rpc;	 /**< under mu */
+	struct ent_fleet *fleet;	     /**< fleet mode, or NULL */
+	struct ent_snapshotter *snapshotter; /**< fleet mode with snapshot_interval_ms */
+	bool fleet_serving;  /**< main thread: health says SERVING on the fleet's account */
+	struct ent_rpc *rpc; /**< under mu */
 	struct ent_metrics *metrics;
 	struct ent_decision_log *dlog;
 	pthread_mutex_t mu;
@@ -363,12 +366,121 @@ static int open_fleet(struct daemon *d)
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start", "error", err.msg, NULL);
 		return -1;
 	}
-	if (ent_fleet_check_store(d->fleet, d->store, &err)) {
-		ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream", "error",
+	return 0;
+}
+
+static bool has_database(const char *dir)
+{
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+/*
+ * A new replica (no data.mdb yet) starts from the newest snapshot of the bucket, fetched and
+ * verified before the database is opened; with none (a new fleet) it starts empty and applies
+ * the stream from its first message. A snapshot of another stream is not used.
+ */
+static int bootstrap(struct daemon *d)
+{
+	if (has_database(d->cfg.db_path))
+		return 0;
+	struct ent_err err = {0};
+	struct ent_snapshot_info info;
+	jsCtx *js = ent_fleet_js(d->fleet);
+	int rc = ent_snapshot_info(js, d->cfg.fleet_snapshot_bucket, NULL, &info, &err);
+	if (rc == -ENT_ENOTFOUND) {
+		ent_log(ENT_LOG_INFO, "fleet: no snapshot yet; starting empty", "bucket",
+			d->cfg.fleet_snapshot_bucket, NULL);
+		return 0;
+	}
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(d->fleet, &fs);
+	if (rc == 0 && strcmp(info.stream, fs.identity) != 0) {
+		ent_log(ENT_LOG_WARN,
+			"fleet: the newest snapshot follows another stream; starting empty",
+			"snapshot_stream", info.stream, "stream", fs.identity, NULL);
+		return 0;
+	}
+	mkdir(d->cfg.db_path, 0755);
+	int64_t t0 = ent_now_ms();
+	uint64_t seq = 0;
+	if (rc == 0)
+		rc = ent_snapshot_fetch(js, d->cfg.fleet_snapshot_bucket, d->cfg.db_path, &seq,
+					&err);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot bootstrap from the snapshot", "error",
+			err.msg, NULL);
+		return -1;
+	}
+	char s[24], ms[24];
+	snprintf(s, sizeof(s), "%" PRIu64, seq);
+	snprintf(ms, sizeof(ms), "%" PRId64, ent_now_ms() - t0);
+	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "sequence", s, "ms", ms,
+		NULL);
+	return 0;
+}
+
+/*
+ * The opened database must follow this stream with no hole. Behind the stream's retention it
+ * is replaced by a snapshot at or past the stream's first sequence - 1 (ent_snapshot_restore:
+ * the old directory stays as it was unless the new copy is complete and verified), then
+ * reopened. Anything else (embedded-mode data, another stream) is refused: an operator
+ * decides.
+ */
+static int open_replica(struct daemon *d, const struct ent_store_opts *so)
+{
+	struct ent_err err = {0};
+	if (ent_store_open(so, &d->store, &err) != 0) {
+		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d->cfg.db_path, "error",
+			err.msg, NULL);
+		return -1;
+	}
+	uint64_t first = 0;
+	int rc = ent_fleet_check_store(d->fleet, d->store, &first, &err);
+	if (!rc || !first) {
+		if (rc)
+			ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream",
+				"error", err.msg, NULL);
+		return rc ? -1 : 0;
+	}
+	ent_log(ENT_LOG_WARN, "fleet: behind the stream's retention; re-bootstrapping", "reason",
+		err.msg, NULL);
+	ent_store_close(d->store);
+	d->store = NULL;
+	struct ent_snapshot_info info;
+	memset(&err, 0, sizeof(err));
+	rc = ent_snapshot_restore(ent_fleet_js(d->fleet), d->cfg.fleet_snapshot_bucket,
+				  d->cfg.db_path, first ? first - 1 : 0, NULL, &info, &err);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot re-bootstrap from a snapshot", "error",
+			err.msg, NULL);
+		return -1;
+	}
+	char s[24];
+	snprintf(s, sizeof(s), "%" PRIu64, info.seq);
+	ent_log(ENT_LOG_INFO, "fleet: re-bootstrapped from the snapshot", "sequence", s, NULL);
+	if (ent_store_open(so, &d->store, &err) != 0) {
+		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d->cfg.db_path, "error",
+			err.msg, NULL);
+		return -1;
+	}
+	if (ent_fleet_check_store(d->fleet, d->store, NULL, &err)) {
+		ent_log(ENT_LOG_ERROR, "fleet: the snapshot cannot follow the stream", "error",
 			err.msg, NULL);
 		return -1;
 	}
 	return 0;
+}
+
+/* The snapshotter publishes only from a replica that is caught up and in touch. */
+static bool snapshot_ready(void *ctx)
+{
+	struct daemon *d = ctx;
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(d->fleet, &fs);
+	return fs.connected && fs.caught_up && !fs.hole && !fs.stream_changed;
 }
 
 /*
@@ -471,7 +583,11 @@ int main(int argc, char **argv)
 				    .map_size = d.cfg.map_size,
 				    .no_walk = !d.cfg.batched_walk,
 				    .no_meta_sync = fleet && !d.cfg.fleet_full_sync};
-	if (ent_store_open(&so, &d.store, &err) != 0) {
+	if (fleet) {
+		/* The engine first: an empty directory starts from its snapshot. */
+		if (open_fleet(&d) || bootstrap(&d) || open_replica(&d, &so))
+			goto fail_writer;
+	} else if (ent_store_open(&so, &d.store, &err) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d.cfg.db_path, "error",
 			err.msg, NULL);
 		goto out;
@@ -485,8 +601,6 @@ int main(int argc, char **argv)
 			"reason", walk_why, "lmdb", ent_store_lmdb_version(), NULL);
 	if ((rc = verify_at_start(&d)) != 0)
 		goto fail_writer;
-	if (fleet && open_fleet(&d))
-		goto fail_writer;
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
 				     .idem_retention_ms = d.cfg.writer_idem_retention_ms,
@@ -497,6 +611,14 @@ int main(int argc, char **argv)
 	}
 	if (d.fleet && ent_fleet_start(d.fleet, d.writer, d.store, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot consume the stream", "error", err.msg, NULL);
+		goto fail_metrics;
+	}
+	if (d.fleet && d.cfg.fleet_snapshot_interval_ms > 0 &&
+	    (rc = ent_snapshotter_start(ent_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
+					d.cfg.fleet_snapshot_interval_ms, NULL, snapshot_ready, &d,
+					&d.snapshotter))) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot start the snapshotter", "error",
+			ent_strerror(rc), NULL);
 		goto fail_metrics;
 	}
 	if (d.cfg.metrics_listen && *d.cfg.metrics_listen && start_metrics(&d))
@@ -582,12 +704,14 @@ fail_metrics:
 	/* The HTTP thread may be reading store and writer: it stops before they do. */
 	ent_metrics_free(d.metrics);
 	/* The fleet first: its parked requests are answered by the still running writer. */
+	ent_snapshotter_stop(d.snapshotter);
 	ent_fleet_close(d.fleet);
 	ent_writer_stop(d.writer);
 fail_writer:
 	if (!d.writer)
 		ent_fleet_close(d.fleet);
-	ent_store_close(d.store);
+	if (d.store)
+		ent_store_close(d.store);
 out:
 	ent_decision_log_close(d.dlog);
 	pthread_mutex_destroy(&d.mu);

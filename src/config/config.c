@@ -138,6 +138,13 @@ const struct setting ent_config_settings[] = {
 	{"fleet.full_sync", "ENTD_FLEET_FULL_SYNC", "fleet-full-sync", K_BOOL, false,
 	 OFF(fleet_full_sync), 0, 0,
 	 "fleet mode: fsync every commit fully (default: MDB_NOMETASYNC, the stream is durable)"},
+	{"fleet.snapshot_bucket", "ENTD_FLEET_SNAPSHOT_BUCKET", "fleet-snapshot-bucket", K_STR,
+	 false, OFF(fleet_snapshot_bucket), 0, 0,
+	 "fleet mode: object-store bucket of snapshots (bootstrap and publish)"},
+	{"fleet.snapshot_interval_ms", "ENTD_FLEET_SNAPSHOT_INTERVAL_MS",
+	 "fleet-snapshot-interval-ms", K_DURATION, false, OFF(fleet_snapshot_interval_ms), 0,
+	 3660 * DAY,
+	 "fleet mode: publish a snapshot this often (one replica per period; 0: never)"},
 };
 const size_t ent_config_n_settings = sizeof(ent_config_settings) / sizeof(ent_config_settings[0]);
 
@@ -277,6 +284,8 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->fleet_connect_timeout_ms = 10 * 1000;
 	cfg->fleet_publish_timeout_ms = 5 * 1000;
 	cfg->fleet_ready_wait_ms = 60 * 1000;
+	cfg->fleet_snapshot_bucket = strdup("entd_snapshots");
+	cfg->fleet_snapshot_interval_ms = 15 * 60 * 1000;
 }
 
 void ent_config_free(struct ent_config *cfg)
