@@ -386,7 +386,8 @@ static bool decode_value(struct ent_store_verify_report *r, enum ent_table t, MD
 	case ENT_T_CUSTOMERS:
 		return v->mv_size == 4;
 	case ENT_T_ENDED:
-		return v->mv_size == 8;
+		/* i64 end; a ninth byte (0) marks a keep-only row (ent_a_ended_put). */
+		return v->mv_size == 8 || (v->mv_size == 9 && d[8] == 0);
 	case ENT_T_BOUNDS:
 		return k->mv_size == 8 && v->mv_size >= 2 && memchr(d, 0, v->mv_size) != NULL;
 	case ENT_T_PLAN_SUBS:
