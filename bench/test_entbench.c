@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +237,54 @@ static void test_encode_batch(void **state)
 	free(buf);
 }
 
+/* BatchReportUsage: records encode as protobuf-c reads them; the answer scanner counts only
+ * all-COUNTED answers. */
+static void test_usage_batch(void **state)
+{
+	uint8_t *buf = malloc(100 * BENCH_REQ_MAX);
+	size_t n = 0;
+	char key[16];
+	Ent__V1__BatchReportUsageRequest *b;
+
+	(void)state;
+	for (uint32_t i = 0; i < 100; i++) {
+		int kl = snprintf(key, sizeof(key), "k%u", i);
+		n += bench_enc_report_item(&keys, i * 7, i % 3, 2, key, (size_t)kl, buf + n);
+	}
+	b = ent__v1__batch_report_usage_request__unpack(NULL, n, buf);
+	assert_non_null(b);
+	assert_int_equal(b->n_records, 100);
+	assert_string_equal(b->records[99]->customer_id, "cus_693");
+	assert_string_equal(b->records[99]->idempotency_key, "k99");
+	assert_int_equal(b->records[99]->quantity, 2);
+	ent__v1__batch_report_usage_request__free_unpacked(b, NULL);
+
+	Ent__V1__ReportUsageResult r[3] = {ENT__V1__REPORT_USAGE_RESULT__INIT,
+					   ENT__V1__REPORT_USAGE_RESULT__INIT,
+					   ENT__V1__REPORT_USAGE_RESULT__INIT};
+	Ent__V1__ReportUsageResult *rp[3] = {&r[0], &r[1], &r[2]};
+	Ent__V1__Usage u = ENT__V1__USAGE__INIT;
+	u.used = 5;
+	Ent__V1__BatchReportUsageResponse resp = ENT__V1__BATCH_REPORT_USAGE_RESPONSE__INIT;
+	for (int i = 0; i < 3; i++) {
+		r[i].outcome = ENT__V1__USAGE_OUTCOME__USAGE_OUTCOME_COUNTED;
+		r[i].usage = &u;
+	}
+	resp.n_results = 3;
+	resp.results = rp;
+	resp.sequence = 9;
+	resp.counted = 3;
+	n = ent__v1__batch_report_usage_response__pack(&resp, buf);
+	assert_int_equal(bench_scan_usage_batch(buf, n), 3);
+	assert_int_equal(bench_scan_usage_batch(buf, n - 1), -1); /* truncated */
+	r[1].outcome = ENT__V1__USAGE_OUTCOME__USAGE_OUTCOME_REFUSED;
+	r[1].usage = NULL;
+	r[1].error = "records[1].quantity: must be > 0";
+	n = ent__v1__batch_report_usage_response__pack(&resp, buf);
+	assert_int_equal(bench_scan_usage_batch(buf, n), -1); /* a refused record */
+	free(buf);
+}
+
 /* The answer scanner agrees with protobuf-c on packed responses, nested usage included. */
 static void test_scan_answers(void **state)
 {
@@ -290,6 +339,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_encode_writes, keys_setup, keys_teardown),
 		cmocka_unit_test_setup_teardown(test_encode_batch, keys_setup, keys_teardown),
 		cmocka_unit_test(test_scan_answers),
+		cmocka_unit_test_setup_teardown(test_usage_batch, keys_setup, keys_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

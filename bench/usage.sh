@@ -5,9 +5,10 @@
 #   bench/usage.sh [--build DIR] [--customers N] [--report-customers M] [--rounds R]
 #                  [--duration S] [--check-rate R] [--no-p99]
 #
-# One entd (--threads 1) pinned to core 0 on a working copy of the generated data set (N
-# customers, default 100000; generated once into $ENT_BENCH_DIR/db-N like bench/run.sh does),
-# every load generator pinned to core 1. Each round runs, alternately on the same daemon:
+# Installs what is missing with apt (deploy/dev.sh deps, plus jq) and builds $ENT_BENCH_BUILD
+# (default build-perf/, Release). One entd (--threads 1) pinned to core 0 on a working copy of
+# the generated data set (N customers, default 100000; generated once into $ENT_BENCH_DIR/db-N
+# like bench/run.sh does), every load generator pinned to core 1. Each round runs, alternately on the same daemon:
 #   single     ReportUsage, closed loop, 4 connections x 16 in flight (64)
 #   batch-100  BatchReportUsage of 100 records, 4 connections x 2 in flight
 #   batch-1000 BatchReportUsage of 1000 records, 2 connections x 2 in flight
@@ -40,18 +41,20 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=$2; shift ;;
 	--check-rate) CHECK_RATE=$2; shift ;;
 	--no-p99) P99=0 ;;
-	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "usage.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
 done
 REPORT_CUSTOMERS=${REPORT_CUSTOMERS:-$CUSTOMERS}
-for t in entd entctl bench/entbench; do
-	[ -x "$BUILD/$t" ] || { echo "usage.sh: $BUILD/$t missing; build it first:
-  cmake -S . -B build-perf -DCMAKE_BUILD_TYPE=Release -DENT_BUILD_TESTS=OFF &&
-  cmake --build build-perf -j2 --target entd entctl entbench" >&2; exit 1; }
-done
-command -v jq >/dev/null || { echo "usage.sh: needs jq (apt-get install jq)" >&2; exit 1; }
+# What the README's commands install, plus jq for the table; then the Release build.
+"$ROOT/deploy/dev.sh" deps jq
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+	echo "usage.sh: configuring $BUILD (Release)" >&2
+	cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DENT_BUILD_BENCH=ON \
+		-DENT_BUILD_TESTS=OFF >/dev/null
+fi
+cmake --build "$BUILD" -j2 --target entd entctl entbench bench_usage >/dev/null
 
 PIDS=()
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/entusage.XXXXXX")

@@ -34,10 +34,10 @@
 #define DEFAULT_TIMEOUT_MS 10000
 /* An import call carries up to 1000 records and waits for their commit: more room. */
 #define IMPORT_TIMEOUT_MS 30000
-#define EXIT_FAIL	   1
-#define EXIT_USAGE	   2
-#define BATCH_PATH	   "/ent.v1.EntitlementService/BatchReportUsage"
-#define REPORT_PATH	   "/ent.v1.EntitlementService/ReportUsage"
+#define EXIT_FAIL	  1
+#define EXIT_USAGE	  2
+#define BATCH_PATH	  "/ent.v1.EntitlementService/BatchReportUsage"
+#define REPORT_PATH	  "/ent.v1.EntitlementService/ReportUsage"
 
 enum {
 	OPT_JSON = 0x100,
@@ -440,7 +440,8 @@ static int by_line(const void *a, const void *b)
 static void print_summary(struct import *im)
 {
 	/* Lines refused here and by the server interleave: report them in file order. */
-	qsort(im->ref, im->n_ref, sizeof(*im->ref), by_line);
+	if (im->n_ref > 1)
+		qsort(im->ref, im->n_ref, sizeof(*im->ref), by_line);
 	if (im->o.json) {
 		json_t *j = json_object();
 		json_t *ref = json_array();

@@ -46,10 +46,17 @@ void ent_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 
 char *ent_time_fmt(int64_t ms, char *buf, size_t len)
 {
-	int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-	int64_t milli = ms - secs * 1000;
-	int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
-	int64_t rem = secs - days * 86400;
+	/* Floor division by remainders: (ms - 999) overflowed for INT64_MIN ("since ever"). */
+	int64_t secs = ms / 1000, milli = ms % 1000;
+	if (milli < 0) {
+		milli += 1000;
+		secs--;
+	}
+	int64_t days = secs / 86400, rem = secs % 86400;
+	if (rem < 0) {
+		rem += 86400;
+		days--;
+	}
 	int64_t y;
 	unsigned m, d;
 	ent_civil_from_days(days, &y, &m, &d);

@@ -1074,6 +1074,65 @@ static void test_stop_drains_queue(void **state)
 	free(probe_ev);
 }
 
+/*
+ * Usage batches weigh their records in a group: ten batches of 1000 records queued behind a
+ * gate are committed in groups of at most 4 x max_group records (4000 with the default 1024):
+ * 4 + 4 + 2 batches, three commits, where events alone would have made one. Every record is
+ * counted once.
+ */
+static void test_usage_batches_weigh_their_records(void **state)
+{
+	struct fx *f = *state;
+	seed(f->w, 100);
+	subscribe(f->w, "s1", "cust", "pro");
+	enum {
+		BATCHES = 10,
+		RECORDS = 1000
+	};
+	static Ent__V1__ReportUsageRequest recs[BATCHES * RECORDS];
+	static Ent__V1__ReportUsageRequest *ptrs[BATCHES * RECORDS];
+	static char keys[BATCHES * RECORDS][16];
+	static Ent__V1__ReportUsageBatch pl[BATCHES];
+	static Ent__V1__Event ev[BATCHES];
+	static struct slot slots[BATCHES];
+	for (int i = 0; i < BATCHES * RECORDS; i++) {
+		ent__v1__report_usage_request__init(&recs[i]);
+		snprintf(keys[i], sizeof(keys[i]), "w%d", i);
+		recs[i].customer_id = "cust";
+		recs[i].feature_code = "api";
+		recs[i].quantity = 1;
+		recs[i].idempotency_key = keys[i];
+		ptrs[i] = &recs[i];
+	}
+	struct counter c;
+	counter_init(&c, BATCHES);
+	struct gate g;
+	gate_close(&g, f->w);
+	struct ent_writer_stats st0, st1;
+	ent_writer_get_stats(f->w, &st0);
+	for (int b = 0; b < BATCHES; b++) {
+		ent__v1__report_usage_batch__init(&pl[b]);
+		pl[b].n_records = RECORDS;
+		pl[b].records = ptrs + b * RECORDS;
+		ent__v1__event__init(&ev[b]);
+		ev[b].kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE_BATCH;
+		ev[b].report_usage_batch = &pl[b];
+		slot_prep(&slots[b], &c, &ev[b]);
+		assert_int_equal(ent_writer_submit(f->w, &slots[b].req), 0);
+	}
+	gate_open(&g);
+	assert_true(counter_wait(&c));
+	ent_writer_get_stats(f->w, &st1);
+	for (int b = 0; b < BATCHES; b++)
+		assert_int_equal(slots[b].err, 0);
+	assert_int_equal(st1.commits - st0.commits, 3);
+	struct ent_decision d;
+	check_now(f->store, "cust", "api", &d, NULL);
+	assert_int_equal(d.used, BATCHES * RECORDS);
+	counter_deinit(&c);
+	gate_destroy(&g);
+}
+
 static void test_start_rejects_bad_opts(void **state)
 {
 	struct ent_writer *w = NULL;
@@ -1097,6 +1156,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_boundary_passed_while_down_fires_at_start,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_drains_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_batches_weigh_their_records, setup,
+						teardown),
 		cmocka_unit_test(test_map_full_fails_alone_and_keeps_going),
 	};
 	ent_log_setup(ENT_LOG_WARN, false);
