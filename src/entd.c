@@ -36,6 +36,7 @@
 #include "ent/sync.h"
 #include "ent/util.h"
 #include "ent/writer.h"
+#include "sync/snapshot.h"
 
 /*
  * What the metrics endpoint's thread may look at. The gauge and readiness callbacks run on
@@ -48,9 +49,10 @@ struct daemon {
 	char **args; /**< a private copy of argv: the real one has its secrets scrubbed */
 	struct ent_store *store;
 	struct ent_writer *writer;
-	struct ent_fleet *fleet; /**< fleet mode, or NULL */
-	bool fleet_serving;	 /**< main thread: health says SERVING on the fleet's account */
-	struct ent_rpc *rpc;	 /**< under mu */
+	struct ent_fleet *fleet;	     /**< fleet mode, or NULL */
+	struct ent_snapshotter *snapshotter; /**< fleet.snapshot_interval_ms > 0, or NULL */
+	bool fleet_serving;  /**< main thread: health says SERVING on the fleet's account */
+	struct ent_rpc *rpc; /**< under mu */
 	struct ent_metrics *metrics;
 	struct ent_decision_log *dlog;
 	pthread_mutex_t mu;
@@ -305,7 +307,95 @@ static void reload(struct daemon *d)
 
 /* ---- fleet mode ------------------------------------------------------------------------- */
 
-static int open_fleet(struct daemon *d)
+/*
+ * Bootstrap from the snapshot bucket (docs/fleet.md, "Bootstrap and re-bootstrap"): a store
+ * that follows no stream and holds nothing (a new replica) starts from the newest snapshot of
+ * this stream; one the stream has left behind (retention removed the next sequence it needs)
+ * is replaced by a snapshot at least as new as the stream's first sequence - 1. The store is
+ * closed around the swap and reopened. Anything else is left to ent_fleet_check_store, which
+ * refuses with the reason.
+ */
+static int fleet_bootstrap(struct daemon *d, const struct ent_store_opts *so)
+{
+	struct ent_err err = {0};
+	const char *bucket = d->cfg.fleet_snapshot_bucket;
+	jsCtx *js = ent_fleet_js(d->fleet);
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(d->fleet, &fs);
+	struct ent_store_stats st;
+	char id[256];
+	if (ent_store_stats(d->store, &st))
+		return 0;
+	int r = ent_store_get_meta(d->store, "fleet_stream", id, sizeof(id));
+	bool empty = r == -ENT_ENOTFOUND && st.seq == 0;
+	uint64_t need = 0;
+	if (!empty) {
+		uint64_t first = 0, last = 0;
+		char sid[256];
+		if (r || strcmp(id, fs.identity) ||
+		    ent_snapshot_stream_identity(js, d->cfg.fleet_stream, sid, sizeof(sid), &first,
+						 &last, &err) ||
+		    st.seq + 1 >= first)
+			return 0;
+		need = first - 1;
+		char want[24], have[24];
+		snprintf(want, sizeof(want), "%" PRIu64, st.seq + 1);
+		snprintf(have, sizeof(have), "%" PRIu64, first);
+		ent_log(ENT_LOG_WARN,
+			"fleet: the stream no longer holds the next sequence; "
+			"re-bootstrapping from a snapshot",
+			"want", want, "stream_first", have, NULL);
+	}
+	struct ent_snapshot_info si;
+	r = ent_snapshot_info(js, bucket, NULL, &si, &err);
+	if (r) {
+		ent_log(r == -ENT_ENOTFOUND ? ENT_LOG_INFO : ENT_LOG_WARN,
+			"fleet: no snapshot to start from; applying the stream", "bucket", bucket,
+			"reason", err.msg, NULL);
+		return 0;
+	}
+	if (strcmp(si.stream, fs.identity) || si.seq < need || (!empty && si.seq <= st.seq)) {
+		char seq[24];
+		snprintf(seq, sizeof(seq), "%" PRIu64, si.seq);
+		ent_log(ENT_LOG_WARN, "fleet: the newest snapshot does not fit; not used", "bucket",
+			bucket, "snapshot_stream", si.stream, "snapshot_seq", seq, "stream",
+			fs.identity, NULL);
+		return 0;
+	}
+	int64_t t0 = ent_mono_ns();
+	ent_store_close(d->store);
+	d->store = NULL;
+	struct ent_snapshot_info got;
+	r = ent_snapshot_restore(js, bucket, so->path, need, NULL, &got, &err);
+	struct ent_err oerr = {0};
+	if (ent_store_open(so, &d->store, &oerr)) {
+		ent_log(ENT_LOG_ERROR, "cannot reopen the store after the bootstrap", "db",
+			so->path, "error", oerr.msg, NULL);
+		return -1;
+	}
+	if (r) {
+		ent_log(ENT_LOG_ERROR, "fleet: bootstrap from the snapshot failed", "bucket",
+			bucket, "error", err.msg, NULL);
+		return 0;
+	}
+	char seq[24], secs[24], bytes[24];
+	snprintf(seq, sizeof(seq), "%" PRIu64, got.seq);
+	snprintf(secs, sizeof(secs), "%.2f", (double)(ent_mono_ns() - t0) / 1e9);
+	snprintf(bytes, sizeof(bytes), "%" PRIu64, got.size);
+	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket", bucket, "seq", seq,
+		"bytes", bytes, "seconds", secs, NULL);
+	return 0;
+}
+
+/* The snapshotter publishes only from a caught-up, connected replica without a hole. */
+static bool fleet_snapshot_ready(void *ctx)
+{
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(ctx, &fs);
+	return fs.connected && fs.caught_up && !fs.hole && !fs.stream_changed;
+}
+
+static int open_fleet(struct daemon *d, const struct ent_store_opts *so)
 {
 	struct ent_err err = {0};
 	const struct ent_config *c = &d->cfg;
@@ -326,6 +416,8 @@ static int open_fleet(struct daemon *d)
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start", "error", err.msg, NULL);
 		return -1;
 	}
+	if (fleet_bootstrap(d, so))
+		return -1;
 	if (ent_fleet_check_store(d->fleet, d->store, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream", "error",
 			err.msg, NULL);
@@ -438,7 +530,7 @@ int main(int argc, char **argv)
 			err.msg, NULL);
 		goto out;
 	}
-	if (fleet && open_fleet(&d))
+	if (fleet && open_fleet(&d, &so))
 		goto fail_writer;
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
@@ -450,6 +542,13 @@ int main(int argc, char **argv)
 	}
 	if (d.fleet && ent_fleet_start(d.fleet, d.writer, d.store, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot consume the stream", "error", err.msg, NULL);
+		goto fail_metrics;
+	}
+	if (d.fleet && d.cfg.fleet_snapshot_interval_ms > 0 &&
+	    ent_snapshotter_start(ent_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
+				  d.cfg.fleet_snapshot_interval_ms, NULL, fleet_snapshot_ready,
+				  d.fleet, &d.snapshotter)) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot start the snapshot publisher", NULL);
 		goto fail_metrics;
 	}
 	if (d.cfg.metrics_listen && *d.cfg.metrics_listen && start_metrics(&d))
@@ -529,6 +628,8 @@ fail_rpc:
 fail_metrics:
 	/* The HTTP thread may be reading store and writer: it stops before they do. */
 	ent_metrics_free(d.metrics);
+	/* The snapshotter uses the fleet's connection and the store: it stops first. */
+	ent_snapshotter_stop(d.snapshotter);
 	/* The fleet first: its parked requests are answered by the still running writer. */
 	ent_fleet_close(d.fleet);
 	ent_writer_stop(d.writer);

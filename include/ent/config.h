@@ -126,6 +126,8 @@ struct ent_config {
 	int64_t fleet_ready_wait_ms;	  /**< fleet.ready_wait_ms: with serve_stale */
 	bool fleet_serve_stale;		  /**< fleet.serve_stale */
 	bool fleet_full_sync;		  /**< fleet.full_sync: fsync the meta page every commit */
+	char *fleet_snapshot_bucket;	  /**< fleet.snapshot_bucket: object-store bucket */
+	int64_t fleet_snapshot_interval_ms; /**< fleet.snapshot_interval_ms: 0: never publish */
 };
 
 /** An environment lookup: returns the value of \a name or NULL. */

@@ -111,6 +111,12 @@ const struct setting ent_config_settings[] = {
 	{"fleet.full_sync", "ENTD_FLEET_FULL_SYNC", "fleet-full-sync", K_BOOL, false,
 	 OFF(fleet_full_sync), 0, 0,
 	 "fleet mode: fsync every commit fully (default: MDB_NOMETASYNC, the stream is durable)"},
+	{"fleet.snapshot_bucket", "ENTD_FLEET_SNAPSHOT_BUCKET", "fleet-snapshot-bucket", K_STR,
+	 false, OFF(fleet_snapshot_bucket), 0, 0,
+	 "fleet mode: NATS object-store bucket of snapshots (bootstrap from it; publish to it)"},
+	{"fleet.snapshot_interval_ms", "ENTD_FLEET_SNAPSHOT_INTERVAL_MS",
+	 "fleet-snapshot-interval-ms", K_DURATION, false, OFF(fleet_snapshot_interval_ms), 0,
+	 3660 * DAY, "fleet mode: publish a snapshot when the newest is older (0: never)"},
 };
 const size_t ent_config_n_settings = sizeof(ent_config_settings) / sizeof(ent_config_settings[0]);
 
@@ -239,6 +245,8 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->fleet_connect_timeout_ms = 10 * 1000;
 	cfg->fleet_publish_timeout_ms = 5 * 1000;
 	cfg->fleet_ready_wait_ms = 60 * 1000;
+	cfg->fleet_snapshot_bucket = strdup("entd_snapshots");
+	cfg->fleet_snapshot_interval_ms = 0;
 }
 
 void ent_config_free(struct ent_config *cfg)
