@@ -105,6 +105,39 @@ static const char *nats_text(natsStatus s)
 	return t && *t ? t : natsStatus_GetText(s);
 }
 
+/*
+ * \a urls with any "user:password@" replaced by "***@", for messages: a password in a URL
+ * is a secret and is never logged.
+ */
+static const char *redact(const char *urls, char *buf, size_t cap)
+{
+	size_t o = 0;
+	const char *p = urls;
+	while (*p && o + 1 < cap) {
+		const char *scheme = strstr(p, "://");
+		const char *comma = strchr(p, ',');
+		const char *end = comma ? comma : p + strlen(p);
+		const char *host = scheme && scheme < end ? scheme + 3 : p;
+		const char *at = memchr(host, '@', (size_t)(end - host));
+		int n;
+		if (at)
+			n = snprintf(buf + o, cap - o, "%.*s***%.*s", (int)(host - p), p,
+				     (int)(end - at), at);
+		else
+			n = snprintf(buf + o, cap - o, "%.*s", (int)(end - p), p);
+		if (n < 0 || (size_t)n >= cap - o)
+			break;
+		o += (size_t)n;
+		if (!comma)
+			break;
+		if (o + 1 < cap)
+			buf[o++] = ',';
+		p = comma + 1;
+	}
+	buf[o < cap ? o : cap - 1] = 0;
+	return buf;
+}
+
 /* ---- pending requests ------------------------------------------------------------------- */
 
 static uint64_t pending_add(struct ent_fleet *f, struct ent_writer_req *req)
@@ -515,10 +548,13 @@ static int set_opts(struct ent_fleet *f, const struct ent_fleet_opts *o, struct 
 		if (*one)
 			servers[n++] = one;
 	}
+	char shown[512];
 	if (n == 0)
-		return ent_err_set(err, ENT_EINVAL, "fleet.nats: no server in '%s'", o->urls);
+		return ent_err_set(err, ENT_EINVAL, "fleet.nats: no server in '%s'",
+				   redact(o->urls, shown, sizeof(shown)));
 	if ((s = natsOptions_SetServers(f->nopts, servers, n)) != NATS_OK)
-		return ent_err_set(err, ENT_EINVAL, "fleet.nats: '%s': %s", o->urls, nats_text(s));
+		return ent_err_set(err, ENT_EINVAL, "fleet.nats: '%s': %s",
+				   redact(o->urls, shown, sizeof(shown)), nats_text(s));
 	natsOptions_SetName(f->nopts, "entd");
 	/* Reconnect for ever: the fleet rides out engine restarts without restarting entd. */
 	natsOptions_SetMaxReconnect(f->nopts, -1);
@@ -596,8 +632,9 @@ int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struc
 		usleep(250 * 1000);
 	}
 	if (s != NATS_OK) {
-		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: cannot connect to %s: %s", f->urls,
-				 nats_text(s));
+		char shown[512];
+		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: cannot connect to %s: %s",
+				 redact(f->urls, shown, sizeof(shown)), nats_text(s));
 		goto fail;
 	}
 	atomic_store(&f->connected, true);

@@ -34,6 +34,13 @@ sys.path.insert(0, os.path.join(_here, "..", "writepath"))
 import harness  # noqa: E402
 import wp  # noqa: E402
 
+# PR_SET_PDEATHSIG through setpriv(1) (util-linux), not a preexec_fn: these suites run
+# grpcio's threads, and Python code between fork and exec in a threaded process can deadlock or
+# abort the child (seen: nats-server and entd dying with SIGABRT before exec). So harness's
+# preexec hook is switched off for every process started from here, wp.Entd's included.
+PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+harness.die_with_parent = None
+
 NATS_SERVER = os.environ.get("ENT_NATS_SERVER") or shutil.which("nats-server") or \
     "/usr/sbin/nats-server"
 KEEP = os.environ.get("ENT_FLEET_KEEP") == "1"
@@ -130,9 +137,8 @@ class Nats:
         with open(self.logpath, "ab") as logf:
             logf.write(("---- natsfix: start %s\n" % self.name).encode())
             logf.flush()
-            self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf], stdout=logf,
-                                         stderr=subprocess.STDOUT,
-                                         preexec_fn=harness.die_with_parent)
+            self.proc = subprocess.Popen(PDEATHSIG + [NATS_SERVER, "-c", self.conf],
+                                         stdout=logf, stderr=subprocess.STDOUT)
         return self
 
     def healthy(self):
@@ -292,7 +298,8 @@ class FleetEntd(wp.Entd):
     def __init__(self, urls, stream="ENTD_EVENTS", replicas=1, extra=(), tmp=None, name=""):
         self.name = name
         self.urls = list(urls)
-        super().__init__(tmp=tmp, extra_args=fleet_args(urls, stream, replicas, extra))
+        super().__init__(tmp=tmp, extra_args=fleet_args(urls, stream, replicas, extra),
+                         prefix=PDEATHSIG)
 
     def restart(self, timeout=120):
         self.kill9()
