@@ -127,6 +127,13 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 		g->sync_publish_failed_total = (double)fs.publish_failed;
 		g->sync_reconnects_total = (double)fs.reconnects;
 	}
+	if (d->snapshotter) {
+		struct ent_snapshotter_stats ss;
+		ent_snapshotter_get_stats(d->snapshotter, &ss);
+		g->sync_snapshots_published_total = (double)ss.published;
+		g->sync_snapshot_failed_total = (double)ss.failed;
+		g->sync_snapshot_last_timestamp_seconds = (double)ss.last_ms / 1000.0;
+	}
 	pthread_mutex_lock(&d->mu);
 	if (d->rpc && !d->draining) {
 		g->open_calls = (double)ent_rpc_open_calls(d->rpc);

@@ -127,7 +127,9 @@ class Bootstrap(FleetCase):
         seed_export = test_snapshot.export_of(self.seed)
         # Two replicas from empty directories: both start from the seed.
         a = self.replica("a").start()
-        b = self.replica("b", ["--fleet-snapshot-interval-ms", "300"]).start()
+        mport = natsfix._free_ports(1)[0]
+        b = self.replica("b", ["--fleet-snapshot-interval-ms", "300", "--metrics-listen",
+                               "127.0.0.1:%d" % mport]).start()
         for e in (a, b):
             self.assertEqual(bootstrapped_seq(e), 0, log_of(e)[-2000:])
             with e.api() as api:
@@ -137,6 +139,13 @@ class Bootstrap(FleetCase):
         natsfix.wait_sequence([a, b], head)
         snap = self.wait_snapshot(head)
         self.assertGreaterEqual(snap, head)
+        # The publisher's work is visible in b's metrics.
+        status, body = natsfix.http_get(mport, "/metrics")
+        self.assertEqual(status, 200)
+        m = re.search(rb"^entd_sync_snapshots_published_total (\d+)", body, re.M)
+        self.assertIsNotNone(m, body[-3000:])
+        self.assertGreaterEqual(int(m.group(1)), 1)
+        self.assertRegex(body.decode(), r"(?m)^entd_sync_snapshot_failed_total 0$")
         more = self.usage(b, 20, "j2")
         # A new replica joins from the newer snapshot, then applies the rest from the stream.
         c = self.replica("c").start()
