@@ -318,7 +318,8 @@ static void reload(struct daemon *d)
  * Bootstrap from the snapshot bucket (docs/fleet.md, "Bootstrap and re-bootstrap"): a store
  * that follows no stream and holds nothing (a new replica) starts from the newest snapshot of
  * this stream; one the stream has left behind (retention removed the next sequence it needs)
- * is replaced by a snapshot at least as new as the stream's first sequence - 1. The store is
+ * is replaced by a snapshot at least as new as the stream's first sequence - 1, and so is one
+ * that follows a stream since deleted and re-created (by a snapshot of the new one). The store is
  * closed around the swap and reopened. Anything else is left to ent_fleet_check_store, which
  * refuses with the reason.
  */
@@ -335,23 +336,31 @@ static int fleet_bootstrap(struct daemon *d, const struct ent_store_opts *so)
 		return 0;
 	int r = ent_store_get_meta(d->store, "fleet_stream", id, sizeof(id));
 	bool empty = r == -ENT_ENOTFOUND && st.seq == 0;
+	bool other = false; /* the database follows a stream that was deleted and re-created */
 	uint64_t need = 0;
 	if (!empty) {
 		uint64_t first = 0, last = 0;
 		char sid[256];
-		if (r || strcmp(id, fs.identity) ||
-		    ent_snapshot_stream_identity(js, d->cfg.fleet_stream, sid, sizeof(sid), &first,
-						 &last, &err) ||
-		    st.seq + 1 >= first)
+		if (r || ent_snapshot_stream_identity(js, d->cfg.fleet_stream, sid, sizeof(sid),
+						      &first, &last, &err))
 			return 0;
-		need = first - 1;
+		other = strcmp(id, fs.identity) != 0;
+		if (!other && st.seq + 1 >= first)
+			return 0;
+		need = first ? first - 1 : 0;
 		char want[24], have[24];
 		snprintf(want, sizeof(want), "%" PRIu64, st.seq + 1);
 		snprintf(have, sizeof(have), "%" PRIu64, first);
-		ent_log(ENT_LOG_WARN,
-			"fleet: the stream no longer holds the next sequence; "
-			"re-bootstrapping from a snapshot",
-			"want", want, "stream_first", have, NULL);
+		if (other)
+			ent_log(ENT_LOG_WARN,
+				"fleet: the database follows another stream (re-created?); "
+				"re-bootstrapping from a snapshot",
+				"database_stream", id, "stream", fs.identity, NULL);
+		else
+			ent_log(ENT_LOG_WARN,
+				"fleet: the stream no longer holds the next sequence; "
+				"re-bootstrapping from a snapshot",
+				"want", want, "stream_first", have, NULL);
 	}
 	struct ent_snapshot_info si;
 	r = ent_snapshot_info(js, bucket, NULL, &si, &err);
@@ -361,7 +370,8 @@ static int fleet_bootstrap(struct daemon *d, const struct ent_store_opts *so)
 			"reason", err.msg, NULL);
 		return 0;
 	}
-	if (strcmp(si.stream, fs.identity) || si.seq < need || (!empty && si.seq <= st.seq)) {
+	if (strcmp(si.stream, fs.identity) || si.seq < need ||
+	    (!empty && !other && si.seq <= st.seq)) {
 		char seq[24];
 		snprintf(seq, sizeof(seq), "%" PRIu64, si.seq);
 		ent_log(ENT_LOG_WARN, "fleet: the newest snapshot does not fit; not used", "bucket",

@@ -198,6 +198,34 @@ class Bootstrap(FleetCase):
         # (b stays stopped: the purge left it behind too; a would serve on, unaffected.)
         self.assertTrue(a.alive())
 
+    def test_4_stream_recreated_rebootstraps(self):
+        """The stream is deleted and re-created: a replica of the old one refuses to start
+        while no snapshot of the new one exists, then re-bootstraps from one."""
+        a = self.a
+        self.assertEqual(a.stop(), 0)
+        test_snapshot.interop("rmstream", self.url, STREAM)
+        # A new replica re-creates the stream (no snapshot of it yet: it starts empty).
+        n = self.replica("n").start()
+        p = subprocess.run([wp.ARGS.entd, "--db", a.db, "--listen",
+                            "127.0.0.1:%d" % natsfix._free_ports(1)[0]]
+                           + natsfix.fleet_args([self.url], STREAM),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        out = p.stdout.decode(errors="replace")
+        self.assertNotEqual(p.returncode, 0, out)
+        self.assertIn("follows another stream", out)
+        with n.api() as api:
+            natsfix.setup_catalog(api)
+        head = n.sequence()
+        self.assertGreater(head, 0)
+        rc, out, err = entctl("fleet", "snapshot", "publish", "--db", n.db, "--nats", self.url)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(" seq %d," % head, out)
+        a.start()
+        self.assertEqual(bootstrapped_seq(a), head)
+        natsfix.wait_sequence([a, n], head)
+        with a.api() as x, n.api() as y:
+            self.assertEqual(x.export().json, y.export().json)
+
 
 if __name__ == "__main__":
     rest = wp.setup(sys.argv[1:])

@@ -8,6 +8,7 @@
 //	objinterop tamper URL BUCKET NAME           republish the meta with a wrong digest
 //	objinterop stream URL BUCKET                print the bucket stream's config as JSON
 //	objinterop purge  URL STREAM SEQ            purge STREAM below SEQ (as retention would)
+//	objinterop rmstream URL STREAM              delete STREAM
 package main
 
 import (
@@ -50,6 +51,12 @@ func main() {
 		}
 		if err := js.PurgeStream(bucket, &nats.StreamPurgeRequest{Sequence: seq}); err != nil {
 			die("purge: %v", err)
+		}
+		return
+	}
+	if cmd == "rmstream" {
+		if err := js.DeleteStream(bucket); err != nil {
+			die("delete stream: %v", err)
 		}
 		return
 	}
