@@ -19,6 +19,7 @@
 
 #include "client/ctl.h"
 #include "ent/store.h"
+#include "sync/objstore.h"
 #include "sync/snapshot.h"
 
 #define MAX_SERVERS 16
@@ -35,6 +36,7 @@ struct fleet_args {
 	const char *tls_key;
 	const char *tmp;
 	int replicas;
+	uint32_t chunk_size;
 	bool allow_no_stream;
 	bool replace;
 	bool seed;
@@ -45,7 +47,7 @@ static const char snapshot_usage[] =
 	"usage: entctl fleet snapshot publish --db DIR --nats URL [--nats URL...] [--bucket B]\n"
 	"                                     [--name N] [--replicas R] [--tmp DIR] [--creds F]\n"
 	"                                     [--tls-ca F [--tls-cert F --tls-key F]]\n"
-	"                                     [--seed [--stream S]]\n"
+	"                                     [--seed [--stream S]] [--chunk-size BYTES]\n"
 	"       entctl fleet snapshot fetch   --db DIR --nats URL [--bucket B] [--name N] [--replace]\n"
 	"       entctl fleet snapshot info    --nats URL [--bucket B] [--name N] ...\n"
 	"URL may list several servers separated by commas; default bucket " ENT_SNAPSHOT_DEFAULT_BUCKET
@@ -108,6 +110,16 @@ static int parse(int argc, char **argv, struct fleet_args *a, const char *cmd)
 				return 2;
 			}
 			a->replicas = (int)r;
+		} else if (!strcmp(o, "--chunk-size") && has) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 1024 || v > ENT_OBJ_MAX_CHUNK) {
+				fprintf(stderr,
+					"entctl fleet snapshot %s: --chunk-size: must be 1024..%d\n",
+					cmd, ENT_OBJ_MAX_CHUNK);
+				return 2;
+			}
+			a->chunk_size = (uint32_t)v;
 		} else if (!strcmp(o, "--seed")) {
 			a->seed = true;
 		} else if (!strcmp(o, "--stream") && has) {
@@ -226,6 +238,7 @@ static int snap_publish(int argc, char **argv)
 	struct ent_snapshot_opts o = {.name = a.name,
 				      .tmp_dir = a.tmp,
 				      .replicas = a.replicas,
+				      .chunk_size = a.chunk_size,
 				      .allow_no_stream = a.allow_no_stream};
 	/*
 	 * --seed: DIR (e.g. an embedded-mode database) becomes the starting state of a new fleet.
