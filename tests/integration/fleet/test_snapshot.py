@@ -326,7 +326,7 @@ class Snapshot(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn("seq %d" % self.seq_live, out)
         self.assertEqual(export_of(old), export_of(self.db))
-        self.assertFalse(os.path.exists(old + ".bootstrap"))
+        self.assertFalse(os.path.exists(os.path.join(old, ".bootstrap")))
         # The live daemon's directory is open in its process: refused, untouched.
         # (the inode: a replace would swap the file; the daemon's own timers may write to it)
         before = os.stat(os.path.join(self.db, "data.mdb")).st_ino

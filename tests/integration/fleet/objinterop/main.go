@@ -7,6 +7,7 @@
 //	objinterop put    URL BUCKET NAME FILE [K=V...]   upload with object headers
 //	objinterop tamper URL BUCKET NAME           republish the meta with a wrong digest
 //	objinterop stream URL BUCKET                print the bucket stream's config as JSON
+//	objinterop purge  URL STREAM SEQ            purge STREAM below SEQ (as retention would)
 package main
 
 import (
@@ -38,6 +39,19 @@ func main() {
 	js, err := nc.JetStream()
 	if err != nil {
 		die("jetstream: %v", err)
+	}
+	if cmd == "purge" {
+		if len(os.Args) < 5 {
+			die("SEQ required")
+		}
+		var seq uint64
+		if _, err := fmt.Sscan(os.Args[4], &seq); err != nil {
+			die("SEQ: %v", err)
+		}
+		if err := js.PurgeStream(bucket, &nats.StreamPurgeRequest{Sequence: seq}); err != nil {
+			die("purge: %v", err)
+		}
+		return
 	}
 	if cmd == "stream" {
 		si, err := js.StreamInfo("OBJ_" + bucket)
