@@ -2,6 +2,7 @@
 # The README's two commands, and their parts:
 #   deploy/dev.sh run    install what is missing, build, load the demo data, start entd
 #   deploy/dev.sh test   install what is missing, build, run every test (release + ASan/UBSan)
+#   deploy/dev.sh fleet  a local fleet: one nats-server -js and three entd on loopback
 #   deploy/dev.sh deps [PACKAGE...] | build   (deps: the build and test packages, plus any named)
 # Works on a fresh Debian 12 machine as root or as a user with sudo.
 set -euo pipefail
@@ -66,6 +67,60 @@ MSG
 	exec build/entd --db "$data" --listen "$addr" --listen "unix:$data/entd.sock"
 }
 
+# A local fleet for a newcomer (docs/fleet.md): one nats-server with JetStream and three entd
+# replicas on loopback, each with its own directory under $ENTD_FLEET_DIR (default .ent-fleet).
+# Write on one, read on another; Ctrl-C stops all four (by their PIDs).
+fleet() {
+	deps
+	build build
+	local dir=${ENTD_FLEET_DIR:-$top/.ent-fleet}
+	local nats_port=${ENTD_NATS_PORT:-4222} base=${ENTD_FLEET_PORT:-50051}
+	local a1=127.0.0.1:$base a2=127.0.0.1:$((base + 1)) a3=127.0.0.1:$((base + 2))
+	mkdir -p "$dir"
+	if [ ! -s "$dir/admin-token" ]; then
+		(umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/admin-token")
+	fi
+	local pids=()
+	stop_fleet() {
+		local p
+		for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+		wait 2>/dev/null || true
+	}
+	trap stop_fleet EXIT INT TERM
+	nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+	pids+=($!)
+	local i
+	for i in $(seq 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
+		sleep 0.1
+	done
+	export ENTD_ADMIN_TOKEN
+	ENTD_ADMIN_TOKEN=$(cat "$dir/admin-token")
+	for i in 1 2 3; do
+		build/entd --db "$dir/entd-$i" --listen "127.0.0.1:$((base + i - 1))" \
+			--fleet-nats "nats://127.0.0.1:$nats_port" >"$dir/entd-$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for i in 1 2 3; do
+		for _ in $(seq 100); do
+			build/entctl health -a "127.0.0.1:$((base + i - 1))" >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+	done
+	cat <<MSG
+
+A fleet is running: nats-server on 127.0.0.1:$nats_port (JetStream in $dir/nats) and three
+entd replicas on $a1, $a2, $a3 (logs in $dir). In another terminal:
+  export ENTD_ADMIN_TOKEN=\$(cat $dir/admin-token)
+  build/entctl admin -a $a1 feature upsert '{"code":"sso","type":"FEATURE_TYPE_BOOLEAN"}'
+  build/entctl admin -a $a3 feature get sso          # written on 1, read on 3
+  build/entctl fleet status -a $a1 -a $a2 -a $a3
+Stop it with Ctrl-C.
+
+MSG
+	wait
+}
+
 test_all() {
 	deps
 	build build
@@ -91,9 +146,10 @@ deps)
 	;;
 build) deps && build build ;;
 run) run ;;
+fleet) fleet ;;
 test) test_all ;;
 *)
-	echo "usage: deploy/dev.sh run|test|deps|build" >&2
+	echo "usage: deploy/dev.sh run|fleet|test|deps|build" >&2
 	exit 2
 	;;
 esac

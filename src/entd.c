@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <grpc/grpc.h>
 
@@ -50,7 +51,7 @@ struct daemon {
 	struct ent_store *store;
 	struct ent_writer *writer;
 	struct ent_fleet *fleet;	     /**< fleet mode, or NULL */
-	struct ent_snapshotter *snapshotter; /**< fleet.snapshot_interval_ms > 0, or NULL */
+	struct ent_snapshotter *snapshotter; /**< fleet mode with snapshot_interval_ms */
 	bool fleet_serving;  /**< main thread: health says SERVING on the fleet's account */
 	struct ent_rpc *rpc; /**< under mu */
 	struct ent_metrics *metrics;
@@ -314,105 +315,7 @@ static void reload(struct daemon *d)
 
 /* ---- fleet mode ------------------------------------------------------------------------- */
 
-/*
- * Bootstrap from the snapshot bucket (docs/fleet.md, "Bootstrap and re-bootstrap"): a store
- * that follows no stream and holds nothing (a new replica) starts from the newest snapshot of
- * this stream; one the stream has left behind (retention removed the next sequence it needs)
- * is replaced by a snapshot at least as new as the stream's first sequence - 1, and so is one
- * that follows a stream since deleted and re-created (by a snapshot of the new one). The store is
- * closed around the swap and reopened. Anything else is left to ent_fleet_check_store, which
- * refuses with the reason.
- */
-static int fleet_bootstrap(struct daemon *d, const struct ent_store_opts *so)
-{
-	struct ent_err err = {0};
-	const char *bucket = d->cfg.fleet_snapshot_bucket;
-	jsCtx *js = ent_fleet_js(d->fleet);
-	struct ent_fleet_stats fs;
-	ent_fleet_get_stats(d->fleet, &fs);
-	struct ent_store_stats st;
-	char id[256];
-	if (ent_store_stats(d->store, &st))
-		return 0;
-	int r = ent_store_get_meta(d->store, "fleet_stream", id, sizeof(id));
-	bool empty = r == -ENT_ENOTFOUND && st.seq == 0;
-	bool other = false; /* the database follows a stream that was deleted and re-created */
-	uint64_t need = 0;
-	if (!empty) {
-		uint64_t first = 0, last = 0;
-		char sid[256];
-		if (r || ent_snapshot_stream_identity(js, d->cfg.fleet_stream, sid, sizeof(sid),
-						      &first, &last, &err))
-			return 0;
-		other = strcmp(id, fs.identity) != 0;
-		if (!other && st.seq + 1 >= first)
-			return 0;
-		need = first ? first - 1 : 0;
-		char want[24], have[24];
-		snprintf(want, sizeof(want), "%" PRIu64, st.seq + 1);
-		snprintf(have, sizeof(have), "%" PRIu64, first);
-		if (other)
-			ent_log(ENT_LOG_WARN,
-				"fleet: the database follows another stream (re-created?); "
-				"re-bootstrapping from a snapshot",
-				"database_stream", id, "stream", fs.identity, NULL);
-		else
-			ent_log(ENT_LOG_WARN,
-				"fleet: the stream no longer holds the next sequence; "
-				"re-bootstrapping from a snapshot",
-				"want", want, "stream_first", have, NULL);
-	}
-	struct ent_snapshot_info si;
-	r = ent_snapshot_info(js, bucket, NULL, &si, &err);
-	if (r) {
-		ent_log(r == -ENT_ENOTFOUND ? ENT_LOG_INFO : ENT_LOG_WARN,
-			"fleet: no snapshot to start from; applying the stream", "bucket", bucket,
-			"reason", err.msg, NULL);
-		return 0;
-	}
-	if (strcmp(si.stream, fs.identity) || si.seq < need ||
-	    (!empty && !other && si.seq <= st.seq)) {
-		char seq[24];
-		snprintf(seq, sizeof(seq), "%" PRIu64, si.seq);
-		ent_log(ENT_LOG_WARN, "fleet: the newest snapshot does not fit; not used", "bucket",
-			bucket, "snapshot_stream", si.stream, "snapshot_seq", seq, "stream",
-			fs.identity, NULL);
-		return 0;
-	}
-	int64_t t0 = ent_mono_ns();
-	ent_store_close(d->store);
-	d->store = NULL;
-	struct ent_snapshot_info got;
-	r = ent_snapshot_restore(js, bucket, so->path, need, NULL, &got, &err);
-	struct ent_err oerr = {0};
-	if (ent_store_open(so, &d->store, &oerr)) {
-		ent_log(ENT_LOG_ERROR, "cannot reopen the store after the bootstrap", "db",
-			so->path, "error", oerr.msg, NULL);
-		return -1;
-	}
-	if (r) {
-		ent_log(ENT_LOG_ERROR, "fleet: bootstrap from the snapshot failed", "bucket",
-			bucket, "error", err.msg, NULL);
-		return 0;
-	}
-	char seq[24], secs[24], bytes[24];
-	snprintf(seq, sizeof(seq), "%" PRIu64, got.seq);
-	snprintf(secs, sizeof(secs), "%.2f", (double)(ent_mono_ns() - t0) / 1e9);
-	snprintf(bytes, sizeof(bytes), "%" PRIu64, got.size);
-	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket", bucket, "seq", seq,
-		"bytes", bytes, "seconds", secs, NULL);
-	return 0;
-}
-
-/* The snapshotter publishes only from a caught-up, connected replica without a hole. */
-static bool fleet_snapshot_ready(void *ctx)
-{
-	struct ent_fleet_stats fs;
-	ent_fleet_get_stats(ctx, &fs);
-	return fs.connected && fs.caught_up && !fs.hole && !fs.stream_changed;
-}
-
-static int open_fleet(struct daemon *d, const struct ent_store_opts *so)
+static int open_fleet(struct daemon *d)
 {
 	struct ent_err err = {0};
 	const struct ent_config *c = &d->cfg;
@@ -433,14 +336,127 @@ static int open_fleet(struct daemon *d, const struct ent_store_opts *so)
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start", "error", err.msg, NULL);
 		return -1;
 	}
-	if (fleet_bootstrap(d, so))
+	return 0;
+}
+
+static bool has_database(const char *dir)
+{
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+/*
+ * A new replica (no data.mdb yet) starts from the newest snapshot of the bucket, fetched and
+ * verified before the database is opened; with none (a new fleet) it starts empty and applies
+ * the stream from its first message. A snapshot of another stream is not used.
+ */
+static int bootstrap(struct daemon *d)
+{
+	if (has_database(d->cfg.db_path))
+		return 0;
+	struct ent_err err = {0};
+	struct ent_snapshot_info info;
+	jsCtx *js = ent_fleet_js(d->fleet);
+	int rc = ent_snapshot_info(js, d->cfg.fleet_snapshot_bucket, NULL, &info, &err);
+	if (rc == -ENT_ENOTFOUND) {
+		ent_log(ENT_LOG_INFO, "fleet: no snapshot yet; starting empty", "bucket",
+			d->cfg.fleet_snapshot_bucket, NULL);
+		return 0;
+	}
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(d->fleet, &fs);
+	if (rc == 0 && strcmp(info.stream, fs.identity) != 0) {
+		ent_log(ENT_LOG_WARN,
+			"fleet: the newest snapshot follows another stream; starting empty",
+			"snapshot_stream", info.stream, "stream", fs.identity, NULL);
+		return 0;
+	}
+	mkdir(d->cfg.db_path, 0755);
+	int64_t t0 = ent_now_ms();
+	uint64_t seq = 0;
+	if (rc == 0)
+		rc = ent_snapshot_fetch(js, d->cfg.fleet_snapshot_bucket, d->cfg.db_path, &seq,
+					&err);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot bootstrap from the snapshot", "error",
+			err.msg, NULL);
 		return -1;
-	if (ent_fleet_check_store(d->fleet, d->store, &err)) {
-		ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream", "error",
+	}
+	char s[24], secs[24], bytes[24];
+	snprintf(s, sizeof(s), "%" PRIu64, seq);
+	snprintf(secs, sizeof(secs), "%.2f", (double)(ent_now_ms() - t0) / 1000.0);
+	snprintf(bytes, sizeof(bytes), "%" PRIu64, info.size);
+	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket",
+		d->cfg.fleet_snapshot_bucket, "seq", s, "bytes", bytes, "seconds", secs, NULL);
+	return 0;
+}
+
+/*
+ * The opened database must follow this stream with no hole. Behind the stream's retention it
+ * is replaced by a snapshot at or past the stream's first sequence - 1 (ent_snapshot_restore:
+ * the old directory stays as it was unless the new copy is complete and verified), then
+ * reopened. Anything else (embedded-mode data, another stream) is refused: an operator
+ * decides.
+ */
+static int open_replica(struct daemon *d, const struct ent_store_opts *so)
+{
+	struct ent_err err = {0};
+	if (ent_store_open(so, &d->store, &err) != 0) {
+		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d->cfg.db_path, "error",
+			err.msg, NULL);
+		return -1;
+	}
+	uint64_t first = 0;
+	int rc = ent_fleet_check_store(d->fleet, d->store, &first, &err);
+	if (!rc || !first) {
+		if (rc)
+			ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream",
+				"error", err.msg, NULL);
+		return rc ? -1 : 0;
+	}
+	ent_log(ENT_LOG_WARN,
+		"fleet: the stream no longer holds the next sequence; re-bootstrapping from a "
+		"snapshot",
+		"reason", err.msg, NULL);
+	ent_store_close(d->store);
+	d->store = NULL;
+	struct ent_snapshot_info info;
+	memset(&err, 0, sizeof(err));
+	rc = ent_snapshot_restore(ent_fleet_js(d->fleet), d->cfg.fleet_snapshot_bucket,
+				  d->cfg.db_path, first ? first - 1 : 0, NULL, &info, &err);
+	if (rc) {
+		ent_log(ENT_LOG_ERROR,
+			"fleet: the newest snapshot does not fit; cannot re-bootstrap (the replica "
+			"would have a hole)",
+			"bucket", d->cfg.fleet_snapshot_bucket, "error", err.msg, NULL);
+		return -1;
+	}
+	char s[24];
+	snprintf(s, sizeof(s), "%" PRIu64, info.seq);
+	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket",
+		d->cfg.fleet_snapshot_bucket, "seq", s, "reason", "behind retention", NULL);
+	if (ent_store_open(so, &d->store, &err) != 0) {
+		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d->cfg.db_path, "error",
+			err.msg, NULL);
+		return -1;
+	}
+	if (ent_fleet_check_store(d->fleet, d->store, NULL, &err)) {
+		ent_log(ENT_LOG_ERROR, "fleet: the snapshot cannot follow the stream", "error",
 			err.msg, NULL);
 		return -1;
 	}
 	return 0;
+}
+
+/* The snapshotter publishes only from a replica that is caught up and in touch. */
+static bool snapshot_ready(void *ctx)
+{
+	struct daemon *d = ctx;
+	struct ent_fleet_stats fs;
+	ent_fleet_get_stats(d->fleet, &fs);
+	return fs.connected && fs.caught_up && !fs.hole && !fs.stream_changed;
 }
 
 /*
@@ -542,13 +558,15 @@ int main(int argc, char **argv)
 	struct ent_store_opts so = {.path = d.cfg.db_path,
 				    .map_size = d.cfg.map_size,
 				    .no_meta_sync = fleet && !d.cfg.fleet_full_sync};
-	if (ent_store_open(&so, &d.store, &err) != 0) {
+	if (fleet) {
+		/* The engine first: an empty directory starts from its snapshot. */
+		if (open_fleet(&d) || bootstrap(&d) || open_replica(&d, &so))
+			goto fail_writer;
+	} else if (ent_store_open(&so, &d.store, &err) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d.cfg.db_path, "error",
 			err.msg, NULL);
 		goto out;
 	}
-	if (fleet && open_fleet(&d, &so))
-		goto fail_writer;
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
 				     .idem_retention_ms = d.cfg.writer_idem_retention_ms,
@@ -562,10 +580,11 @@ int main(int argc, char **argv)
 		goto fail_metrics;
 	}
 	if (d.fleet && d.cfg.fleet_snapshot_interval_ms > 0 &&
-	    ent_snapshotter_start(ent_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
-				  d.cfg.fleet_snapshot_interval_ms, NULL, fleet_snapshot_ready,
-				  d.fleet, &d.snapshotter)) {
-		ent_log(ENT_LOG_ERROR, "fleet: cannot start the snapshot publisher", NULL);
+	    (rc = ent_snapshotter_start(ent_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
+					d.cfg.fleet_snapshot_interval_ms, NULL, snapshot_ready, &d,
+					&d.snapshotter))) {
+		ent_log(ENT_LOG_ERROR, "fleet: cannot start the snapshotter", "error",
+			ent_strerror(rc), NULL);
 		goto fail_metrics;
 	}
 	if (d.cfg.metrics_listen && *d.cfg.metrics_listen && start_metrics(&d))
@@ -645,15 +664,15 @@ fail_rpc:
 fail_metrics:
 	/* The HTTP thread may be reading store and writer: it stops before they do. */
 	ent_metrics_free(d.metrics);
-	/* The snapshotter uses the fleet's connection and the store: it stops first. */
-	ent_snapshotter_stop(d.snapshotter);
 	/* The fleet first: its parked requests are answered by the still running writer. */
+	ent_snapshotter_stop(d.snapshotter);
 	ent_fleet_close(d.fleet);
 	ent_writer_stop(d.writer);
 fail_writer:
 	if (!d.writer)
 		ent_fleet_close(d.fleet);
-	ent_store_close(d.store);
+	if (d.store)
+		ent_store_close(d.store);
 out:
 	ent_decision_log_close(d.dlog);
 	pthread_mutex_destroy(&d.mu);

@@ -127,7 +127,7 @@ struct ent_config {
 	bool fleet_serve_stale;		  /**< fleet.serve_stale */
 	bool fleet_full_sync;		  /**< fleet.full_sync: fsync the meta page every commit */
 	char *fleet_snapshot_bucket;	  /**< fleet.snapshot_bucket: object-store bucket */
-	int64_t fleet_snapshot_interval_ms; /**< fleet.snapshot_interval_ms: 0: never publish */
+	int64_t fleet_snapshot_interval_ms; /**< fleet.snapshot_interval_ms: 0 off */
 };
 
 /** An environment lookup: returns the value of \a name or NULL. */

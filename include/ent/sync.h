@@ -80,11 +80,14 @@ ENT_API int ent_fleet_open(const struct ent_fleet_opts *opts, struct ent_fleet *
 /**
  * Check that \a store can follow the stream: an empty store, or one whose meta
  * "fleet_stream" is this stream's identity and whose next sequence the stream still holds.
- * \return 0; -ENT_EPRECOND with \a err explaining (embedded-mode data, another stream, a hole
- *         — the caller may re-bootstrap from a snapshot).
+ * \param behind_first set to the stream's first sequence when the stream no longer holds
+ *        the store's next one (retention: the caller re-bootstraps from a snapshot), else
+ *        left alone (may be NULL).
+ * \return 0, or -ENT_EPRECOND with \a err explaining (behind retention, embedded-mode data,
+ *         another stream, ahead of the stream).
  */
 ENT_API int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store,
-				  struct ent_err *err);
+				  uint64_t *behind_first, struct ent_err *err);
 
 /** The writer hooks of this fleet (valid until ent_fleet_close). */
 ENT_API const struct ent_writer_fleet *ent_fleet_hooks(struct ent_fleet *f);

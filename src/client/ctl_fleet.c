@@ -18,7 +18,9 @@
 #include <time.h>
 
 #include "client/ctl.h"
+#include "ent/client.h"
 #include "ent/store.h"
+#include "ent/v1/admin.pb-c.h"
 #include "sync/objstore.h"
 #include "sync/snapshot.h"
 
@@ -353,8 +355,103 @@ static int snap_info(int argc, char **argv)
 	return 0;
 }
 
+/* ---- fleet status ------------------------------------------------------------------- */
+
+static const char status_usage[] =
+	"usage: entctl fleet status [--token T] [--json] [--timeout MS] -a ADDR [-a ADDR...]\n"
+	"One line per node: its applied stream sequence, the stream head it knows, the lag in\n"
+	"messages and in ms since it last heard from the stream, and its state. Exit status 0\n"
+	"when every node answered, is caught up and in touch; 1 otherwise. The token is --token\n"
+	"or $ENTD_ADMIN_TOKEN.\n";
+
+/*
+ * GetStatus of every node given, side by side: what an operator needs to see that the fleet
+ * follows one stream (same identity), how far each replica is behind, and which is degraded.
+ */
+static int fleet_status(int argc, char **argv)
+{
+	const char *addrs[64];
+	int n = 0;
+	const char *token = getenv("ENTD_ADMIN_TOKEN");
+	bool json = false;
+	long timeout = 5000;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if ((!strcmp(a, "-a") || !strcmp(a, "--addr")) && i + 1 < argc && n < 64)
+			addrs[n++] = argv[++i];
+		else if (!strcmp(a, "--token") && i + 1 < argc)
+			token = argv[++i];
+		else if (!strcmp(a, "--timeout") && i + 1 < argc)
+			timeout = strtol(argv[++i], NULL, 10);
+		else if (!strcmp(a, "--json"))
+			json = true;
+		else {
+			fprintf(stderr, "entctl fleet status: unknown option '%s'\n%s", a,
+				status_usage);
+			return 2;
+		}
+	}
+	if (!n) {
+		fputs(status_usage, stderr);
+		return 2;
+	}
+	int bad = 0;
+	if (json)
+		printf("[");
+	else
+		printf("%-28s %12s %12s %8s %10s %-14s %s\n", "node", "sequence", "head", "lag",
+		       "heard_ms", "state", "stream");
+	for (int i = 0; i < n; i++) {
+		ent_client *c = NULL;
+		Ent__V1__StatusResponse *r = NULL;
+		char details[256] = "";
+		grpc_status_code st = GRPC_STATUS_UNKNOWN;
+		Ent__V1__GetStatusRequest req = ENT__V1__GET_STATUS_REQUEST__INIT;
+		int rc = ent_client_new(addrs[i], token, &c);
+		if (!rc)
+			rc = ent_client_call(c, "/ent.v1.AdminService/GetStatus", &req.base,
+					     &ent__v1__status_response__descriptor, timeout,
+					     (ProtobufCMessage **)&r, &st, details,
+					     sizeof(details));
+		if (rc || !r) {
+			bad++;
+			if (json)
+				printf("%s{\"node\": \"%s\", \"error\": \"%s\"}", i ? ", " : "",
+				       addrs[i], ent_client_status_name(st));
+			else
+				printf("%-28s error: %s: %s\n", addrs[i],
+				       ent_client_status_name(st), details);
+		} else {
+			const char *state = r->fleet ? r->fleet_state : "embedded";
+			if (!r->fleet || strcmp(state, "ok"))
+				bad++;
+			if (json)
+				printf("%s{\"node\": \"%s\", \"sequence\": %" PRIu64
+				       ", \"stream_head\": %" PRIu64 ", \"lag_events\": %" PRIu64
+				       ", \"last_heard_ms\": %" PRId64 ", \"state\": \"%s\", "
+				       "\"stream\": \"%s\", \"skipped_events\": %" PRIu64 "}",
+				       i ? ", " : "", addrs[i], r->sequence, r->stream_head,
+				       r->lag_events, r->last_heard_ms, state, r->stream,
+				       r->skipped_events);
+			else
+				printf("%-28s %12" PRIu64 " %12" PRIu64 " %8" PRIu64 " %10" PRId64
+				       " %-14s %s\n",
+				       addrs[i], r->sequence, r->stream_head, r->lag_events,
+				       r->last_heard_ms, state, r->stream);
+		}
+		if (r)
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		ent_client_free(c);
+	}
+	if (json)
+		printf("]\n");
+	return bad ? 1 : 0;
+}
+
 int ent_ctl_fleet(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "status"))
+		return fleet_status(argc - 2, argv + 2);
 	if (argc >= 3 && !strcmp(argv[1], "snapshot")) {
 		if (!strcmp(argv[2], "publish"))
 			return snap_publish(argc - 3, argv + 3);
@@ -364,9 +461,11 @@ int ent_ctl_fleet(int argc, char **argv)
 			return snap_info(argc - 3, argv + 3);
 	}
 	if (argc >= 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help"))) {
+		fputs(status_usage, stdout);
 		fputs(snapshot_usage, stdout);
 		return 0;
 	}
+	fputs(status_usage, stderr);
 	fputs(snapshot_usage, stderr);
 	return 2;
 }

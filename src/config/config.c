@@ -116,7 +116,8 @@ const struct setting ent_config_settings[] = {
 	 "fleet mode: NATS object-store bucket of snapshots (bootstrap from it; publish to it)"},
 	{"fleet.snapshot_interval_ms", "ENTD_FLEET_SNAPSHOT_INTERVAL_MS",
 	 "fleet-snapshot-interval-ms", K_DURATION, false, OFF(fleet_snapshot_interval_ms), 0,
-	 3660 * DAY, "fleet mode: publish a snapshot when the newest is older (0: never)"},
+	 3660 * DAY,
+	 "fleet mode: publish a snapshot this often (one replica per period; 0: never)"},
 };
 const size_t ent_config_n_settings = sizeof(ent_config_settings) / sizeof(ent_config_settings[0]);
 

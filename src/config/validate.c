@@ -433,6 +433,10 @@ static int check_fleet(const struct ent_config *cfg, struct ent_err *err)
 		return ent_err_set(err, ENT_EINVAL,
 				   "fleet.subject: '%s' has a wildcard; events go to one subject",
 				   cfg->fleet_subject);
+	if (!nats_token_ok(cfg->fleet_snapshot_bucket, true))
+		return ent_err_set(err, ENT_EINVAL,
+				   "fleet.snapshot_bucket: '%s' is not a bucket name",
+				   cfg->fleet_snapshot_bucket ? cfg->fleet_snapshot_bucket : "");
 	if (cfg->fleet_replicas != 1 && cfg->fleet_replicas != 3 && cfg->fleet_replicas != 5)
 		return ent_err_set(err, ENT_EINVAL, "fleet.replicas: %u is not 1, 3 or 5",
 				   cfg->fleet_replicas);

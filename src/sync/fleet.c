@@ -660,7 +660,8 @@ fail:
 	return rc < 0 ? rc : -rc;
 }
 
-int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, struct ent_err *err)
+int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, uint64_t *behind_first,
+			  struct ent_err *err)
 {
 	struct ent_store_stats st;
 	int rc = ent_store_stats(store, &st);
@@ -669,9 +670,8 @@ int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, struct e
 				   ent_strerror(rc));
 	char id[160];
 	rc = ent_store_get_meta(store, "fleet_stream", id, sizeof(id));
-	if (rc == -ENT_ENOTFOUND) {
-		if (st.seq == 0)
-			return 0; /* empty: follows the stream from its start */
+	bool empty = rc == -ENT_ENOTFOUND && st.seq == 0;
+	if (rc == -ENT_ENOTFOUND && !empty) {
 		return ent_err_set(
 			err, ENT_EPRECOND,
 			"db.path: holds embedded-mode state (sequence %" PRIu64
@@ -679,9 +679,10 @@ int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, struct e
 			"a snapshot",
 			st.seq);
 	}
-	if (rc)
+	if (rc && !empty)
 		return ent_err_set(err, -rc, "db.path: cannot read meta: %s", ent_strerror(rc));
-	if (strcmp(id, f->identity) != 0)
+	/* An empty store follows the stream from its start, if the stream still has it. */
+	if (!empty && strcmp(id, f->identity) != 0)
 		return ent_err_set(
 			err, ENT_EPRECOND,
 			"db.path: follows stream '%s', the engine's is '%s' (deleted and "
@@ -694,11 +695,14 @@ int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, struct e
 					    : rc;
 	uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
+
 	if (st.seq > last)
 		return ent_err_set(err, ENT_EPRECOND,
 				   "db.path: applied sequence %" PRIu64 " is ahead of the stream's "
 				   "last %" PRIu64 "; start from an empty directory or a snapshot",
 				   st.seq, last);
+	if (st.seq + 1 < first && behind_first)
+		*behind_first = first;
 	if (st.seq + 1 < first)
 		return ent_err_set(err, ENT_EPRECOND,
 				   "db.path: the stream no longer holds sequence %" PRIu64

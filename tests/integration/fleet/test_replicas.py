@@ -71,6 +71,16 @@ class Replicas(FleetCase):
         seqs = {natsfix.status(e).sequence for e in self.ents}
         self.assertEqual(len(heads), 1)
         self.assertEqual(seqs, heads)
+        # entctl fleet status: one line per node, same sequence and stream, state ok.
+        args = ["fleet", "status", "--token", wp.TOKEN]
+        for e in self.ents:
+            args += ["-a", e.tcp]
+        out = self.ents[0].entctl(*args)
+        lines = [ln.split() for ln in out.splitlines()[1:]]
+        self.assertEqual(len(lines), 3, out)
+        self.assertEqual({ln[1] for ln in lines}, {str(s) for s in seqs}, out)
+        self.assertEqual({ln[5] for ln in lines}, {"ok"}, out)
+        self.assertEqual(len({ln[6] for ln in lines}), 1, out)
         st = natsfix.status(self.ents[2])
         self.assertTrue(st.fleet)
         self.assertEqual(st.fleet_state, "ok")
