@@ -44,6 +44,11 @@ import wp  # noqa: E402
 
 A = None
 PROCS = []
+# PR_SET_PDEATHSIG through setpriv(1), not harness's preexec_fn: with grpcio's threads running,
+# Python code between fork and exec can deadlock the child (seen here: a replica that never
+# started). As tests/integration/fleet/natsfix.py does.
+PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+harness.die_with_parent = None
 
 
 def log(msg):
@@ -87,9 +92,8 @@ class Nats:
                     "  max_memory_store: 256MB\n}\nmax_payload: 1MB\n"
                     % (self.port, self.http, os.path.join(self.dir, "js")))
         self.log = open(os.path.join(self.dir, "nats.log"), "ab")
-        self.proc = subprocess.Popen([A.nats_server, "-c", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT,
-                                     preexec_fn=harness.die_with_parent)
+        self.proc = subprocess.Popen(PDEATHSIG + [A.nats_server, "-c", conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         PROCS.append(self.proc)
         self.url = "nats://127.0.0.1:%d" % self.port
         deadline = time.monotonic() + 60
@@ -115,7 +119,7 @@ class Replica(wp.Entd):
                 "--map-size", "64G"] + list(extra)
         tmp = os.path.join(work, name)
         os.makedirs(tmp, exist_ok=True)
-        super().__init__(tmp=tmp, extra_args=args)
+        super().__init__(tmp=tmp, extra_args=args, prefix=PDEATHSIG)
 
     def start(self, timeout=3600):
         super().start(timeout)
@@ -209,7 +213,9 @@ def m_visible(reps, n):
                     continue
                 while True:
                     try:
-                        api.check(cust, "f_boolean_0", min_sequence=seq, timeout=5)
+                        api.CheckEntitlement(e.CheckEntitlementRequest(
+                            customer_id=cust, feature_code="f_boolean_0",
+                            min_sequence=seq), timeout=5)
                         break
                     except wp.grpc.RpcError as ex:
                         if ex.code() != wp.grpc.StatusCode.UNAVAILABLE:

@@ -90,10 +90,11 @@ lint_configs() {
 	openssl rand -hex 32 >"$tmp/etc/entd/secrets/admin-token"
 	configmap_yaml deploy/k8s/config.yaml 1 >"$tmp/k8s-sidecar.yaml"
 	configmap_yaml deploy/k8s/config.yaml 2 >"$tmp/k8s-standalone.yaml"
+	configmap_yaml deploy/k8s/sidecar-fleet.yaml 1 >"$tmp/k8s-sidecar-fleet.yaml"
 	cp deploy/entd.example.yaml "$tmp/example.yaml"
 	cp deploy/entd.container.yaml "$tmp/container.yaml"
 	local f
-	for f in example container k8s-sidecar k8s-standalone; do
+	for f in example container k8s-sidecar k8s-standalone k8s-sidecar-fleet; do
 		sed -i -e "s#/run/entd#$tmp/run/entd#g" -e "s#/etc/entd#$tmp/etc/entd#g" \
 			-e "s#/var/lib/entd#$tmp/var/lib/entd#g" -e "s#/var/log/entd#$tmp/var/log/entd#g" \
 			-e "s#group: entd\$#group: $group#" "$tmp/$f.yaml"

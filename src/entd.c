@@ -128,6 +128,13 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 		g->sync_publish_failed_total = (double)fs.publish_failed;
 		g->sync_reconnects_total = (double)fs.reconnects;
 	}
+	if (d->snapshotter) {
+		struct ent_snapshotter_stats ss;
+		ent_snapshotter_get_stats(d->snapshotter, &ss);
+		g->sync_snapshots_published_total = (double)ss.published;
+		g->sync_snapshot_failed_total = (double)ss.failed;
+		g->sync_snapshot_last_timestamp_seconds = (double)ss.last_ms / 1000.0;
+	}
 	pthread_mutex_lock(&d->mu);
 	if (d->rpc && !d->draining) {
 		g->open_calls = (double)ent_rpc_open_calls(d->rpc);
@@ -414,11 +421,12 @@ static int bootstrap(struct daemon *d)
 			err.msg, NULL);
 		return -1;
 	}
-	char s[24], ms[24];
+	char s[24], secs[24], bytes[24];
 	snprintf(s, sizeof(s), "%" PRIu64, seq);
-	snprintf(ms, sizeof(ms), "%" PRId64, ent_now_ms() - t0);
-	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "sequence", s, "ms", ms,
-		NULL);
+	snprintf(secs, sizeof(secs), "%.2f", (double)(ent_now_ms() - t0) / 1000.0);
+	snprintf(bytes, sizeof(bytes), "%" PRIu64, info.size);
+	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket",
+		d->cfg.fleet_snapshot_bucket, "seq", s, "bytes", bytes, "seconds", secs, NULL);
 	return 0;
 }
 
@@ -445,8 +453,10 @@ static int open_replica(struct daemon *d, const struct ent_store_opts *so)
 				"error", err.msg, NULL);
 		return rc ? -1 : 0;
 	}
-	ent_log(ENT_LOG_WARN, "fleet: behind the stream's retention; re-bootstrapping", "reason",
-		err.msg, NULL);
+	ent_log(ENT_LOG_WARN,
+		"fleet: the stream no longer holds the next sequence; re-bootstrapping from a "
+		"snapshot",
+		"reason", err.msg, NULL);
 	ent_store_close(d->store);
 	d->store = NULL;
 	struct ent_snapshot_info info;
@@ -454,13 +464,16 @@ static int open_replica(struct daemon *d, const struct ent_store_opts *so)
 	rc = ent_snapshot_restore(ent_fleet_js(d->fleet), d->cfg.fleet_snapshot_bucket,
 				  d->cfg.db_path, first ? first - 1 : 0, NULL, &info, &err);
 	if (rc) {
-		ent_log(ENT_LOG_ERROR, "fleet: cannot re-bootstrap from a snapshot", "error",
-			err.msg, NULL);
+		ent_log(ENT_LOG_ERROR,
+			"fleet: the newest snapshot does not fit; cannot re-bootstrap (the replica "
+			"would have a hole)",
+			"bucket", d->cfg.fleet_snapshot_bucket, "error", err.msg, NULL);
 		return -1;
 	}
 	char s[24];
 	snprintf(s, sizeof(s), "%" PRIu64, info.seq);
-	ent_log(ENT_LOG_INFO, "fleet: re-bootstrapped from the snapshot", "sequence", s, NULL);
+	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket",
+		d->cfg.fleet_snapshot_bucket, "seq", s, "reason", "behind retention", NULL);
 	if (ent_store_open(so, &d->store, &err) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot open the store", "db", d->cfg.db_path, "error",
 			err.msg, NULL);

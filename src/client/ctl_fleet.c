@@ -21,6 +21,7 @@
 #include "ent/client.h"
 #include "ent/store.h"
 #include "ent/v1/admin.pb-c.h"
+#include "sync/objstore.h"
 #include "sync/snapshot.h"
 
 #define MAX_SERVERS 16
@@ -37,14 +38,18 @@ struct fleet_args {
 	const char *tls_key;
 	const char *tmp;
 	int replicas;
+	uint32_t chunk_size;
 	bool allow_no_stream;
 	bool replace;
+	bool seed;
+	const char *stream;
 };
 
 static const char snapshot_usage[] =
 	"usage: entctl fleet snapshot publish --db DIR --nats URL [--nats URL...] [--bucket B]\n"
 	"                                     [--name N] [--replicas R] [--tmp DIR] [--creds F]\n"
 	"                                     [--tls-ca F [--tls-cert F --tls-key F]]\n"
+	"                                     [--seed [--stream S]] [--chunk-size BYTES]\n"
 	"       entctl fleet snapshot fetch   --db DIR --nats URL [--bucket B] [--name N] [--replace]\n"
 	"       entctl fleet snapshot info    --nats URL [--bucket B] [--name N] ...\n"
 	"URL may list several servers separated by commas; default bucket " ENT_SNAPSHOT_DEFAULT_BUCKET
@@ -107,6 +112,20 @@ static int parse(int argc, char **argv, struct fleet_args *a, const char *cmd)
 				return 2;
 			}
 			a->replicas = (int)r;
+		} else if (!strcmp(o, "--chunk-size") && has) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 1024 || v > ENT_OBJ_MAX_CHUNK) {
+				fprintf(stderr,
+					"entctl fleet snapshot %s: --chunk-size: must be 1024..%d\n",
+					cmd, ENT_OBJ_MAX_CHUNK);
+				return 2;
+			}
+			a->chunk_size = (uint32_t)v;
+		} else if (!strcmp(o, "--seed")) {
+			a->seed = true;
+		} else if (!strcmp(o, "--stream") && has) {
+			a->stream = argv[++i];
 		} else if (!strcmp(o, "--replace")) {
 			a->replace = true;
 		} else if (!strcmp(o, "--allow-no-stream")) {
@@ -221,7 +240,43 @@ static int snap_publish(int argc, char **argv)
 	struct ent_snapshot_opts o = {.name = a.name,
 				      .tmp_dir = a.tmp,
 				      .replicas = a.replicas,
+				      .chunk_size = a.chunk_size,
 				      .allow_no_stream = a.allow_no_stream};
+	/*
+	 * --seed: DIR (e.g. an embedded-mode database) becomes the starting state of a new fleet.
+	 * Only while the stream has never held a message: otherwise the replicas would apply the
+	 * stream's history on top of a state that already contains its effects, or lack them.
+	 */
+	char identity[256];
+	if (a.seed) {
+		const char *stream = a.stream ? a.stream : "ENTD_EVENTS";
+		uint64_t last = 0;
+		struct ent_err ierr = {0};
+		int ir = ent_snapshot_stream_identity(js, stream, identity, sizeof(identity), NULL,
+						      &last, &ierr);
+		if (ir == -ENT_ENOTFOUND) {
+			fprintf(stderr,
+				"entctl fleet snapshot publish: --seed: stream '%s' does not exist: "
+				"start one entd in fleet mode first (it creates the stream)\n",
+				stream);
+		} else if (ir) {
+			fprintf(stderr, "entctl fleet snapshot publish: --seed: %s\n", ierr.msg);
+		} else if (last != 0) {
+			fprintf(stderr,
+				"entctl fleet snapshot publish: --seed: stream '%s' already holds "
+				"%" PRIu64
+				" message(s); a seed is only valid for a stream that never "
+				"held one\n",
+				stream, last);
+			ir = -ENT_EPRECOND;
+		}
+		if (ir) {
+			ent_store_close(st);
+			disconnect(nc, js);
+			return 1;
+		}
+		o.seed_identity = identity;
+	}
 	uint64_t seq = 0;
 	double t0 = now_s();
 	int r = ent_snapshot_publish_opts(js, a.bucket, st, &o, &seq, &err);

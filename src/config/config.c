@@ -140,7 +140,7 @@ const struct setting ent_config_settings[] = {
 	 "fleet mode: fsync every commit fully (default: MDB_NOMETASYNC, the stream is durable)"},
 	{"fleet.snapshot_bucket", "ENTD_FLEET_SNAPSHOT_BUCKET", "fleet-snapshot-bucket", K_STR,
 	 false, OFF(fleet_snapshot_bucket), 0, 0,
-	 "fleet mode: object-store bucket of snapshots (bootstrap and publish)"},
+	 "fleet mode: NATS object-store bucket of snapshots (bootstrap from it; publish to it)"},
 	{"fleet.snapshot_interval_ms", "ENTD_FLEET_SNAPSHOT_INTERVAL_MS",
 	 "fleet-snapshot-interval-ms", K_DURATION, false, OFF(fleet_snapshot_interval_ms), 0,
 	 3660 * DAY,
@@ -285,7 +285,7 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->fleet_publish_timeout_ms = 5 * 1000;
 	cfg->fleet_ready_wait_ms = 60 * 1000;
 	cfg->fleet_snapshot_bucket = strdup("entd_snapshots");
-	cfg->fleet_snapshot_interval_ms = 15 * 60 * 1000;
+	cfg->fleet_snapshot_interval_ms = 0;
 }
 
 void ent_config_free(struct ent_config *cfg)

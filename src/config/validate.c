@@ -4,6 +4,7 @@
  * The first problem is reported with its key and value; secrets are never echoed.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
@@ -450,6 +451,15 @@ static int check_fleet(const struct ent_config *cfg, struct ent_err *err)
 		return ent_err_set(
 			err, ENT_EINVAL,
 			"fleet.tls_cert_file: needs fleet.tls_key_file (and the reverse)");
+	/* The object-store layout's bucket names (src/sync/objstore.c). */
+	const char *b = cfg->fleet_snapshot_bucket;
+	bool bok = b && *b && strlen(b) <= 64;
+	for (const char *p = b; bok && *p; p++)
+		bok = isalnum((unsigned char)*p) || *p == '_' || *p == '-';
+	if (!bok)
+		return ent_err_set(err, ENT_EINVAL,
+				   "fleet.snapshot_bucket: '%s' is not 1..64 of A-Z a-z 0-9 _ -",
+				   b ? b : "");
 	return 0;
 }
 

@@ -399,6 +399,15 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 	      g->sync_publish_failed_total);
 	gauge(b, "entd_sync_reconnects_total", "counter", "Fleet mode: NATS reconnections.",
 	      g->sync_reconnects_total);
+	gauge(b, "entd_sync_snapshots_published_total", "counter",
+	      "Fleet mode: snapshots this replica published (fleet.snapshot_interval_ms).",
+	      g->sync_snapshots_published_total);
+	gauge(b, "entd_sync_snapshot_failed_total", "counter",
+	      "Fleet mode: snapshot publishes that failed (the reason is logged).",
+	      g->sync_snapshot_failed_total);
+	gauge(b, "entd_sync_snapshot_last_timestamp_seconds", "gauge",
+	      "Fleet mode: when this replica last published a snapshot, Unix seconds (0: never).",
+	      g->sync_snapshot_last_timestamp_seconds);
 	gauge(b, "entd_serving", "gauge", "1 while the health status is SERVING.", g->serving);
 }
 
@@ -516,6 +525,8 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	g.sync_last_heard_seconds = g.sync_connected = g.sync_degraded = g.sync_caught_up =
 		g.sync_applied_seq = g.sync_skipped_total = g.sync_published_total =
 			g.sync_publish_failed_total = g.sync_reconnects_total = NAN;
+	g.sync_snapshots_published_total = g.sync_snapshot_failed_total =
+		g.sync_snapshot_last_timestamp_seconds = NAN;
 	if (m->gauge_cb)
 		m->gauge_cb(m->gauge_ctx, &g);
 	render_gauges(&b, &g);

@@ -76,6 +76,49 @@ static int read_copy_meta(const char *dir, uint64_t *seq, char *stream, size_t c
 	return r;
 }
 
+/*
+ * Seeding: the copy becomes the state of stream \a identity before its first message (meta
+ * "seq" 0), so replicas bootstrapped from it apply the stream from sequence 1.
+ */
+static int stamp_seed(const char *dir, const char *identity, struct ent_err *err)
+{
+	struct ent_store *st;
+	struct ent_wtxn *w;
+	struct ent_store_opts so = {.path = dir};
+	int r = ent_store_open(&so, &st, err);
+	if (r)
+		return r;
+	if ((r = ent_wtxn_begin(st, &w))) {
+		ent_store_close(st);
+		return ent_err_set(err, -r, "%s: cannot write the seed's meta", dir);
+	}
+	if ((r = ent_wtxn_set_seq(w, 0)) || (r = ent_wtxn_put_meta(w, "fleet_stream", identity))) {
+		ent_wtxn_abort(w);
+		ent_store_close(st);
+		return ent_err_set(err, -r, "%s: cannot write the seed's meta", dir);
+	}
+	r = ent_wtxn_commit(w, err);
+	ent_store_close(st);
+	return r;
+}
+
+int ent_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_t cap,
+				 uint64_t *first_seq, uint64_t *last_seq, struct ent_err *err)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
+	if (s != NATS_OK)
+		return ent_objstore_nats_err(s, jerr, err, stream);
+	/* The same format as src/sync/fleet.c writes into every transaction. */
+	snprintf(buf, cap, "%s/%" PRId64, stream, si->Created);
+	if (first_seq)
+		*first_seq = si->State.FirstSeq;
+	*last_seq = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
 static void remove_copy(const char *dir)
 {
 	char p[PATH_MAX + 16];
@@ -115,6 +158,8 @@ int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s
 	int r = ent_store_copy(s, dir, err);
 	uint64_t seq = 0, schema = 0;
 	char stream[256];
+	if (!r && o->seed_identity)
+		r = stamp_seed(dir, o->seed_identity, err);
 	if (!r)
 		r = read_copy_meta(dir, &seq, stream, sizeof(stream), &schema, err);
 	if (!r && !stream[0] && !o->allow_no_stream)
@@ -364,7 +409,7 @@ int ent_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_
 	if (!dir || !*dir)
 		return ent_err_set(err, ENT_EINVAL, "directory: required");
 	char side[PATH_MAX], a[PATH_MAX + 16], b[PATH_MAX + 16];
-	if (snprintf(side, sizeof(side), "%s.bootstrap", dir) >= (int)sizeof(side))
+	if (snprintf(side, sizeof(side), "%s/.bootstrap", dir) >= (int)sizeof(side))
 		return ent_err_set(err, ENT_EINVAL, "%s: path too long", dir);
 	pid_t user = env_user(dir);
 	if (user)

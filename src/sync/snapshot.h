@@ -36,6 +36,11 @@ struct ent_snapshot_opts {
 	int idle_ms;	      /**< fetch: wait for a chunk at most this long; 0: 30 s */
 	bool allow_no_stream; /**< publish: accept a database with no meta "fleet_stream" (tests
 				 and seeding only; the snapshot then says Ent-Stream "") */
+	/** publish: seed a new fleet with this database: the copy (never the source) is
+	    stamped with meta "fleet_stream" = seed_identity and "seq" = 0 before upload, so
+	    replicas start from it and apply the stream from sequence 1. Only valid while the
+	    stream is empty (ent_snapshot_stream_identity says). NULL: no seeding. */
+	const char *seed_identity;
 };
 
 /** What a snapshot object says about itself (its meta, not its bytes). */
@@ -46,6 +51,15 @@ struct ent_snapshot_info {
 	int64_t mtime_ms; /**< when the object was stored (server time) */
 	char digest[128]; /**< "SHA-256=..." */
 };
+
+/**
+ * The identity of \a stream as fleet mode records it in meta "fleet_stream"
+ * ("<name>/<created ns>", src/sync/fleet.c), its first sequence still held and its last
+ * sequence (0: nothing ever published); \a first_seq may be NULL.
+ * \return 0, -ENT_ENOTFOUND (no such stream), -ENT_EUNAVAIL.
+ */
+int ent_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_t cap,
+				 uint64_t *first_seq, uint64_t *last_seq, struct ent_err *err);
 
 /**
  * Publish a snapshot of \a s: compact copy to a temporary directory, read the copy's meta
@@ -89,9 +103,10 @@ int ent_snapshot_info(jsCtx *js, const char *bucket, const char *name,
 
 /**
  * Replace the database in \a dir (closed by the caller: no environment may be open on it)
- * with the newest snapshot: fetched into a sibling directory "<dir>.bootstrap" first, so a
- * failed download leaves \a dir as it was; then data.mdb and lock.mdb of \a dir are replaced
- * and the directory fsynced. A crash in between leaves \a dir empty or whole, never mixed: an
+ * with the newest snapshot: fetched into "<dir>/.bootstrap" first (inside \a dir, so on the
+ * same file system even when \a dir is a mount point), so a failed download leaves the
+ * database as it was; then data.mdb and lock.mdb of \a dir are replaced and the directory
+ * fsynced. A crash in between leaves \a dir empty or whole, never mixed: an
  * empty directory bootstraps again at the next start.
  * \param min_seq refuse (-ENT_EPRECOND, \a dir untouched) a snapshot older than this: a
  *        replica behind the stream's retention needs one at or past the stream's first

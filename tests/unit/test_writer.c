@@ -1141,10 +1141,140 @@ static void test_start_rejects_bad_opts(void **state)
 	assert_null(w);
 }
 
+/* ---- fleet mode: the writer applies a stream at its sequences ------------------------- */
+
+/*
+ * A fake stream for the fleet hooks: publish packs the event and feeds it back at the next
+ * sequence (starting at 100, so stream sequences are told apart from local counts), with the
+ * request's local id; claim hands the request back once. Single-threaded test side.
+ */
+struct fake_msg {
+	struct ent_writer_msg m;
+	uint8_t *buf;
+};
+
+struct fake_stream {
+	struct ent_writer *w;
+	uint64_t next_seq;
+	struct ent_writer_req *pending[16];
+	atomic_int released;
+	atomic_int claimed;
+};
+
+static void fake_release(struct ent_writer_msg *m)
+{
+	struct fake_msg *f = (struct fake_msg *)m;
+	free(f->buf);
+	free(f);
+}
+
+static void fake_feed(struct fake_stream *fs, uint64_t seq, const uint8_t *data, size_t len,
+		      uint64_t local_id)
+{
+	struct fake_msg *f = calloc(1, sizeof(*f));
+	f->buf = malloc(len ? len : 1);
+	memcpy(f->buf, data, len);
+	f->m.seq = seq;
+	f->m.data = f->buf;
+	f->m.len = len;
+	f->m.local_id = local_id;
+	f->m.release = fake_release;
+	assert_int_equal(ent_writer_feed(fs->w, &f->m), 0);
+}
+
+static int fake_publish(void *ctx, struct ent_writer_req *req, const Ent__V1__Event *in)
+{
+	struct fake_stream *fs = ctx;
+	Ent__V1__Event ev = *in;
+	if (!ev.at)
+		ev.at = ent_now_ms();
+	size_t n = ent__v1__event__get_packed_size(&ev);
+	uint8_t *b = malloc(n ? n : 1);
+	ent__v1__event__pack(&ev, b);
+	uint64_t id = fs->next_seq % 16 + 1;
+	fs->pending[id - 1] = req;
+	fake_feed(fs, fs->next_seq++, b, n, id);
+	free(b);
+	return 0;
+}
+
+static struct ent_writer_req *fake_claim(void *ctx, uint64_t id)
+{
+	struct fake_stream *fs = ctx;
+	struct ent_writer_req *r = fs->pending[id - 1];
+	fs->pending[id - 1] = NULL;
+	if (r)
+		atomic_fetch_add(&fs->claimed, 1);
+	return r;
+}
+
+static void test_fleet_applies_stream_sequences(void **state)
+{
+	struct fx *f = *state;
+	ent_writer_stop(f->w); /* the fixture's embedded writer: replaced by a fleet one */
+	struct fake_stream fs = {.next_seq = 100};
+	struct ent_writer_fleet hooks = {
+		.ctx = &fs, .publish = fake_publish, .claim = fake_claim, .identity = "TEST/42"};
+	struct ent_writer_opts o = {.store = f->store, .fleet = &hooks};
+	assert_int_equal(ent_writer_start(&o, &f->w), 0);
+	fs.w = f->w;
+
+	/* A write is published, applied at its stream sequence, and answered by the apply. */
+	struct ev_feature e;
+	mk_feature(&e, "api", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+	struct slot sl;
+	assert_int_equal(submit_wait(f->w, &e.ev, &sl), 0);
+	assert_int_equal(sl.seq, 100);
+	assert_int_equal(atomic_load(&fs.claimed), 1);
+	assert_int_equal(ent_writer_seq(f->w), 100);
+
+	/* A redelivery of 100 and an undecodable 101: skipped, the position moves past 101. */
+	uint8_t junk[4] = {0xff, 0xff, 0xff, 0xff};
+	Ent__V1__Event again = e.ev;
+	again.at = 1;
+	size_t n = ent__v1__event__get_packed_size(&again);
+	uint8_t *b = malloc(n);
+	ent__v1__event__pack(&again, b);
+	fake_feed(&fs, 100, b, n, 0);
+	free(b);
+	fake_feed(&fs, 101, junk, sizeof(junk), 0);
+	fs.next_seq = 102;
+	/* The next write lands at 102: everything before it was applied (or skipped) in order. */
+	struct ev_feature e2;
+	mk_feature(&e2, "sso", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	assert_int_equal(submit_wait(f->w, &e2.ev, &sl), 0);
+	assert_int_equal(sl.seq, 102);
+	assert_int_equal(ent_writer_skipped(f->w), 1);
+
+	/* The sequence and the identity were committed with the data. */
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->store, &st), 0);
+	assert_int_equal(st.seq, 102);
+	assert_int_equal(st.features, 2);
+	char id[64];
+	assert_int_equal(ent_store_get_meta(f->store, "fleet_stream", id, sizeof(id)), 0);
+	assert_string_equal(id, "TEST/42");
+
+	/* A transaction request (Import) is refused in fleet mode. */
+	struct ent_writer_txn_req t;
+	memset(&t, 0, sizeof(t));
+	struct counter c;
+	counter_init(&c, 1);
+	struct slot ts;
+	slot_prep(&ts, &c, NULL);
+	t.req = ts.req;
+	t.fn = NULL;
+	assert_int_equal(ent_writer_submit_txn(f->w, &t), 0);
+	assert_true(counter_wait(&c));
+	assert_int_equal(ts.err, ENT_EPRECOND);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_rejects_bad_opts),
+		cmocka_unit_test_setup_teardown(test_fleet_applies_stream_sequences, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_event_fails_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txn_request_all_or_nothing, setup, teardown),

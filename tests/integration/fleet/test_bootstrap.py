@@ -10,7 +10,7 @@ re-bootstraps. entd's own start-up does both (src/entd.c: bootstrap, open_replic
   answers as e1 at the same sequence.
 - e2 is stopped; more writes; a newer snapshot is published; the stream is purged so that it
   no longer holds e2's next sequence (as retention would). e2 restarts: it logs
-  "re-bootstrapped from the snapshot", catches up, and matches e1 again.
+  "re-bootstrapping from a snapshot", catches up, and matches e1 again.
 - An empty directory with the stream purged and no usable snapshot would have a hole: it is
   refused with a clear error, never served.
 """
@@ -70,7 +70,7 @@ class Bootstrap(FleetCase):
             with open(e3.logpath) as f:
                 log = f.read()
             self.assertIn("bootstrapped from the snapshot", log)
-            self.assertIn("sequence=%d" % s, log)
+            self.assertIn("seq=%d" % s, log)
             customers = ["flb_%d" % i for i in range(30)]
             self.assert_identical(ents, customers, wp.now_ms())
 
@@ -92,7 +92,8 @@ class Bootstrap(FleetCase):
             natsfix.wait_sequence(ents, last.sequence)
             with open(e2.logpath) as f:
                 log = f.read()
-            self.assertIn("re-bootstrapped from the snapshot", log)
+            self.assertIn("re-bootstrapping from a snapshot", log)
+            self.assertIn("reason=\"behind retention\"", log)
             customers = ["flb_%d" % i for i in range(45)]
             self.assert_identical(ents, customers, wp.now_ms())
 

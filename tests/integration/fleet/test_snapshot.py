@@ -111,7 +111,7 @@ class Snapshot(unittest.TestCase):
         # A real database: generated customers, then usage, overrides and consumption applied
         # by a live daemon, so the snapshot carries every table and a non-trivial sequence.
         cls.db = os.path.join(cls.tmp, "src")
-        rc, _, err = entctl("generate", "--db", cls.db, "--customers", "3000", "--seed", "7")
+        rc, _, err = entctl("generate", "--db", cls.db, "--customers", "1500", "--seed", "7")
         assert rc == 0, err
         d = wp.Entd(tmp=os.path.join(cls.tmp, "live"))
         shutil.rmtree(d.db)
@@ -125,10 +125,10 @@ class Snapshot(unittest.TestCase):
             metered = [f["code"] for f in ex["features"] if f["type"] == "metered"]
             for i in range(200):
                 api.ReportUsage(e.ReportUsageRequest(
-                    customer_id="cus_%d" % (i * 7 % 3000), feature_code=metered[i % len(metered)],
+                    customer_id="cus_%d" % (i * 7 % 1500), feature_code=metered[i % len(metered)],
                     quantity=1 + i % 5, idempotency_key="snap-%d" % i))
             cls.seq_live = api.status().sequence
-        cls.customers = ["cus_%d" % i for i in range(0, 3000, 37)]
+        cls.customers = ["cus_%d" % i for i in range(0, 1500, 37)]
 
     @classmethod
     def tearDownClass(cls):
@@ -236,30 +236,34 @@ class Snapshot(unittest.TestCase):
 
     def test_3_large_multichunk_and_replace(self):
         """Hundreds of chunks; a second publish replaces the first and purges its chunks."""
-        big = os.path.join(self.tmp, "big")
-        rc, _, err = entctl("generate", "--db", big, "--customers", "12000", "--seed", "3")
-        self.assertEqual(rc, 0, err)
-        self.publish("--bucket", "big", db=big)
+        # 16 KiB chunks make the database hundreds of chunks without a bigger data set.
+        self.publish("--bucket", "big", "--chunk-size", "16384")
         info1 = json.loads(interop("info", self.url, "big", "snapshot").stdout)
-        self.assertGreaterEqual(info1["chunks"], 150)
+        self.assertGreaterEqual(info1["chunks"], 300)
+        self.assertEqual(info1["options"]["max_chunk_size"], 16384)
         msgs, _ = stream_state(self.nats, "OBJ_big")
         self.assertEqual(msgs, info1["chunks"] + 1)
-        # Change the database, publish again: a new version with a new nuid.
-        rc, _, err = entctl("generate", "--db", os.path.join(self.tmp, "big2"),
-                            "--customers", "12001", "--seed", "4")
-        self.assertEqual(rc, 0, err)
-        self.publish("--bucket", "big", db=os.path.join(self.tmp, "big2"))
-        info2 = json.loads(interop("info", self.url, "big", "snapshot").stdout)
-        self.assertNotEqual(info1["nuid"], info2["nuid"])
-        self.assertNotEqual(info1["digest"], info2["digest"])
-        # One meta (rollup) and the new version's chunks: the old chunks are gone.
-        msgs, _ = stream_state(self.nats, "OBJ_big")
-        self.assertEqual(msgs, info2["chunks"] + 1)
         dest = self.dir("big-fetched")
         rc, out, err = self.fetch(dest, "--bucket", "big")
         self.assertEqual(rc, 0, err)
-        self.assertEqual(os.path.getsize(os.path.join(dest, "data.mdb")), info2["size"])
-        self.assertEqual(export_of(dest), export_of(os.path.join(self.tmp, "big2")))
+        self.assertEqual(os.path.getsize(os.path.join(dest, "data.mdb")), info1["size"])
+        self.assertEqual(export_of(dest), export_of(self.db))
+        # Another database, published again: a new version with a new nuid.
+        other = os.path.join(self.tmp, "big2")
+        rc, _, err = entctl("generate", "--db", other, "--customers", "300", "--seed", "4")
+        self.assertEqual(rc, 0, err)
+        self.publish("--bucket", "big", "--chunk-size", "8192", db=other)
+        info2 = json.loads(interop("info", self.url, "big", "snapshot").stdout)
+        self.assertNotEqual(info1["nuid"], info2["nuid"])
+        self.assertNotEqual(info1["digest"], info2["digest"])
+        self.assertGreater(info2["chunks"], 1)
+        # One meta (rollup) and the new version's chunks: the old chunks are gone.
+        msgs, _ = stream_state(self.nats, "OBJ_big")
+        self.assertEqual(msgs, info2["chunks"] + 1)
+        dest2 = self.dir("big2-fetched")
+        rc, out, err = self.fetch(dest2, "--bucket", "big")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(export_of(dest2), export_of(other))
 
     def test_4_digest_mismatch_refused(self):
         self.publish("--bucket", "tamper")
@@ -326,7 +330,7 @@ class Snapshot(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn("seq %d" % self.seq_live, out)
         self.assertEqual(export_of(old), export_of(self.db))
-        self.assertFalse(os.path.exists(old + ".bootstrap"))
+        self.assertFalse(os.path.exists(os.path.join(old, ".bootstrap")))
         # The live daemon's directory is open in its process: refused, untouched.
         # (the inode: a replace would swap the file; the daemon's own timers may write to it)
         before = os.stat(os.path.join(self.db, "data.mdb")).st_ino

@@ -7,6 +7,8 @@
 //	objinterop put    URL BUCKET NAME FILE [K=V...]   upload with object headers
 //	objinterop tamper URL BUCKET NAME           republish the meta with a wrong digest
 //	objinterop stream URL BUCKET                print the bucket stream's config as JSON
+//	objinterop purge  URL STREAM SEQ            purge STREAM below SEQ (as retention would)
+//	objinterop rmstream URL STREAM              delete STREAM
 package main
 
 import (
@@ -38,6 +40,25 @@ func main() {
 	js, err := nc.JetStream()
 	if err != nil {
 		die("jetstream: %v", err)
+	}
+	if cmd == "purge" {
+		if len(os.Args) < 5 {
+			die("SEQ required")
+		}
+		var seq uint64
+		if _, err := fmt.Sscan(os.Args[4], &seq); err != nil {
+			die("SEQ: %v", err)
+		}
+		if err := js.PurgeStream(bucket, &nats.StreamPurgeRequest{Sequence: seq}); err != nil {
+			die("purge: %v", err)
+		}
+		return
+	}
+	if cmd == "rmstream" {
+		if err := js.DeleteStream(bucket); err != nil {
+			die("delete stream: %v", err)
+		}
+		return
 	}
 	if cmd == "stream" {
 		si, err := js.StreamInfo("OBJ_" + bucket)
