@@ -126,6 +126,15 @@ class Replica(wp.Entd):
         PROCS.append(self.proc)
         return self
 
+    def spawn(self):
+        """Start without waiting for SERVING (readiness waits for a catch-up being timed)."""
+        self.tcp = "127.0.0.1:%d" % harness.free_port()
+        cmd = self.prefix + [A.entd, "--db", self.db, "--listen", self.tcp, "--listen",
+                             self.unix, "--admin-token", self.token] + self.extra_args
+        with open(self.logpath, "ab") as logf:
+            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+        PROCS.append(self.proc)
+
     def seq(self):
         with self.api() as api:
             return api.status().sequence
@@ -236,24 +245,15 @@ def m_apply(reps, duration):
                   "apply-load")
     head = reps[0].seq()
     events = head - before
-    lag.proc = None
     t_start = time.monotonic()
-    # Start without waiting for SERVING: readiness waits for the catch-up being measured.
-    lag_thread_err = []
-
-    def starter():
+    lag.spawn()
+    first, first_seq, done = None, None, None
+    deadline = t_start + 1800
+    while time.monotonic() < deadline:
+        if lag.proc.poll() is not None:
+            raise RuntimeError("the restarted replica exited:\n" + lag.tail())
         try:
-            lag.start()
-        except Exception as ex:  # noqa: BLE001
-            lag_thread_err.append(ex)
-    th = threading.Thread(target=starter)
-    th.start()
-    first, first_seq = None, None
-    while True:
-        if lag_thread_err:
-            raise lag_thread_err[0]
-        try:
-            s = lag.seq() if lag.tcp else None
+            s = lag.seq()
         except Exception:  # noqa: BLE001  (not listening yet)
             s = None
         now = time.monotonic()
@@ -263,7 +263,8 @@ def m_apply(reps, duration):
             done = now
             break
         time.sleep(0.002)
-    th.join()
+    if done is None:
+        raise RuntimeError("the restarted replica did not catch up:\n" + lag.tail())
     applied = head - first_seq
     secs = done - first
     return {"events_written": events, "write_calls_per_s": eb["calls_per_s"],
