@@ -216,14 +216,14 @@ static int64_t rnd_instant(struct fx *f, bool zero_ok)
 static void upsert_sub(struct fx *f)
 {
 	static char *plans[] = {"p0", "p1"};
-	static char *ids[] = {"s0", "s1", "s2"};
+	static char *ids[] = {"s0", "s1", "s2", "s3", "s4", "s5"};
 	Ent__V1__Subscription s = ENT__V1__SUBSCRIPTION__INIT;
 	Ent__V1__SubscriptionAddon ad = ENT__V1__SUBSCRIPTION_ADDON__INIT, *ads[1] = {&ad};
 	Ent__V1__Grant g, *gp[1] = {&g};
 	Ent__V1__PrivilegeValue pv, *pvs[1];
 	Google__Protobuf__BoolValue en;
 	char *st[1];
-	s.id = ids[below(3)];
+	s.id = ids[below(6)];
 	s.customer_id = (char *)customers[below(NC)];
 	s.plan_code = plans[below(2)];
 	s.quantity = below(3);
@@ -254,10 +254,10 @@ static void upsert_sub(struct fx *f)
 
 static void cancel_sub(struct fx *f)
 {
-	static char *ids[] = {"s0", "s1", "s2"};
+	static char *ids[] = {"s0", "s1", "s2", "s3", "s4", "s5"};
 	Ent__V1__CancelSubscriptionRequest r = ENT__V1__CANCEL_SUBSCRIPTION_REQUEST__INIT;
 	r.customer_id = (char *)customers[below(NC)];
-	r.subscription_id = ids[below(3)];
+	r.subscription_id = ids[below(6)];
 	r.at = rnd_instant(f, true);
 	if (r.at < 0)
 		r.at = 0;
