@@ -73,7 +73,7 @@ ENT_API int ent_json_import(struct ent_store *store, const char *text, size_t le
 
 /**
  * Export the state seen by \a view as a JSON document (features, plans, add-ons,
- * subscriptions, overrides, usage counters) that imports back identically.
+ * subscriptions, overrides, usage counters, cleanup tombstones) that imports back identically.
  * \note the caller brackets the call with ent_view_begin/ent_view_end, so the document is one
  * snapshot (ent_view_seq gives its sequence). \a *out is malloc'ed, NUL-terminated, and freed
  * by the caller with free().

@@ -66,10 +66,13 @@ enum ent_source_type {
 };
 
 /** Fixed capacities; admin input beyond them is refused with INVALID_ARGUMENT. */
-#define ENT_MAX_PRIVS	 32 /**< privileges per feature */
-#define ENT_MAX_STATIC	 32 /**< static values per aggregate */
-#define ENT_MAX_SOURCES	 64 /**< sources of one (customer, feature) */
-#define ENT_MAX_SEGMENTS 32 /**< time segments of one aggregate */
+#define ENT_MAX_PRIVS	32 /**< privileges per feature */
+#define ENT_MAX_STATIC	32 /**< static values per aggregate */
+#define ENT_MAX_SOURCES 64 /**< sources of one (customer, feature) */
+/** Time segments of one aggregate: every interval the sources' edges can make (two edges per
+    source and the tombstone give at most 2 x 64 + 1 edges, so 130 intervals). No tail is ever
+    folded, so a record is exact at every instant from its recompute on. */
+#define ENT_MAX_SEGMENTS (2 * ENT_MAX_SOURCES + 2)
 #define ENT_MAX_SELECT	 64 /**< select options per privilege */
 
 /** A typed privilege value. Strings are borrowed from the owner of the containing struct. */

@@ -445,12 +445,11 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		c->res->recomputed++;
 	}
 	/*
-	 * Boundaries: every future segment edge, every future source window edge (merged
-	 * segments hide edges that still move the usage shape, and past the segment cap the
-	 * tail is only exact until its first edge: docs/semantics.md rule 8c), and the end of
-	 * the usage period. Only segment edges are removed on the next recompute (they are all
-	 * the record remembers); a leftover source edge costs one idle recompute when it falls
-	 * due and is dropped then.
+	 * Boundaries: every future segment edge, every future source window edge (answers are
+	 * exact without them; the tick's recompute there only keeps the usage row and the
+	 * record tidy), and the end of the usage period. Only segment edges are removed on the next
+	 * recompute (they are all the record remembers); a leftover source edge costs one idle
+	 * recompute when it falls due and is dropped then.
 	 */
 	for (int i = 0; i < n; i++) {
 		int64_t to = ws->segs[i].to;

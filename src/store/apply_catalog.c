@@ -480,7 +480,8 @@ static int pairs_of_feature(struct ent_actx *c, enum ent_table t, const char *fe
 static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 {
 	int r = ent_check_id(s_(f->code), ENT_MAX_CODE, "feature.code", c->err);
-	if (r)
+	if (r || (r = ent_a_check_time(c, f->created_at, "feature.created_at")) ||
+	    (r = ent_a_check_time(c, f->updated_at, "feature.updated_at")))
 		return r;
 	if (f->type < ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN ||
 	    f->type > ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)

@@ -140,7 +140,9 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.billing_anchor: must be >= 0");
 	if ((r = ent_a_check_time(c, sub->active_from, "subscription.active_from")) ||
 	    (r = ent_a_check_time(c, sub->ends_at, "subscription.ends_at")) ||
-	    (r = ent_a_check_time(c, sub->billing_anchor, "subscription.billing_anchor")))
+	    (r = ent_a_check_time(c, sub->billing_anchor, "subscription.billing_anchor")) ||
+	    (r = ent_a_check_time(c, sub->created_at, "subscription.created_at")) ||
+	    (r = ent_a_check_time(c, sub->updated_at, "subscription.updated_at")))
 		return r;
 	if (sub->ends_at && sub->active_from && sub->ends_at <= sub->active_from)
 		return ent_err_set(c->err, ENT_EINVAL,

@@ -893,7 +893,8 @@ static void test_segments_drop_past(void **state)
 
 static void test_segments_cap(void **state)
 {
-	/* 40 back-to-back overrides with distinct limits: 41+ distinct intervals. */
+	/* 40 back-to-back overrides with distinct limits: 82 distinct intervals, all kept
+	 * (the cap holds every interval the sources can make, so nothing is folded). */
 	start(ENT_FT_METERED);
 	add(ENT_SRC_PLAN)->usage_limit = 1;
 	for (int i = 0; i < 40; i++) {
@@ -903,22 +904,43 @@ static void test_segments_cap(void **state)
 		o->expires_at = 1000 + i * 10 + 10;
 	}
 	int n = ent_model_segments(&S, 0, SEG);
-	assert_int_equal(n, ENT_MAX_SEGMENTS);
+	assert_int_equal(n, 42); /* before, 40 overrides, after (back-to-back edges are shared) */
 	assert_cover(n);
-	/* The first 31 are exact; the last stands for the whole tail from its start. */
 	assert_int_equal(SEG[0].limit, 1);
-	assert_int_equal(SEG[1].limit, 100);
-	assert_int_equal(SEG[ENT_MAX_SEGMENTS - 2].limit, 100 + ENT_MAX_SEGMENTS - 3);
-	assert_int_equal(SEG[ENT_MAX_SEGMENTS - 1].from, 1000 + (ENT_MAX_SEGMENTS - 2) * 10);
-	assert_int_equal(SEG[ENT_MAX_SEGMENTS - 1].limit, 100 + ENT_MAX_SEGMENTS - 2);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(SEG[1 + i].limit, 100 + i);
+	assert_int_equal(SEG[41].from, 1000 + 40 * 10);
+	assert_int_equal(SEG[41].limit, 1);
 
-	/* Later, the list rolls forward and the tail becomes exact. */
+	/* Later, the list rolls forward. */
 	n = ent_model_segments(&S, 1000 + 30 * 10, SEG);
 	assert_int_equal(n, 11);
 	assert_cover(n);
 	assert_int_equal(SEG[0].limit, 130);
 	assert_int_equal(SEG[9].limit, 139);
 	assert_int_equal(SEG[10].limit, 1);
+
+	/* The most sources with the most distinct edges still fit: 2 x 64 + 1 edges. */
+	start(ENT_FT_METERED);
+	for (int i = 0; i < ENT_MAX_SOURCES; i++) {
+		struct ent_source *p = add(ENT_SRC_PLAN);
+		p->usage_limit = 1 + i;
+		p->active_from = 1000 + i * 10;
+		p->expires_at = 1000 + 10000 + i * 7;
+	}
+	S.ended_at = 99;
+	n = ent_model_segments(&S, 0, SEG);
+	assert_true(n > 32 && n <= ENT_MAX_SEGMENTS); /* more than the old cap, none folded */
+	assert_cover(n);
+	assert_int_equal(SEG[n - 1].to, ENT_T_MAX);
+	for (int i = 0; i < n; i++) {
+		struct ent_agg one;
+		assert_int_equal(
+			ent_model_aggregate(
+				&S, SEG[i].to == ENT_T_MAX ? SEG[i].from : SEG[i].to - 1, &one),
+			0);
+		assert_int_equal(one.limit, SEG[i].limit); /* each segment exact to its end */
+	}
 }
 
 /* ---- rule 9: usage shape --------------------------------------------------------------- */
