@@ -124,28 +124,57 @@ static int write_body(const char *path, const char *customer, const char *featur
 	return 0;
 }
 
+/*
+ * Numeric options: one row each (name, range); the value lands in struct cli's num[] and
+ * apply_numbers() puts it where it goes. Their getopt codes are O_NUM + index.
+ */
+enum num_opt {
+	N_CONNS,
+	N_INFLIGHT,
+	N_THREADS,
+	N_RATE,
+	N_MAXINF,
+	N_BATCH,
+	N_WINDOW,
+	N_WRATIO,
+	N_DURATION,
+	N_WARMUP,
+	N_CUSTOMERS,
+	N_ZIPFS,
+	N_FCOUNT,
+	N_QUANTITY,
+	N_SEED,
+	N__COUNT
+};
+
+static const struct {
+	const char *name;
+	double lo, hi;
+} num_opts[N__COUNT] = {
+	[N_CONNS] = {"connections", 1, 4096},
+	[N_INFLIGHT] = {"inflight", 1, 100000},
+	[N_THREADS] = {"threads", 1, 256},
+	[N_RATE] = {"rate", 0, 1e9},
+	[N_MAXINF] = {"max-inflight", 1, 1e6},
+	[N_BATCH] = {"batch-size", 1, 10000},
+	[N_WINDOW] = {"stream-window", 1, 100000},
+	[N_WRATIO] = {"write-ratio", 0, 1},
+	[N_DURATION] = {"duration", 0.01, 86400},
+	[N_WARMUP] = {"warmup", 0, 86400},
+	[N_CUSTOMERS] = {"customers", 1, 4e9},
+	[N_ZIPFS] = {"zipf-s", 0.01, 10},
+	[N_FCOUNT] = {"feature-count", 1, 10000},
+	[N_QUANTITY] = {"quantity", 0, 1e15},
+	[N_SEED] = {"seed", 0, 1.8e19},
+};
+
 enum {
 	O_TARGET = 256,
 	O_MODE,
-	O_CONNS,
-	O_INFLIGHT,
-	O_THREADS,
-	O_RATE,
-	O_MAXINF,
-	O_BATCH,
-	O_WINDOW,
-	O_WRATIO,
-	O_DURATION,
-	O_WARMUP,
-	O_CUSTOMERS,
 	O_CPREFIX,
 	O_DIST,
-	O_ZIPFS,
 	O_FEATURES,
 	O_FPREFIX,
-	O_FCOUNT,
-	O_QUANTITY,
-	O_SEED,
 	O_STRICT,
 	O_JSON,
 	O_LABEL,
@@ -154,32 +183,121 @@ enum {
 	O_BODY_CUST,
 	O_BODY_FEAT,
 	O_HELP,
+	O_NUM = 512,
 };
 
-int main(int argc, char **argv)
+/* What the command line asks besides struct bench_config. */
+struct cli {
+	const char *features, *fprefix, *cprefix;
+	const char *json, *body, *body_cust, *body_feat;
+	bool quiet;
+	double num[N__COUNT];
+	bool has[N__COUNT];
+};
+
+/* The numbers given, where they go; customers and feature-count stay in cli. */
+static void apply_numbers(const struct cli *cli, struct bench_config *cfg)
 {
-	static const struct option opts[] = {
+	const double *v = cli->num;
+	const bool *has = cli->has;
+
+	if (has[N_CONNS])
+		cfg->connections = (unsigned)v[N_CONNS];
+	if (has[N_INFLIGHT])
+		cfg->inflight = (unsigned)v[N_INFLIGHT];
+	if (has[N_THREADS])
+		cfg->threads = (unsigned)v[N_THREADS];
+	if (has[N_RATE])
+		cfg->rate = v[N_RATE];
+	if (has[N_MAXINF])
+		cfg->max_inflight = (unsigned)v[N_MAXINF];
+	if (has[N_BATCH])
+		cfg->batch_size = (unsigned)v[N_BATCH];
+	if (has[N_WINDOW])
+		cfg->stream_window = (unsigned)v[N_WINDOW];
+	if (has[N_WRATIO])
+		cfg->write_ratio = v[N_WRATIO];
+	if (has[N_DURATION])
+		cfg->duration_s = v[N_DURATION];
+	if (has[N_WARMUP])
+		cfg->warmup_s = v[N_WARMUP];
+	if (has[N_ZIPFS])
+		cfg->zipf_s = v[N_ZIPFS];
+	if (has[N_QUANTITY])
+		cfg->quantity = (int64_t)v[N_QUANTITY];
+	if (has[N_SEED])
+		cfg->seed = (uint64_t)v[N_SEED];
+}
+
+/* One non-numeric option. \return -1 to go on, else the exit status. */
+static int parse_one(int c, struct bench_config *cfg, struct cli *cli)
+{
+	switch (c) {
+	case O_TARGET:
+		cfg->target = optarg;
+		return -1;
+	case O_MODE:
+		if (parse_mode(optarg, &cfg->mode)) {
+			fprintf(stderr, "entbench: unknown --mode '%s'\n", optarg);
+			return 2;
+		}
+		return -1;
+	case O_CPREFIX:
+		cli->cprefix = optarg;
+		return -1;
+	case O_DIST:
+		if (strcmp(optarg, "uniform") && strcmp(optarg, "zipf")) {
+			fprintf(stderr, "entbench: --dist is uniform or zipf\n");
+			return 2;
+		}
+		cfg->dist = optarg;
+		return -1;
+	case O_FEATURES:
+		cli->features = optarg;
+		return -1;
+	case O_FPREFIX:
+		cli->fprefix = optarg;
+		return -1;
+	case O_STRICT:
+		cfg->strict = true;
+		return -1;
+	case O_JSON:
+		cli->json = optarg;
+		return -1;
+	case O_LABEL:
+		cfg->label = optarg;
+		return -1;
+	case O_QUIET:
+		cli->quiet = true;
+		return -1;
+	case O_BODY:
+		cli->body = optarg;
+		return -1;
+	case O_BODY_CUST:
+		cli->body_cust = optarg;
+		return -1;
+	case O_BODY_FEAT:
+		cli->body_feat = optarg;
+		return -1;
+	case O_HELP:
+	case 'h':
+		usage(stdout);
+		return 0;
+	default:
+		return usage(stderr);
+	}
+}
+
+/* The command line into \a cfg and \a cli. \return -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct bench_config *cfg, struct cli *cli)
+{
+	static const struct option named[] = {
 		{"target", required_argument, NULL, O_TARGET},
 		{"mode", required_argument, NULL, O_MODE},
-		{"connections", required_argument, NULL, O_CONNS},
-		{"inflight", required_argument, NULL, O_INFLIGHT},
-		{"threads", required_argument, NULL, O_THREADS},
-		{"rate", required_argument, NULL, O_RATE},
-		{"max-inflight", required_argument, NULL, O_MAXINF},
-		{"batch-size", required_argument, NULL, O_BATCH},
-		{"stream-window", required_argument, NULL, O_WINDOW},
-		{"write-ratio", required_argument, NULL, O_WRATIO},
-		{"duration", required_argument, NULL, O_DURATION},
-		{"warmup", required_argument, NULL, O_WARMUP},
-		{"customers", required_argument, NULL, O_CUSTOMERS},
 		{"customer-prefix", required_argument, NULL, O_CPREFIX},
 		{"dist", required_argument, NULL, O_DIST},
-		{"zipf-s", required_argument, NULL, O_ZIPFS},
 		{"features", required_argument, NULL, O_FEATURES},
 		{"feature-prefix", required_argument, NULL, O_FPREFIX},
-		{"feature-count", required_argument, NULL, O_FCOUNT},
-		{"quantity", required_argument, NULL, O_QUANTITY},
-		{"seed", required_argument, NULL, O_SEED},
 		{"strict", no_argument, NULL, O_STRICT},
 		{"json", required_argument, NULL, O_JSON},
 		{"label", required_argument, NULL, O_LABEL},
@@ -188,8 +306,118 @@ int main(int argc, char **argv)
 		{"body-customer", required_argument, NULL, O_BODY_CUST},
 		{"body-feature", required_argument, NULL, O_BODY_FEAT},
 		{"help", no_argument, NULL, O_HELP},
-		{NULL, 0, NULL, 0},
 	};
+	enum {
+		N_NAMED = sizeof(named) / sizeof(named[0])
+	};
+	struct option opts[N_NAMED + N__COUNT + 1];
+	char flag[32];
+	int c, rc;
+
+	memcpy(opts, named, sizeof(named));
+	for (int i = 0; i < N__COUNT; i++)
+		opts[N_NAMED + i] =
+			(struct option){num_opts[i].name, required_argument, NULL, O_NUM + i};
+	opts[N_NAMED + N__COUNT] = (struct option){NULL, 0, NULL, 0};
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c >= O_NUM && c < O_NUM + N__COUNT) {
+			int i = c - O_NUM;
+
+			snprintf(flag, sizeof(flag), "--%s", num_opts[i].name);
+			if (num(flag, optarg, num_opts[i].lo, num_opts[i].hi, &cli->num[i]))
+				return 2;
+			cli->has[i] = true;
+			continue;
+		}
+		if ((rc = parse_one(c, cfg, cli)) >= 0)
+			return rc;
+	}
+	if (optind != argc)
+		return usage(stderr);
+	apply_numbers(cli, cfg);
+	return -1;
+}
+
+/* The checks the run can make sense of: \return 0, or 2 with the reason printed. */
+static int check_shape(const struct bench_config *cfg)
+{
+	if (cfg->threads > cfg->connections) {
+		fputs("entbench: --threads must not exceed --connections\n", stderr);
+		return 2;
+	}
+	if (cfg->rate > 0 && cfg->mode == MODE_STREAM) {
+		fputs("entbench: --rate (open loop) applies to unary-call modes, not stream\n",
+		      stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* --feature-prefix P with --feature-count M: "P0,P1,...,P(M-1)" (the caller frees it). */
+static char *feature_list(const char *prefix, double count)
+{
+	unsigned m = (unsigned)(count ? count : 1);
+	size_t cap = (size_t)m * (strlen(prefix) + 8), n = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return NULL;
+	for (unsigned i = 0; i < m; i++)
+		n += (size_t)snprintf(buf + n, cap - n, "%s%s%u", i ? "," : "", prefix, i);
+	return buf;
+}
+
+/* Keys set up, the run, the report. \return the exit status (0 OK, 1 FAILED, 2 set-up). */
+static int run(struct bench_config *cfg, const struct cli *cli, const char *features)
+{
+	struct bench_keys keys;
+	struct bench_zipf zipf;
+	struct bench_result *res;
+	char err[160];
+	int rc;
+
+	if (bench_keys_init(&keys, cli->cprefix, (uint32_t)cli->num[N_CUSTOMERS], features, err,
+			    sizeof(err))) {
+		fprintf(stderr, "entbench: %s\n", err);
+		return 2;
+	}
+	cfg->keys = &keys;
+	if (!strcmp(cfg->dist, "zipf")) {
+		if (bench_zipf_init(&zipf, keys.customers, cfg->zipf_s)) {
+			fputs("entbench: cannot build the Zipf table\n", stderr);
+			bench_keys_deinit(&keys);
+			return 2;
+		}
+		cfg->zipf = &zipf;
+	}
+	/* A server closing a connection must not kill the client with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	res = malloc(sizeof(*res));
+	if (!res) {
+		rc = 2;
+		goto out;
+	}
+	grpc_init();
+	rc = bench_run(cfg, res);
+	if (rc == 0) {
+		if (!cli->quiet)
+			bench_report_table(cfg, res);
+		if (cli->json && bench_report_json(cfg, res, cli->json))
+			rc = -1;
+	}
+	rc = rc ? 2 : bench_result_errors(cfg, res) ? 1 : 0;
+	grpc_shutdown();
+	free(res);
+out:
+	if (cfg->zipf)
+		bench_zipf_deinit(&zipf);
+	bench_keys_deinit(&keys);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
 	struct bench_config cfg = {
 		.target = "127.0.0.1:50051",
 		.mode = MODE_UNARY,
@@ -206,200 +434,25 @@ int main(int argc, char **argv)
 		.dist = "uniform",
 		.zipf_s = 1.0,
 	};
-	const char *features = "api_calls", *fprefix = NULL, *cprefix = "cus_";
-	const char *json = NULL, *body = NULL, *body_cust = "cus_0", *body_feat = NULL;
-	double customers = 1000, fcount = 0, v;
-	bool quiet = false;
-	struct bench_keys keys;
-	struct bench_zipf zipf;
-	struct bench_result *res;
-	char err[160], *fbuf = NULL;
-	int c, rc;
+	struct cli cli = {
+		.features = "api_calls",
+		.cprefix = "cus_",
+		.body_cust = "cus_0",
+		.num = {[N_CUSTOMERS] = 1000},
+	};
+	char *fbuf = NULL;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case O_TARGET:
-			cfg.target = optarg;
-			break;
-		case O_MODE:
-			if (parse_mode(optarg, &cfg.mode)) {
-				fprintf(stderr, "entbench: unknown --mode '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case O_CONNS:
-			if (num("--connections", optarg, 1, 4096, &v))
-				return 2;
-			cfg.connections = (unsigned)v;
-			break;
-		case O_INFLIGHT:
-			if (num("--inflight", optarg, 1, 100000, &v))
-				return 2;
-			cfg.inflight = (unsigned)v;
-			break;
-		case O_THREADS:
-			if (num("--threads", optarg, 1, 256, &v))
-				return 2;
-			cfg.threads = (unsigned)v;
-			break;
-		case O_RATE:
-			if (num("--rate", optarg, 0, 1e9, &cfg.rate))
-				return 2;
-			break;
-		case O_MAXINF:
-			if (num("--max-inflight", optarg, 1, 1e6, &v))
-				return 2;
-			cfg.max_inflight = (unsigned)v;
-			break;
-		case O_BATCH:
-			if (num("--batch-size", optarg, 1, 10000, &v))
-				return 2;
-			cfg.batch_size = (unsigned)v;
-			break;
-		case O_WINDOW:
-			if (num("--stream-window", optarg, 1, 100000, &v))
-				return 2;
-			cfg.stream_window = (unsigned)v;
-			break;
-		case O_WRATIO:
-			if (num("--write-ratio", optarg, 0, 1, &cfg.write_ratio))
-				return 2;
-			break;
-		case O_DURATION:
-			if (num("--duration", optarg, 0.01, 86400, &cfg.duration_s))
-				return 2;
-			break;
-		case O_WARMUP:
-			if (num("--warmup", optarg, 0, 86400, &cfg.warmup_s))
-				return 2;
-			break;
-		case O_CUSTOMERS:
-			if (num("--customers", optarg, 1, 4e9, &customers))
-				return 2;
-			break;
-		case O_CPREFIX:
-			cprefix = optarg;
-			break;
-		case O_DIST:
-			if (strcmp(optarg, "uniform") && strcmp(optarg, "zipf")) {
-				fprintf(stderr, "entbench: --dist is uniform or zipf\n");
-				return 2;
-			}
-			cfg.dist = optarg;
-			break;
-		case O_ZIPFS:
-			if (num("--zipf-s", optarg, 0.01, 10, &cfg.zipf_s))
-				return 2;
-			break;
-		case O_FEATURES:
-			features = optarg;
-			break;
-		case O_FPREFIX:
-			fprefix = optarg;
-			break;
-		case O_FCOUNT:
-			if (num("--feature-count", optarg, 1, 10000, &fcount))
-				return 2;
-			break;
-		case O_QUANTITY:
-			if (num("--quantity", optarg, 0, 1e15, &v))
-				return 2;
-			cfg.quantity = (int64_t)v;
-			break;
-		case O_SEED:
-			if (num("--seed", optarg, 0, 1.8e19, &v))
-				return 2;
-			cfg.seed = (uint64_t)v;
-			break;
-		case O_STRICT:
-			cfg.strict = true;
-			break;
-		case O_JSON:
-			json = optarg;
-			break;
-		case O_LABEL:
-			cfg.label = optarg;
-			break;
-		case O_QUIET:
-			quiet = true;
-			break;
-		case O_BODY:
-			body = optarg;
-			break;
-		case O_BODY_CUST:
-			body_cust = optarg;
-			break;
-		case O_BODY_FEAT:
-			body_feat = optarg;
-			break;
-		case O_HELP:
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			return usage(stderr);
-		}
-	}
-	if (optind != argc)
-		return usage(stderr);
-	if (body)
-		return write_body(body, body_cust, body_feat ? body_feat : features);
-	if (cfg.threads > cfg.connections) {
-		fputs("entbench: --threads must not exceed --connections\n", stderr);
+	if ((rc = parse_args(argc, argv, &cfg, &cli)) >= 0)
+		return rc;
+	if (cli.body)
+		return write_body(cli.body, cli.body_cust,
+				  cli.body_feat ? cli.body_feat : cli.features);
+	if ((rc = check_shape(&cfg)) != 0)
+		return rc;
+	if (cli.fprefix && !(fbuf = feature_list(cli.fprefix, cli.num[N_FCOUNT])))
 		return 2;
-	}
-	if (cfg.rate > 0 && cfg.mode == MODE_STREAM) {
-		fputs("entbench: --rate (open loop) applies to unary-call modes, not stream\n",
-		      stderr);
-		return 2;
-	}
-	if (fprefix) {
-		/* P0,P1,...: built once, then handled like --features. */
-		size_t cap = (size_t)(fcount ? fcount : 1) * (strlen(fprefix) + 8);
-		size_t n = 0;
-
-		fbuf = malloc(cap);
-		if (!fbuf)
-			return 2;
-		for (unsigned i = 0; i < (unsigned)(fcount ? fcount : 1); i++)
-			n += (size_t)snprintf(fbuf + n, cap - n, "%s%s%u", i ? "," : "", fprefix,
-					      i);
-		features = fbuf;
-	}
-	if (bench_keys_init(&keys, cprefix, (uint32_t)customers, features, err, sizeof(err))) {
-		fprintf(stderr, "entbench: %s\n", err);
-		free(fbuf);
-		return 2;
-	}
-	cfg.keys = &keys;
-	if (!strcmp(cfg.dist, "zipf")) {
-		if (bench_zipf_init(&zipf, keys.customers, cfg.zipf_s)) {
-			fputs("entbench: cannot build the Zipf table\n", stderr);
-			bench_keys_deinit(&keys);
-			free(fbuf);
-			return 2;
-		}
-		cfg.zipf = &zipf;
-	}
-	/* A server closing a connection must not kill the client with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	res = malloc(sizeof(*res));
-	if (!res)
-		return 2;
-	grpc_init();
-	rc = bench_run(&cfg, res);
-	if (rc == 0) {
-		if (!quiet)
-			bench_report_table(&cfg, res);
-		if (json && bench_report_json(&cfg, res, json))
-			rc = -1;
-	}
-	rc = rc ? 2 : bench_result_errors(&cfg, res) ? 1 : 0;
-	grpc_shutdown();
-	free(res);
-	if (cfg.zipf)
-		bench_zipf_deinit(&zipf);
-	bench_keys_deinit(&keys);
+	rc = run(&cfg, &cli, fbuf ? fbuf : cli.features);
 	free(fbuf);
 	return rc;
 }
