@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +126,8 @@ static int write_body(const char *path, const char *customer, const char *featur
 }
 
 /*
- * Numeric options: one row each (name, range); the value lands in struct cli's num[] and
- * apply_numbers() puts it where it goes. Their getopt codes are O_NUM + index.
+ * Numeric options: one row each (name, range, where the value goes in struct bench_config and
+ * as what). customers and feature-count stay in struct cli's num[]. Getopt codes: O_NUM + row.
  */
 enum num_opt {
 	N_CONNS,
@@ -146,27 +147,60 @@ enum num_opt {
 	N_SEED,
 	N__COUNT
 };
+enum num_kind {
+	K_CLI,
+	K_UNSIGNED,
+	K_DOUBLE,
+	K_INT64,
+	K_UINT64
+};
 
+#define CFG(f) offsetof(struct bench_config, f)
 static const struct {
 	const char *name;
 	double lo, hi;
+	uint8_t kind;
+	size_t off;
 } num_opts[N__COUNT] = {
-	[N_CONNS] = {"connections", 1, 4096},
-	[N_INFLIGHT] = {"inflight", 1, 100000},
-	[N_THREADS] = {"threads", 1, 256},
-	[N_RATE] = {"rate", 0, 1e9},
-	[N_MAXINF] = {"max-inflight", 1, 1e6},
-	[N_BATCH] = {"batch-size", 1, 10000},
-	[N_WINDOW] = {"stream-window", 1, 100000},
-	[N_WRATIO] = {"write-ratio", 0, 1},
-	[N_DURATION] = {"duration", 0.01, 86400},
-	[N_WARMUP] = {"warmup", 0, 86400},
-	[N_CUSTOMERS] = {"customers", 1, 4e9},
-	[N_ZIPFS] = {"zipf-s", 0.01, 10},
-	[N_FCOUNT] = {"feature-count", 1, 10000},
-	[N_QUANTITY] = {"quantity", 0, 1e15},
-	[N_SEED] = {"seed", 0, 1.8e19},
+	[N_CONNS] = {"connections", 1, 4096, K_UNSIGNED, CFG(connections)},
+	[N_INFLIGHT] = {"inflight", 1, 100000, K_UNSIGNED, CFG(inflight)},
+	[N_THREADS] = {"threads", 1, 256, K_UNSIGNED, CFG(threads)},
+	[N_RATE] = {"rate", 0, 1e9, K_DOUBLE, CFG(rate)},
+	[N_MAXINF] = {"max-inflight", 1, 1e6, K_UNSIGNED, CFG(max_inflight)},
+	[N_BATCH] = {"batch-size", 1, 10000, K_UNSIGNED, CFG(batch_size)},
+	[N_WINDOW] = {"stream-window", 1, 100000, K_UNSIGNED, CFG(stream_window)},
+	[N_WRATIO] = {"write-ratio", 0, 1, K_DOUBLE, CFG(write_ratio)},
+	[N_DURATION] = {"duration", 0.01, 86400, K_DOUBLE, CFG(duration_s)},
+	[N_WARMUP] = {"warmup", 0, 86400, K_DOUBLE, CFG(warmup_s)},
+	[N_CUSTOMERS] = {"customers", 1, 4e9, K_CLI, 0},
+	[N_ZIPFS] = {"zipf-s", 0.01, 10, K_DOUBLE, CFG(zipf_s)},
+	[N_FCOUNT] = {"feature-count", 1, 10000, K_CLI, 0},
+	[N_QUANTITY] = {"quantity", 0, 1e15, K_INT64, CFG(quantity)},
+	[N_SEED] = {"seed", 0, 1.8e19, K_UINT64, CFG(seed)},
 };
+
+/* Store numeric option \a i's value \a v where its row says. */
+static void set_number(struct bench_config *cfg, int i, double v)
+{
+	char *p = (char *)cfg + num_opts[i].off;
+
+	switch (num_opts[i].kind) {
+	case K_UNSIGNED:
+		*(unsigned *)p = (unsigned)v;
+		break;
+	case K_DOUBLE:
+		*(double *)p = v;
+		break;
+	case K_INT64:
+		*(int64_t *)p = (int64_t)v;
+		break;
+	case K_UINT64:
+		*(uint64_t *)p = (uint64_t)v;
+		break;
+	case K_CLI:
+		break; /* read from cli->num */
+	}
+}
 
 enum {
 	O_TARGET = 256,
@@ -191,43 +225,8 @@ struct cli {
 	const char *features, *fprefix, *cprefix;
 	const char *json, *body, *body_cust, *body_feat;
 	bool quiet;
-	double num[N__COUNT];
-	bool has[N__COUNT];
+	double num[N__COUNT]; /**< numeric options as given (K_CLI rows are read from here) */
 };
-
-/* The numbers given, where they go; customers and feature-count stay in cli. */
-static void apply_numbers(const struct cli *cli, struct bench_config *cfg)
-{
-	const double *v = cli->num;
-	const bool *has = cli->has;
-
-	if (has[N_CONNS])
-		cfg->connections = (unsigned)v[N_CONNS];
-	if (has[N_INFLIGHT])
-		cfg->inflight = (unsigned)v[N_INFLIGHT];
-	if (has[N_THREADS])
-		cfg->threads = (unsigned)v[N_THREADS];
-	if (has[N_RATE])
-		cfg->rate = v[N_RATE];
-	if (has[N_MAXINF])
-		cfg->max_inflight = (unsigned)v[N_MAXINF];
-	if (has[N_BATCH])
-		cfg->batch_size = (unsigned)v[N_BATCH];
-	if (has[N_WINDOW])
-		cfg->stream_window = (unsigned)v[N_WINDOW];
-	if (has[N_WRATIO])
-		cfg->write_ratio = v[N_WRATIO];
-	if (has[N_DURATION])
-		cfg->duration_s = v[N_DURATION];
-	if (has[N_WARMUP])
-		cfg->warmup_s = v[N_WARMUP];
-	if (has[N_ZIPFS])
-		cfg->zipf_s = v[N_ZIPFS];
-	if (has[N_QUANTITY])
-		cfg->quantity = (int64_t)v[N_QUANTITY];
-	if (has[N_SEED])
-		cfg->seed = (uint64_t)v[N_SEED];
-}
 
 /* One non-numeric option. \return -1 to go on, else the exit status. */
 static int parse_one(int c, struct bench_config *cfg, struct cli *cli)
@@ -327,7 +326,7 @@ static int parse_args(int argc, char **argv, struct bench_config *cfg, struct cl
 			snprintf(flag, sizeof(flag), "--%s", num_opts[i].name);
 			if (num(flag, optarg, num_opts[i].lo, num_opts[i].hi, &cli->num[i]))
 				return 2;
-			cli->has[i] = true;
+			set_number(cfg, i, cli->num[i]);
 			continue;
 		}
 		if ((rc = parse_one(c, cfg, cli)) >= 0)
@@ -335,7 +334,6 @@ static int parse_args(int argc, char **argv, struct bench_config *cfg, struct cl
 	}
 	if (optind != argc)
 		return usage(stderr);
-	apply_numbers(cli, cfg);
 	return -1;
 }
 
