@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,28 +127,90 @@ static int write_body(const char *path, const char *customer, const char *featur
 	return 0;
 }
 
+/*
+ * Numeric options: one row each (name, range, where the value goes in struct bench_config and
+ * as what). customers and feature-count stay in struct cli's num[]. Getopt codes: O_NUM + row.
+ */
+enum num_opt {
+	N_CONNS,
+	N_INFLIGHT,
+	N_THREADS,
+	N_RATE,
+	N_MAXINF,
+	N_BATCH,
+	N_WINDOW,
+	N_WRATIO,
+	N_DURATION,
+	N_WARMUP,
+	N_CUSTOMERS,
+	N_ZIPFS,
+	N_FCOUNT,
+	N_QUANTITY,
+	N_SEED,
+	N__COUNT
+};
+enum num_kind {
+	K_CLI,
+	K_UNSIGNED,
+	K_DOUBLE,
+	K_INT64,
+	K_UINT64
+};
+
+#define CFG(f) offsetof(struct bench_config, f)
+static const struct {
+	const char *name;
+	double lo, hi;
+	uint8_t kind;
+	size_t off;
+} num_opts[N__COUNT] = {
+	[N_CONNS] = {"connections", 1, 4096, K_UNSIGNED, CFG(connections)},
+	[N_INFLIGHT] = {"inflight", 1, 100000, K_UNSIGNED, CFG(inflight)},
+	[N_THREADS] = {"threads", 1, 256, K_UNSIGNED, CFG(threads)},
+	[N_RATE] = {"rate", 0, 1e9, K_DOUBLE, CFG(rate)},
+	[N_MAXINF] = {"max-inflight", 1, 1e6, K_UNSIGNED, CFG(max_inflight)},
+	[N_BATCH] = {"batch-size", 1, 10000, K_UNSIGNED, CFG(batch_size)},
+	[N_WINDOW] = {"stream-window", 1, 100000, K_UNSIGNED, CFG(stream_window)},
+	[N_WRATIO] = {"write-ratio", 0, 1, K_DOUBLE, CFG(write_ratio)},
+	[N_DURATION] = {"duration", 0.01, 86400, K_DOUBLE, CFG(duration_s)},
+	[N_WARMUP] = {"warmup", 0, 86400, K_DOUBLE, CFG(warmup_s)},
+	[N_CUSTOMERS] = {"customers", 1, 4e9, K_CLI, 0},
+	[N_ZIPFS] = {"zipf-s", 0.01, 10, K_DOUBLE, CFG(zipf_s)},
+	[N_FCOUNT] = {"feature-count", 1, 10000, K_CLI, 0},
+	[N_QUANTITY] = {"quantity", 0, 1e15, K_INT64, CFG(quantity)},
+	[N_SEED] = {"seed", 0, 1.8e19, K_UINT64, CFG(seed)},
+};
+
+/* Store numeric option \a i's value \a v where its row says. */
+static void set_number(struct bench_config *cfg, int i, double v)
+{
+	char *p = (char *)cfg + num_opts[i].off;
+
+	switch (num_opts[i].kind) {
+	case K_UNSIGNED:
+		*(unsigned *)p = (unsigned)v;
+		break;
+	case K_DOUBLE:
+		*(double *)p = v;
+		break;
+	case K_INT64:
+		*(int64_t *)p = (int64_t)v;
+		break;
+	case K_UINT64:
+		*(uint64_t *)p = (uint64_t)v;
+		break;
+	case K_CLI:
+		break; /* read from cli->num */
+	}
+}
+
 enum {
 	O_TARGET = 256,
 	O_MODE,
-	O_CONNS,
-	O_INFLIGHT,
-	O_THREADS,
-	O_RATE,
-	O_MAXINF,
-	O_BATCH,
-	O_WINDOW,
-	O_WRATIO,
-	O_DURATION,
-	O_WARMUP,
-	O_CUSTOMERS,
 	O_CPREFIX,
 	O_DIST,
-	O_ZIPFS,
 	O_FEATURES,
 	O_FPREFIX,
-	O_FCOUNT,
-	O_QUANTITY,
-	O_SEED,
 	O_STRICT,
 	O_JSON,
 	O_LABEL,
@@ -156,32 +219,86 @@ enum {
 	O_BODY_CUST,
 	O_BODY_FEAT,
 	O_HELP,
+	O_NUM = 512,
 };
 
-int main(int argc, char **argv)
+/* What the command line asks besides struct bench_config. */
+struct cli {
+	const char *features, *fprefix, *cprefix;
+	const char *json, *body, *body_cust, *body_feat;
+	bool quiet;
+	double num[N__COUNT]; /**< numeric options as given (K_CLI rows are read from here) */
+};
+
+/* One non-numeric option. \return -1 to go on, else the exit status. */
+static int parse_one(int c, struct bench_config *cfg, struct cli *cli)
 {
-	static const struct option opts[] = {
+	switch (c) {
+	case O_TARGET:
+		cfg->target = optarg;
+		return -1;
+	case O_MODE:
+		if (parse_mode(optarg, &cfg->mode)) {
+			fprintf(stderr, "entbench: unknown --mode '%s'\n", optarg);
+			return 2;
+		}
+		return -1;
+	case O_CPREFIX:
+		cli->cprefix = optarg;
+		return -1;
+	case O_DIST:
+		if (strcmp(optarg, "uniform") && strcmp(optarg, "zipf")) {
+			fprintf(stderr, "entbench: --dist is uniform or zipf\n");
+			return 2;
+		}
+		cfg->dist = optarg;
+		return -1;
+	case O_FEATURES:
+		cli->features = optarg;
+		return -1;
+	case O_FPREFIX:
+		cli->fprefix = optarg;
+		return -1;
+	case O_STRICT:
+		cfg->strict = true;
+		return -1;
+	case O_JSON:
+		cli->json = optarg;
+		return -1;
+	case O_LABEL:
+		cfg->label = optarg;
+		return -1;
+	case O_QUIET:
+		cli->quiet = true;
+		return -1;
+	case O_BODY:
+		cli->body = optarg;
+		return -1;
+	case O_BODY_CUST:
+		cli->body_cust = optarg;
+		return -1;
+	case O_BODY_FEAT:
+		cli->body_feat = optarg;
+		return -1;
+	case O_HELP:
+	case 'h':
+		usage(stdout);
+		return 0;
+	default:
+		return usage(stderr);
+	}
+}
+
+/* The command line into \a cfg and \a cli. \return -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct bench_config *cfg, struct cli *cli)
+{
+	static const struct option named[] = {
 		{"target", required_argument, NULL, O_TARGET},
 		{"mode", required_argument, NULL, O_MODE},
-		{"connections", required_argument, NULL, O_CONNS},
-		{"inflight", required_argument, NULL, O_INFLIGHT},
-		{"threads", required_argument, NULL, O_THREADS},
-		{"rate", required_argument, NULL, O_RATE},
-		{"max-inflight", required_argument, NULL, O_MAXINF},
-		{"batch-size", required_argument, NULL, O_BATCH},
-		{"stream-window", required_argument, NULL, O_WINDOW},
-		{"write-ratio", required_argument, NULL, O_WRATIO},
-		{"duration", required_argument, NULL, O_DURATION},
-		{"warmup", required_argument, NULL, O_WARMUP},
-		{"customers", required_argument, NULL, O_CUSTOMERS},
 		{"customer-prefix", required_argument, NULL, O_CPREFIX},
 		{"dist", required_argument, NULL, O_DIST},
-		{"zipf-s", required_argument, NULL, O_ZIPFS},
 		{"features", required_argument, NULL, O_FEATURES},
 		{"feature-prefix", required_argument, NULL, O_FPREFIX},
-		{"feature-count", required_argument, NULL, O_FCOUNT},
-		{"quantity", required_argument, NULL, O_QUANTITY},
-		{"seed", required_argument, NULL, O_SEED},
 		{"strict", no_argument, NULL, O_STRICT},
 		{"json", required_argument, NULL, O_JSON},
 		{"label", required_argument, NULL, O_LABEL},
@@ -190,8 +307,117 @@ int main(int argc, char **argv)
 		{"body-customer", required_argument, NULL, O_BODY_CUST},
 		{"body-feature", required_argument, NULL, O_BODY_FEAT},
 		{"help", no_argument, NULL, O_HELP},
-		{NULL, 0, NULL, 0},
 	};
+	enum {
+		N_NAMED = sizeof(named) / sizeof(named[0])
+	};
+	struct option opts[N_NAMED + N__COUNT + 1];
+	char flag[32];
+	int c, rc;
+
+	memcpy(opts, named, sizeof(named));
+	for (int i = 0; i < N__COUNT; i++)
+		opts[N_NAMED + i] =
+			(struct option){num_opts[i].name, required_argument, NULL, O_NUM + i};
+	opts[N_NAMED + N__COUNT] = (struct option){NULL, 0, NULL, 0};
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c >= O_NUM && c < O_NUM + N__COUNT) {
+			int i = c - O_NUM;
+
+			snprintf(flag, sizeof(flag), "--%s", num_opts[i].name);
+			if (num(flag, optarg, num_opts[i].lo, num_opts[i].hi, &cli->num[i]))
+				return 2;
+			set_number(cfg, i, cli->num[i]);
+			continue;
+		}
+		if ((rc = parse_one(c, cfg, cli)) >= 0)
+			return rc;
+	}
+	if (optind != argc)
+		return usage(stderr);
+	return -1;
+}
+
+/* The checks the run can make sense of: \return 0, or 2 with the reason printed. */
+static int check_shape(const struct bench_config *cfg)
+{
+	if (cfg->threads > cfg->connections) {
+		fputs("entbench: --threads must not exceed --connections\n", stderr);
+		return 2;
+	}
+	if (cfg->rate > 0 && cfg->mode == MODE_STREAM) {
+		fputs("entbench: --rate (open loop) applies to unary-call modes, not stream\n",
+		      stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* --feature-prefix P with --feature-count M: "P0,P1,...,P(M-1)" (the caller frees it). */
+static char *feature_list(const char *prefix, double count)
+{
+	unsigned m = (unsigned)(count ? count : 1);
+	size_t cap = (size_t)m * (strlen(prefix) + 8), n = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return NULL;
+	for (unsigned i = 0; i < m; i++)
+		n += (size_t)snprintf(buf + n, cap - n, "%s%s%u", i ? "," : "", prefix, i);
+	return buf;
+}
+
+/* Keys set up, the run, the report. \return the exit status (0 OK, 1 FAILED, 2 set-up). */
+static int run(struct bench_config *cfg, const struct cli *cli, const char *features)
+{
+	struct bench_keys keys;
+	struct bench_zipf zipf;
+	struct bench_result *res;
+	char err[160];
+	int rc;
+
+	if (bench_keys_init(&keys, cli->cprefix, (uint32_t)cli->num[N_CUSTOMERS], features, err,
+			    sizeof(err))) {
+		fprintf(stderr, "entbench: %s\n", err);
+		return 2;
+	}
+	cfg->keys = &keys;
+	if (!strcmp(cfg->dist, "zipf")) {
+		if (bench_zipf_init(&zipf, keys.customers, cfg->zipf_s)) {
+			fputs("entbench: cannot build the Zipf table\n", stderr);
+			bench_keys_deinit(&keys);
+			return 2;
+		}
+		cfg->zipf = &zipf;
+	}
+	/* A server closing a connection must not kill the client with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	res = malloc(sizeof(*res));
+	if (!res) {
+		rc = 2;
+		goto out;
+	}
+	grpc_init();
+	rc = bench_run(cfg, res);
+	if (rc == 0) {
+		if (!cli->quiet)
+			bench_report_table(cfg, res);
+		if (cli->json && bench_report_json(cfg, res, cli->json))
+			rc = -1;
+	}
+	rc = rc ? 2 : bench_result_errors(cfg, res) ? 1 : 0;
+	grpc_shutdown();
+	free(res);
+out:
+	if (cfg->zipf)
+		bench_zipf_deinit(&zipf);
+	bench_keys_deinit(&keys);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
 	struct bench_config cfg = {
 		.target = "127.0.0.1:50051",
 		.mode = MODE_UNARY,
@@ -208,200 +434,25 @@ int main(int argc, char **argv)
 		.dist = "uniform",
 		.zipf_s = 1.0,
 	};
-	const char *features = "api_calls", *fprefix = NULL, *cprefix = "cus_";
-	const char *json = NULL, *body = NULL, *body_cust = "cus_0", *body_feat = NULL;
-	double customers = 1000, fcount = 0, v;
-	bool quiet = false;
-	struct bench_keys keys;
-	struct bench_zipf zipf;
-	struct bench_result *res;
-	char err[160], *fbuf = NULL;
-	int c, rc;
+	struct cli cli = {
+		.features = "api_calls",
+		.cprefix = "cus_",
+		.body_cust = "cus_0",
+		.num = {[N_CUSTOMERS] = 1000},
+	};
+	char *fbuf = NULL;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case O_TARGET:
-			cfg.target = optarg;
-			break;
-		case O_MODE:
-			if (parse_mode(optarg, &cfg.mode)) {
-				fprintf(stderr, "entbench: unknown --mode '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case O_CONNS:
-			if (num("--connections", optarg, 1, 4096, &v))
-				return 2;
-			cfg.connections = (unsigned)v;
-			break;
-		case O_INFLIGHT:
-			if (num("--inflight", optarg, 1, 100000, &v))
-				return 2;
-			cfg.inflight = (unsigned)v;
-			break;
-		case O_THREADS:
-			if (num("--threads", optarg, 1, 256, &v))
-				return 2;
-			cfg.threads = (unsigned)v;
-			break;
-		case O_RATE:
-			if (num("--rate", optarg, 0, 1e9, &cfg.rate))
-				return 2;
-			break;
-		case O_MAXINF:
-			if (num("--max-inflight", optarg, 1, 1e6, &v))
-				return 2;
-			cfg.max_inflight = (unsigned)v;
-			break;
-		case O_BATCH:
-			if (num("--batch-size", optarg, 1, 10000, &v))
-				return 2;
-			cfg.batch_size = (unsigned)v;
-			break;
-		case O_WINDOW:
-			if (num("--stream-window", optarg, 1, 100000, &v))
-				return 2;
-			cfg.stream_window = (unsigned)v;
-			break;
-		case O_WRATIO:
-			if (num("--write-ratio", optarg, 0, 1, &cfg.write_ratio))
-				return 2;
-			break;
-		case O_DURATION:
-			if (num("--duration", optarg, 0.01, 86400, &cfg.duration_s))
-				return 2;
-			break;
-		case O_WARMUP:
-			if (num("--warmup", optarg, 0, 86400, &cfg.warmup_s))
-				return 2;
-			break;
-		case O_CUSTOMERS:
-			if (num("--customers", optarg, 1, 4e9, &customers))
-				return 2;
-			break;
-		case O_CPREFIX:
-			cprefix = optarg;
-			break;
-		case O_DIST:
-			if (strcmp(optarg, "uniform") && strcmp(optarg, "zipf")) {
-				fprintf(stderr, "entbench: --dist is uniform or zipf\n");
-				return 2;
-			}
-			cfg.dist = optarg;
-			break;
-		case O_ZIPFS:
-			if (num("--zipf-s", optarg, 0.01, 10, &cfg.zipf_s))
-				return 2;
-			break;
-		case O_FEATURES:
-			features = optarg;
-			break;
-		case O_FPREFIX:
-			fprefix = optarg;
-			break;
-		case O_FCOUNT:
-			if (num("--feature-count", optarg, 1, 10000, &fcount))
-				return 2;
-			break;
-		case O_QUANTITY:
-			if (num("--quantity", optarg, 0, 1e15, &v))
-				return 2;
-			cfg.quantity = (int64_t)v;
-			break;
-		case O_SEED:
-			if (num("--seed", optarg, 0, 1.8e19, &v))
-				return 2;
-			cfg.seed = (uint64_t)v;
-			break;
-		case O_STRICT:
-			cfg.strict = true;
-			break;
-		case O_JSON:
-			json = optarg;
-			break;
-		case O_LABEL:
-			cfg.label = optarg;
-			break;
-		case O_QUIET:
-			quiet = true;
-			break;
-		case O_BODY:
-			body = optarg;
-			break;
-		case O_BODY_CUST:
-			body_cust = optarg;
-			break;
-		case O_BODY_FEAT:
-			body_feat = optarg;
-			break;
-		case O_HELP:
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			return usage(stderr);
-		}
-	}
-	if (optind != argc)
-		return usage(stderr);
-	if (body)
-		return write_body(body, body_cust, body_feat ? body_feat : features);
-	if (cfg.threads > cfg.connections) {
-		fputs("entbench: --threads must not exceed --connections\n", stderr);
+	if ((rc = parse_args(argc, argv, &cfg, &cli)) >= 0)
+		return rc;
+	if (cli.body)
+		return write_body(cli.body, cli.body_cust,
+				  cli.body_feat ? cli.body_feat : cli.features);
+	if ((rc = check_shape(&cfg)) != 0)
+		return rc;
+	if (cli.fprefix && !(fbuf = feature_list(cli.fprefix, cli.num[N_FCOUNT])))
 		return 2;
-	}
-	if (cfg.rate > 0 && cfg.mode == MODE_STREAM) {
-		fputs("entbench: --rate (open loop) applies to unary-call modes, not stream\n",
-		      stderr);
-		return 2;
-	}
-	if (fprefix) {
-		/* P0,P1,...: built once, then handled like --features. */
-		size_t cap = (size_t)(fcount ? fcount : 1) * (strlen(fprefix) + 8);
-		size_t n = 0;
-
-		fbuf = malloc(cap);
-		if (!fbuf)
-			return 2;
-		for (unsigned i = 0; i < (unsigned)(fcount ? fcount : 1); i++)
-			n += (size_t)snprintf(fbuf + n, cap - n, "%s%s%u", i ? "," : "", fprefix,
-					      i);
-		features = fbuf;
-	}
-	if (bench_keys_init(&keys, cprefix, (uint32_t)customers, features, err, sizeof(err))) {
-		fprintf(stderr, "entbench: %s\n", err);
-		free(fbuf);
-		return 2;
-	}
-	cfg.keys = &keys;
-	if (!strcmp(cfg.dist, "zipf")) {
-		if (bench_zipf_init(&zipf, keys.customers, cfg.zipf_s)) {
-			fputs("entbench: cannot build the Zipf table\n", stderr);
-			bench_keys_deinit(&keys);
-			free(fbuf);
-			return 2;
-		}
-		cfg.zipf = &zipf;
-	}
-	/* A server closing a connection must not kill the client with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	res = malloc(sizeof(*res));
-	if (!res)
-		return 2;
-	grpc_init();
-	rc = bench_run(&cfg, res);
-	if (rc == 0) {
-		if (!quiet)
-			bench_report_table(&cfg, res);
-		if (json && bench_report_json(&cfg, res, json))
-			rc = -1;
-	}
-	rc = rc ? 2 : bench_result_errors(&cfg, res) ? 1 : 0;
-	grpc_shutdown();
-	free(res);
-	if (cfg.zipf)
-		bench_zipf_deinit(&zipf);
-	bench_keys_deinit(&keys);
+	rc = run(&cfg, &cli, fbuf ? fbuf : cli.features);
 	free(fbuf);
 	return rc;
 }

@@ -20,23 +20,35 @@
 
 /* ---- sending ------------------------------------------------------------------------- */
 
-/* Start the SEND_MESSAGE of \a bb (which the call owns from now on). */
-static int stream_send_bb(struct ent_call *c, grpc_byte_buffer *bb)
+/*
+ * Start the SEND_MESSAGE of \a bb (which the call owns from now on), with the initial metadata
+ * the first time, and with \a recv also the next RECV_MESSAGE in the same batch (tag t_recv:
+ * the check stream, below); alone it reports on t_send. On failure the call is killed.
+ */
+static int stream_send_bb(struct ent_call *c, grpc_byte_buffer *bb, bool recv)
 {
-	grpc_op ops[2];
+	grpc_op ops[3];
 	size_t n = 0;
 	memset(ops, 0, sizeof(ops));
 	if (!c->md_sent)
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[n].op = GRPC_OP_SEND_MESSAGE;
 	ops[n++].data.send_message.send_message = bb;
+	if (recv) {
+		ops[n].op = GRPC_OP_RECV_MESSAGE;
+		ops[n++].data.recv_message.recv_message = &c->recv;
+		c->recv_busy = true;
+	}
 	c->sent = bb;
 	c->send_busy = true;
 	c->pending++;
-	if (grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL) != GRPC_CALL_OK) {
+	if (grpc_call_start_batch(c->call, ops, n, recv ? &c->t_recv : &c->t_send, NULL) !=
+	    GRPC_CALL_OK) {
 		grpc_byte_buffer_destroy(bb);
 		c->sent = NULL;
 		c->send_busy = false;
+		if (recv)
+			c->recv_busy = false;
 		c->pending--;
 		ent_call_kill(c);
 		return -ENT_EIO;
@@ -52,7 +64,7 @@ int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
 	if (rc)
 		return rc;
 	ent_call_observe_response(c, msg);
-	return stream_send_bb(c, bb);
+	return stream_send_bb(c, bb, false);
 }
 
 int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
@@ -64,7 +76,7 @@ int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
 	grpc_slice s = grpc_slice_from_copied_buffer(data, len);
 	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);
-	return stream_send_bb(c, bb);
+	return stream_send_bb(c, bb, false);
 }
 
 void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg)
@@ -122,27 +134,7 @@ static void check_stream_next(struct ent_call *c, grpc_slice answer)
 {
 	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&answer, 1);
 	grpc_slice_unref(answer);
-	grpc_op ops[3];
-	size_t n = 0;
-	memset(ops, 0, sizeof(ops));
-	if (!c->md_sent)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = bb;
-	ops[n].op = GRPC_OP_RECV_MESSAGE;
-	ops[n++].data.recv_message.recv_message = &c->recv;
-	c->sent = bb;
-	c->send_busy = c->recv_busy = true;
-	c->pending++;
-	if (grpc_call_start_batch(c->call, ops, n, &c->t_recv, NULL) != GRPC_CALL_OK) {
-		grpc_byte_buffer_destroy(bb);
-		c->sent = NULL;
-		c->send_busy = c->recv_busy = false;
-		c->pending--;
-		ent_call_kill(c);
-		return;
-	}
-	c->md_sent = true;
+	(void)stream_send_bb(c, bb, true);
 }
 
 /*
