@@ -152,7 +152,7 @@ int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint
  * transaction: a read-only open uses a read txn, which is enough for mdb_dbi_open of existing
  * tables.
  */
-static int open_tables(struct ent_store *s, const char *path, struct ent_err *err)
+static int open_tables(struct ent_store *s, const char *path, bool existed, struct ent_err *err)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
@@ -184,7 +184,15 @@ static int open_tables(struct ent_store *s, const char *path, struct ent_err *er
 		mdb_txn_abort(txn);
 		return ent_err_set(err, -r, "%s: meta 'schema' unreadable", path);
 	}
-	if (schema == 0 && !s->read_only) {
+	if (schema == 0 && existed) {
+		/* An existing file without a schema is damaged (or not ours): never stamp it. */
+		mdb_txn_abort(txn);
+		return ent_err_set(
+			err, ENT_ECORRUPT,
+			"%s: data.mdb exists but holds no entd schema: damaged, or not an "
+			"entd database",
+			path);
+	} else if (schema == 0 && !s->read_only) {
 		uint8_t b[4] = {ENT_SCHEMA, 0, 0, 0};
 		MDB_val k = {6, "schema"}, v = {4, b};
 		rc = mdb_put(txn, s->dbi[ENT_T_META], &k, &v, 0);
@@ -267,12 +275,13 @@ static int lock_dir(struct ent_store *s, const char *path, struct ent_err *err)
 #define META_TXNID  (META_LASTPG + 8)
 #define META_PSIZE  (16 + 4 + 4 + 8 + 8) /* FREE_DBI's md_pad: the page size */
 
-static int check_data_file(const char *path, struct ent_err *err)
+static int check_data_file(const char *path, bool *existed, struct ent_err *err)
 {
 	char dp[4096];
 	if ((size_t)snprintf(dp, sizeof(dp), "%s/data.mdb", path) >= sizeof(dp))
 		return ent_err_set(err, ENT_EINVAL, "%s: path too long", path);
 	int fd = open(dp, O_RDONLY | O_CLOEXEC);
+	*existed = fd >= 0;
 	if (fd < 0)
 		return errno == ENOENT ? 0
 				       : ent_err_set(err, ENT_EIO, "%s: %s", dp, strerror(errno));
@@ -338,7 +347,8 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 	s->lock_fd = -1;
 	if (!opts->read_only && lock_dir(s, path, err))
 		goto fail_lock;
-	if (check_data_file(path, err))
+	bool existed = false;
+	if (check_data_file(path, &existed, err))
 		goto fail_create;
 
 	int rc = mdb_env_create(&s->env);
@@ -371,7 +381,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 		ent_err_set(err, code, "%s: cannot open: %s", path, mdb_strerror(rc));
 		goto fail_env;
 	}
-	int r = open_tables(s, path, err);
+	int r = open_tables(s, path, existed, err);
 	if (r)
 		goto fail_env;
 	*out = s;
