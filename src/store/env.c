@@ -325,6 +325,22 @@ static int check_data_file(const char *path, bool *existed, struct ent_err *err)
 	return rc;
 }
 
+/*
+ * LMDB trusts its pages: a cursor stepping onto a damaged one fails an assertion, and LMDB
+ * then aborts the process (mdb_assert_fail calls this first, then abort()). Returning is all
+ * a callback may do, so it says why the daemon is about to die and what to do; the verify at
+ * start (db.verify_below) and `entctl verify` find such pages without LMDB (verify.c).
+ */
+static void on_lmdb_assert(MDB_env *env, const char *msg)
+{
+	const char *path = "";
+	mdb_env_get_path(env, &path);
+	ent_log(ENT_LOG_ERROR,
+		"store: LMDB met a damaged page and aborts the process; run entctl verify and "
+		"restore the database from a snapshot",
+		"db", path, "assertion", msg, NULL);
+}
+
 int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, struct ent_err *err)
 {
 	struct ent_err local;
@@ -356,6 +372,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 		ent_err_set(err, -ent_store_mdb_err(rc), "mdb_env_create: %s", mdb_strerror(rc));
 		goto fail_create;
 	}
+	mdb_env_set_assert(s->env, on_lmdb_assert);
 	size_t map_size = opts->map_size ? opts->map_size : (size_t)16 << 30;
 	unsigned readers = opts->max_readers ? opts->max_readers : 256;
 	if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
