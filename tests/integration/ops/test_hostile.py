@@ -13,7 +13,9 @@ counted) and that a well-behaved client on another connection still gets its ans
 - 20,000 streams opened on one connection and never ended (limits.max_concurrent_streams);
 - 20,000 streams opened and reset at once ("rapid reset");
 - 70 slow-header connections to the metrics port from one address: /livez from another
-  address still answers (metrics.max_connections, a quarter per address).
+  address still answers (metrics.max_connections, a quarter per address);
+- an admin write carrying unknown protobuf fields (at the top and inside the feature): neither
+  stored nor echoed.
 
 Bounds are upper limits with a wide margin (two cores shared with builds), never timings.
 """
@@ -36,6 +38,8 @@ threads: 2
 listeners:
   - address: 127.0.0.1:{probe}
   - address: 127.0.0.1:{api}
+admin:
+  token: ops-admin-token
 metrics:
   listen: 127.0.0.1:{metrics}
 """
@@ -324,6 +328,36 @@ class Hostile(ops.DaemonTest):
                 s.close()
         self.good_client_answers()
         self.assert_bounded("metrics slow headers")
+
+    def test_unknown_fields_dropped(self):
+        def varint(v):
+            out = bytearray()
+            while v >= 0x80:
+                out.append((v & 0x7f) | 0x80)
+                v >>= 7
+            out.append(v)
+            return bytes(out)
+
+        marker = b"UNKNOWN-FIELD-MARKER" * 4096  # 80 KiB
+        unknown = varint((999 << 3) | 2) + varint(len(marker)) + marker
+        feat = ops.pb["types"].Feature(code="uf_probe", name="probe",
+                                       type=ops.pb["types"].FEATURE_TYPE_BOOLEAN)
+        inner = feat.SerializeToString() + unknown
+        req = varint((1 << 3) | 2) + varint(len(inner)) + inner + unknown
+        md = [("authorization", "Bearer " + ops.TOKEN)]
+        with ops.channel(self.d.addr("api")) as ch:
+            raw = lambda path: ch.unary_unary(path, request_serializer=lambda b: b,
+                                              response_deserializer=lambda b: b)
+            echo = raw("/ent.v1.AdminService/UpsertFeature")(req, metadata=md,
+                                                              timeout=ops.TIMEOUT)
+            self.assertNotIn(b"UNKNOWN-FIELD-MARKER", echo)
+            self.assertIn(b"uf_probe", echo)
+            get = ops.pb["admin"].GetFeatureRequest(code="uf_probe").SerializeToString()
+            stored = raw("/ent.v1.AdminService/GetFeature")(get, metadata=md,
+                                                           timeout=ops.TIMEOUT)
+            self.assertNotIn(b"UNKNOWN-FIELD-MARKER", stored)
+            self.assertIn(b"uf_probe", stored)
+        self.assert_bounded("unknown fields")
 
 
 if __name__ == "__main__":
