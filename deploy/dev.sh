@@ -12,7 +12,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Build and test dependencies, all from Debian 12's own archive.
 build_pkgs=(build-essential cmake pkg-config libgrpc-dev libprotobuf-dev protobuf-compiler
 	protobuf-c-compiler libprotobuf-c-dev liblmdb-dev libuv1-dev libjansson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev)
-test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps)
+test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps
+	clang time) # clang (libFuzzer) and /usr/bin/time: bench/fuzz.sh
 
 deps() {
 	local missing=() p
