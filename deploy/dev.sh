@@ -16,7 +16,8 @@ build_pkgs=(build-essential cmake pkg-config libgrpc-dev libprotobuf-dev protobu
 # golang-go + nats.go: the reference NATS client, built by the fleet snapshot suite to prove that
 # our object-store layout interoperates (tests/integration/fleet/objinterop).
 test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps nats-server
-	golang-go golang-github-nats-io-go-nats-dev)
+	golang-go golang-github-nats-io-go-nats-dev
+	clang time) # clang (libFuzzer) and /usr/bin/time: bench/fuzz.sh
 
 deps() {
 	local missing=() p

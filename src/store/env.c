@@ -152,7 +152,7 @@ int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint
  * transaction: a read-only open uses a read txn, which is enough for mdb_dbi_open of existing
  * tables.
  */
-static int open_tables(struct ent_store *s, const char *path, struct ent_err *err)
+static int open_tables(struct ent_store *s, const char *path, bool existed, struct ent_err *err)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
@@ -184,7 +184,15 @@ static int open_tables(struct ent_store *s, const char *path, struct ent_err *er
 		mdb_txn_abort(txn);
 		return ent_err_set(err, -r, "%s: meta 'schema' unreadable", path);
 	}
-	if (schema == 0 && !s->read_only) {
+	if (schema == 0 && existed) {
+		/* An existing file without a schema is damaged (or not ours): never stamp it. */
+		mdb_txn_abort(txn);
+		return ent_err_set(
+			err, ENT_ECORRUPT,
+			"%s: data.mdb exists but holds no entd schema: damaged, or not an "
+			"entd database",
+			path);
+	} else if (schema == 0 && !s->read_only) {
 		uint8_t b[4] = {ENT_SCHEMA, 0, 0, 0};
 		MDB_val k = {6, "schema"}, v = {4, b};
 		rc = mdb_put(txn, s->dbi[ENT_T_META], &k, &v, 0);
@@ -267,12 +275,13 @@ static int lock_dir(struct ent_store *s, const char *path, struct ent_err *err)
 #define META_TXNID  (META_LASTPG + 8)
 #define META_PSIZE  (16 + 4 + 4 + 8 + 8) /* FREE_DBI's md_pad: the page size */
 
-static int check_data_file(const char *path, struct ent_err *err)
+static int check_data_file(const char *path, bool *existed, struct ent_err *err)
 {
 	char dp[4096];
 	if ((size_t)snprintf(dp, sizeof(dp), "%s/data.mdb", path) >= sizeof(dp))
 		return ent_err_set(err, ENT_EINVAL, "%s: path too long", path);
 	int fd = open(dp, O_RDONLY | O_CLOEXEC);
+	*existed = fd >= 0;
 	if (fd < 0)
 		return errno == ENOENT ? 0
 				       : ent_err_set(err, ENT_EIO, "%s: %s", dp, strerror(errno));
@@ -316,6 +325,22 @@ static int check_data_file(const char *path, struct ent_err *err)
 	return rc;
 }
 
+/*
+ * LMDB trusts its pages: a cursor stepping onto a damaged one fails an assertion, and LMDB
+ * then aborts the process (mdb_assert_fail calls this first, then abort()). Returning is all
+ * a callback may do, so it says why the daemon is about to die and what to do; the verify at
+ * start (db.verify_below) and `entctl verify` find such pages without LMDB (verify.c).
+ */
+static void on_lmdb_assert(MDB_env *env, const char *msg)
+{
+	const char *path = "";
+	mdb_env_get_path(env, &path);
+	ent_log(ENT_LOG_ERROR,
+		"store: LMDB met a damaged page and aborts the process; run entctl verify and "
+		"restore the database from a snapshot",
+		"db", path, "assertion", msg, NULL);
+}
+
 int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, struct ent_err *err)
 {
 	struct ent_err local;
@@ -339,7 +364,8 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 	s->lock_fd = -1;
 	if (!opts->read_only && lock_dir(s, path, err))
 		goto fail_lock;
-	if (check_data_file(path, err))
+	bool existed = false;
+	if (check_data_file(path, &existed, err))
 		goto fail_create;
 
 	int rc = mdb_env_create(&s->env);
@@ -347,6 +373,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 		ent_err_set(err, -ent_store_mdb_err(rc), "mdb_env_create: %s", mdb_strerror(rc));
 		goto fail_create;
 	}
+	mdb_env_set_assert(s->env, on_lmdb_assert);
 	size_t map_size = opts->map_size ? opts->map_size : (size_t)16 << 30;
 	unsigned readers = opts->max_readers ? opts->max_readers : 256;
 	if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
@@ -374,7 +401,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 		ent_err_set(err, code, "%s: cannot open: %s", path, mdb_strerror(rc));
 		goto fail_env;
 	}
-	int r = open_tables(s, path, err);
+	int r = open_tables(s, path, existed, err);
 	if (r)
 		goto fail_env;
 	ent_walk_probe(s);

@@ -413,12 +413,19 @@ static int check_content(struct ent_store *s, MDB_txn *txn, struct ent_store_ver
 		int g = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 		for (; g == 0; g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			r->records++;
-			if (!decode_value(r, t, &k, &v, &a) && r->problems++ == 0)
+			if (!decode_value(r, t, &k, &v, &a) && r->problems++ == 0) {
+				/* Keys join two ids with NUL: shown as '/', so both are named. */
+				char key[121];
+				size_t n = k.mv_size < 120 ? k.mv_size : 120;
+				for (size_t i = 0; i < n; i++) {
+					char ch = ((const char *)k.mv_data)[i];
+					key[i] = ch >= 0x20 && ch < 0x7f ? ch : '/';
+				}
+				key[n] = 0;
 				snprintf(r->first, sizeof(r->first),
-					 "%s: the value of key '%.*s' does not decode",
-					 ent_store_table_name(t),
-					 (int)(k.mv_size < 120 ? k.mv_size : 120),
-					 (const char *)k.mv_data);
+					 "%s: the value of key '%s' does not decode",
+					 ent_store_table_name(t), key);
+			}
 			if ((r->records & 1023) == 0)
 				ent_arena_reset(&a);
 		}
