@@ -44,7 +44,7 @@ def entctl(*args):
 def record_offsets(path, customer, feature):
     """Where the aggregated records of (customer, feature) start in data.mdb, with their sizes:
     leaf nodes whose key is customer NUL feature and whose value starts with the sealed version
-    byte. LMDB copies pages on write, so older copies may sit in free pages too: the tests
+    byte (0x80 | version). LMDB copies pages on write, so older copies may sit in free pages too: the tests
     damage every copy, so that the live one is surely among them."""
     key = customer + b"\0" + feature
     with open(path, "rb") as f:
@@ -54,7 +54,7 @@ def record_offsets(path, customer, feature):
     while at >= 0:
         ksize = int.from_bytes(data[at - 2:at], "little")
         value = at + len(key)
-        if ksize == len(key) and data[value] == 0x81:
+        if ksize == len(key) and data[value] in (0x81, 0x82):  # v1 or v2, sealed
             out.append((value, int.from_bytes(data[at - 8:at - 6], "little")))
         at = data.find(key, at + 1)
     assert out, "no aggregated record of %r in %s" % (key, path)
