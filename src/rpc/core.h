@@ -253,7 +253,7 @@ struct ent_rpc {
 	size_t n_srvs;
 	struct ent_tls **tls; /**< one per TLS listener (stable addresses: fetcher user data) */
 	size_t n_tls;
-	grpc_channel *lame; /**< posts worker notifications */
+	grpc_channel *lame;	    /**< posts worker notifications */
 	grpc_resource_quota *quota; /**< limits.memory, shared by every server; NULL: none */
 	struct ent_wstate *workers;
 	unsigned n_workers;

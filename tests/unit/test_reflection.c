@@ -176,7 +176,8 @@ static void test_file_by_filename(void **state)
 	bool found = false, found_usage_batch = false;
 	for (size_t i = 0; i < fd->service[0]->n_method; i++) {
 		found |= strcmp(fd->service[0]->method[i]->name, "CheckEntitlement") == 0;
-		found_usage_batch |= strcmp(fd->service[0]->method[i]->name, "BatchReportUsage") == 0;
+		found_usage_batch |=
+			strcmp(fd->service[0]->method[i]->name, "BatchReportUsage") == 0;
 	}
 	assert_true(found);
 	assert_true(found_usage_batch);
