@@ -81,7 +81,7 @@ fleet() {
 	if [ ! -s "$dir/admin-token" ]; then
 		(umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/admin-token")
 	fi
-	local pids=()
+	pids=() # global: the EXIT trap runs after this function has returned
 	stop_fleet() {
 		local p
 		for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
