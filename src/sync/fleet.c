@@ -588,6 +588,12 @@ static int set_opts(struct ent_fleet *f, const struct ent_fleet_opts *o, struct 
 	return 0;
 }
 
+/* True when nats.c's error \a text is about the configured credentials file (it names it). */
+static bool creds_file_fault(const struct ent_fleet_opts *o, const char *text)
+{
+	return o->creds_file && *o->creds_file && text && strstr(text, o->creds_file);
+}
+
 int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struct ent_err *err)
 {
 	if (!o || !o->urls || !*o->urls || !o->stream || !o->subject)
@@ -629,12 +635,17 @@ int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struc
 		const char *t = nats_text(s);
 		if (t && strstr(t, "uthorization"))
 			break; /* wrong credentials do not get better by waiting */
+		if (creds_file_fault(o, t))
+			break; /* nor does a credentials file nats.c cannot read */
 		usleep(250 * 1000);
 	}
 	if (s != NATS_OK) {
 		char shown[512];
-		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: cannot connect to %s: %s",
-				 redact(f->urls, shown, sizeof(shown)), nats_text(s));
+		const char *t = nats_text(s);
+		/* nats.c reads the credentials file only when it connects: name the key here. */
+		rc = ent_err_set(err, ENT_EUNAVAIL, "%s: cannot connect to %s: %s",
+				 creds_file_fault(o, t) ? "fleet.creds_file" : "fleet.nats",
+				 redact(f->urls, shown, sizeof(shown)), t);
 		goto fail;
 	}
 	atomic_store(&f->connected, true);
