@@ -588,10 +588,14 @@ static int set_opts(struct ent_fleet *f, const struct ent_fleet_opts *o, struct 
 	return 0;
 }
 
-/* True when nats.c's error \a text is about the configured credentials file (it names it). */
+/*
+ * True when nats.c's error \a text is about the configured credentials file: it names the
+ * file (unreadable, no seed), or the server refused the user the file holds.
+ */
 static bool creds_file_fault(const struct ent_fleet_opts *o, const char *text)
 {
-	return o->creds_file && *o->creds_file && text && strstr(text, o->creds_file);
+	return o->creds_file && *o->creds_file && text &&
+	       (strstr(text, o->creds_file) || strstr(text, "uthorization"));
 }
 
 int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struct ent_err *err)

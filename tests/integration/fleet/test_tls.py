@@ -14,6 +14,11 @@ against the CA (`tls { ... verify: true }`).
   "fleet.nats: cannot connect" (plus the TLS reason where nats.c gives one); none serves.
 - A missing or unreadable TLS file and a malformed credentials file: exit 1 naming the key
   (fleet.tls_ca_file, fleet.tls_cert_file, fleet.creds_file).
+- Credentials files (NATS decentralized auth): an operator-mode nats-server whose accounts are
+  made by tests/integration/fleet/credsgen (Debian's nats-io/jwt and nkeys, what NATS's nsc is
+  built on). A replica with a user of the JetStream-enabled account serves and takes writes;
+  a user of an account the server does not know, and a revoked user, exit 1 with
+  "fleet.creds_file: cannot connect ... Authorization Violation" (no secret printed).
 """
 import json
 import os
@@ -29,6 +34,23 @@ from natsfix import FleetCase
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops"))
 from ops import Pki  # noqa: E402
+
+GO = "/usr/bin/go"
+GOPATH = "/usr/share/gocode"  # Debian's Go library packages live here (GOPATH mode)
+
+
+def build_credsgen(out):
+    """Build tests/integration/fleet/credsgen with Debian's go, nats-io/jwt, nkeys (offline)."""
+    exe = os.path.join(out, "credsgen")
+    if not os.path.exists(GO):
+        raise RuntimeError("go not found: deploy/dev.sh installs golang-go and "
+                           "golang-github-nats-io-jwt-dev")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="",
+               GOCACHE=os.path.join(out, "gocache"), CGO_ENABLED="0")
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([GO, "build", "-o", exe, os.path.join(here, "credsgen", "main.go")],
+                   check=True, env=env, timeout=600)
+    return exe
 
 
 def run_entd(args, timeout=60):
@@ -143,6 +165,58 @@ class FleetTls(FleetCase):
         out = self.assert_refused(self.tls_args(cert=self.cli) + ["--fleet-creds-file", bad],
                                   "fleet.creds_file: cannot connect")
         self.assertIn("no nkey user seed", out)  # nats.c's reason, kept
+
+
+class FleetCreds(FleetCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="entd-flcreds-", dir="/tmp")
+        exe = build_credsgen(cls.tmp)
+        subprocess.run([exe, cls.tmp], check=True, timeout=60)
+        with open(os.path.join(cls.tmp, "auth.conf")) as f:
+            cls.nats = natsfix.Nats(extra_conf=f.read())
+        try:
+            cls.nats.start()
+        except Exception:
+            cls.nats.failed = True
+            cls.nats.cleanup()
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nats.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def creds(self, name):
+        return os.path.join(self.tmp, name + ".creds")
+
+    def test_1_user_of_the_account_serves(self):
+        e = natsfix.FleetEntd([self.nats.url], extra=["--fleet-creds-file", self.creds("entd")])
+        try:
+            e.start()
+            self.assertEqual(natsfix.status(e).fleet_state, "ok")
+            with e.api() as a:
+                r = natsfix.setup_catalog(a)
+            self.assertGreater(r.sequence, 0)
+            self.assertEqual(e.sequence(), r.sequence)
+            with open(e.logpath) as f:
+                log = f.read()
+            with open(self.creds("entd")) as f:
+                seed = [ln for ln in f.read().splitlines() if ln.startswith("SU")]
+            self.assertEqual(len(seed), 1)
+            self.assertNotIn(seed[0], log)  # the nkey seed is a secret: never logged
+        finally:
+            e.stop()
+            e.cleanup()
+
+    def test_2_unknown_account_and_revoked_user_refused(self):
+        for name in ("stranger", "revoked"):
+            rc, out = run_entd(["--fleet-nats", self.nats.url, "--fleet-connect-timeout-ms",
+                                "3000", "--fleet-creds-file", self.creds(name)])
+            self.assertEqual(rc, 1, out)
+            self.assertIn("fleet.creds_file: cannot connect", out)
+            self.assertIn("Authorization Violation", out)
 
 
 if __name__ == "__main__":
