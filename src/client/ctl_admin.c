@@ -17,13 +17,13 @@
 #include <jansson.h>
 
 #include "client/ctl.h"
-#include "client/pbjson.h"
 #include "ent/client.h"
 #include "ent/json.h"
 #include "ent/v1/admin.pb-c.h"
 #include "ent/v1/entitlement.pb-c.h"
 #include "ent/v1/event.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "json/pbjson.h"
 
 /* ---- admin ---------------------------------------------------------------------------- */
 
@@ -204,38 +204,6 @@ static int admin_call_json(struct admin_ctx *x, const char *method, json_t *body
 
 static void print_grants(const ProtobufCMessage *m);
 
-static json_t *lower_enum(const ProtobufCEnumDescriptor *d, int v)
-{
-	char buf[64];
-	snprintf(buf, sizeof(buf), "%s", ent_client_enum_short(d, v));
-	for (char *p = buf; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	return json_string(buf);
-}
-
-/* A stored feature as the document declares it: code, type and typed privileges. */
-static json_t *feature_decl(const Ent__V1__Feature *f)
-{
-	json_t *privs = json_array();
-	for (size_t i = 0; i < f->n_privileges; i++) {
-		const Ent__V1__PrivilegeDef *p = f->privileges[i];
-		json_t *d =
-			json_pack("{s:s,s:o}", "code", p->code, "value_type",
-				  lower_enum(&ent__v1__privilege_type__descriptor, p->value_type));
-		if (p->n_select_options) {
-			json_t *opts = json_array();
-			for (size_t k = 0; k < p->n_select_options; k++)
-				json_array_append_new(opts, json_string(p->select_options[k]));
-			json_object_set_new(d, "config",
-					    json_pack("{s:o}", "select_options", opts));
-		}
-		json_array_append_new(privs, d);
-	}
-	return json_pack("{s:s,s:o,s:o}", "code", f->code, "type",
-			 lower_enum(&ent__v1__feature_type__descriptor, f->type), "privileges",
-			 privs);
-}
-
 /*
  * The document reader types a privilege value from the feature declared in the same document
  * (a string could be STRING or SELECT). A body alone declares nothing, so declare the features
@@ -265,7 +233,7 @@ static void add_declarations(struct admin_ctx *x, json_t *doc, json_t *body)
 			continue;
 		const Ent__V1__FeatureResponse *fr = (const Ent__V1__FeatureResponse *)resp;
 		if (fr->feature && fr->feature->n_privileges)
-			json_array_append_new(decls, feature_decl(fr->feature));
+			json_array_append_new(decls, ent_json_feature_doc(fr->feature));
 		protobuf_c_message_free_unpacked(resp, NULL);
 	}
 	if (json_array_size(decls))

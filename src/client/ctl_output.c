@@ -18,13 +18,13 @@
 #include <jansson.h>
 
 #include "client/ctl.h"
-#include "client/pbjson.h"
 #include "ent/client.h"
 #include "ent/json.h"
 #include "ent/v1/admin.pb-c.h"
 #include "ent/v1/entitlement.pb-c.h"
 #include "ent/v1/event.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "json/pbjson.h"
 
 const char *ent_ctl_fmt_time(int64_t ms, char *buf, size_t len)
 {
@@ -51,14 +51,6 @@ void ent_ctl_print_msg_json(const ProtobufCMessage *m)
 	if (j)
 		ent_ctl_print_json(j);
 	json_decref(j);
-}
-
-static bool is_time_key(const char *k)
-{
-	size_t n = strlen(k);
-	return (n >= 3 && !strcmp(k + n - 3, "_at")) || !strcmp(k, "at") ||
-	       !strcmp(k, "active_from") || !strcmp(k, "billing_anchor") ||
-	       !strcmp(k, "period_start") || !strcmp(k, "period_end");
 }
 
 /*
@@ -105,7 +97,7 @@ static void print_tree(const json_t *j, const char *key, int indent)
 		return;
 	}
 	printf("%*s%s: ", indent, "", key ? key : "");
-	if (json_is_integer(j) && key && is_time_key(key))
+	if (json_is_integer(j) && key && ent_json_is_time_name(key))
 		fputs(ent_ctl_fmt_time(json_integer_value(j), tbuf, sizeof(tbuf)), stdout);
 	else if (json_is_string(j))
 		fputs(json_string_value(j), stdout);

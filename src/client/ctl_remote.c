@@ -19,13 +19,13 @@
 #include <jansson.h>
 
 #include "client/ctl.h"
-#include "client/pbjson.h"
 #include "ent/client.h"
 #include "ent/json.h"
 #include "ent/v1/admin.pb-c.h"
 #include "ent/v1/entitlement.pb-c.h"
 #include "ent/v1/event.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "json/pbjson.h"
 
 void ent_ctl_common_init(struct ent_ctl_common *co, const char *token_env)
 {
