@@ -30,6 +30,7 @@ int ent_ctl_fleet(int argc, char **argv); /* fleet snapshot publish|fetch|info .
 
 /* ---- shared by the commands against a running entd ------------------------------------ */
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +59,7 @@ struct ent_ctl_common {
 };
 
 enum {
+	ENT_CTL_OPT_BAD = -2, /* ent_ctl_getopt: a bad common option (reported) */
 	ENT_CTL_OPT_JSON = 0x100,
 	ENT_CTL_OPT_TOKEN,
 	ENT_CTL_OPT_TIMEOUT,
@@ -92,6 +94,13 @@ int ent_ctl_vusage_error(const char *usage, const char *fmt, va_list ap)
 /** As ent_ctl_vusage_error. */
 int ent_ctl_usage_error(const char *usage, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/**
+ * getopt_long (short option -a only) that takes the common options itself.
+ * \return the next other option, -1 at the end, or ENT_CTL_OPT_BAD after printing a usage
+ *         error for a bad common option.
+ */
+int ent_ctl_getopt(int argc, char **argv, const struct option *longopts, struct ent_ctl_common *co,
+		   const char *usage);
 /** Open the channel of \a co. \return 0, or ENT_CTL_EXIT_RPC after printing why. */
 int ent_ctl_open_client(const struct ent_ctl_common *co, ent_client **c);
 /**
@@ -101,6 +110,13 @@ int ent_ctl_open_client(const struct ent_ctl_common *co, ent_client **c);
 int ent_ctl_call(ent_client *c, const struct ent_ctl_common *co, const char *method,
 		 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
 		 ProtobufCMessage **resp);
+/**
+ * Open a channel, make one call and show the answer: JSON with --json, else \a print.
+ * \return 0, or ENT_CTL_EXIT_RPC after printing why.
+ */
+int ent_ctl_call_show(const struct ent_ctl_common *co, const char *method,
+		      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+		      void (*print)(const ProtobufCMessage *));
 /** A whole decimal int64. \return 0 or -1. */
 int ent_ctl_parse_i64(const char *s, int64_t *v);
 

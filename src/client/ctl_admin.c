@@ -815,12 +815,10 @@ int ent_ctl_admin(int argc, char **argv)
 	ent_ctl_common_init(&x.co, "ENTD_ADMIN_TOKEN");
 	optind = 0;
 	/* Options may come anywhere (GNU permutation): "admin plan get pro --json" works. */
-	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = ent_ctl_common_opt(&x.co, c, optarg)) > 0)
-			continue;
-		if (r < 0)
-			return admin_usage_error("bad --timeout '%s'", optarg);
+	while ((c = ent_ctl_getopt(argc, argv, longopts, &x.co, admin_usage)) != -1) {
 		switch (c) {
+		case ENT_CTL_OPT_BAD:
+			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
 			if (ent_client_parse_time(optarg, &x.at))
 				return admin_usage_error("bad --at '%s'", optarg);

@@ -30,9 +30,29 @@
 static const char check_usage[] = "check [-a ADDR] [--json] [--at TIME] [--min-seq N] "
 				  "[--token T] [--timeout MS] CUSTOMER FEATURE [QUANTITY]";
 
-static void print_check(const Ent__V1__CheckEntitlementResponse *r)
+/* The limit, used, remaining and period rows of a metered answer. */
+static void print_usage_row(const Ent__V1__Usage *u)
 {
 	char t1[40], t2[40];
+	if (!u)
+		return;
+	printf("%-12s ", "limit");
+	ent_ctl_print_limit(u->limit, u->unlimited, u->is_soft_limit);
+	printf("\n%-12s %" PRId64 "\n", "used", u->used);
+	if (u->unlimited)
+		printf("%-12s %s\n", "remaining", "unlimited");
+	else
+		printf("%-12s %" PRId64 "\n", "remaining", u->remaining);
+	printf("%-12s %s %s .. %s\n", "period",
+	       ent_client_enum_short(&ent__v1__reset_period__descriptor, u->reset_period),
+	       ent_ctl_fmt_time(u->period_start, t1, sizeof(t1)),
+	       ent_ctl_fmt_time(u->period_end, t2, sizeof(t2)));
+}
+
+static void print_check(const ProtobufCMessage *m)
+{
+	const Ent__V1__CheckEntitlementResponse *r = (const Ent__V1__CheckEntitlementResponse *)m;
+	char t1[40];
 	printf("%-12s %s\n", "allowed", ent_ctl_yesno(r->allowed));
 	printf("%-12s %s\n", "reason",
 	       ent_client_enum_short(&ent__v1__reason__descriptor, r->reason));
@@ -53,20 +73,7 @@ static void print_check(const Ent__V1__CheckEntitlementResponse *r)
 		fputc('-', stdout);
 	}
 	fputc('\n', stdout);
-	if (r->usage) {
-		const Ent__V1__Usage *u = r->usage;
-		printf("%-12s ", "limit");
-		ent_ctl_print_limit(u->limit, u->unlimited, u->is_soft_limit);
-		printf("\n%-12s %" PRId64 "\n", "used", u->used);
-		if (u->unlimited)
-			printf("%-12s %s\n", "remaining", "unlimited");
-		else
-			printf("%-12s %" PRId64 "\n", "remaining", u->remaining);
-		printf("%-12s %s %s .. %s\n", "period",
-		       ent_client_enum_short(&ent__v1__reset_period__descriptor, u->reset_period),
-		       ent_ctl_fmt_time(u->period_start, t1, sizeof(t1)),
-		       ent_ctl_fmt_time(u->period_end, t2, sizeof(t2)));
-	}
+	print_usage_row(r->usage);
 	printf("%-12s ", "static");
 	ent_ctl_print_strings(r->static_values, r->n_static_values);
 	printf("\n%-12s ", "privileges");
@@ -99,16 +106,14 @@ static int read_command_opts(int argc, char **argv, const char *usage, struct en
 		{NULL, 0, NULL, 0},
 	};
 	int64_t v;
-	int c, r;
+	int c;
 
 	ent_ctl_common_init(co, "ENTD_TOKEN");
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = ent_ctl_common_opt(co, c, optarg)) > 0)
-			continue;
-		if (r < 0)
-			return ent_ctl_usage_error(usage, "bad --timeout '%s'", optarg);
+	while ((c = ent_ctl_getopt(argc, argv, longopts, co, usage)) != -1) {
 		switch (c) {
+		case ENT_CTL_OPT_BAD:
+			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
 			if (ent_client_parse_time(optarg, at))
 				return ent_ctl_usage_error(usage, "bad --at '%s'", optarg);
@@ -143,21 +148,8 @@ int ent_ctl_check(int argc, char **argv)
 	if (argc - optind == 3 && ent_ctl_parse_i64(argv[optind + 2], &req.quantity))
 		return ent_ctl_usage_error(check_usage, "bad QUANTITY '%s'", argv[optind + 2]);
 
-	ent_client *cl;
-	ProtobufCMessage *resp;
-	if ((r = ent_ctl_open_client(&co, &cl)))
-		return r;
-	r = ent_ctl_call(cl, &co, ENT_CTL_SVC_CHECK "CheckEntitlement", &req.base,
-			 &ent__v1__check_entitlement_response__descriptor, &resp);
-	if (!r) {
-		if (co.json)
-			ent_ctl_print_msg_json(resp);
-		else
-			print_check((Ent__V1__CheckEntitlementResponse *)resp);
-		protobuf_c_message_free_unpacked(resp, NULL);
-	}
-	ent_client_free(cl);
-	return r;
+	return ent_ctl_call_show(&co, ENT_CTL_SVC_CHECK "CheckEntitlement", &req.base,
+				 &ent__v1__check_entitlement_response__descriptor, print_check);
 }
 
 /* ---- get ------------------------------------------------------------------------------ */
@@ -204,8 +196,10 @@ static void print_sources(Ent__V1__EntitlementSource **s, size_t n, bool metered
 	}
 }
 
-static void print_get(const Ent__V1__GetCustomerEntitlementsResponse *r)
+static void print_get(const ProtobufCMessage *m)
 {
+	const Ent__V1__GetCustomerEntitlementsResponse *r =
+		(const Ent__V1__GetCustomerEntitlementsResponse *)m;
 	char t1[40], t2[40];
 	printf("customer %s, %zu feature(s), sequence %" PRIu64 "\n\n", r->customer_id,
 	       r->n_features, r->sequence);
@@ -280,21 +274,9 @@ int ent_ctl_get(int argc, char **argv)
 	req.n_feature_codes = (size_t)(argc - optind - 1);
 	req.feature_codes = argv + optind + 1;
 
-	ent_client *cl;
-	ProtobufCMessage *resp;
-	if ((r = ent_ctl_open_client(&co, &cl)))
-		return r;
-	r = ent_ctl_call(cl, &co, ENT_CTL_SVC_CHECK "GetCustomerEntitlements", &req.base,
-			 &ent__v1__get_customer_entitlements_response__descriptor, &resp);
-	if (!r) {
-		if (co.json)
-			ent_ctl_print_msg_json(resp);
-		else
-			print_get((Ent__V1__GetCustomerEntitlementsResponse *)resp);
-		protobuf_c_message_free_unpacked(resp, NULL);
-	}
-	ent_client_free(cl);
-	return r;
+	return ent_ctl_call_show(&co, ENT_CTL_SVC_CHECK "GetCustomerEntitlements", &req.base,
+				 &ent__v1__get_customer_entitlements_response__descriptor,
+				 print_get);
 }
 
 /* ---- usage and consume ----------------------------------------------------------------- */
@@ -303,24 +285,6 @@ static const char usage_usage[] = "usage [-a ADDR] [--json] [--at TIME] [--token
 				  "--key KEY CUSTOMER FEATURE QUANTITY";
 static const char consume_usage[] = "consume [-a ADDR] [--json] [--key KEY] [--token T] "
 				    "[--timeout MS] CUSTOMER FEATURE [QUANTITY]";
-
-static void print_usage_row(const Ent__V1__Usage *u)
-{
-	char t1[40], t2[40];
-	if (!u)
-		return;
-	printf("%-12s ", "limit");
-	ent_ctl_print_limit(u->limit, u->unlimited, u->is_soft_limit);
-	printf("\n%-12s %" PRId64 "\n", "used", u->used);
-	if (u->unlimited)
-		printf("%-12s %s\n", "remaining", "unlimited");
-	else
-		printf("%-12s %" PRId64 "\n", "remaining", u->remaining);
-	printf("%-12s %s %s .. %s\n", "period",
-	       ent_client_enum_short(&ent__v1__reset_period__descriptor, u->reset_period),
-	       ent_ctl_fmt_time(u->period_start, t1, sizeof(t1)),
-	       ent_ctl_fmt_time(u->period_end, t2, sizeof(t2)));
-}
 
 /* usage: ReportUsage (usage that already happened) and consume: ConsumeEntitlement. */
 static int usage_or_consume(int argc, char **argv, bool consume)
@@ -339,12 +303,10 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 
 	ent_ctl_common_init(&co, "ENTD_TOKEN");
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = ent_ctl_common_opt(&co, c, optarg)) > 0)
-			continue;
-		if (r < 0)
-			return ent_ctl_usage_error(use, "bad --timeout '%s'", optarg);
+	while ((c = ent_ctl_getopt(argc, argv, longopts, &co, use)) != -1) {
 		switch (c) {
+		case ENT_CTL_OPT_BAD:
+			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
 			if (consume || ent_client_parse_time(optarg, &at))
 				return ent_ctl_usage_error(use, "bad --at '%s'", optarg);
@@ -459,12 +421,10 @@ int ent_ctl_health(int argc, char **argv)
 
 	ent_ctl_common_init(&co, "ENTD_TOKEN");
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = ent_ctl_common_opt(&co, c, optarg)) > 0)
-			continue;
-		if (r < 0)
-			return ent_ctl_usage_error(health_usage, "bad --timeout '%s'", optarg);
+	while ((c = ent_ctl_getopt(argc, argv, longopts, &co, health_usage)) != -1) {
 		switch (c) {
+		case ENT_CTL_OPT_BAD:
+			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_WAIT:
 			if (ent_ctl_parse_i64(optarg, &wait_s) || wait_s < 0)
 				return ent_ctl_usage_error(health_usage, "bad --wait '%s'", optarg);

@@ -115,3 +115,40 @@ int ent_ctl_parse_i64(const char *s, int64_t *v)
 	*v = n;
 	return 0;
 }
+
+int ent_ctl_call_show(const struct ent_ctl_common *co, const char *method,
+		      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+		      void (*print)(const ProtobufCMessage *))
+{
+	ent_client *cl;
+	ProtobufCMessage *resp;
+	int r = ent_ctl_open_client(co, &cl);
+	if (r)
+		return r;
+	r = ent_ctl_call(cl, co, method, req, resp_desc, &resp);
+	if (!r) {
+		if (co->json)
+			ent_ctl_print_msg_json(resp);
+		else
+			print(resp);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	ent_client_free(cl);
+	return r;
+}
+
+int ent_ctl_getopt(int argc, char **argv, const struct option *longopts, struct ent_ctl_common *co,
+		   const char *usage)
+{
+	int c, r;
+	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
+		if ((r = ent_ctl_common_opt(co, c, optarg)) > 0)
+			continue;
+		if (r < 0) {
+			ent_ctl_usage_error(usage, "bad --timeout '%s'", optarg);
+			return ENT_CTL_OPT_BAD;
+		}
+		return c;
+	}
+	return -1;
+}

@@ -104,15 +104,36 @@ static json_t *priv_value_json(const Ent__V1__PrivilegeValue *pv)
 	}
 }
 
-json_t *ent_json_priv_map(Ent__V1__PrivilegeValue **pv, size_t n)
+/*
+ * A list of \a n messages as the document's map keyed by each one's code: \a fn gives an
+ * item's key and value. NULL when out of memory.
+ */
+static json_t *keyed(const void *const *items, size_t n,
+		     json_t *(*fn)(const void *item, const char **key))
 {
 	json_t *m = json_object();
-	for (size_t i = 0; m && i < n; i++)
-		if (json_object_set_new(m, pv[i]->code, priv_value_json(pv[i]))) {
+	for (size_t i = 0; m && i < n; i++) {
+		const char *key;
+		json_t *v = fn(items[i], &key);
+		if (json_object_set_new(m, key, v)) {
 			json_decref(m);
 			return NULL;
 		}
+	}
 	return m;
+}
+
+static json_t *priv_item(const void *item, const char **key)
+{
+	const Ent__V1__PrivilegeValue *pv = item;
+	*key = pv->code;
+	return priv_value_json(pv);
+}
+
+/* Lago's {code: value} privilege map. */
+static json_t *priv_map(Ent__V1__PrivilegeValue **pv, size_t n)
+{
+	return keyed((const void *const *)pv, n, priv_item);
 }
 
 /* Does \a k name a member of the extended grant form (a Grant field the document carries)? */
@@ -137,25 +158,26 @@ static json_t *grant_json(const Ent__V1__Grant *g)
 		plain = !is_grant_key(g->privileges[i]->code);
 	if (plain) {
 		json_decref(o);
-		return ent_json_priv_map(g->privileges, g->n_privileges);
+		return priv_map(g->privileges, g->n_privileges);
 	}
-	if (!replace(o, "privileges", ent_json_priv_map(g->privileges, g->n_privileges))) {
+	if (!replace(o, "privileges", priv_map(g->privileges, g->n_privileges))) {
 		json_decref(o);
 		return NULL;
 	}
 	return o;
 }
 
+static json_t *grant_item(const void *item, const char **key)
+{
+	const Ent__V1__Grant *g = item;
+	*key = g->feature_code;
+	return grant_json(g);
+}
+
 /* A message's list of grants as the document's {feature_code: grant}. */
 static json_t *grant_map(Ent__V1__Grant **g, size_t n)
 {
-	json_t *m = json_object();
-	for (size_t i = 0; m && i < n; i++)
-		if (json_object_set_new(m, g[i]->feature_code, grant_json(g[i]))) {
-			json_decref(m);
-			return NULL;
-		}
-	return m;
+	return keyed((const void *const *)g, n, grant_item);
 }
 
 static json_t *feature_json(const Ent__V1__Feature *f)
@@ -229,7 +251,7 @@ static json_t *override_json(const Ent__V1__CustomerOverride *c)
 {
 	json_t *o = encode(&c->base);
 	if (o && (!replace(o, "value", override_value_json(c->value)) ||
-		  !replace(o, "privileges", ent_json_priv_map(c->privileges, c->n_privileges)))) {
+		  !replace(o, "privileges", priv_map(c->privileges, c->n_privileges)))) {
 		json_decref(o);
 		return NULL;
 	}

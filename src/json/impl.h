@@ -33,7 +33,4 @@ int ent_json_reset_parse(const char *s, uint8_t *out);
  */
 extern const struct ent_pbjson_opts ent_json_doc;
 
-/* The document form of a grant's privileges, {code: value} (export.c). */
-json_t *ent_json_priv_map(Ent__V1__PrivilegeValue **pv, size_t n);
-
 #endif

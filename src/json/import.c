@@ -292,69 +292,94 @@ static int priv_decl(struct conv *c, const char *feature, const char *priv, uint
 	return 1;
 }
 
+/* One item of a map keyed by code; the path is at the item. */
+typedef int (*conv_keyed_fn)(struct conv *c, const char *feature, const char *key, json_t *v,
+			     void **out);
+
 /*
- * A Lago privilege map {code: value} into PrivilegeValues. The value type is the feature's
- * declaration when the document has it (so "20" for an integer privilege is an error here),
- * else it follows the JSON type and apply checks it against the stored feature.
+ * The member \a member of \a j (when given; NULL: \a j itself) read as the document's map
+ * {code: item}, in document order, into an array of \a *n messages: where a message has a
+ * list, the document has a map keyed by the items' codes.
  */
-static int conv_priv_map(struct conv *c, const char *feature, json_t *map, size_t *n,
-			 Ent__V1__PrivilegeValue ***out)
+static int conv_keyed(struct conv *c, json_t *j, const char *member, const char *feature,
+		      conv_keyed_fn fn, size_t *n, void *out)
 {
+	json_t *map = member ? json_object_get(j, member) : j;
+	if (!map || json_is_null(map))
+		return 0;
+	size_t old = member ? path_key(&c->path, member) : c->path.len;
 	int rc;
 	if ((rc = need_object(c, map)))
 		return rc;
 	*n = json_object_size(map);
-	if (!(*out = zalloc(c, *n * sizeof(**out))))
+	void **items = zalloc(c, *n * sizeof(void *));
+	if (!items)
 		return oom(c);
+	*(void ***)out = items;
 	size_t i = 0;
 	const char *key;
 	json_t *v;
 	json_object_foreach(map, key, v)
 	{
-		Ent__V1__PrivilegeValue *pv = zalloc(c, sizeof(*pv));
-		if (!pv)
-			return oom(c);
-		ent__v1__privilege_value__init(pv);
-		if (!(pv->code = ent_arena_strndup(c->arena, key, strlen(key))))
-			return oom(c);
-		uint8_t t = ENT_PT_UNSPECIFIED;
-		int known = priv_decl(c, feature, key, &t);
-		if (known < 0)
-			return fail_at(c, key, "feature %s declares no privilege %s", feature, key);
-		if (!known) {
-			if (json_is_integer(v))
-				t = ENT_PT_INTEGER;
-			else if (json_is_boolean(v))
-				t = ENT_PT_BOOLEAN;
-			else if (json_is_string(v))
-				t = ENT_PT_STRING;
-			else
-				return fail_at(c, key, "expected integer, boolean or string");
-		}
-		switch (t) {
-		case ENT_PT_INTEGER:
-			if (!json_is_integer(v))
-				return fail_at(c, key, "expected integer");
-			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_INT_VALUE;
-			pv->int_value = json_integer_value(v);
-			break;
-		case ENT_PT_BOOLEAN:
-			if (!json_is_boolean(v))
-				return fail_at(c, key, "expected true or false");
-			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_BOOL_VALUE;
-			pv->bool_value = json_is_true(v);
-			break;
-		default: /* STRING, SELECT */
-			if (!json_is_string(v))
-				return fail_at(c, key, "expected string");
-			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
-			if (!(pv->string_value = dup_json_str(c, v)))
-				return oom(c);
-			break;
-		}
-		pv->value_type = (Ent__V1__PrivilegeType)t;
-		(*out)[i++] = pv;
+		size_t o2 = path_key(&c->path, key);
+		if ((rc = fn(c, feature, key, v, &items[i++])))
+			return rc;
+		path_pop(&c->path, o2);
 	}
+	path_pop(&c->path, old);
+	return 0;
+}
+
+/*
+ * One privilege of a Lago map {code: value}. The value type is the feature's declaration when
+ * the document has it (so "20" for an integer privilege is an error here), else it follows the
+ * JSON type and apply checks it against the stored feature.
+ */
+static int conv_priv(struct conv *c, const char *feature, const char *key, json_t *v, void **out)
+{
+	Ent__V1__PrivilegeValue *pv = zalloc(c, sizeof(*pv));
+	if (!pv)
+		return oom(c);
+	ent__v1__privilege_value__init(pv);
+	*out = pv;
+	if (!(pv->code = ent_arena_strndup(c->arena, key, strlen(key))))
+		return oom(c);
+	uint8_t t = ENT_PT_UNSPECIFIED;
+	int known = priv_decl(c, feature, key, &t);
+	if (known < 0)
+		return fail(c, "feature %s declares no privilege %s", feature, key);
+	if (!known) {
+		if (json_is_integer(v))
+			t = ENT_PT_INTEGER;
+		else if (json_is_boolean(v))
+			t = ENT_PT_BOOLEAN;
+		else if (json_is_string(v))
+			t = ENT_PT_STRING;
+		else
+			return fail(c, "expected integer, boolean or string");
+	}
+	switch (t) {
+	case ENT_PT_INTEGER:
+		if (!json_is_integer(v))
+			return fail(c, "expected integer");
+		pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_INT_VALUE;
+		pv->int_value = json_integer_value(v);
+		break;
+	case ENT_PT_BOOLEAN:
+		if (!json_is_boolean(v))
+			return fail(c, "expected true or false");
+		pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_BOOL_VALUE;
+		pv->bool_value = json_is_true(v);
+		break;
+	default: /* STRING, SELECT */
+		if (!json_is_string(v))
+			return fail(c, "expected string");
+		pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
+		if (!(pv->string_value = dup_json_str(c, v)))
+			return oom(c);
+		break;
+	}
+	pv->value_type = (Ent__V1__PrivilegeType)t;
 	return 0;
 }
 
@@ -368,9 +393,11 @@ static bool is_extended_grant(struct conv *c, json_t *j)
 	return false;
 }
 
-/* The path is at the grant ("plans.pro.entitlements.seats"). */
-static int conv_grant(struct conv *c, const char *feature, json_t *j, Ent__V1__Grant **out)
+/* One grant of {feature_code: grant}; the path is at it ("plans.pro.entitlements.seats"). */
+static int conv_grant(struct conv *c, const char *unused, const char *feature, json_t *j,
+		      void **outp)
 {
+	Ent__V1__Grant **out = (Ent__V1__Grant **)outp;
 	static const char *const by_hand[] = {"usage_limit", "privileges", NULL};
 	int rc;
 	if ((rc = need_object(c, j)))
@@ -383,7 +410,7 @@ static int conv_grant(struct conv *c, const char *feature, json_t *j, Ent__V1__G
 		*out = g;
 		if (!(g->feature_code = ent_arena_strndup(c->arena, feature, strlen(feature))))
 			return oom(c);
-		return conv_priv_map(c, feature, j, &g->n_privileges, &g->privileges);
+		return conv_keyed(c, j, NULL, feature, conv_priv, &g->n_privileges, &g->privileges);
 	}
 	/* Flexprice writes an unlimited grant as usage_limit: null, which the decoder would
 	 * read as "not set": so usage_limit is taken out when null. */
@@ -397,36 +424,7 @@ static int conv_grant(struct conv *c, const char *feature, json_t *j, Ent__V1__G
 		return oom(c);
 	if (null_limit)
 		g->unlimited = true;
-	json_t *privs = json_object_get(j, "privileges");
-	if (privs && !json_is_null(privs)) {
-		size_t old = path_key(&c->path, "privileges");
-		if ((rc = conv_priv_map(c, feature, privs, &g->n_privileges, &g->privileges)))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
-}
-
-/* {feature_code: grant} in document order. The path is at the map. */
-static int conv_grant_map(struct conv *c, json_t *map, size_t *n, Ent__V1__Grant ***out)
-{
-	int rc;
-	if ((rc = need_object(c, map)))
-		return rc;
-	*n = json_object_size(map);
-	if (!(*out = zalloc(c, *n * sizeof(**out))))
-		return oom(c);
-	size_t i = 0;
-	const char *key;
-	json_t *v;
-	json_object_foreach(map, key, v)
-	{
-		size_t old = path_key(&c->path, key);
-		if ((rc = conv_grant(c, key, v, &(*out)[i++])))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
+	return conv_keyed(c, j, "privileges", feature, conv_priv, &g->n_privileges, &g->privileges);
 }
 
 /* ---- plans and add-ons ------------------------------------------------------------------ */
@@ -448,14 +446,8 @@ static int conv_plan(struct conv *c, const char *code, json_t *j, bool addon)
 	Ent__V1__SetEntitlementsRequest *p = ev->set_plan;
 	if (!(p->code = ent_arena_strndup(c->arena, code, strlen(code))))
 		return oom(c);
-	json_t *ents = json_object_get(j, "entitlements");
-	if (ents && !json_is_null(ents)) {
-		size_t old = path_key(&c->path, "entitlements");
-		if ((rc = conv_grant_map(c, ents, &p->n_entitlements, &p->entitlements)))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
+	return conv_keyed(c, j, "entitlements", NULL, conv_grant, &p->n_entitlements,
+			  &p->entitlements);
 }
 
 /* ---- subscriptions ---------------------------------------------------------------------- */
@@ -479,14 +471,8 @@ static int conv_subscription(struct conv *c, json_t *j)
 		path_index(&c->path, i);
 		return fail_at(c, "addon_code", "required");
 	}
-	json_t *ents = json_object_get(j, "entitlements");
-	if (ents && !json_is_null(ents)) {
-		size_t old = path_key(&c->path, "entitlements");
-		if ((rc = conv_grant_map(c, ents, &s->n_entitlements, &s->entitlements)))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
+	return conv_keyed(c, j, "entitlements", NULL, conv_grant, &s->n_entitlements,
+			  &s->entitlements);
 }
 
 /* ---- overrides ---------------------------------------------------------------------------- */
@@ -544,14 +530,9 @@ static int conv_override(struct conv *c, json_t *j)
 			return fail_at(c, "value", "expected true, false or a number");
 		}
 		o->value = ov;
-		json_t *privs = json_object_get(j, "privileges");
-		if (privs && !json_is_null(privs)) {
-			size_t old = path_key(&c->path, "privileges");
-			if ((rc = conv_priv_map(c, co->feature_code, privs, &o->n_privileges,
-						&o->privileges)))
-				return rc;
-			path_pop(&c->path, old);
-		}
+		if ((rc = conv_keyed(c, j, "privileges", co->feature_code, conv_priv,
+				     &o->n_privileges, &o->privileges)))
+			return rc;
 	} else {
 		static const char *const need_value[] = {"reason", "unlimited", "static_values",
 							 "privileges", NULL};

@@ -473,18 +473,6 @@ static void put_str(struct want *w, ProtobufCMessage *m, const ProtobufCFieldDes
 	static void name(struct want *w, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 #define G (w->d->agg)
 
-SETTER(r_allowed)
-{
-	put_bool(m, f, w->d->allowed);
-}
-SETTER(r_reason)
-{
-	put_int(m, f, w->d->reason);
-}
-SETTER(r_feature_type)
-{
-	put_int(m, f, w->d->feature_type);
-}
 SETTER(r_bool_value)
 {
 	if (w->d->feature_type == ENT_FT_BOOLEAN)
@@ -539,53 +527,9 @@ SETTER(r_override_expires_at)
 	if (G && G->override_applied)
 		put_int(m, f, G->override_expires_at);
 }
-SETTER(r_next_change_at)
-{
-	put_int(m, f, w->d->next_change_at);
-}
 SETTER(r_sequence)
 {
 	put_int(m, f, (int64_t)w->seq);
-}
-SETTER(u_limit)
-{
-	put_int(m, f, w->d->limit);
-}
-SETTER(u_unlimited)
-{
-	put_bool(m, f, w->d->unlimited);
-}
-SETTER(u_used)
-{
-	put_int(m, f, w->d->used);
-}
-SETTER(u_remaining)
-{
-	put_int(m, f, w->d->remaining);
-}
-SETTER(u_is_soft_limit)
-{
-	put_bool(m, f, w->d->soft);
-}
-SETTER(u_reset_period)
-{
-	put_int(m, f, w->d->reset);
-}
-SETTER(u_period_start)
-{
-	put_int(m, f, w->d->period_start);
-}
-SETTER(u_period_end)
-{
-	put_int(m, f, w->d->period_end);
-}
-SETTER(p_code)
-{
-	put_str(w, m, f, w->priv->code);
-}
-SETTER(p_value_type)
-{
-	put_int(m, f, w->priv->type);
 }
 SETTER(p_int_value)
 {
@@ -603,46 +547,70 @@ SETTER(p_string_value)
 		put_str(w, m, f, w->priv->s);
 }
 
-/* One line per proto field of the answer; seen counts the rounds that had it set. */
+/*
+ * One line per proto field of the answer: a member of the decision (DEC) or of the privilege
+ * (PRV) copied as is, or a setter (FN) where the field depends on more. seen counts the rounds
+ * that had the field set.
+ */
+enum from {
+	FROM_FN,
+	FROM_DEC,
+	FROM_PRIV
+};
+enum kind {
+	K_BOOL,
+	K_U8,
+	K_I64,
+	K_STR
+};
 static struct {
 	const ProtobufCMessageDescriptor *msg;
 	const char *field;
+	enum from from;
+	size_t off;
+	enum kind kind;
 	void (*set)(struct want *w, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
 	unsigned long seen;
 } expects[] = {
-#define RESP  &ent__v1__check_entitlement_response__descriptor
-#define USAGE &ent__v1__usage__descriptor
-#define PRIV  &ent__v1__privilege_value__descriptor
-	{RESP, "allowed", r_allowed},
-	{RESP, "reason", r_reason},
-	{RESP, "feature_type", r_feature_type},
-	{RESP, "bool_value", r_bool_value},
-	{RESP, "number_value", r_number_value},
-	{RESP, "string_value", r_string_value},
-	{RESP, "static_values", r_static_values},
-	{RESP, "privileges", r_privileges},
-	{RESP, "usage", r_usage},
-	{RESP, "override_applied", r_override_applied},
-	{RESP, "override_reason", r_override_reason},
-	{RESP, "override_expires_at", r_override_expires_at},
-	{RESP, "next_change_at", r_next_change_at},
-	{RESP, "sequence", r_sequence},
-	{USAGE, "limit", u_limit},
-	{USAGE, "unlimited", u_unlimited},
-	{USAGE, "used", u_used},
-	{USAGE, "remaining", u_remaining},
-	{USAGE, "is_soft_limit", u_is_soft_limit},
-	{USAGE, "reset_period", u_reset_period},
-	{USAGE, "period_start", u_period_start},
-	{USAGE, "period_end", u_period_end},
-	{PRIV, "code", p_code},
-	{PRIV, "value_type", p_value_type},
-	{PRIV, "int_value", p_int_value},
-	{PRIV, "bool_value", p_bool_value},
-	{PRIV, "string_value", p_string_value},
+#define DEC(member, k) FROM_DEC, offsetof(struct ent_decision, member), K_##k, NULL
+#define PRV(member, k) FROM_PRIV, offsetof(struct ent_priv, member), K_##k, NULL
+#define FN(fn)	       FROM_FN, 0, K_BOOL, fn
+#define RESP	       &ent__v1__check_entitlement_response__descriptor
+#define USAGE	       &ent__v1__usage__descriptor
+#define PRIV	       &ent__v1__privilege_value__descriptor
+	{RESP, "allowed", DEC(allowed, BOOL)},
+	{RESP, "reason", DEC(reason, U8)},
+	{RESP, "feature_type", DEC(feature_type, U8)},
+	{RESP, "bool_value", FN(r_bool_value)},
+	{RESP, "number_value", FN(r_number_value)},
+	{RESP, "string_value", FN(r_string_value)},
+	{RESP, "static_values", FN(r_static_values)},
+	{RESP, "privileges", FN(r_privileges)},
+	{RESP, "usage", FN(r_usage)},
+	{RESP, "override_applied", FN(r_override_applied)},
+	{RESP, "override_reason", FN(r_override_reason)},
+	{RESP, "override_expires_at", FN(r_override_expires_at)},
+	{RESP, "next_change_at", DEC(next_change_at, I64)},
+	{RESP, "sequence", FN(r_sequence)},
+	{USAGE, "limit", DEC(limit, I64)},
+	{USAGE, "unlimited", DEC(unlimited, BOOL)},
+	{USAGE, "used", DEC(used, I64)},
+	{USAGE, "remaining", DEC(remaining, I64)},
+	{USAGE, "is_soft_limit", DEC(soft, BOOL)},
+	{USAGE, "reset_period", DEC(reset, U8)},
+	{USAGE, "period_start", DEC(period_start, I64)},
+	{USAGE, "period_end", DEC(period_end, I64)},
+	{PRIV, "code", PRV(code, STR)},
+	{PRIV, "value_type", PRV(type, U8)},
+	{PRIV, "int_value", FN(p_int_value)},
+	{PRIV, "bool_value", FN(p_bool_value)},
+	{PRIV, "string_value", FN(p_string_value)},
 #undef RESP
 #undef USAGE
 #undef PRIV
+#undef DEC
+#undef PRV
+#undef FN
 };
 #undef G
 
@@ -659,12 +627,40 @@ static size_t expect_of(const ProtobufCMessageDescriptor *d, const ProtobufCFiel
 	return 0;
 }
 
+/* A DEC or PRV line: the member as the field's value. */
+static void copy_member(struct want *w, size_t k, ProtobufCMessage *m,
+			const ProtobufCFieldDescriptor *f)
+{
+	const char *src =
+		(expects[k].from == FROM_DEC ? (const char *)w->d : (const char *)w->priv) +
+		expects[k].off;
+	switch (expects[k].kind) {
+	case K_BOOL:
+		put_bool(m, f, *(const bool *)src);
+		break;
+	case K_U8:
+		put_int(m, f, *(const uint8_t *)src);
+		break;
+	case K_I64:
+		put_int(m, f, *(const int64_t *)src);
+		break;
+	case K_STR:
+		put_str(w, m, f, *(const struct ent_str *)src);
+		break;
+	}
+}
+
 static void *build(struct want *w, const ProtobufCMessageDescriptor *desc)
 {
 	ProtobufCMessage *m = ent_arena_alloc(w->a, desc->sizeof_message);
 	desc->message_init(m);
-	for (unsigned i = 0; i < desc->n_fields; i++)
-		expects[expect_of(desc, &desc->fields[i])].set(w, m, &desc->fields[i]);
+	for (unsigned i = 0; i < desc->n_fields; i++) {
+		size_t k = expect_of(desc, &desc->fields[i]);
+		if (expects[k].from == FROM_FN)
+			expects[k].set(w, m, &desc->fields[i]);
+		else
+			copy_member(w, k, m, &desc->fields[i]);
+	}
 	return m;
 }
 
