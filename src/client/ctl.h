@@ -132,6 +132,11 @@ void ent_ctl_print_json(json_t *j);
 void ent_ctl_print_msg_json(const ProtobufCMessage *m);
 /** \a m as indented "key: value" lines: times RFC 3339, short enum names, no defaults. */
 void ent_ctl_print_msg_tree(const ProtobufCMessage *m);
+/**
+ * After a hand-made table: every field of \a m set and not named in \a shown (NULL-terminated),
+ * one row each, so a field added to the .proto shows before anyone formats it.
+ */
+void ent_ctl_print_rest(const ProtobufCMessage *m, const char *const *shown);
 /** "max_seats=10 sso=true tier=gold", or "-". */
 void ent_ctl_print_privileges(Ent__V1__PrivilegeValue **p, size_t n);
 /** "a, b, c", or "-". */

@@ -89,6 +89,14 @@ static void print_check(const ProtobufCMessage *m)
 	}
 	printf("\n%-12s %s\n", "next change", ent_ctl_fmt_time(r->next_change_at, t1, sizeof(t1)));
 	printf("%-12s %" PRIu64 "\n", "sequence", r->sequence);
+	/* The fields above; any other (a newer proto) still shows. */
+	static const char *const shown[] = {
+		"allowed",	    "reason",	       "feature_type",
+		"bool_value",	    "number_value",    "string_value",
+		"static_values",    "privileges",      "usage",
+		"override_applied", "override_reason", "override_expires_at",
+		"next_change_at",   "sequence",	       NULL};
+	ent_ctl_print_rest(m, shown);
 }
 
 /*

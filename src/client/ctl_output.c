@@ -156,3 +156,32 @@ void ent_ctl_print_limit(int64_t limit, bool unlimited, bool soft)
 	else
 		printf("%" PRId64 "%s", limit, soft ? " (soft)" : "");
 }
+
+void ent_ctl_print_rest(const ProtobufCMessage *m, const char *const *shown)
+{
+	json_t *j = ent_client_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
+	for (const char *const *k = shown; j && *k; k++)
+		json_object_del(j, *k);
+	const char *key;
+	json_t *v;
+	json_object_foreach(j, key, v)
+	{
+		char label[64];
+		snprintf(label, sizeof(label), "%-12s", key);
+		/* "name         value": the tree printer's "key: value", aligned as a table row. */
+		if (json_is_object(v) || json_is_array(v)) {
+			print_tree(v, key, 0);
+			continue;
+		}
+		char tbuf[40];
+		printf("%s ", label);
+		if (json_is_integer(v) && ent_json_is_time_name(key))
+			fputs(ent_ctl_fmt_time(json_integer_value(v), tbuf, sizeof(tbuf)), stdout);
+		else if (json_is_string(v))
+			fputs(json_string_value(v), stdout);
+		else
+			json_dumpf(v, stdout, JSON_ENCODE_ANY);
+		fputc('\n', stdout);
+	}
+	json_decref(j);
+}
