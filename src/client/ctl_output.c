@@ -53,13 +53,25 @@ void ent_ctl_print_msg_json(const ProtobufCMessage *m)
 	json_decref(j);
 }
 
+/* One value and the end of its line: an instant (by its key) as RFC 3339, a string bare. */
+static void print_scalar(const json_t *j, const char *key)
+{
+	char tbuf[40];
+	if (json_is_integer(j) && key && ent_json_is_time_name(key))
+		fputs(ent_ctl_fmt_time(json_integer_value(j), tbuf, sizeof(tbuf)), stdout);
+	else if (json_is_string(j))
+		fputs(json_string_value(j), stdout);
+	else
+		json_dumpf(j, stdout, JSON_ENCODE_ANY);
+	fputc('\n', stdout);
+}
+
 /*
  * The readable form of any message: indented "key: value" lines, times in RFC 3339, short
  * enum names, defaults left out. Used for admin answers that have no table of their own.
  */
 static void print_tree(const json_t *j, const char *key, int indent)
 {
-	char tbuf[40];
 	if (json_is_object(j)) {
 		if (key)
 			printf("%*s%s:\n", indent, "", key);
@@ -97,13 +109,7 @@ static void print_tree(const json_t *j, const char *key, int indent)
 		return;
 	}
 	printf("%*s%s: ", indent, "", key ? key : "");
-	if (json_is_integer(j) && key && ent_json_is_time_name(key))
-		fputs(ent_ctl_fmt_time(json_integer_value(j), tbuf, sizeof(tbuf)), stdout);
-	else if (json_is_string(j))
-		fputs(json_string_value(j), stdout);
-	else
-		json_dumpf(j, stdout, JSON_ENCODE_ANY);
-	fputc('\n', stdout);
+	print_scalar(j, key);
 }
 
 void ent_ctl_print_msg_tree(const ProtobufCMessage *m)
@@ -166,22 +172,13 @@ void ent_ctl_print_rest(const ProtobufCMessage *m, const char *const *shown)
 	json_t *v;
 	json_object_foreach(j, key, v)
 	{
-		char label[64];
-		snprintf(label, sizeof(label), "%-12s", key);
-		/* "name         value": the tree printer's "key: value", aligned as a table row. */
+		/* "name         value" like the table's rows; lists and objects as a tree. */
 		if (json_is_object(v) || json_is_array(v)) {
 			print_tree(v, key, 0);
 			continue;
 		}
-		char tbuf[40];
-		printf("%s ", label);
-		if (json_is_integer(v) && ent_json_is_time_name(key))
-			fputs(ent_ctl_fmt_time(json_integer_value(v), tbuf, sizeof(tbuf)), stdout);
-		else if (json_is_string(v))
-			fputs(json_string_value(v), stdout);
-		else
-			json_dumpf(v, stdout, JSON_ENCODE_ANY);
-		fputc('\n', stdout);
+		printf("%-12s ", key);
+		print_scalar(v, key);
 	}
 	json_decref(j);
 }
