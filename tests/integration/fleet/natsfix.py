@@ -419,6 +419,20 @@ def status(e):
         return a.status()
 
 
+def run_entd(args, timeout=60):
+    """entd with \a args on a fresh directory, for settings it must refuse at start; returns
+    (exit status, output). It must exit by itself within \a timeout."""
+    tmp = tempfile.mkdtemp(prefix="entd-flrun-", dir="/tmp")
+    try:
+        cmd = [wp.ARGS.entd, "--db", os.path.join(tmp, "db"), "--listen",
+               "127.0.0.1:%d" % harness.free_port()] + list(args)
+        p = subprocess.run(PDEATHSIG + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+        return p.returncode, p.stdout.decode(errors="replace")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def raw_publish(nats_port, subject, payload, headers=None):
     """Publish bytes on a subject over the plain NATS protocol (no client library needed):
     CONNECT, then HPUB/PUB, then PING to learn it was processed. JetStream stores it."""

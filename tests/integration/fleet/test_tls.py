@@ -27,9 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-import natsfix  # noqa: I100 (puts harness and wp on the path)
-import harness
-import wp
+import natsfix
 from natsfix import FleetCase
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops"))
@@ -53,17 +51,6 @@ def build_credsgen(out):
     return exe
 
 
-def run_entd(args, timeout=60):
-    """entd with \a args on a fresh directory; returns (exit status, output). It must exit."""
-    tmp = tempfile.mkdtemp(prefix="entd-fltls-", dir="/tmp")
-    try:
-        cmd = [wp.ARGS.entd, "--db", os.path.join(tmp, "db"), "--listen",
-               "127.0.0.1:%d" % harness.free_port()] + list(args)
-        p = subprocess.run(natsfix.PDEATHSIG + cmd, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=timeout)
-        return p.returncode, p.stdout.decode(errors="replace")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class FleetTls(FleetCase):
@@ -132,7 +119,7 @@ class FleetTls(FleetCase):
                 e.cleanup()
 
     def assert_refused(self, args, *needles):
-        rc, out = run_entd(["--fleet-nats", self.nats.url, "--fleet-connect-timeout-ms",
+        rc, out = natsfix.run_entd(["--fleet-nats", self.nats.url, "--fleet-connect-timeout-ms",
                             "3000"] + list(args))
         self.assertEqual(rc, 1, out)
         for n in needles:
@@ -212,7 +199,7 @@ class FleetCreds(FleetCase):
 
     def test_2_unknown_account_and_revoked_user_refused(self):
         for name in ("stranger", "revoked"):
-            rc, out = run_entd(["--fleet-nats", self.nats.url, "--fleet-connect-timeout-ms",
+            rc, out = natsfix.run_entd(["--fleet-nats", self.nats.url, "--fleet-connect-timeout-ms",
                                 "3000", "--fleet-creds-file", self.creds(name)])
             self.assertEqual(rc, 1, out)
             self.assertIn("fleet.creds_file: cannot connect", out)
