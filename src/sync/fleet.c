@@ -827,6 +827,8 @@ static int subscribe_at(struct ent_fleet *f, uint64_t start, struct ent_err *err
 	natsStatus s = js_Subscribe(&f->sub, f->js, f->subject, on_msg, sc, NULL, &so, &jerr);
 	if (s != NATS_OK) {
 		f->sub = NULL;
+		/* No consumer: not "ok" (the re-bootstrap thread tries again). */
+		atomic_store(&f->hole, true);
 		return ent_err_set(err, ENT_EUNAVAIL, "fleet.stream: cannot consume '%s': %s",
 				   f->stream, nats_text(s));
 	}
