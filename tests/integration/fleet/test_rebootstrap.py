@@ -31,6 +31,8 @@ After SIGCONT, nats.c reconnects and re-creates the ordered consumer from e2's l
    thread must have seen answers from before the (first) swap and from after both.
 4. Again with a fitting snapshot already published when e2 meets the hole: it re-bootstraps
    at once (`entd_sync_rebootstraps_total 2`), still the same PID, and matches the others.
+5. The stream e1 created keeps `max_msgs` 60 (nats-server's /jsz); a bad `fleet.max_msgs` is
+   refused at start with the key named.
 """
 import json
 import os
@@ -121,6 +123,13 @@ class Rebootstrap(FleetCase):
             ents = [e1, e2, e3]
             for e in ents:
                 e.start()
+            # The stream e1 created carries fleet.max_msgs.
+            status, body = natsfix.http_get(n.http_port, "/jsz?streams=true&config=true")
+            self.assertEqual(status, 200)
+            cfgs = [sd.get("config") or {} for acc in json.loads(body).get("account_details")
+                    or [] for sd in acc.get("stream_detail") or []
+                    if sd.get("name") == "ENTD_EVENTS"]
+            self.assertEqual([c.get("max_msgs") for c in cfgs], [MAX_MSGS])
             written = {}  # customer -> stream sequence of its subscription
 
             def write(e, names):
@@ -262,6 +271,25 @@ class Rebootstrap(FleetCase):
                 e.cleanup()
             n.cleanup()
         self.assertEqual(failed, [], "entd did not exit 0 after SIGTERM")
+
+    def test_max_msgs_setting_named(self):
+        """A bad fleet.max_msgs is refused at start, naming the key (no NATS needed)."""
+        import subprocess
+        import tempfile
+        d = tempfile.mkdtemp(prefix="entd-rb-")
+        try:
+            for bad, want in (("abc", "not an integer"), ("-1", "not an integer"),
+                              ("3000000000", "not in 0..2000000000")):
+                p = subprocess.run([wp.ARGS.entd, "--db", d, "--fleet-nats",
+                                    "nats://127.0.0.1:1", "--fleet-max-msgs", bad],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+                out = p.stdout.decode(errors="replace")
+                self.assertNotEqual(p.returncode, 0, out)
+                self.assertIn("fleet.max_msgs", out)
+                self.assertIn(want, out)
+        finally:
+            import shutil
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
