@@ -380,8 +380,8 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 	gauge(b, "entd_sync_connected", "gauge", "Fleet mode: 1 while the NATS connection is up.",
 	      g->sync_connected);
 	gauge(b, "entd_sync_degraded", "gauge",
-	      "Fleet mode: 1 while disconnected, stopped on a hole or following a re-created "
-	      "stream (answers are stale).",
+	      "Fleet mode: 1 while disconnected, stopped on a hole, re-bootstrapping or following a "
+	      "re-created stream (answers are stale).",
 	      g->sync_degraded);
 	gauge(b, "entd_sync_caught_up", "gauge",
 	      "Fleet mode: 1 once the first catch-up reached the head seen at start.",
