@@ -457,6 +457,23 @@ def raw_publish(nats_port, subject, payload, headers=None):
     return line
 
 
+GO = shutil.which("go") or "/usr/bin/go"
+GOPATH = "/usr/share/gocode"  # Debian's Go library packages live here (GOPATH mode)
+
+
+def build_go_tool(name, out):
+    """Build the Go test tool tests/integration/fleet/<name>/main.go into out/<name> with
+    Debian's go and its Go library packages (GOPATH mode, offline); returns its path."""
+    exe = os.path.join(out, name)
+    if not os.path.exists(GO):
+        raise RuntimeError("go not found: deploy/dev.sh installs golang-go and the "
+                           "golang-github-nats-io-* packages the fleet suites build with")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="",
+               GOCACHE=os.path.join(out, "gocache"), CGO_ENABLED="0")
+    subprocess.run([GO, "build", "-o", exe, os.path.join(_here, name, "main.go")],
+                   check=True, env=env, timeout=600)
+    return exe
+
 def setup_catalog(admin, plan_limit=1000, hard=True):
     """Features, a plan, an add-on: the base every suite writes on."""
     t, a = wp.pb["types"], wp.pb["admin"]

@@ -33,22 +33,17 @@ from natsfix import FleetCase
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops"))
 from ops import Pki  # noqa: E402
 
-GO = "/usr/bin/go"
-GOPATH = "/usr/share/gocode"  # Debian's Go library packages live here (GOPATH mode)
 
-
-def build_credsgen(out):
-    """Build tests/integration/fleet/credsgen with Debian's go, nats-io/jwt, nkeys (offline)."""
-    exe = os.path.join(out, "credsgen")
-    if not os.path.exists(GO):
-        raise RuntimeError("go not found: deploy/dev.sh installs golang-go and "
-                           "golang-github-nats-io-jwt-dev")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="",
-               GOCACHE=os.path.join(out, "gocache"), CGO_ENABLED="0")
-    here = os.path.dirname(os.path.abspath(__file__))
-    subprocess.run([GO, "build", "-o", exe, os.path.join(here, "credsgen", "main.go")],
-                   check=True, env=env, timeout=600)
-    return exe
+def start_server(conf, tmp):
+    """A nats-server with  conf added to its configuration;  tmp removed if it fails."""
+    n = natsfix.Nats(extra_conf=conf)
+    try:
+        return n.start()
+    except Exception:
+        n.failed = True
+        n.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 
@@ -73,14 +68,7 @@ class FleetTls(FleetCase):
             "  timeout: 5",
             "}",
         ])
-        cls.nats = natsfix.Nats(extra_conf=conf)
-        try:
-            cls.nats.start()
-        except Exception:
-            cls.nats.failed = True
-            cls.nats.cleanup()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
+        cls.nats = start_server(conf, cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
@@ -158,17 +146,10 @@ class FleetCreds(FleetCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="entd-flcreds-", dir="/tmp")
-        exe = build_credsgen(cls.tmp)
+        exe = natsfix.build_go_tool("credsgen", cls.tmp)
         subprocess.run([exe, cls.tmp], check=True, timeout=60)
         with open(os.path.join(cls.tmp, "auth.conf")) as f:
-            cls.nats = natsfix.Nats(extra_conf=f.read())
-        try:
-            cls.nats.start()
-        except Exception:
-            cls.nats.failed = True
-            cls.nats.cleanup()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
+            cls.nats = start_server(f.read(), cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
