@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/support/time.h>
 
 #include "fixture.h"
 
@@ -45,7 +47,7 @@ void fx_close(struct store_fx *f)
 	f->s = NULL;
 }
 
-int fx_setup(void **state, const char *name)
+int fx_setup(void **state, const char *name, size_t map_size)
 {
 	struct store_fx *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -56,7 +58,7 @@ int fx_setup(void **state, const char *name)
 		return -1;
 	}
 	ent_arena_init(&f->arena, 0);
-	fx_open(f, 0);
+	fx_open(f, map_size);
 	*state = f;
 	return 0;
 }
@@ -98,4 +100,19 @@ void fx_apply_ok(struct store_fx *f, Ent__V1__Event *ev)
 	int r = fx_apply(f, ev);
 	if (r)
 		fail_msg("event kind %d failed: %s", (int)ev->kind_case, f->res.err.msg);
+}
+
+gpr_timespec fx_in_seconds(int s)
+{
+	return gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(s, GPR_TIMESPAN));
+}
+
+grpc_byte_buffer *fx_pack(const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	grpc_slice s = grpc_slice_malloc(len);
+	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
 }

@@ -8,6 +8,9 @@
 
 #include <stddef.h>
 
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
 #include "ent/store.h"
 #include "ent/v1/event.pb-c.h"
 
@@ -31,10 +34,11 @@ void fx_open(struct store_fx *f, size_t map_size);
 void fx_close(struct store_fx *f);
 
 /**
- * cmocka setup: a new fixture in a new /tmp/entd-test-<name>-XXXXXX directory, store open.
+ * cmocka setup: a new fixture in a new /tmp/entd-test-<name>-XXXXXX directory, store open
+ * with map size \a map_size (0: the default).
  * \return 0, or -1 when the directory cannot be made.
  */
-int fx_setup(void **state, const char *name);
+int fx_setup(void **state, const char *name, size_t map_size);
 /** cmocka teardown: close, remove the directory, free. */
 int fx_teardown(void **state);
 
@@ -46,5 +50,12 @@ int fx_teardown(void **state);
 int fx_apply(struct store_fx *f, Ent__V1__Event *ev);
 /** fx_apply, and fail the test unless the event was applied. */
 void fx_apply_ok(struct store_fx *f, Ent__V1__Event *ev);
+
+/* ---- for the tests that talk gRPC to an in-process server ---- */
+
+/** The realtime clock \a s seconds from now (a call's deadline). */
+gpr_timespec fx_in_seconds(int s);
+/** \a m packed into a new byte buffer (the caller destroys it). */
+grpc_byte_buffer *fx_pack(const ProtobufCMessage *m);
 
 #endif

@@ -27,7 +27,7 @@
 
 static int setup(void **state)
 {
-	return fx_setup(state, "store");
+	return fx_setup(state, "store", 0);
 }
 
 /* ---- event builders (everything lives in static storage of the test) ------------------- */

@@ -28,7 +28,7 @@
 /* The store fixture: tests/unit/fixture.c. */
 static int setup(void **state)
 {
-	return fx_setup(state, "ubatch");
+	return fx_setup(state, "ubatch", 0);
 }
 
 static void feature(struct store_fx *f, const char *code, Ent__V1__FeatureType type)
