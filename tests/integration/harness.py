@@ -586,6 +586,12 @@ class Api:
     def close(self):
         self.channel.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def channel(target, creds=None, options=()):
     opts = [("grpc.enable_retries", 0)] + list(options)

@@ -312,18 +312,6 @@ class FleetEntd(wp.Entd):
             return a.status().sequence
 
 
-def _api_enter(self):
-    return self
-
-
-def _api_exit(self, *exc):
-    self.close()
-
-
-wp.Api.__enter__ = _api_enter
-wp.Api.__exit__ = _api_exit
-
-
 def replicas(n, urls, stream="ENTD_EVENTS", replicas_=1, extra=(), start=True, timeout=120):
     """n FleetEntd on the same stream, started one after the other (each waits for SERVING)."""
     out = [FleetEntd(urls, stream, replicas_, extra, name="e%d" % (i + 1)) for i in range(n)]
