@@ -46,26 +46,16 @@ DB=${DB:-$ROOT/bench/results/db-$CUSTOMERS}
 ENTBENCH=$ROOT/build-perf/bench/entbench
 ENTCTL=$ROOT/build-perf/entctl
 
-PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/entcg.XXXXXX")
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_setup entcg
 
 # run NAME LOAD(0|1): the server under callgrind for warm-up + duration; sets IR to its total.
 # Not called in $(...): a subshell would keep the server's PID from the clean-up on failure.
 run() {
 	local name=$1 load=$2 port addr pid
 	shift 2
-	port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	port=$(free_port)
 	addr=127.0.0.1:$port
 	# A 4 GiB map: valgrind cannot reserve the daemon's usual 64 GiB.
 	if [ "$REF" = 1 ]; then

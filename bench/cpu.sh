@@ -48,23 +48,10 @@ done
 DB=${DB:-$ROOT/bench/results/db-$CUSTOMERS}
 [ -f "$DB/.complete" ] || { echo "cpu.sh: no data set at $DB (bench/run.sh generates it)" >&2; exit 1; }
 
-PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/entcpu.XXXXXX")
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_setup entcpu
 
-free_port() {
-	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 # start_server KIND: sets SPID and ADDR
 start_server() {
 	local port

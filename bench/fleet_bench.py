@@ -144,18 +144,6 @@ class Replica(wp.Entd):
         os.makedirs(self.db, exist_ok=True)
 
 
-def _api_enter(self):
-    return self
-
-
-def _api_exit(self, *exc):
-    self.close()
-
-
-wp.Api.__enter__ = _api_enter
-wp.Api.__exit__ = _api_exit
-
-
 def entbench(target, mode, duration, extra=(), label=""):
     out = os.path.join(A.work, "eb-%s-%d.json" % (mode, int(time.time() * 1000)))
     cmd = [A.entbench, "--target", target, "--mode", mode, "--duration", str(duration),
@@ -178,17 +166,24 @@ def seed_db(customers, plans):
     return path
 
 
-def start_fleet(nats, stream, bucket, seed, n):
-    """Create the stream with one replica, seed it with \a seed as its first snapshot, then
-    start \a n replicas from empty directories (each bootstraps from the seed)."""
-    first = Replica("%s-init" % stream.lower(), nats, stream, bucket, A.work)
+def publish_seed(nats, stream, bucket, seed, name):
+    """Create the stream (replica \a name started once and stopped), then publish \a seed as
+    its first snapshot. \return (seconds the publish took, entctl's output)."""
+    first = Replica(name, nats, stream, bucket, A.work)
     first.start()
     assert first.stop() == 0
     shutil.rmtree(first.tmp, ignore_errors=True)
     t0 = time.monotonic()
     out = run(A.entctl, "fleet", "snapshot", "publish", "--seed", "--db", seed, "--nats",
               nats.url, "--bucket", bucket, "--stream", stream, "--tmp", A.work)
-    log("seed published in %.1f s: %s" % (time.monotonic() - t0, out.strip()))
+    return time.monotonic() - t0, out
+
+
+def start_fleet(nats, stream, bucket, seed, n):
+    """Create the stream with one replica, seed it with \a seed as its first snapshot, then
+    start \a n replicas from empty directories (each bootstraps from the seed)."""
+    secs, out = publish_seed(nats, stream, bucket, seed, "%s-init" % stream.lower())
+    log("seed published in %.1f s: %s" % (secs, out.strip()))
     reps = []
     for i in range(n):
         r = Replica("%s-e%d" % (stream.lower(), i + 1), nats, stream, bucket, A.work)
@@ -328,14 +323,7 @@ def m_plan_change(reps, duration):
 def m_bootstrap(nats, customers):
     seed = seed_db(customers, 4)
     stream, bucket = "ENTD_BOOT", "entd_boot"
-    first = Replica("boot-init", nats, stream, bucket, A.work)
-    first.start()
-    assert first.stop() == 0
-    shutil.rmtree(first.tmp, ignore_errors=True)
-    t0 = time.monotonic()
-    out = run(A.entctl, "fleet", "snapshot", "publish", "--seed", "--db", seed, "--nats",
-              nats.url, "--bucket", bucket, "--stream", stream, "--tmp", A.work)
-    publish_s = time.monotonic() - t0
+    publish_s, out = publish_seed(nats, stream, bucket, seed, "boot-init")
     log("1M seed published in %.1f s: %s" % (publish_s, out.strip()))
     fetch_dir = os.path.join(A.work, "boot-fetch")
     t0 = time.monotonic()

@@ -56,23 +56,9 @@ done
 log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---- processes we start, and their clean-up --------------------------------------------
-PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/entbench.XXXXXX")
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-		fi
-	done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_setup entbench
 
 pin_s=(); pin_c=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -81,9 +67,6 @@ else
 	log "WARNING: fewer than 2 cores or no taskset: server and load generator are not pinned"
 fi
 
-free_port() {
-	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # ---- packages and build ----------------------------------------------------------------
 # What the README's commands install, plus the bench's own tools (h2load, redis-server and

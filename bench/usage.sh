@@ -56,19 +56,9 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 fi
 cmake --build "$BUILD" -j2 --target entd entctl entbench bench_usage >/dev/null
 
-PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/entusage.XXXXXX")
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_setup entusage
 log() { echo "usage.sh: $*" >&2; }
 
 # ---- data set (generated once, cached), then a working copy the writes go to ---------------
@@ -82,7 +72,7 @@ if [ ! -f "$DB/.complete" ]; then
 fi
 cp -r "$DB" "$WORK/db"
 
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 ADDR=127.0.0.1:$PORT
 taskset -c 0 "$BUILD/entd" --db "$WORK/db" --listen "$ADDR" --threads 1 --map-size 64G \
 	--log-level warn 2>"$WORK/entd.log" &

@@ -430,6 +430,15 @@ int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *
  */
 int ent_a_report_usage_batch(struct ent_actx *c, const Ent__V1__ReportUsageBatch *b);
 int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);
+/**
+ * A tick (apply_tick.c): recompute what came due by t->now (default: the event's instant),
+ * remove ended subscriptions and expired overrides, prune tombstones and sweep idempotency
+ * keys older than t->idem_before. At most t->max_entries due entries (0: no bound); a piece cut
+ * short sets c->res->more.
+ */
+int ent_a_tick(struct ent_actx *c, const Ent__V1__Tick *t);
+/** A wipe (apply_tick.c): empty every table but meta, in the event's transaction. */
+int ent_a_wipe(struct ent_actx *c);
 
 /**
  * Validate a list of grants against the features they name. \a field prefixes error

@@ -458,6 +458,31 @@ class DaemonCase(unittest.TestCase):
         return r
 
 
+class EntdPerTest(unittest.TestCase):
+    """A TestCase whose every test starts its own Entd (`self.d`, in setUp): for tests that
+    kill or restart it. Its directory (with entd.log) is kept when the test failed."""
+
+    def setUp(self):
+        self.d = Entd()
+        self.d.start()
+
+    def run(self, result=None):
+        r = super().run(result)
+        if hasattr(self, "d"):
+            if r is not None and (r.failures or r.errors):
+                self.d.failed = True
+            self.d.cleanup()
+        return r
+
+    def mdb_stat(self):
+        """`mdb_stat -a` on the daemon's database (LMDB's own walk of every table) must exit
+        0. \return its output."""
+        p = subprocess.run([ARGS.mdb_stat, "-a", self.d.db], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=120)
+        self.assertEqual(p.returncode, 0, "mdb_stat -a: %s" % p.stdout.decode(errors="replace"))
+        return p.stdout.decode(errors="replace")
+
+
 class DaemonTest(unittest.TestCase):
     """Daemons started per test (self.daemon(...)); each must exit 0 after SIGTERM, and their
     directories are kept when the test fails."""
@@ -585,6 +610,12 @@ class Api:
 
     def close(self):
         self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def channel(target, creds=None, options=()):

@@ -627,15 +627,31 @@ static void test_batch_invalid_item_named(void **state)
 
 /* ---- StreamCheckEntitlements ---------------------------------------------------------- */
 
+static ent_client_stream *open_check_stream(void **state)
+{
+	ent_client_stream *s;
+	assert_int_equal(ent_client_stream_open(client_of(state), SVC "StreamCheckEntitlements",
+						DEADLINE_MS, &s),
+			 0);
+	return s;
+}
+
+/* The stream must end with status OK (after the client's half-close); frees it. */
+static void finish_ok(ent_client_stream *s)
+{
+	grpc_status_code st = GRPC_STATUS_UNKNOWN;
+	char details[256] = "";
+	if (ent_client_stream_finish(s, &st, details, sizeof(details)) != 0 || st != GRPC_STATUS_OK)
+		fail_msg("stream ended with %s: %s", ent_client_status_name(st), details);
+	ent_client_stream_free(s);
+}
+
 static void test_stream_lockstep(void **state)
 {
 	enum {
 		N = 40
 	};
-	ent_client_stream *s;
-	assert_int_equal(ent_client_stream_open(client_of(state), SVC "StreamCheckEntitlements",
-						DEADLINE_MS, &s),
-			 0);
+	ent_client_stream *s = open_check_stream(state);
 	for (size_t i = 0; i < N; i++) {
 		Ent__V1__CheckEntitlementRequest req;
 		fill_check(&req, &mixed[i % N_MIXED]);
@@ -654,11 +670,7 @@ static void test_stream_lockstep(void **state)
 		assert_true(r->sequence >= G.seq);
 		free_msg(r);
 	}
-	grpc_status_code st;
-	char details[256];
-	assert_int_equal(ent_client_stream_finish(s, &st, details, sizeof(details)), 0);
-	assert_int_equal(st, GRPC_STATUS_OK);
-	ent_client_stream_free(s);
+	finish_ok(s);
 }
 
 static void test_stream_pipelined(void **state)
@@ -667,10 +679,7 @@ static void test_stream_pipelined(void **state)
 	enum {
 		N = 200
 	};
-	ent_client_stream *s;
-	assert_int_equal(ent_client_stream_open(client_of(state), SVC "StreamCheckEntitlements",
-						DEADLINE_MS, &s),
-			 0);
+	ent_client_stream *s = open_check_stream(state);
 	for (size_t i = 0; i < N; i++) {
 		Ent__V1__CheckEntitlementRequest req;
 		fill_check(&req, &mixed[i % N_MIXED]);
@@ -693,18 +702,12 @@ static void test_stream_pipelined(void **state)
 	assert_int_equal(
 		ent_client_stream_recv(s, &ent__v1__check_entitlement_response__descriptor, &extra),
 		1);
-	grpc_status_code st;
-	assert_int_equal(ent_client_stream_finish(s, &st, NULL, 0), 0);
-	assert_int_equal(st, GRPC_STATUS_OK);
-	ent_client_stream_free(s);
+	finish_ok(s);
 }
 
 static void test_stream_invalid_request_ends_stream(void **state)
 {
-	ent_client_stream *s;
-	assert_int_equal(ent_client_stream_open(client_of(state), SVC "StreamCheckEntitlements",
-						DEADLINE_MS, &s),
-			 0);
+	ent_client_stream *s = open_check_stream(state);
 	Ent__V1__CheckEntitlementRequest req;
 	fill_check(&req, &mixed[0]);
 	ProtobufCMessage *m;

@@ -10,7 +10,6 @@
  * and as irregular as the test wants. Everything lives in a temporary directory under /tmp.
  */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,13 +23,9 @@
 #include "ent/store.h"
 #include "store/impl.h"
 
-#define T0 1700000000000LL
+#include "fixture.h"
 
-struct fx {
-	char dir[64];
-	struct ent_store *s;
-	struct ent_view *v;
-};
+#define T0 1700000000000LL
 
 static uint64_t rng = 88172645463325252ull;
 
@@ -42,33 +37,13 @@ static uint32_t below(uint32_t n)
 	return (uint32_t)(rng % n);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
+/* The store fixture (tests/unit/fixture.c), with a 1 GiB map for the large trees. */
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	strcpy(f->dir, "/tmp/entd-test-batch-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (fx_setup(state, "batch", (size_t)1 << 30))
 		return -1;
-	struct ent_store_opts o = {.path = f->dir, .map_size = (size_t)1 << 30};
-	struct ent_err err = {0};
-	if (ent_store_open(&o, &f->s, &err) || ent_view_new(f->s, &f->v))
-		return -1;
+	struct store_fx *f = *state;
 	f->v->walk_low_after = 0;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	ent_view_free(f->v);
-	ent_store_close(f->s);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
 	return 0;
 }
 
@@ -92,7 +67,7 @@ static char statics_buf[32][1024];
 
 /* Customers cus_0..cus_{nc-1} with features f_0..f_{nf-1} (odd customers lack the last one:
    not entitled); every 97th record is large enough for overflow pages. */
-static void fill(struct fx *f, unsigned nc, unsigned nf)
+static void fill(struct store_fx *f, unsigned nc, unsigned nf)
 {
 	struct ent_wtxn *w;
 	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
@@ -213,7 +188,7 @@ static void rnd_check(unsigned nc, unsigned nf, size_t slot, struct ent_check *c
 	c->at = T0;
 }
 
-static void run_batches(struct fx *f, unsigned nc, unsigned nf, int rounds)
+static void run_batches(struct store_fx *f, unsigned nc, unsigned nf, int rounds)
 {
 	struct ent_check cs[256];
 	for (int r = 0; r < rounds; r++) {
@@ -232,7 +207,7 @@ static void run_batches(struct fx *f, unsigned nc, unsigned nf, int rounds)
 	assert_int_equal(ent_store_walk(f->s, NULL), !f->s->walk_off);
 }
 
-static uint64_t fallbacks(struct fx *f)
+static uint64_t fallbacks(struct store_fx *f)
 {
 	struct ent_store_stats st;
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
@@ -242,13 +217,13 @@ static uint64_t fallbacks(struct fx *f)
 
 static void test_empty_table(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	run_batches(f, 10, 3, 20);
 }
 
 static void test_depths(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	/* Grow the same table: a few records (one leaf), then thousands (deeper trees). */
 	static const unsigned sizes[][2] = {{2, 3}, {40, 5}, {800, 6}, {9000, 8}};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -277,7 +252,8 @@ static void long_id(char *out, unsigned c)
 }
 
 /* Put (or with \a del, drop) the f_0..f_{nf-1} records of customers [from, to). */
-static void put_range(struct fx *f, unsigned from, unsigned to, unsigned nf, bool del, int64_t used)
+static void put_range(struct store_fx *f, unsigned from, unsigned to, unsigned nf, bool del,
+		      int64_t used)
 {
 	struct ent_wtxn *w;
 	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
@@ -325,7 +301,7 @@ static void put_range(struct fx *f, unsigned from, unsigned to, unsigned nf, boo
  */
 static void test_snapshots_change(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	enum {
 		NC = 3000,
 		NF = 4
@@ -361,7 +337,7 @@ static void test_snapshots_change(void **state)
 }
 
 /* Commit a write that changes no answer: a new snapshot (LMDB transaction id). */
-static void new_snapshot(struct fx *f)
+static void new_snapshot(struct store_fx *f)
 {
 	struct ent_wtxn *w;
 	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
@@ -372,7 +348,7 @@ static void new_snapshot(struct fx *f)
 }
 
 /* Keys routed by the cache during one batch of \a n random checks. */
-static uint64_t routed_by(struct fx *f, unsigned nc, unsigned nf, size_t n)
+static uint64_t routed_by(struct store_fx *f, unsigned nc, unsigned nf, size_t n)
 {
 	struct ent_check cs[256];
 	for (size_t i = 0; i < n; i++) {
@@ -398,7 +374,7 @@ static uint64_t routed_by(struct fx *f, unsigned nc, unsigned nf, size_t n)
  */
 static void test_cache_engages(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	fill(f, 9000, 8);
 	f->v->walk_low_after = 300;
 	assert_true(routed_by(f, 9000, 8, 200) <= 200); /* 200 walks: the root only */
@@ -418,7 +394,7 @@ static void test_cache_engages(void **state)
 
 static void test_stop_and_corrupt(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	fill(f, 300, 4);
 	struct ent_check cs[64];
 	for (size_t i = 0; i < 64; i++) {
@@ -455,7 +431,7 @@ static void test_stop_and_corrupt(void **state)
  */
 static void test_fallbacks_counted(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	fill(f, 40, 5);
 	const char *why = "unset";
 	assert_true(ent_store_walk(f->s, &why));
@@ -482,7 +458,7 @@ static void test_fallbacks_counted(void **state)
  */
 static void test_walk_off(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	ent_view_free(f->v);
 	ent_store_close(f->s);
 	struct ent_store_opts o = {.path = f->dir, .map_size = (size_t)1 << 30, .no_walk = true};
@@ -504,7 +480,7 @@ static void test_walk_off(void **state)
 
 static void test_view_not_begun(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct ent_check c = {ENT_STR_LIT("cus_1"), ENT_STR_LIT("f_1"), 1, T0};
 	struct cmp_ctx x = {f->v, &c, 0, SIZE_MAX};
 	assert_int_equal(ent_view_check_batch(f->v, &c, 1, compare_cb, &x, NULL), -ENT_EINVAL);
@@ -514,14 +490,14 @@ static void test_view_not_begun(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_empty_table, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_depths, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshots_change, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cache_engages, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_and_corrupt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_view_not_begun, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fallbacks_counted, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_walk_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_table, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_depths, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshots_change, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_cache_engages, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_and_corrupt, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_view_not_begun, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_fallbacks_counted, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_walk_off, setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include "ent/metrics.h"
 #include "ent/v1/admin.pb-c.h"
 #include "ent/v1/entitlement.pb-c.h"
+#include "fixture.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "rpc/impl.h"
 
@@ -127,26 +128,9 @@ static int teardown(void **state)
 	stop_server(f);
 	ent_metrics_free(f->metrics);
 	ent_store_close(f->store);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
+	fx_rm_rf(f->dir);
 	free(f);
 	return 0;
-}
-
-static gpr_timespec in_seconds(int s)
-{
-	return gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(s, GPR_TIMESPAN));
-}
-
-static grpc_byte_buffer *pack(const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	grpc_slice s = grpc_slice_malloc(len);
-	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return bb;
 }
 
 /* One unary call with an optional bearer token; returns the status (the reply is dropped). */
@@ -154,8 +138,9 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
 			     const char *token)
 {
 	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-	grpc_call *c = grpc_channel_create_call(
-		ch, NULL, 0, cq, grpc_slice_from_static_string(method), NULL, in_seconds(5), NULL);
+	grpc_call *c =
+		grpc_channel_create_call(ch, NULL, 0, cq, grpc_slice_from_static_string(method),
+					 NULL, fx_in_seconds(5), NULL);
 	char bearer[64];
 	grpc_metadata md;
 	memset(&md, 0, sizeof(md));
@@ -169,7 +154,7 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
 	grpc_metadata_array_init(&tmd);
 	grpc_status_code st;
 	grpc_slice det;
-	grpc_byte_buffer *resp = NULL, *rq = pack(req);
+	grpc_byte_buffer *resp = NULL, *rq = fx_pack(req);
 	grpc_op ops[6];
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -189,7 +174,7 @@ static grpc_status_code call(grpc_channel *ch, const char *method, const Protobu
 	ops[5].data.recv_status_on_client.status = &st;
 	ops[5].data.recv_status_on_client.status_details = &det;
 	assert_int_equal(grpc_call_start_batch(c, ops, 6, (void *)1, NULL), GRPC_CALL_OK);
-	grpc_event ev = grpc_completion_queue_pluck(cq, (void *)1, in_seconds(10), NULL);
+	grpc_event ev = grpc_completion_queue_pluck(cq, (void *)1, fx_in_seconds(10), NULL);
 	assert_int_equal(ev.type, GRPC_OP_COMPLETE);
 	if (token)
 		grpc_slice_unref(md.value);

@@ -20,6 +20,7 @@
 #include <grpc/grpc_security.h>
 
 #include "ent/v1/entitlement.pb-c.h"
+#include "fixture.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "rpc/impl.h"
 
@@ -97,26 +98,9 @@ static int teardown(void **state)
 	if (f->rpc)
 		ent_rpc_stop(f->rpc, 1000);
 	ent_store_close(f->store);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
+	fx_rm_rf(f->dir);
 	free(f);
 	return 0;
-}
-
-static gpr_timespec in_seconds(int s)
-{
-	return gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(s, GPR_TIMESPAN));
-}
-
-static grpc_byte_buffer *pack(const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	grpc_slice s = grpc_slice_malloc(len);
-	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return bb;
 }
 
 static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb)
@@ -138,7 +122,7 @@ static grpc_status_code call_raw(struct fixture *f, const char *method, grpc_byt
 	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
 	grpc_call *call =
 		grpc_channel_create_call(f->ch, NULL, 0, cq, grpc_slice_from_static_string(method),
-					 NULL, in_seconds(5), NULL);
+					 NULL, fx_in_seconds(5), NULL);
 	grpc_metadata_array imd, tmd;
 	grpc_metadata_array_init(&imd);
 	grpc_metadata_array_init(&tmd);
@@ -162,7 +146,7 @@ static grpc_status_code call_raw(struct fixture *f, const char *method, grpc_byt
 	ops[5].data.recv_status_on_client.status = &st;
 	ops[5].data.recv_status_on_client.status_details = &det;
 	assert_int_equal(grpc_call_start_batch(call, ops, 6, (void *)1, NULL), GRPC_CALL_OK);
-	grpc_event ev = grpc_completion_queue_pluck(cq, (void *)1, in_seconds(10), NULL);
+	grpc_event ev = grpc_completion_queue_pluck(cq, (void *)1, fx_in_seconds(10), NULL);
 	assert_int_equal(ev.type, GRPC_OP_COMPLETE);
 	if (details)
 		snprintf(details, dlen, "%.*s", (int)GRPC_SLICE_LENGTH(det),
@@ -182,7 +166,7 @@ static int health_check(struct fixture *f, const char *service, grpc_status_code
 	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 	req.service = (char *)service;
 	grpc_byte_buffer *resp;
-	*st = call_raw(f, "/grpc.health.v1.Health/Check", pack(&req.base), &resp, NULL, 0);
+	*st = call_raw(f, "/grpc.health.v1.Health/Check", fx_pack(&req.base), &resp, NULL, 0);
 	if (!resp)
 		return -1;
 	Grpc__Health__V1__HealthCheckResponse *r = (Grpc__Health__V1__HealthCheckResponse *)unpack(
@@ -215,7 +199,7 @@ static void test_health_watch(void **state)
 	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
 	grpc_call *call = grpc_channel_create_call(
 		f->ch, NULL, 0, cq, grpc_slice_from_static_string("/grpc.health.v1.Health/Watch"),
-		NULL, in_seconds(20), NULL);
+		NULL, fx_in_seconds(20), NULL);
 	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 	grpc_metadata_array imd, tmd;
 	grpc_metadata_array_init(&imd);
@@ -226,12 +210,12 @@ static void test_health_watch(void **state)
 	/* gRPC 1.51 can report a good connect as failed (docs/entctl.md): wait, not fail. */
 	ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = pack(&req.base);
+	ops[1].data.send_message.send_message = fx_pack(&req.base);
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
 	ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
 	assert_int_equal(grpc_call_start_batch(call, ops, 4, (void *)1, NULL), GRPC_CALL_OK);
-	assert_true(grpc_completion_queue_pluck(cq, (void *)1, in_seconds(10), NULL).success);
+	assert_true(grpc_completion_queue_pluck(cq, (void *)1, fx_in_seconds(10), NULL).success);
 	grpc_byte_buffer_destroy(ops[1].data.send_message.send_message);
 
 	int want[] = {HS(SERVING), HS(NOT_SERVING), HS(SERVING)};
@@ -247,7 +231,7 @@ static void test_health_watch(void **state)
 		op.data.recv_message.recv_message = &bb;
 		assert_int_equal(grpc_call_start_batch(call, &op, 1, (void *)2, NULL),
 				 GRPC_CALL_OK);
-		grpc_event ev = grpc_completion_queue_pluck(cq, (void *)2, in_seconds(10), NULL);
+		grpc_event ev = grpc_completion_queue_pluck(cq, (void *)2, fx_in_seconds(10), NULL);
 		assert_int_equal(ev.type, GRPC_OP_COMPLETE);
 		assert_non_null(bb);
 		Grpc__Health__V1__HealthCheckResponse *r =
@@ -268,7 +252,7 @@ static void test_health_watch(void **state)
 	op.data.recv_status_on_client.status = &st;
 	op.data.recv_status_on_client.status_details = &det;
 	assert_int_equal(grpc_call_start_batch(call, &op, 1, (void *)3, NULL), GRPC_CALL_OK);
-	assert_int_equal(grpc_completion_queue_pluck(cq, (void *)3, in_seconds(10), NULL).type,
+	assert_int_equal(grpc_completion_queue_pluck(cq, (void *)3, fx_in_seconds(10), NULL).type,
 			 GRPC_OP_COMPLETE);
 	assert_int_equal(st, GRPC_STATUS_CANCELLED);
 	grpc_slice_unref(det);
@@ -296,17 +280,17 @@ static void test_errors(void **state)
 	req.customer_id = "c";
 	req.feature_code = "f";
 	req.quantity = -2;
-	st = call_raw(f, "/ent.v1.EntitlementService/CheckEntitlement", pack(&req.base), &resp, det,
-		      sizeof(det));
+	st = call_raw(f, "/ent.v1.EntitlementService/CheckEntitlement", fx_pack(&req.base), &resp,
+		      det, sizeof(det));
 	assert_int_equal(st, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_string_equal(det, "quantity: must not be negative");
 
-	st = call_raw(f, "/no.Such/Method", pack(&req.base), &resp, det, sizeof(det));
+	st = call_raw(f, "/no.Such/Method", fx_pack(&req.base), &resp, det, sizeof(det));
 	assert_int_equal(st, GRPC_STATUS_UNIMPLEMENTED);
 	assert_string_equal(det, "unknown method '/no.Such/Method'");
 
 	/* Admin rows need the credential; none was sent. */
-	st = call_raw(f, "/ent.v1.AdminService/GetStatus", pack(&req.base), &resp, det,
+	st = call_raw(f, "/ent.v1.AdminService/GetStatus", fx_pack(&req.base), &resp, det,
 		      sizeof(det));
 	assert_int_equal(st, GRPC_STATUS_UNAUTHENTICATED);
 
@@ -316,7 +300,7 @@ static void test_errors(void **state)
 	ru.feature_code = "f";
 	ru.quantity = 1;
 	ru.idempotency_key = "k";
-	st = call_raw(f, "/ent.v1.EntitlementService/ReportUsage", pack(&ru.base), &resp, det,
+	st = call_raw(f, "/ent.v1.EntitlementService/ReportUsage", fx_pack(&ru.base), &resp, det,
 		      sizeof(det));
 	assert_int_equal(st, GRPC_STATUS_UNAVAILABLE);
 }
@@ -330,7 +314,7 @@ static void test_check_empty_store(void **state)
 	req.feature_code = "sso";
 	grpc_byte_buffer *resp;
 	grpc_status_code st = call_raw(f, "/ent.v1.EntitlementService/CheckEntitlement",
-				       pack(&req.base), &resp, NULL, 0);
+				       fx_pack(&req.base), &resp, NULL, 0);
 	assert_int_equal(st, GRPC_STATUS_OK);
 	assert_non_null(resp);
 	Ent__V1__CheckEntitlementResponse *r = (Ent__V1__CheckEntitlementResponse *)unpack(
@@ -343,8 +327,8 @@ static void test_check_empty_store(void **state)
 
 	req.min_sequence = 5;
 	char det[256];
-	st = call_raw(f, "/ent.v1.EntitlementService/CheckEntitlement", pack(&req.base), &resp, det,
-		      sizeof(det));
+	st = call_raw(f, "/ent.v1.EntitlementService/CheckEntitlement", fx_pack(&req.base), &resp,
+		      det, sizeof(det));
 	assert_int_equal(st, GRPC_STATUS_UNAVAILABLE);
 	assert_string_equal(det, "snapshot sequence 0 is older than min_sequence 5");
 }

@@ -15,7 +15,6 @@
  * the case and the step that broke it.
  */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +29,7 @@
 #include "ent/json.h"
 #include "ent/store.h"
 #include "ent/v1/event.pb-c.h"
+#include "fixture.h"
 
 #define T0   1767225600000LL /* 2026-01-01T00:00:00Z */
 #define MIN  60000LL
@@ -66,28 +66,19 @@ struct fx {
 	long case_no;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-static void fx_open(struct fx *f)
+static void sem_open(struct fx *f)
 {
 	strcpy(f->dir, "/tmp/entd-test-sem-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	struct ent_store_opts o = {.path = f->dir, .no_sync = true};
-	struct ent_err err = {0};
-	if (ent_store_open(&o, &f->s, &err))
-		fail_msg("open %s: %s", f->dir, err.msg);
-	assert_int_equal(ent_view_new(f->s, &f->v), 0);
+	fx_store_open(&o, &f->s, &f->v);
 }
 
-static void fx_close(struct fx *f)
+static void sem_close(struct fx *f)
 {
 	ent_view_free(f->v);
 	ent_store_close(f->s);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rm_rf(f->dir);
 }
 
 /* Apply one event in its own transaction; a refused event changes nothing (that is fine: the
@@ -527,7 +518,7 @@ static void export_import_is_neutral(struct fx *f)
 
 static void one_case(struct fx *f)
 {
-	fx_open(f);
+	sem_open(f);
 	f->now = T0 + below(365 * DAY);
 	f->step = "setup";
 	upsert_feature(f, "m", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED, 2);
@@ -593,7 +584,7 @@ static void one_case(struct fx *f)
 	tick_is_neutral(f);
 	export_import_is_neutral(f);
 	holds_until_next_change(f);
-	fx_close(f);
+	sem_close(f);
 }
 
 /* Sanitizer builds run ~70 times slower here (LMDB under ASan): fewer cases by default. */

@@ -4,7 +4,6 @@
  * removed at the end. Instants are fixed (no wall clock), so nothing depends on timing.
  */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,98 +18,16 @@
 
 #include "ent/store.h"
 #include "ent/v1/event.pb-c.h"
+#include "fixture.h"
 
 #define T0  1700000000000LL /* 2023-11-14T22:13:20Z */
 #define DAY 86400000LL
 
-/* ---- fixture ---------------------------------------------------------------------------- */
-
-struct fx {
-	char dir[64];
-	struct ent_store *s;
-	struct ent_view *v;
-	struct ent_arena arena;
-	struct ent_apply_result res;
-};
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void fx_open(struct fx *f, size_t map_size)
-{
-	struct ent_store_opts o = {.path = f->dir, .map_size = map_size};
-	struct ent_err err = {0};
-	int r = ent_store_open(&o, &f->s, &err);
-	if (r)
-		fail_msg("open %s: %s", f->dir, err.msg);
-	assert_int_equal(ent_view_new(f->s, &f->v), 0);
-}
-
-static void fx_close(struct fx *f)
-{
-	ent_view_free(f->v);
-	ent_store_close(f->s);
-	f->v = NULL;
-	f->s = NULL;
-}
+/* ---- fixture (tests/unit/fixture.c) ------------------------------------------------------ */
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	strcpy(f->dir, "/tmp/entd-test-store-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	ent_arena_init(&f->arena, 0);
-	fx_open(f, 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	fx_close(f);
-	ent_arena_deinit(&f->arena);
-	rm_rf(f->dir);
-	free(f);
-	return 0;
-}
-
-/* Apply one event in its own transaction; \return ent_apply's result. */
-static int apply(struct fx *f, Ent__V1__Event *ev)
-{
-	struct ent_wtxn *w;
-	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
-	int r = ent_apply(w, ev, &f->arena, &f->res);
-	if (r == -ENT_EFULL) {
-		ent_wtxn_abort(w);
-		return r;
-	}
-	/* A commit can hit a full map too (the last pages are written then): same answer. */
-	struct ent_err err = {0};
-	int c = ent_wtxn_commit(w, &err);
-	if (c == -ENT_EFULL) {
-		f->res.err = err;
-		return c;
-	}
-	if (c)
-		fail_msg("commit: %s", err.msg);
-	return r;
-}
-
-static void apply_ok(struct fx *f, Ent__V1__Event *ev)
-{
-	int r = apply(f, ev);
-	if (r)
-		fail_msg("event kind %d failed: %s", (int)ev->kind_case, f->res.err.msg);
+	return fx_setup(state, "store", 0);
 }
 
 /* ---- event builders (everything lives in static storage of the test) ------------------- */
@@ -122,7 +39,7 @@ static Ent__V1__Event event(int64_t at)
 	return ev;
 }
 
-static void upsert_feature(struct fx *f, const char *code, Ent__V1__FeatureType type)
+static void upsert_feature(struct store_fx *f, const char *code, Ent__V1__FeatureType type)
 {
 	Ent__V1__Feature ft = ENT__V1__FEATURE__INIT;
 	ft.code = (char *)code;
@@ -130,7 +47,7 @@ static void upsert_feature(struct fx *f, const char *code, Ent__V1__FeatureType 
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
 	ev.upsert_feature = &ft;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 }
 
 static Ent__V1__Grant grant(const char *feature, int64_t limit, Ent__V1__ResetPeriod reset)
@@ -142,7 +59,7 @@ static Ent__V1__Grant grant(const char *feature, int64_t limit, Ent__V1__ResetPe
 	return g;
 }
 
-static int set_object(struct fx *f, Ent__V1__Event__KindCase kind, const char *code,
+static int set_object(struct store_fx *f, Ent__V1__Event__KindCase kind, const char *code,
 		      Ent__V1__Grant *grants, size_t n)
 {
 	Ent__V1__Grant *ptrs[8];
@@ -156,10 +73,10 @@ static int set_object(struct fx *f, Ent__V1__Event__KindCase kind, const char *c
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = kind;
 	ev.set_plan = &req; /* the union member of every SetEntitlementsRequest kind */
-	return apply(f, &ev);
+	return fx_apply(f, &ev);
 }
 
-static void set_object_at(struct fx *f, Ent__V1__Event__KindCase kind, const char *code,
+static void set_object_at(struct store_fx *f, Ent__V1__Event__KindCase kind, const char *code,
 			  Ent__V1__Grant *grants, size_t n, int64_t at)
 {
 	Ent__V1__Grant *ptrs[8];
@@ -173,7 +90,7 @@ static void set_object_at(struct fx *f, Ent__V1__Event__KindCase kind, const cha
 	Ent__V1__Event ev = event(at);
 	ev.kind_case = kind;
 	ev.set_plan = &req;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 }
 
 struct sub_spec {
@@ -183,7 +100,7 @@ struct sub_spec {
 	int64_t addon_quantity;
 };
 
-static int upsert_sub(struct fx *f, const struct sub_spec *sp)
+static int upsert_sub(struct store_fx *f, const struct sub_spec *sp)
 {
 	Ent__V1__SubscriptionAddon ad = ENT__V1__SUBSCRIPTION_ADDON__INIT, *adp = &ad;
 	Ent__V1__Subscription sub = ENT__V1__SUBSCRIPTION__INIT;
@@ -202,10 +119,10 @@ static int upsert_sub(struct fx *f, const struct sub_spec *sp)
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
 	ev.upsert_subscription = &sub;
-	return apply(f, &ev);
+	return fx_apply(f, &ev);
 }
 
-static int set_override_number(struct fx *f, const char *customer, const char *feature,
+static int set_override_number(struct store_fx *f, const char *customer, const char *feature,
 			       double number, int64_t expires_at, int64_t at)
 {
 	Ent__V1__OverrideValue val = ENT__V1__OVERRIDE_VALUE__INIT;
@@ -221,10 +138,10 @@ static int set_override_number(struct fx *f, const char *customer, const char *f
 	Ent__V1__Event ev = event(at);
 	ev.kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
 	ev.set_override = &req;
-	return apply(f, &ev);
+	return fx_apply(f, &ev);
 }
 
-static int report(struct fx *f, const char *customer, const char *feature, int64_t q,
+static int report(struct store_fx *f, const char *customer, const char *feature, int64_t q,
 		  const char *key, int64_t at)
 {
 	Ent__V1__ReportUsageRequest req = ENT__V1__REPORT_USAGE_REQUEST__INIT;
@@ -235,10 +152,10 @@ static int report(struct fx *f, const char *customer, const char *feature, int64
 	Ent__V1__Event ev = event(at);
 	ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
 	ev.report_usage = &req;
-	return apply(f, &ev);
+	return fx_apply(f, &ev);
 }
 
-static int consume(struct fx *f, const char *customer, const char *feature, int64_t q,
+static int consume(struct store_fx *f, const char *customer, const char *feature, int64_t q,
 		   const char *key, int64_t at)
 {
 	Ent__V1__ConsumeEntitlementRequest req = ENT__V1__CONSUME_ENTITLEMENT_REQUEST__INIT;
@@ -249,11 +166,11 @@ static int consume(struct fx *f, const char *customer, const char *feature, int6
 	Ent__V1__Event ev = event(at);
 	ev.kind_case = ENT__V1__EVENT__KIND_CONSUME;
 	ev.consume = &req;
-	return apply(f, &ev);
+	return fx_apply(f, &ev);
 }
 
 /* A tick of at most \a max entries (0: all); \return whether it stopped with more to do. */
-static bool tick_piece(struct fx *f, int64_t now, int64_t idem_before, uint32_t max)
+static bool tick_piece(struct store_fx *f, int64_t now, int64_t idem_before, uint32_t max)
 {
 	Ent__V1__Tick t = ENT__V1__TICK__INIT;
 	t.now = now;
@@ -262,18 +179,18 @@ static bool tick_piece(struct fx *f, int64_t now, int64_t idem_before, uint32_t 
 	Ent__V1__Event ev = event(now);
 	ev.kind_case = ENT__V1__EVENT__KIND_TICK;
 	ev.tick = &t;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	return f->res.more;
 }
 
-static void tick(struct fx *f, int64_t now, int64_t idem_before)
+static void tick(struct store_fx *f, int64_t now, int64_t idem_before)
 {
 	assert_false(tick_piece(f, now, idem_before, 0));
 }
 
 /* The usual catalog: api_calls (metered), sso (boolean), plan startup (100 calls a month
  * and sso), add-on boost (50 calls). */
-static void catalog(struct fx *f)
+static void catalog(struct store_fx *f)
 {
 	upsert_feature(f, "api_calls", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 	upsert_feature(f, "sso", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
@@ -294,7 +211,7 @@ struct answer {
 	uint64_t seq;
 };
 
-static struct answer check(struct fx *f, const char *customer, const char *feature, int64_t q,
+static struct answer check(struct store_fx *f, const char *customer, const char *feature, int64_t q,
 			   int64_t at)
 {
 	static struct ent_check_result r;
@@ -316,13 +233,13 @@ static struct answer check(struct fx *f, const char *customer, const char *featu
 	return a;
 }
 
-static uint64_t count_bounds_at(struct fx *f, int64_t t);
+static uint64_t count_bounds_at(struct store_fx *f, int64_t t);
 
 /* ---- tests ---------------------------------------------------------------------------------- */
 
 static void test_plan_and_subscription(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 3}), 0);
 	/* The echo is the stored subscription, stamped with the event time. */
@@ -353,7 +270,7 @@ static void test_plan_and_subscription(void **state)
 
 static void test_addon_adds(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(
 		upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, 0, 0, "boost", 2}), 0);
@@ -372,7 +289,7 @@ static void test_addon_adds(void **state)
 
 static void test_override_expiry(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	int64_t exp = T0 + DAY;
@@ -405,7 +322,7 @@ static void test_override_expiry(void **state)
 
 static void test_windows(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	int64_t start = T0 + 10 * DAY, end = T0 + 20 * DAY;
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, start, end}),
@@ -429,7 +346,7 @@ static void test_windows(void **state)
 	Ent__V1__Event ev = event(T0 + DAY);
 	ev.kind_case = ENT__V1__EVENT__KIND_CANCEL_SUBSCRIPTION;
 	ev.cancel_subscription = &req;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	const Ent__V1__Subscription *s = f->res.object;
 	assert_true(s->cancelled);
 	assert_int_equal(s->ends_at, T0 + 5 * DAY);
@@ -439,12 +356,12 @@ static void test_windows(void **state)
 	assert_int_equal(a.d.reason, ENT_R_EXPIRED);
 	/* Cancelling an unknown subscription is NOT_FOUND. */
 	req.subscription_id = "nope";
-	assert_int_equal(apply(f, &ev), -ENT_ENOTFOUND);
+	assert_int_equal(fx_apply(f, &ev), -ENT_ENOTFOUND);
 }
 
 static void test_unknown(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC);
@@ -468,7 +385,7 @@ static void test_unknown(void **state)
 
 static void test_usage_and_idempotency(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	assert_int_equal(report(f, "acme", "api_calls", 10, "k1", T0 + 1), 0);
@@ -512,7 +429,7 @@ static void test_usage_and_idempotency(void **state)
 	Ent__V1__Event ev = event(next + 1);
 	ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
 	ev.report_usage = &req;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_false(f->res.duplicate);
 	assert_int_equal(f->res.usage.used, 7);
 
@@ -529,7 +446,7 @@ static void test_usage_and_idempotency(void **state)
  */
 static void test_idem_sweep_in_pieces(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, T0}), 0);
 	char key[16];
@@ -557,7 +474,7 @@ static void test_idem_sweep_in_pieces(void **state)
 
 static void test_consume_hard_limit(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	upsert_feature(f, "jobs", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 	Ent__V1__Grant g = grant("jobs", 5, ENT__V1__RESET_PERIOD__RESET_PERIOD_DAILY);
 	assert_int_equal(set_object(f, ENT__V1__EVENT__KIND_SET_PLAN, "tiny", &g, 1), 0);
@@ -597,7 +514,7 @@ static void test_consume_hard_limit(void **state)
 
 static void test_soft_limit(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	upsert_feature(f, "jobs", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 	Ent__V1__Grant g = grant("jobs", 5, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY);
 	g.is_soft_limit = true;
@@ -615,7 +532,7 @@ static void test_soft_limit(void **state)
 
 static void test_group_bad_event_fails_alone(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	struct ent_wtxn *w;
 	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
@@ -653,7 +570,7 @@ static void test_group_bad_event_fails_alone(void **state)
 
 static void test_seq_and_reopen(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct ent_store_stats st;
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
 	assert_int_equal(st.seq, 0);
@@ -706,7 +623,7 @@ static void test_seq_and_reopen(void **state)
 
 static void test_schema_refused(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	fx_close(f);
 	/* Stamp another schema through a raw LMDB write, then reopen. */
 	MDB_env *env;
@@ -743,9 +660,9 @@ static void test_schema_refused(void **state)
 
 static void test_map_full(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	fx_close(f);
-	rm_rf(f->dir);
+	fx_rm_rf(f->dir);
 	/* 32 KiB is the smallest map LMDB opens with our tables; 64 KiB leaves room for a few
 	 * events before it fills. */
 	fx_open(f, 64 * 1024);
@@ -763,7 +680,7 @@ static void test_map_full(void **state)
 		Ent__V1__Event ev = event(T0);
 		ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
 		ev.upsert_feature = &ft;
-		r = apply(f, &ev);
+		r = fx_apply(f, &ev);
 		if (r)
 			break;
 		committed++;
@@ -789,7 +706,7 @@ static int count_bound(void *ctx, struct ent_str key, struct ent_str val)
 	return 0;
 }
 
-static uint64_t count_bounds_at(struct fx *f, int64_t t)
+static uint64_t count_bounds_at(struct store_fx *f, int64_t t)
 {
 	uint8_t k[8];
 	uint64_t u = (uint64_t)t ^ (UINT64_C(1) << 63);
@@ -806,7 +723,7 @@ static uint64_t count_bounds_at(struct fx *f, int64_t t)
 
 static void test_tick_expires_override(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	int64_t exp = T0 + DAY;
@@ -879,7 +796,7 @@ static int list_count(void *ctx, const struct ent_customer_feature *cf)
  */
 static void test_cleanup_keeps_answers(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
 	int64_t end = T0 + 2 * DAY, exp = T0 + DAY, at = end + 1000;
@@ -947,7 +864,7 @@ static void test_cleanup_keeps_answers(void **state)
 	Ent__V1__Event ev = event(end);
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
 	ev.delete_feature = "export";
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_true(f->res.deleted);
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
 	assert_int_equal(st.tombstones, 7);
@@ -975,7 +892,7 @@ static void test_cleanup_keeps_answers(void **state)
 /* A one-grant patch recomputes that feature for each customer, not every feature. */
 static void test_fan_out_only_changed(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	upsert_feature(f, "export", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
 	Ent__V1__Grant g[3] = {grant("api_calls", 100, ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY),
@@ -1023,7 +940,7 @@ static void test_fan_out_only_changed(void **state)
 
 static void test_plan_change_fans_out(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	const char *customers[] = {"c1", "c2", "c3"};
 	for (int i = 0; i < 3; i++) {
@@ -1053,7 +970,7 @@ static void test_plan_change_fans_out(void **state)
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_PLAN;
 	ev.delete_plan = "startup";
-	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EPRECOND);
 	assert_non_null(strstr(f->res.err.msg, "plan 'startup' is used by a subscription"));
 	assert_true(check(f, "c3", "sso", 1, T0).d.allowed);
 	/* Setting it to no grants removes what it granted from every customer on it. */
@@ -1064,7 +981,7 @@ static void test_plan_change_fans_out(void **state)
 
 static void test_validation_messages(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	Ent__V1__PrivilegeDef pd = ENT__V1__PRIVILEGE_DEF__INIT, *pdp = &pd;
 	char *opts[] = {"google", "okta"};
 	pd.code = "provider";
@@ -1079,7 +996,7 @@ static void test_validation_messages(void **state)
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
 	ev.upsert_feature = &ft;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	upsert_feature(f, "seats", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 
 	Ent__V1__PrivilegeValue pv = ENT__V1__PRIVILEGE_VALUE__INIT, *pvp = &pv;
@@ -1119,18 +1036,18 @@ static void test_validation_messages(void **state)
 	/* Referenced features can neither go nor change type. */
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
 	ev.delete_feature = "seats";
-	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EPRECOND);
 	assert_string_equal(f->res.err.msg, "code: feature 'seats' is used by plan 'startup'");
 	ft.type = ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC;
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
 	ev.upsert_feature = &ft;
-	assert_int_equal(apply(f, &ev), -ENT_EPRECOND);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EPRECOND);
 	assert_non_null(strstr(f->res.err.msg, "used by plan 'startup'"));
 	/* An unused one can go. */
 	upsert_feature(f, "spare", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_FEATURE;
 	ev.delete_feature = "spare";
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_true(f->res.deleted);
 
 	/* Bad ids and windows. */
@@ -1158,7 +1075,7 @@ static void test_validation_messages(void **state)
 /* A grant or override may carry only what its feature's type means (ENT_EINVAL names it). */
 static void test_type_rules(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	upsert_feature(f, "api_calls", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 	upsert_feature(f, "sso", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
 	upsert_feature(f, "sla", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC);
@@ -1228,7 +1145,7 @@ static void test_type_rules(void **state)
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
 	ev.upsert_subscription = &sub;
-	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 	assert_string_equal(f->res.err.msg, "subscription.entitlements[0].usage_limit: only for "
 					    "metered features ('sso' is boolean)");
 
@@ -1244,15 +1161,15 @@ static void test_type_rules(void **state)
 	so.static_values = vals;
 	ev.kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
 	ev.set_override = &so;
-	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 	assert_string_equal(f->res.err.msg,
 			    "static_values: only for static features ('sso' is boolean)");
 	so.feature_code = "api_calls";
-	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 	assert_string_equal(f->res.err.msg,
 			    "static_values: only for static features ('api_calls' is metered)");
 	so.feature_code = "sla";
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_int_equal(set_override_number(f, "acme", "sso", 1, 0, T0), 0);
 	assert_true(check(f, "acme", "sso", 1, T0).d.allowed);
 
@@ -1266,15 +1183,15 @@ static void test_type_rules(void **state)
 	up.quantity = &q;
 	ev.kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
 	ev.update_override = &up;
-	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 	assert_string_equal(f->res.err.msg,
 			    "quantity: only for metered features ('sso' is boolean)");
 	up.feature_code = "sla";
-	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 	assert_string_equal(f->res.err.msg,
 			    "quantity: only for metered features ('sla' is static)");
 	up.feature_code = "api_calls";
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_int_equal(check(f, "acme", "api_calls", 1, T0).d.limit, 10);
 
 	/* expiry_at in the past is refused like set_override's expires_at; 0 clears it. */
@@ -1284,20 +1201,20 @@ static void test_type_rules(void **state)
 	static const int64_t past[] = {T0, T0 - 1, 1};
 	for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
 		exp.value = past[i];
-		assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+		assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 		assert_string_equal(f->res.err.msg, "expiry_at: in the past");
 	}
 	exp.value = T0 + 1;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_int_equal(((const Ent__V1__CustomerOverride *)f->res.object)->expires_at, T0 + 1);
 	exp.value = 0;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_int_equal(((const Ent__V1__CustomerOverride *)f->res.object)->expires_at, 0);
 }
 
 static void test_zenskar_update(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	Google__Protobuf__Int64Value q = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
@@ -1313,7 +1230,7 @@ static void test_zenskar_update(void **state)
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
 	ev.update_override = &req;
-	apply_ok(f, &ev); /* creates the override */
+	fx_apply_ok(f, &ev); /* creates the override */
 	const Ent__V1__CustomerOverride *o = f->res.object;
 	assert_non_null(o->quantity);
 	assert_int_equal(o->quantity->value, 40);
@@ -1329,7 +1246,7 @@ static void test_zenskar_update(void **state)
 	req.quantity_used = NULL;
 	req.expiry_at = &exp;
 	ev.at = T0 + 10;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	o = f->res.object;
 	assert_int_equal(o->quantity->value, 40);
 	assert_int_equal(o->expires_at, T0 + DAY);
@@ -1342,7 +1259,7 @@ static void test_zenskar_update(void **state)
 	from.value = T0 + 2 * DAY;
 	req.expiry_at = NULL;
 	req.active_from = &from;
-	assert_int_equal(apply(f, &ev), -ENT_EINVAL);
+	assert_int_equal(fx_apply(f, &ev), -ENT_EINVAL);
 	assert_string_equal(f->res.err.msg, "expiry_at: must be after active_from");
 
 	/* Delete: gone, and a second delete is NOT_FOUND. */
@@ -1352,9 +1269,9 @@ static void test_zenskar_update(void **state)
 	del.feature_code = "api_calls";
 	ev.kind_case = ENT__V1__EVENT__KIND_DELETE_OVERRIDE;
 	ev.delete_override = &del;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_true(f->res.deleted);
-	assert_int_equal(apply(f, &ev), -ENT_ENOTFOUND);
+	assert_int_equal(fx_apply(f, &ev), -ENT_ENOTFOUND);
 	a = check(f, "acme", "api_calls", 1, T0 + 11);
 	assert_int_equal(a.d.limit, 100);
 	assert_int_equal(a.d.used, 12); /* the counter belongs to the customer, not the override */
@@ -1382,7 +1299,7 @@ static int list_cb(void *ctx, const struct ent_customer_feature *cf)
 
 static void test_customer_features(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(
 		upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1, 0, 0, "boost", 1}), 0);
@@ -1417,7 +1334,7 @@ static void test_customer_features(void **state)
 
 static void test_wipe_and_set_usage(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	Ent__V1__UsageState us = ENT__V1__USAGE_STATE__INIT;
@@ -1429,14 +1346,14 @@ static void test_wipe_and_set_usage(void **state)
 	Ent__V1__Event ev = event(T0);
 	ev.kind_case = ENT__V1__EVENT__KIND_SET_USAGE;
 	ev.set_usage = &us;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_int_equal(check(f, "acme", "api_calls", 1, T0).d.used, 60);
 
 	uint64_t seq = f->res.seq;
 	Ent__V1__Wipe wipe = ENT__V1__WIPE__INIT;
 	ev.kind_case = ENT__V1__EVENT__KIND_WIPE;
 	ev.wipe = &wipe;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_int_equal(f->res.seq, seq + 1);
 	struct ent_store_stats st;
 	assert_int_equal(ent_store_stats(f->s, &st), 0);
@@ -1448,7 +1365,7 @@ static void test_wipe_and_set_usage(void **state)
 
 static void test_scan_paging(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	const char *codes[] = {"a", "b", "c", "d", "e"};
 	for (int i = 0; i < 5; i++)
 		upsert_feature(f, codes[i], ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
@@ -1469,7 +1386,7 @@ static void test_scan_paging(void **state)
 /* A database written before the `ended` table existed opens read-only and reads as before. */
 static void test_readonly_without_ended(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	catalog(f);
 	assert_int_equal(upsert_sub(f, &(struct sub_spec){"s1", "acme", "startup", 1}), 0);
 	fx_close(f);
@@ -1528,30 +1445,31 @@ static void test_readonly_without_ended(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_plan_and_subscription, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_addon_adds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_override_expiry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_usage_and_idempotency, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_idem_sweep_in_pieces, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_consume_hard_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_soft_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_group_bad_event_fails_alone, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_seq_and_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_schema_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readonly_without_ended, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tick_expires_override, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cleanup_keeps_answers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plan_change_fans_out, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fan_out_only_changed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_validation_messages, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_type_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_zenskar_update, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_customer_features, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wipe_and_set_usage, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_scan_paging, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_and_subscription, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_addon_adds, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_override_expiry, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_windows, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_unknown, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_usage_and_idempotency, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_idem_sweep_in_pieces, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_consume_hard_limit, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_soft_limit, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_group_bad_event_fails_alone, setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_seq_and_reopen, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_schema_refused, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_without_ended, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_map_full, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_tick_expires_override, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_cleanup_keeps_answers, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_plan_change_fans_out, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_fan_out_only_changed, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_validation_messages, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_type_rules, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_zenskar_update, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_customer_features, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_wipe_and_set_usage, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_scan_paging, setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

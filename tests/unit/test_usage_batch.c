@@ -6,7 +6,6 @@
  * and a full map that fails the whole batch and leaves nothing behind.
  */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,95 +13,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "ent/store.h"
 #include "ent/v1/event.pb-c.h"
+#include "fixture.h"
 
 #define T0  1700000000000LL /* 2023-11-14T22:13:20Z */
 #define DAY 86400000LL
 
-struct fx {
-	char dir[64];
-	struct ent_store *s;
-	struct ent_view *v;
-	struct ent_arena arena;
-	struct ent_apply_result res;
-};
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static void fx_open(struct fx *f, size_t map_size)
-{
-	struct ent_store_opts o = {.path = f->dir, .map_size = map_size};
-	struct ent_err err = {0};
-	if (ent_store_open(&o, &f->s, &err))
-		fail_msg("open %s: %s", f->dir, err.msg);
-	assert_int_equal(ent_view_new(f->s, &f->v), 0);
-}
-
-static void fx_close(struct fx *f)
-{
-	ent_view_free(f->v);
-	ent_store_close(f->s);
-}
-
+/* The store fixture: tests/unit/fixture.c. */
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	strcpy(f->dir, "/tmp/entd-test-ubatch-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	ent_arena_init(&f->arena, 0);
-	fx_open(f, 0);
-	*state = f;
-	return 0;
+	return fx_setup(state, "ubatch", 0);
 }
 
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	fx_close(f);
-	ent_arena_deinit(&f->arena);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
-	return 0;
-}
-
-static int apply(struct fx *f, Ent__V1__Event *ev)
-{
-	struct ent_wtxn *w;
-	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
-	int r = ent_apply(w, ev, &f->arena, &f->res);
-	if (r == -ENT_EFULL) {
-		ent_wtxn_abort(w);
-		return r;
-	}
-	struct ent_err err = {0};
-	int c = ent_wtxn_commit(w, &err);
-	if (c == -ENT_EFULL) {
-		f->res.err = err;
-		return c;
-	}
-	if (c)
-		fail_msg("commit: %s", err.msg);
-	return r;
-}
-
-static void apply_ok(struct fx *f, Ent__V1__Event *ev)
-{
-	int r = apply(f, ev);
-	if (r)
-		fail_msg("event kind %d failed: %s", (int)ev->kind_case, f->res.err.msg);
-}
-
-static void feature(struct fx *f, const char *code, Ent__V1__FeatureType type)
+static void feature(struct store_fx *f, const char *code, Ent__V1__FeatureType type)
 {
 	Ent__V1__Feature ft = ENT__V1__FEATURE__INIT;
 	ft.code = (char *)code;
@@ -111,11 +40,11 @@ static void feature(struct fx *f, const char *code, Ent__V1__FeatureType type)
 	ev.at = T0;
 	ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
 	ev.upsert_feature = &ft;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 }
 
 /* api_calls (metered, 1000 a month), sso (boolean) on plan p; customers acme and beta. */
-static void catalog(struct fx *f)
+static void catalog(struct store_fx *f)
 {
 	feature(f, "api_calls", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 	feature(f, "sso", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
@@ -133,7 +62,7 @@ static void catalog(struct fx *f)
 	ev.at = T0;
 	ev.kind_case = ENT__V1__EVENT__KIND_SET_PLAN;
 	ev.set_plan = &plan;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	const char *cus[2] = {"acme", "beta"};
 	for (int i = 0; i < 2; i++) {
 		Ent__V1__Subscription sub = ENT__V1__SUBSCRIPTION__INIT;
@@ -145,7 +74,7 @@ static void catalog(struct fx *f)
 		e2.at = T0;
 		e2.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
 		e2.upsert_subscription = &sub;
-		apply_ok(f, &e2);
+		fx_apply_ok(f, &e2);
 	}
 }
 
@@ -172,7 +101,7 @@ static void add(struct batch *b, const char *customer, const char *feat, int64_t
 	b->n++;
 }
 
-static int send(struct fx *f, struct batch *b, int64_t at)
+static int send(struct store_fx *f, struct batch *b, int64_t at)
 {
 	Ent__V1__ReportUsageBatch pl = ENT__V1__REPORT_USAGE_BATCH__INIT;
 	pl.n_records = b->n;
@@ -181,10 +110,10 @@ static int send(struct fx *f, struct batch *b, int64_t at)
 	ev.at = at;
 	ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE_BATCH;
 	ev.report_usage_batch = &pl;
-	return apply(f, &ev);
+	return fx_apply(f, &ev);
 }
 
-static int64_t used(struct fx *f, const char *customer, int64_t at)
+static int64_t used(struct store_fx *f, const char *customer, int64_t at)
 {
 	static struct ent_check_result r;
 	assert_int_equal(ent_view_begin(f->v), 0);
@@ -195,7 +124,7 @@ static int64_t used(struct fx *f, const char *customer, int64_t at)
 	return u;
 }
 
-static uint64_t seq(struct fx *f)
+static uint64_t seq(struct store_fx *f)
 {
 	assert_int_equal(ent_view_begin(f->v), 0);
 	uint64_t s = ent_view_seq(f->v);
@@ -205,7 +134,7 @@ static uint64_t seq(struct fx *f)
 
 static void test_results_and_duplicates(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	static struct batch b;
 	catalog(f);
 	uint64_t s0 = seq(f);
@@ -248,7 +177,7 @@ static void test_results_and_duplicates(void **state)
 	ev.at = T0 + 21;
 	ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
 	ev.report_usage = &one;
-	apply_ok(f, &ev);
+	fx_apply_ok(f, &ev);
 	assert_true(f->res.duplicate);
 	assert_int_equal(used(f, "acme", T0 + 22), 9);
 
@@ -264,7 +193,7 @@ static void test_results_and_duplicates(void **state)
 
 static void test_refusals_fail_alone(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	static struct batch b;
 	catalog(f);
 	char long_key[300];
@@ -324,7 +253,7 @@ static void test_refusals_fail_alone(void **state)
 
 static void test_limits_and_periods(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	static struct batch b;
 	catalog(f);
 	uint64_t s0 = seq(f);
@@ -374,7 +303,7 @@ static void test_limits_and_periods(void **state)
 /* The same records as one batch or as single reports: the same counters and answers. */
 static void test_same_as_single_reports(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	static struct batch b;
 	catalog(f);
 	char key[32];
@@ -398,7 +327,7 @@ static void test_same_as_single_reports(void **state)
 		ev.at = T0 + 1000;
 		ev.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
 		ev.report_usage = &one;
-		apply_ok(f, &ev);
+		fx_apply_ok(f, &ev);
 		assert_int_equal(f->res.duplicate, batch_res[i].outcome == ENT_USAGE_DUPLICATE);
 		assert_int_equal(batch_res[i].outcome == ENT_USAGE_COUNTED, f->res.counted);
 	}
@@ -409,9 +338,9 @@ static void test_same_as_single_reports(void **state)
 /* A batch that does not fit the map fails whole with EFULL: nothing of it is written. */
 static void test_map_full_fails_whole(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	fx_close(f);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rm_rf(f->dir);
 	assert_int_equal(mkdir(f->dir, 0700), 0);
 	fx_open(f, 256 * 1024);
 	catalog(f);
@@ -443,11 +372,11 @@ static void test_map_full_fails_whole(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_results_and_duplicates, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refusals_fail_alone, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_limits_and_periods, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_same_as_single_reports, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_full_fails_whole, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_results_and_duplicates, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_fail_alone, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_limits_and_periods, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_same_as_single_reports, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_map_full_fails_whole, setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

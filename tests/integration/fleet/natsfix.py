@@ -16,6 +16,7 @@ replicas in fleet mode.
 Run with Debian's interpreter (/usr/bin/python3): grpcio and protobuf are Debian packages;
 nats-server is Debian's `nats-server` package (deploy/dev.sh installs it).
 """
+import contextlib
 import http.client
 import json
 import os
@@ -311,18 +312,6 @@ class FleetEntd(wp.Entd):
             return a.status().sequence
 
 
-def _api_enter(self):
-    return self
-
-
-def _api_exit(self, *exc):
-    self.close()
-
-
-wp.Api.__enter__ = _api_enter
-wp.Api.__exit__ = _api_exit
-
-
 def replicas(n, urls, stream="ENTD_EVENTS", replicas_=1, extra=(), start=True, timeout=120):
     """n FleetEntd on the same stream, started one after the other (each waits for SERVING)."""
     out = [FleetEntd(urls, stream, replicas_, extra, name="e%d" % (i + 1)) for i in range(n)]
@@ -412,6 +401,55 @@ class FleetCase(wp.Statuses, unittest.TestCase):
             self.assertEqual(s[1], snaps[0][1], "replica %d: export differs" % i)
             self.assertEqual(s[2], snaps[0][2], "replica %d: answers differ" % i)
         return snaps[0]
+
+
+@contextlib.contextmanager
+def owned(nats, ents):
+    """For a with-block: own a NATS fixture (single server or cluster) and the list of replicas
+    the block fills (`ents += replicas(...)`). An exception marks them all failed (their
+    files are kept for the post-mortem) and goes on; at the end every replica is stopped and
+    removed, then NATS."""
+    try:
+        yield ents
+    except Exception:
+        nats.failed = True
+        for e in ents:
+            e.failed = True
+        raise
+    finally:
+        for e in ents:
+            e.stop()
+            e.cleanup()
+        nats.cleanup()
+
+
+class ThreeReplicas(FleetCase):
+    """A FleetCase whose class starts three replicas (cls.ents, named e1..e3) on one
+    nats-server (cls.nats) once, and stops them at the end. With REQUIRE_CLEAN_EXIT the class
+    fails unless every entd exits 0 after SIGTERM."""
+
+    REQUIRE_CLEAN_EXIT = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nats = single()
+        try:
+            cls.ents = replicas(3, [cls.nats.url])
+        except Exception:
+            cls.nats.failed = True
+            cls.nats.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        failed = False
+        for e in cls.ents:
+            if e.stop() != 0 and cls.REQUIRE_CLEAN_EXIT:
+                failed = True
+                e.failed = True
+            e.cleanup()
+        cls.nats.cleanup()
+        assert not failed, "an entd did not exit 0 after SIGTERM"
 
 
 def status(e):

@@ -114,9 +114,8 @@ class BadInput(FleetCase):
 
     def test_undecodable_message_skipped_everywhere(self):
         n = natsfix.single()
-        ents = []
-        try:
-            ents = natsfix.replicas(2, [n.url])
+        with natsfix.owned(n, []) as ents:
+            ents += natsfix.replicas(2, [n.url])
             with ents[0].api() as api:
                 natsfix.setup_catalog(api)
             before = natsfix.status(ents[0]).sequence
@@ -143,11 +142,6 @@ class BadInput(FleetCase):
             natsfix.raw_publish(n.port, "entd.events", b"")
             natsfix.wait_sequence(ents, before + 3)
             self.assert_identical(ents, ["flb_after"], wp.now_ms())
-        finally:
-            for e in ents:
-                e.stop()
-                e.cleanup()
-            n.cleanup()
 
 
 if __name__ == "__main__":

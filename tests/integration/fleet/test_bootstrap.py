@@ -47,11 +47,10 @@ def purge_keep(nats_port, stream, keep):
 class Bootstrap(FleetCase):
     def test_join_from_snapshot_and_rebootstrap(self):
         n = natsfix.single()
-        ents = []
-        try:
+        with natsfix.owned(n, []) as ents:
             extra = ["--fleet-snapshot-interval-ms", "0"]
             e1, e2 = natsfix.replicas(2, [n.url], extra=extra)
-            ents = [e1, e2]
+            ents += [e1, e2]
             with e1.api() as api:
                 natsfix.setup_catalog(api)
                 for i in range(20):
@@ -109,16 +108,6 @@ class Bootstrap(FleetCase):
                 self.assertIn("no longer holds sequence 1", log)
             finally:
                 e4.cleanup()
-        except Exception:
-            n.failed = True
-            for e in ents:
-                e.failed = True
-            raise
-        finally:
-            for e in ents:
-                e.stop()
-                e.cleanup()
-            n.cleanup()
 
 
 if __name__ == "__main__":

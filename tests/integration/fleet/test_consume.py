@@ -14,32 +14,19 @@ import threading
 
 import natsfix
 import wp
-from natsfix import FleetCase
+from natsfix import ThreeReplicas
 from wp import pb, reason
 
 PER_NODE = 4
 CALLS = 20
 
 
-class Consume(FleetCase):
+class Consume(ThreeReplicas):
     @classmethod
     def setUpClass(cls):
-        cls.nats = natsfix.single()
-        try:
-            cls.ents = natsfix.replicas(3, [cls.nats.url])
-        except Exception:
-            cls.nats.failed = True
-            cls.nats.cleanup()
-            raise
+        super().setUpClass()
         with cls.ents[0].api() as api:
             natsfix.setup_catalog(api, plan_limit=100, hard=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        for e in cls.ents:
-            e.stop()
-            e.cleanup()
-        cls.nats.cleanup()
 
     def storm(self, customer, keys=False):
         e = pb["entitlement"]

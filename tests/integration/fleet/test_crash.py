@@ -20,7 +20,7 @@ import grpc
 
 import natsfix
 import wp
-from natsfix import FleetCase
+from natsfix import ThreeReplicas
 from wp import pb
 
 CUSTOMERS = ["flk_%d" % i for i in range(6)]
@@ -28,24 +28,7 @@ THREADS = 4
 REPORTS = 150
 
 
-class Crash(FleetCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.nats = natsfix.single()
-        try:
-            cls.ents = natsfix.replicas(3, [cls.nats.url])
-        except Exception:
-            cls.nats.failed = True
-            cls.nats.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        for e in cls.ents:
-            e.stop()
-            e.cleanup()
-        cls.nats.cleanup()
-
+class Crash(ThreeReplicas):
     def test_kill9_replicas_mid_storm(self):
         e1, e2, e3 = self.ents
         with e1.api() as api:

@@ -175,31 +175,19 @@ class NatsRestart(FleetCase):
     def test_single_server_kill9(self):
         self.cluster = False
         nats = natsfix.single()
-        ents = []
-        try:
-            ents = natsfix.replicas(3, [nats.url])
+        with natsfix.owned(nats, []) as ents:
+            ents += natsfix.replicas(3, [nats.url])
             self.run_storm_through_outage(ents, nats.kill9, nats.start)
             # The write refused during the outage was never applied anywhere.
             with ents[2].api() as api:
                 self.assertStatus(grpc.StatusCode.NOT_FOUND, api.GetFeature,
                                   pb["admin"].GetFeatureRequest(code="fln_never"))
-        except Exception:
-            nats.failed = True
-            for e in ents:
-                e.failed = True
-            raise
-        finally:
-            for e in ents:
-                e.stop()
-                e.cleanup()
-            nats.cleanup()
 
     def test_cluster_leader_kill9(self):
         self.cluster = True
         cl = natsfix.cluster3()
-        ents = []
-        try:
-            ents = natsfix.replicas(3, cl.urls(), replicas_=3)
+        with natsfix.owned(cl, []) as ents:
+            ents += natsfix.replicas(3, cl.urls(), replicas_=3)
             leader = wp.wait_until(lambda: cl.stream_leader("ENTD_EVENTS"), 60)
             self.assertTrue(leader)
             victim = cl.node(leader)
@@ -209,16 +197,6 @@ class NatsRestart(FleetCase):
                 victim.start(90)
                 cl.wait_ready()
             self.run_storm_through_outage(ents, victim.kill9, restart)
-        except Exception:
-            cl.failed = True
-            for e in ents:
-                e.failed = True
-            raise
-        finally:
-            for e in ents:
-                e.stop()
-                e.cleanup()
-            cl.cleanup()
 
 
 if __name__ == "__main__":

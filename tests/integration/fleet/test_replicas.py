@@ -20,34 +20,15 @@ from google.protobuf.wrappers_pb2 import Int64Value
 
 import natsfix
 import wp
-from natsfix import FleetCase
+from natsfix import ThreeReplicas
 from wp import pb
 
 CUSTOMERS = ["flc_%d" % i for i in range(12)]
 OPS_PER_NODE = 150
 
 
-class Replicas(FleetCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.nats = natsfix.single()
-        try:
-            cls.ents = natsfix.replicas(3, [cls.nats.url])
-        except Exception:
-            cls.nats.failed = True
-            cls.nats.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        failed = False
-        for e in cls.ents:
-            if e.stop() != 0:
-                failed = True
-                e.failed = True
-            e.cleanup()
-        cls.nats.cleanup()
-        assert not failed, "an entd did not exit 0 after SIGTERM"
+class Replicas(ThreeReplicas):
+    REQUIRE_CLEAN_EXIT = True
 
     def test_1_write_anywhere_read_everywhere(self):
         t, a = pb["types"], pb["admin"]

@@ -28,6 +28,28 @@ TOKEN = "ops-admin-token"  # the admin token the suites' config texts carry
 main, setup, __getattr__ = harness.main_tests, harness.setup, harness.args_getattr
 
 
+# ---- configuration texts ---------------------------------------------------------------------
+# The suites' configurations are YAML templates; Daemon fills the placeholders ({db}, {tmp}, and
+# one per port it picks: {probe}, {api}, ...). What most of them share is written here once.
+
+def listener(address, services=None, more=""):
+    """One item of `listeners:` (YAML); \a more: further indented lines of the item."""
+    return "  - address: %s\n" % address + \
+        ("    services: %s\n" % services if services else "") + more
+
+
+PROBE = listener("127.0.0.1:{probe}", "health")  # the health-only probe port
+API = listener("127.0.0.1:{api}")  # every service
+ADMIN = "admin:\n  token: %s\n" % TOKEN
+METRICS = "metrics:\n  listen: 127.0.0.1:{metrics}\n"
+
+
+def config(threads, *listeners, extra=""):
+    """A configuration template: the database, \a threads workers, \a listeners (items made
+    by listener(), or PROBE/API), then the YAML sections in \a extra."""
+    return "db:\n  path: {db}\nthreads: %d\nlisteners:\n" % threads + "".join(listeners) + extra
+
+
 def log(msg):
     print("ops: " + msg, file=sys.stderr, flush=True)
 

@@ -21,17 +21,7 @@ import threading
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 1
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: 127.0.0.1:{api}
-metrics:
-  listen: 127.0.0.1:{metrics}
-"""
+CONFIG = ops.config(1, ops.PROBE, ops.API, extra=ops.METRICS)
 
 CUSTOMERS = ["cus_acme", "cus_globex", "cus_hooli", "cus_initech", "cus_stark", "cus_umbrella",
              "cus_nobody"]

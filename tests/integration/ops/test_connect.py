@@ -15,13 +15,7 @@ import unittest
 
 import ops  # first: it sets up grpcio's environment before the import
 
-CONFIG = """
-db:
-  path: {db}
-threads: 1
-listeners:
-  - address: 127.0.0.1:{probe}
-"""
+CONFIG = ops.config(1, ops.listener("127.0.0.1:{probe}"))
 
 SHIM = os.environ.get("ENT_CONNECT_SHIM", "")
 

@@ -16,19 +16,10 @@ import signal
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: 127.0.0.1:{api}
-metrics:
-  listen: 127.0.0.1:{metrics}
+CONFIG = ops.config(2, ops.PROBE, ops.API, extra=ops.METRICS + """
 shutdown:
   grace_ms: {grace}
-"""
+""")
 
 SERVING, NOT_SERVING = 1, 2
 

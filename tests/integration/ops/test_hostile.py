@@ -31,18 +31,7 @@ import http.client
 import grpc
 import ops  # first: it sets up grpcio's environment before the import
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-listeners:
-  - address: 127.0.0.1:{probe}
-  - address: 127.0.0.1:{api}
-admin:
-  token: ops-admin-token
-metrics:
-  listen: 127.0.0.1:{metrics}
-"""
+CONFIG = ops.config(2, ops.listener("127.0.0.1:{probe}"), ops.API, extra=ops.ADMIN + ops.METRICS)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (

@@ -14,15 +14,7 @@
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: 127.0.0.1:{api}
-    services: checks
+CONFIG = ops.config(2, ops.PROBE, ops.listener("127.0.0.1:{api}", "checks"), extra="""
 limits:
   max_message_bytes: 64KiB
   max_concurrent_streams: 1
@@ -30,7 +22,7 @@ limits:
   keepalive_timeout_ms: 5s
   keepalive_permit_without_calls: true
   min_ping_interval_ms: 10s
-"""
+""")
 
 
 class Limits(ops.DaemonTest):

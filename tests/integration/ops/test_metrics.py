@@ -19,22 +19,11 @@ difference between a scrape before and one after must be exactly that traffic:
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-admin:
-  token: ops-admin-token
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: 127.0.0.1:{api}
-metrics:
-  listen: 127.0.0.1:{metrics}
+CONFIG = ops.config(2, ops.PROBE, ops.API, extra=ops.ADMIN + ops.METRICS + """
 decision_log:
   sample_rate: 1
   path: {tmp}/decisions.log
-"""
+""")
 
 E = "/ent.v1.EntitlementService/"
 

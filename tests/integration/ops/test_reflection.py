@@ -18,17 +18,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: 127.0.0.1:{api}
-  - address: unix:{tmp}/entd.sock
-    services: checks
-"""
+CONFIG = ops.config(2, ops.PROBE, ops.API, ops.listener("unix:{tmp}/entd.sock", "checks"))
 
 PATHS = {
     "refl_v1alpha": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

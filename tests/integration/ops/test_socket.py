@@ -24,24 +24,12 @@ import unittest
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-admin:
-  token: ops-admin-token
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: unix:{tmp}/checks.sock
-    services: checks
-    mode: "0600"
-    owner: "{owner}"
-    group: "{group}"
-  - address: unix:{tmp}/admin.sock
-    services: admin
-    mode: "0660"
-"""
+CONFIG = ops.config(
+    2, ops.PROBE,
+    ops.listener("unix:{tmp}/checks.sock", "checks",
+                 '    mode: "0600"\n    owner: "{owner}"\n    group: "{group}"\n'),
+    ops.listener("unix:{tmp}/admin.sock", "admin", '    mode: "0660"\n'),
+    extra=ops.ADMIN)
 
 
 def other_user():

@@ -22,28 +22,21 @@ import ssl
 import ops  # first: it sets up grpcio's environment before the import
 import grpc  # noqa: E402
 
-CONFIG = """
-db:
-  path: {db}
-threads: 2
-admin:
-  token: ops-admin-token
-listeners:
-  - address: 127.0.0.1:{probe}
-    services: health
-  - address: 127.0.0.1:{tls}
-    services: all
+CONFIG = ops.config(
+    2, ops.PROBE,
+    ops.listener("127.0.0.1:{tls}", "all", """\
     tls:
       cert_file: {tmp}/pki/srv.crt
       key_file: {tmp}/pki/srv.key
-  - address: 127.0.0.1:{mtls}
-    services: checks
+"""),
+    ops.listener("127.0.0.1:{mtls}", "checks", """\
     tls:
       cert_file: {tmp}/pki/srv.crt
       key_file: {tmp}/pki/srv.key
       client_ca_file: {tmp}/pki/ca.crt
       require_client_cert: true
-"""
+"""),
+    extra=ops.ADMIN)
 
 
 class Tls(ops.DaemonTest):

@@ -25,10 +25,8 @@ Three rounds; then SIGTERM must give exit status 0 and mdb_stat still passes.
 Nothing here depends on timing: the kill comes after a count of acknowledgements, and the
 assertions hold whatever was in flight.
 """
-import subprocess
 import threading
 import time
-import unittest
 
 import grpc
 
@@ -125,25 +123,7 @@ class Storm:
             assert not th.is_alive(), "a storm thread hangs"
 
 
-class Crash(unittest.TestCase):
-    def setUp(self):
-        self.d = wp.Entd()
-        self.d.start()
-
-    def run(self, result=None):
-        r = super().run(result)
-        if hasattr(self, "d"):
-            if r is not None and (r.failures or r.errors):
-                self.d.failed = True
-            self.d.cleanup()
-        return r
-
-    def mdb_stat(self):
-        p = subprocess.run([wp.ARGS.mdb_stat, "-a", self.d.db], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=120)
-        self.assertEqual(p.returncode, 0, "mdb_stat -a: %s" % p.stdout.decode(errors="replace"))
-        return p.stdout.decode(errors="replace")
-
+class Crash(wp.EntdPerTest):
     def used(self, api, cus):
         c = api.check(cus, "wc_units", 1)
         self.assertTrue(c.allowed, c)

@@ -21,7 +21,6 @@ else the scenario is repeated with a wider window (2, 4, 8, 16 s); waits for the
 cleanup poll with a generous bound.
 """
 import json
-import unittest
 
 import wp
 from wp import pb
@@ -30,12 +29,11 @@ from wp import TooSlow, sleep_until
 CLEANUP_BOUND = 60
 
 
-class Expiry(wp.Statuses, unittest.TestCase):
+class Expiry(wp.Statuses, wp.EntdPerTest):
     """Each test runs its own entd (the restart test stops and starts it)."""
 
     def setUp(self):
-        self.d = wp.Entd()
-        self.d.start()
+        super().setUp()
         self.admin = self.d.api()
         t, a = pb["types"], pb["admin"]
         self.admin.UpsertFeature(a.UpsertFeatureRequest(feature=t.Feature(
@@ -50,15 +48,6 @@ class Expiry(wp.Statuses, unittest.TestCase):
         if status != 0:
             self.d.failed = True
             self.fail("entd exit status after SIGTERM: %s (want 0)\n%s" % (status, self.d.tail()))
-
-    def run(self, result=None):
-        # The directory (with entd.log) is kept when the test failed.
-        r = super().run(result)
-        if hasattr(self, "d"):
-            if r is not None and (r.failures or r.errors):
-                self.d.failed = True
-            self.d.cleanup()
-        return r
 
     # ---- helpers -------------------------------------------------------------------------
 

@@ -26,7 +26,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import unittest
 
 import grpc
 
@@ -472,24 +471,7 @@ class BatchStorm:
             assert not th.is_alive(), "a storm thread hangs"
 
 
-class Kill9(unittest.TestCase):
-    def setUp(self):
-        self.d = wp.Entd()
-        self.d.start()
-
-    def run(self, result=None):
-        r = super().run(result)
-        if hasattr(self, "d"):
-            if r is not None and (r.failures or r.errors):
-                self.d.failed = True
-            self.d.cleanup()
-        return r
-
-    def mdb_stat(self):
-        p = subprocess.run([wp.ARGS.mdb_stat, "-a", self.d.db], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=120)
-        self.assertEqual(p.returncode, 0, p.stdout.decode(errors="replace"))
-
+class Kill9(wp.EntdPerTest):
     def test_kill9_during_a_storm_of_batches(self):
         t, a, e = pb["types"], pb["admin"], pb["entitlement"]
         api = self.d.api()

@@ -20,7 +20,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness  # noqa: E402
 from harness import (  # noqa: E402,F401  (re-exported for the suites)
-    ADMIN_RPCS, CHECK_RPCS, DAY, TIMEOUT, TOKEN, Api, DaemonCase, Entd, Statuses, generate, ms,
+    ADMIN_RPCS, CHECK_RPCS, DAY, TIMEOUT, TOKEN, Api, DaemonCase, Entd, EntdPerTest, Statuses,
+    generate, ms,
     now_ms, pb, reason, wait_until)
 import grpc  # noqa: E402
 
