@@ -232,7 +232,7 @@ class Bootstrap(FleetCase):
 
 if __name__ == "__main__":
     rest = wp.setup(sys.argv[1:])
-    test_snapshot.INTEROP = test_snapshot.build_interop(wp.ARGS.out)
+    test_snapshot.INTEROP = natsfix.build_go_tool("objinterop", wp.ARGS.out)
     import signal
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     unittest.main(module="__main__", argv=[sys.argv[0], "-v"] + rest)
