@@ -98,6 +98,21 @@ struct ent_writer {
 	uv_timer_t retry;	      /**< fleet mode: apply the feed again after a failure */
 	int64_t stall_logged_at;
 
+	/*
+	 * Parked waits for a sequence (ent_writer_wait): the list, its length and the closed flag
+	 * are under wlock; waiting mirrors the length so that a commit with nobody waiting (the
+	 * rule) tests one atomic and takes no lock. A parker increments waiting before it reads
+	 * seq, a commit stores seq before it reads waiting, both sequentially consistent: either
+	 * the parker sees the new seq (and does not park) or the commit sees the parker.
+	 */
+	uv_mutex_t wlock;
+	struct ent_writer_wait *waits;
+	size_t n_waits;
+	bool waits_closed;
+	uv_async_t wait_wake;  /**< "a wait was parked": (re)arm wait_timer */
+	uv_timer_t wait_timer; /**< the earliest deadline of a parked wait */
+	_Atomic size_t waiting;
+
 	_Atomic uint64_t seq;
 	_Atomic uint64_t feed_depth, skipped;
 	_Atomic uint64_t commits, events, failed, queue_depth;
@@ -141,6 +156,136 @@ static void fail_result(struct ent_apply_result *res, const struct ent_err *err)
 		return; /* it failed on its own: its own reason is the more useful one */
 	memset(res, 0, sizeof(*res));
 	res->err = *err;
+}
+
+/* ---- waits for a sequence --------------------------------------------------------------- */
+
+/*
+ * Take the parked waits that are due out of the list and run their callbacks (outside the
+ * lock: a callback hands its call back to an rpc worker). Due: all of them when \a stopping;
+ * else those whose sequence is applied, and those whose deadline is at or before \a now_ns
+ * (0: deadlines are not looked at).
+ */
+static void release_waits(struct ent_writer *w, int64_t now_ns, bool stopping)
+{
+	uint64_t applied = atomic_load_explicit(&w->seq, memory_order_seq_cst);
+	struct ent_writer_wait *due = NULL, **pp;
+	size_t k = 0;
+	uv_mutex_lock(&w->wlock);
+	if (stopping)
+		w->waits_closed = true;
+	pp = &w->waits;
+	while (*pp) {
+		struct ent_writer_wait *wt = *pp;
+		int end;
+		if (stopping)
+			end = ENT_WAIT_STOPPING;
+		else if (wt->seq <= applied)
+			end = ENT_WAIT_APPLIED;
+		else if (now_ns && wt->deadline_ns <= now_ns)
+			end = ENT_WAIT_TIMEOUT;
+		else {
+			pp = &wt->next;
+			continue;
+		}
+		*pp = wt->next;
+		wt->next = due;
+		wt->end = end;
+		due = wt;
+		k++;
+	}
+	w->n_waits -= k;
+	atomic_fetch_sub_explicit(&w->waiting, k, memory_order_seq_cst);
+	uv_mutex_unlock(&w->wlock);
+	while (due) {
+		struct ent_writer_wait *next = due->next;
+		due->next = NULL;
+		due->cb(due, due->end, applied);
+		due = next;
+	}
+}
+
+/* A commit made \a seq the applied sequence: publish it, and release the waits it satisfies. */
+static void set_applied(struct ent_writer *w, uint64_t seq)
+{
+	atomic_store_explicit(&w->seq, seq, memory_order_seq_cst);
+	if (atomic_load_explicit(&w->waiting, memory_order_seq_cst))
+		release_waits(w, 0, false);
+}
+
+static void on_wait_timer(uv_timer_t *t);
+
+/* Loop thread: arm the wait timer for the earliest deadline of the parked waits. */
+static void arm_wait_timer(struct ent_writer *w)
+{
+	int64_t first = 0;
+	uv_mutex_lock(&w->wlock);
+	for (struct ent_writer_wait *wt = w->waits; wt; wt = wt->next)
+		if (!first || wt->deadline_ns < first)
+			first = wt->deadline_ns;
+	uv_mutex_unlock(&w->wlock);
+	if (!first) {
+		uv_timer_stop(&w->wait_timer);
+		return;
+	}
+	int64_t now = ent_mono_ns();
+	/* Rounded up: a timer that fires a little early would find nothing due and spin. */
+	uint64_t ms = first > now ? (uint64_t)((first - now + 999999) / 1000000) : 0;
+	uv_update_time(&w->loop);
+	uv_timer_start(&w->wait_timer, on_wait_timer, ms, 0);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+	struct ent_writer *w = t->data;
+	release_waits(w, ent_mono_ns(), false);
+	arm_wait_timer(w);
+}
+
+static void on_wait_wake(uv_async_t *h)
+{
+	arm_wait_timer(h->data);
+}
+
+int ent_writer_wait(struct ent_writer *w, struct ent_writer_wait *wt, size_t max)
+{
+	uv_mutex_lock(&w->wlock);
+	if (w->waits_closed) {
+		uv_mutex_unlock(&w->wlock);
+		return -ENT_EUNAVAIL;
+	}
+	if (w->n_waits >= max) {
+		uv_mutex_unlock(&w->wlock);
+		return -ENT_EFULL;
+	}
+	wt->next = w->waits;
+	w->waits = wt;
+	w->n_waits++;
+	atomic_fetch_add_explicit(&w->waiting, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&w->seq, memory_order_seq_cst) >= wt->seq) {
+		/* Applied meanwhile (the commit may not have seen us): not parked after all. */
+		w->waits = wt->next;
+		w->n_waits--;
+		atomic_fetch_sub_explicit(&w->waiting, 1, memory_order_seq_cst);
+		uv_mutex_unlock(&w->wlock);
+		wt->next = NULL;
+		return 1;
+	}
+	/* Under the lock, like enqueue: the handle is closed only once waits_closed is set. */
+	uv_async_send(&w->wait_wake);
+	uv_mutex_unlock(&w->wlock);
+	return 0;
+}
+
+void ent_writer_wait_close(struct ent_writer *w)
+{
+	if (w)
+		release_waits(w, 0, true);
+}
+
+size_t ent_writer_waiting(const struct ent_writer *w)
+{
+	return atomic_load_explicit(&w->waiting, memory_order_relaxed);
 }
 
 /* ---- group commit --------------------------------------------------------------------- */
@@ -213,7 +358,7 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 		else
 			ent_log(ENT_LOG_ERROR, "writer: commit failed", "err", err.msg, NULL);
 	} else {
-		atomic_store_explicit(&w->seq, seq, memory_order_release);
+		set_applied(w, seq);
 		atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
 	}
 	answer(w, reqs, res, n);
@@ -320,7 +465,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 		res->seq = 0;
 	} else {
 		res->seq = seq;
-		atomic_store_explicit(&w->seq, seq, memory_order_release);
+		set_applied(w, seq);
 		atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
 	}
 	answer(w, &r, res, 1);
@@ -409,7 +554,7 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 		*stuck = rc != -ENT_EFULL;
 		return 0;
 	}
-	atomic_store_explicit(&w->seq, seq, memory_order_release);
+	set_applied(w, seq);
 	atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->skipped, skipped, memory_order_relaxed);
 	/* Durable (and in the stream): now the waiting publishers of this node learn their result.
@@ -738,8 +883,13 @@ static void on_stop(uv_async_t *h)
 		m->release(m);
 		m = next;
 	}
+	/* Nothing will be committed any more: a parked wait is told so now, not at its bound. */
+	release_waits(w, 0, true);
 	uv_timer_stop(&w->timer);
 	uv_timer_stop(&w->retry);
+	uv_timer_stop(&w->wait_timer);
+	uv_close((uv_handle_t *)&w->wait_wake, NULL);
+	uv_close((uv_handle_t *)&w->wait_timer, NULL);
 	uv_close((uv_handle_t *)&w->work, NULL);
 	uv_close((uv_handle_t *)&w->stop, NULL);
 	uv_close((uv_handle_t *)&w->timer, NULL);
@@ -785,6 +935,8 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->tick_req.cb = on_tick_done;
 	w->tick_req.ctx = w;
 
+	if (uv_mutex_init(&w->wlock))
+		goto fail_wlock;
 	if (uv_mutex_init(&w->qlock))
 		goto fail_mutex;
 	if (uv_cond_init(&w->fcond)) {
@@ -802,6 +954,14 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 		goto fail_handles;
 	}
 	w->stop.data = w;
+	if (uv_async_init(&w->loop, &w->wait_wake, on_wait_wake)) {
+		uv_close((uv_handle_t *)&w->work, NULL);
+		uv_close((uv_handle_t *)&w->stop, NULL);
+		goto fail_handles;
+	}
+	w->wait_wake.data = w;
+	uv_timer_init(&w->loop, &w->wait_timer);
+	w->wait_timer.data = w;
 	uv_timer_init(&w->loop, &w->timer);
 	w->timer.data = w;
 	uv_timer_init(&w->loop, &w->retry);
@@ -811,6 +971,8 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 		uv_close((uv_handle_t *)&w->stop, NULL);
 		uv_close((uv_handle_t *)&w->timer, NULL);
 		uv_close((uv_handle_t *)&w->retry, NULL);
+		uv_close((uv_handle_t *)&w->wait_wake, NULL);
+		uv_close((uv_handle_t *)&w->wait_timer, NULL);
 		goto fail_handles;
 	}
 	*out = w;
@@ -823,6 +985,8 @@ fail_loop:
 	uv_cond_destroy(&w->fcond);
 	uv_mutex_destroy(&w->qlock);
 fail_mutex:
+	uv_mutex_destroy(&w->wlock);
+fail_wlock:
 	ent_arena_deinit(&w->arena);
 fail_alloc:
 	free(w->results);
@@ -952,6 +1116,7 @@ void ent_writer_get_stats(const struct ent_writer *w, struct ent_writer_stats *o
 	out->events = atomic_load_explicit(&w->events, memory_order_relaxed);
 	out->failed = atomic_load_explicit(&w->failed, memory_order_relaxed);
 	out->queue_depth = atomic_load_explicit(&w->queue_depth, memory_order_relaxed);
+	out->waiting = atomic_load_explicit(&w->waiting, memory_order_relaxed);
 	out->last_commit_us = atomic_load_explicit(&w->last_commit_us, memory_order_relaxed);
 	out->next_boundary_at = atomic_load_explicit(&w->next_boundary_at, memory_order_relaxed);
 	out->boundary_lag_ms = atomic_load_explicit(&w->boundary_lag_ms, memory_order_relaxed);
@@ -971,6 +1136,7 @@ void ent_writer_stop(struct ent_writer *w)
 	uv_loop_close(&w->loop);
 	uv_cond_destroy(&w->fcond);
 	uv_mutex_destroy(&w->qlock);
+	uv_mutex_destroy(&w->wlock);
 	ent_arena_deinit(&w->arena);
 	free(w->results);
 	free(w->group);
