@@ -95,6 +95,7 @@ struct ent_writer {
 	int64_t full_logged_at;	      /**< when that line was last written */
 	bool tick_inflight;	      /**< fleet mode: our tick is published, not applied yet */
 	struct ent_writer_msg **msgs; /**< max_group entries: the stream group being applied */
+	uint8_t *nested;	      /**< max_group entries: message i is applied nested */
 	uv_timer_t retry;	      /**< fleet mode: apply the feed again after a failure */
 	int64_t stall_logged_at;
 
@@ -477,14 +478,39 @@ static void arm_timer(struct ent_writer *w);
 /* ---- fleet mode: the stream ------------------------------------------------------------ */
 
 /*
- * Apply msgs[0..n) in one transaction, in stream order, each at its stream sequence: meta
- * "seq" is set to seq - 1 before the message so ent_apply writes seq itself, and set to seq
- * after a message that failed or could not be decoded, so the position moves on with the
- * data in the same transaction (a crash neither loses nor repeats a message). A message that
- * fails to apply fails identically on every replica (apply is deterministic), and its error
- * is the answer its publisher gets. Returns n once all were applied and answered; k < n when
- * the map is full (nothing was written; retry msgs[0..k), k may be 0); or 0 with *stuck set
- * when the transaction failed otherwise (retry later).
+ * A message whose direct apply failed is applied nested when the group runs again; after
+ * MAX_RERUNS such runs of one group, every message from the failing one on is (so a group full
+ * of failing messages costs at most MAX_RERUNS + 2 runs, never one per message).
+ */
+#define MAX_RERUNS 3
+
+static void mark_nested(struct ent_writer *w, size_t i, size_t n, unsigned reruns)
+{
+	if (reruns <= MAX_RERUNS)
+		w->nested[i] = 1;
+	else
+		memset(w->nested + i, 1, n - i);
+}
+
+/*
+ * Apply msgs[0..n) in one transaction, in stream order, each at its stream sequence, so the
+ * position moves on with the data in the same transaction (a crash neither loses nor repeats
+ * a message). A message that fails to apply fails identically on every replica (apply is
+ * deterministic), and its error is the answer its publisher gets.
+ *
+ * Messages are applied directly into the transaction (ent_apply_direct: no nested transaction
+ * per message, which cost a child transaction and copies of every page the group had dirtied
+ * already), and meta "seq" is written once, before the commit. A message that fails that way
+ * may have left partial writes, so the transaction is aborted and the group applied again from
+ * its first message, that one now nested (ent_apply: it fails alone, exactly as before; meta
+ * "seq" is set to seq - 1 before it so ent_apply writes seq, and to seq after it fails). Apply
+ * is deterministic, so the messages before it succeed again with the same writes: the committed
+ * state is the one the nested-only apply gave. A message that cannot be decoded is skipped the
+ * same way in both (meta "seq" set to its sequence).
+ *
+ * Returns n once all were applied and answered; k < n when the map is full (nothing was
+ * written; retry msgs[0..k), k may be 0); or 0 with *stuck set when the transaction failed
+ * otherwise (retry later).
  */
 static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, size_t n, bool *stuck)
 {
@@ -494,8 +520,12 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 	struct ent_err err = {0};
 	ProtobufCAllocator alloc;
 	ent_pb_allocator(&alloc, &w->arena);
+	unsigned reruns = 0;
+	memset(w->nested, 0, n);
 
+again:
 	*stuck = false;
+	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
 	int rc = ent_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot begin a transaction", "err", ent_strerror(rc),
@@ -513,8 +543,6 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 			ent_err_set(&res[i].err, ENT_EINVAL, "redelivered message");
 			continue;
 		}
-		if ((rc = ent_wtxn_set_seq(txn, m->seq - 1)))
-			goto abort;
 		Ent__V1__Event *ev = ent__v1__event__unpack(&alloc, m->len, m->data);
 		if (!ev) {
 			/* The documented rule (docs/fleet.md): skipped by every replica alike. */
@@ -528,6 +556,22 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 				goto abort;
 			continue;
 		}
+		if (!w->nested[i]) {
+			ent_wtxn_expect_seq(txn, m->seq - 1);
+			rc = ent_apply_direct(txn, ev, &w->arena, &res[i]);
+			if (rc == -ENT_EFULL)
+				goto abort;
+			if (rc || res[i].err.code) {
+				ent_wtxn_abort(txn);
+				ent_arena_reset(&w->arena);
+				mark_nested(w, i, n, ++reruns);
+				goto again;
+			}
+			seq_pending = true;
+			continue;
+		}
+		if ((rc = ent_wtxn_set_seq(txn, m->seq - 1)))
+			goto abort;
 		rc = ent_apply(txn, ev, &w->arena, &res[i]);
 		if (rc == -ENT_EFULL)
 			goto abort;
@@ -539,6 +583,8 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 				goto abort;
 		}
 	}
+	if (seq_pending && (rc = ent_wtxn_set_seq(txn, ent_wtxn_seq(txn))))
+		goto abort;
 	if (w->fleet->identity && (rc = ent_wtxn_put_meta(txn, "fleet_stream", w->fleet->identity)))
 		goto abort;
 	uint64_t seq = ent_wtxn_seq(txn);
@@ -918,7 +964,8 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->results = calloc(w->max_group, sizeof(*w->results));
 	w->group = calloc(w->max_group, sizeof(*w->group));
 	w->msgs = calloc(w->max_group, sizeof(*w->msgs));
-	if (!w->results || !w->group || !w->msgs)
+	w->nested = calloc(w->max_group, 1);
+	if (!w->results || !w->group || !w->msgs || !w->nested)
 		goto fail_alloc;
 	ent_arena_init(&w->arena, 0);
 
@@ -992,6 +1039,7 @@ fail_alloc:
 	free(w->results);
 	free(w->group);
 	free(w->msgs);
+	free(w->nested);
 	free(w);
 	return -ENT_ENOMEM;
 }
@@ -1141,5 +1189,6 @@ void ent_writer_stop(struct ent_writer *w)
 	free(w->results);
 	free(w->group);
 	free(w->msgs);
+	free(w->nested);
 	free(w);
 }
