@@ -39,6 +39,17 @@
  * MB, and the queue's requests run between two pieces.
  */
 #define DEFAULT_TICK_PIECE 1024
+/*
+ * Fleet mode: a stream group takes max_group messages, and more while they are small: up to
+ * STREAM_GROUP_FACTOR x max_group messages holding STREAM_GROUP_BYTES x max_group bytes in
+ * all (a ReportUsage message is about 80 bytes, so 4096 of them by default; a few large usage
+ * batches stop it early). A replica catching up spends most of its commit writing the same
+ * pages again (the usage rows of the same customers); four times the messages per commit
+ * write them once. Only a backlog makes groups this large: a replica that keeps up applies
+ * what arrived, as before.
+ */
+#define STREAM_GROUP_FACTOR 4
+#define STREAM_GROUP_BYTES  384
 /* Fleet mode: stream messages queued before the consumer's thread is made to wait. */
 #define FEED_MAX 65536
 /* Fleet mode: retry delay when a transaction could not be begun or committed. */
@@ -63,6 +74,7 @@ struct fail_item {
 struct ent_writer {
 	struct ent_store *store;
 	size_t max_group;
+	size_t stream_group; /**< fleet mode: messages per stream group at most */
 	int64_t idem_retention_ms;
 
 	uv_mutex_t qlock;
@@ -83,8 +95,8 @@ struct ent_writer {
 
 	/* loop thread only */
 	struct ent_arena arena;		  /**< results' objects; reset after each group's answers */
-	struct ent_apply_result *results; /**< max_group entries, one per request of a group */
-	struct ent_writer_req **group;	  /**< max_group entries: the group being applied */
+	struct ent_apply_result *results; /**< stream_group entries, one per request of a group */
+	struct ent_writer_req **group;	  /**< stream_group entries: the group being applied */
 	int64_t armed_boundary;		  /**< boundary the timer waits for, 0: hourly tick only */
 	int64_t last_tick;  /**< when the last tick ran (start time before the first) */
 	Ent__V1__Tick tick; /**< the tick event, reused */
@@ -94,8 +106,8 @@ struct ent_writer {
 	uint64_t full_refused;	      /**< events answered ENT_EFULL since the last log line */
 	int64_t full_logged_at;	      /**< when that line was last written */
 	bool tick_inflight;	      /**< fleet mode: our tick is published, not applied yet */
-	struct ent_writer_msg **msgs; /**< max_group entries: the stream group being applied */
-	uint8_t *nested;	      /**< max_group entries: message i is applied nested */
+	struct ent_writer_msg **msgs; /**< stream_group entries: the stream group being applied */
+	uint8_t *nested;	      /**< stream_group entries: message i is applied nested */
 	uv_timer_t retry;	      /**< fleet mode: apply the feed again after a failure */
 	int64_t stall_logged_at;
 
@@ -694,8 +706,10 @@ static void answer_fails(struct ent_writer *w, struct fail_item *f)
 static void drain_feed(struct ent_writer *w, struct ent_writer_msg *m)
 {
 	while (m) {
-		size_t n = 0;
-		while (m && n < w->max_group) {
+		size_t n = 0, bytes = 0;
+		while (m && n < w->stream_group &&
+		       (n < w->max_group || bytes + m->len <= STREAM_GROUP_BYTES * w->max_group)) {
+			bytes += m->len;
 			w->msgs[n++] = m;
 			m = m->next;
 		}
@@ -961,10 +975,11 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->idem_retention_ms =
 		opts->idem_retention_ms > 0 ? opts->idem_retention_ms : DEFAULT_IDEM_RETENTION_MS;
 	w->fleet = opts->fleet;
-	w->results = calloc(w->max_group, sizeof(*w->results));
-	w->group = calloc(w->max_group, sizeof(*w->group));
-	w->msgs = calloc(w->max_group, sizeof(*w->msgs));
-	w->nested = calloc(w->max_group, 1);
+	w->stream_group = w->fleet ? w->max_group * STREAM_GROUP_FACTOR : w->max_group;
+	w->results = calloc(w->stream_group, sizeof(*w->results));
+	w->group = calloc(w->stream_group, sizeof(*w->group));
+	w->msgs = calloc(w->stream_group, sizeof(*w->msgs));
+	w->nested = calloc(w->stream_group, 1);
 	if (!w->results || !w->group || !w->msgs || !w->nested)
 		goto fail_alloc;
 	ent_arena_init(&w->arena, 0);
