@@ -304,6 +304,26 @@ size_t ent_writer_waiting(const struct ent_writer *w)
 /* ---- group commit --------------------------------------------------------------------- */
 
 /*
+ * Events are applied straight into the group's transaction (ent_apply_direct: no nested
+ * transaction per event, which cost a child transaction with a 2 MB dirty list and a copy of
+ * every page the group had dirtied already). An event that fails that way may have left
+ * partial writes, so the transaction is aborted and the group applied again from its start,
+ * that event now nested (ent_apply: it fails alone, as before); apply is deterministic, so the
+ * events before it succeed again with the same writes. After MAX_RERUNS such runs of one
+ * group, every event from the failing one on is applied nested, so a group full of failing
+ * events costs at most MAX_RERUNS + 2 runs, never one per event.
+ */
+#define MAX_RERUNS 3
+
+static void mark_nested(struct ent_writer *w, size_t i, size_t n, unsigned reruns)
+{
+	if (reruns <= MAX_RERUNS)
+		w->nested[i] = 1;
+	else
+		memset(w->nested + i, 1, n - i);
+}
+
+/*
  * Try to apply reqs[0..n) in one transaction. Returns n once every request was answered.
  * Returns k < n when the map ran out of space and a shorter group may fit: nothing was
  * answered, the transaction was aborted, and the caller retries reqs[0..k). k is the index of
@@ -315,7 +335,13 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	struct ent_apply_result *res = w->results;
 	struct ent_err err = {0};
 	struct ent_wtxn *txn;
+	/* Stamped once: a re-run of the group applies the same instants. */
+	int64_t now = ent_now_ms();
+	unsigned reruns = 0;
+	memset(w->nested, 0, n);
 
+again:;
+	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
 	int rc = ent_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_err_set(&err, -rc, "write transaction: %s", ent_strerror(rc));
@@ -333,12 +359,27 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	 * response), so the time stamp goes on a shallow copy: only the top-level `at` differs,
 	 * the payload pointers are shared and only read by ent_apply.
 	 */
-	int64_t now = ent_now_ms();
 	for (size_t i = 0; i < n; i++) {
 		Ent__V1__Event ev = *reqs[i]->event;
 		if (ev.at == 0)
 			ev.at = now;
 		memset(&res[i], 0, sizeof(res[i]));
+		if (!w->nested[i]) {
+			rc = ent_apply_direct(txn, &ev, &w->arena, &res[i]);
+			if (rc == -ENT_EFULL) {
+				ent_wtxn_abort(txn);
+				ent_arena_reset(&w->arena);
+				return i;
+			}
+			if (rc || res[i].err.code) {
+				ent_wtxn_abort(txn);
+				ent_arena_reset(&w->arena);
+				mark_nested(w, i, n, ++reruns);
+				goto again;
+			}
+			seq_pending = true;
+			continue;
+		}
 		rc = ent_apply(txn, &ev, &w->arena, &res[i]);
 		if (rc == -ENT_EFULL) {
 			ent_wtxn_abort(txn);
@@ -352,9 +393,15 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	}
 
 	uint64_t seq = ent_wtxn_seq(txn);
-	uint64_t t0 = uv_hrtime();
-	rc = ent_wtxn_commit(txn, &err);
-	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
+	if (seq_pending && (rc = ent_wtxn_set_seq(txn, seq)) != 0) {
+		/* Counts as the commit failing: nothing of the group is written. */
+		ent_wtxn_abort(txn);
+	} else {
+		uint64_t t0 = uv_hrtime();
+		rc = ent_wtxn_commit(txn, &err);
+		atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000,
+				      memory_order_relaxed);
+	}
 	if (rc == -ENT_EFULL && n > 1) {
 		/* The pages LMDB needs at commit did not fit: half as many events may. */
 		ent_arena_reset(&w->arena);
@@ -490,35 +537,15 @@ static void arm_timer(struct ent_writer *w);
 /* ---- fleet mode: the stream ------------------------------------------------------------ */
 
 /*
- * A message whose direct apply failed is applied nested when the group runs again; after
- * MAX_RERUNS such runs of one group, every message from the failing one on is (so a group full
- * of failing messages costs at most MAX_RERUNS + 2 runs, never one per message).
- */
-#define MAX_RERUNS 3
-
-static void mark_nested(struct ent_writer *w, size_t i, size_t n, unsigned reruns)
-{
-	if (reruns <= MAX_RERUNS)
-		w->nested[i] = 1;
-	else
-		memset(w->nested + i, 1, n - i);
-}
-
-/*
  * Apply msgs[0..n) in one transaction, in stream order, each at its stream sequence, so the
  * position moves on with the data in the same transaction (a crash neither loses nor repeats
  * a message). A message that fails to apply fails identically on every replica (apply is
  * deterministic), and its error is the answer its publisher gets.
  *
- * Messages are applied directly into the transaction (ent_apply_direct: no nested transaction
- * per message, which cost a child transaction and copies of every page the group had dirtied
- * already), and meta "seq" is written once, before the commit. A message that fails that way
- * may have left partial writes, so the transaction is aborted and the group applied again from
- * its first message, that one now nested (ent_apply: it fails alone, exactly as before; meta
- * "seq" is set to seq - 1 before it so ent_apply writes seq, and to seq after it fails). Apply
- * is deterministic, so the messages before it succeed again with the same writes: the committed
- * state is the one the nested-only apply gave. A message that cannot be decoded is skipped the
- * same way in both (meta "seq" set to its sequence).
+ * Messages are applied directly, as in try_group (mark_nested above), with meta "seq" written
+ * once before the commit; a message applied nested after a failed direct run gets meta "seq"
+ * set to seq - 1 before it (so ent_apply writes seq) and to seq after it fails. A message that
+ * cannot be decoded is skipped the same way in both (meta "seq" set to its sequence).
  *
  * Returns n once all were applied and answered; k < n when the map is full (nothing was
  * written; retry msgs[0..k), k may be 0); or 0 with *stuck set when the transaction failed
