@@ -2,7 +2,7 @@
  * \file writer.h
  * The only LMDB writer: one libuv loop thread. RPC threads hand it events through a queue and
  * uv_async_send (never blocking on it); it group-commits every event waiting at that moment in
- * one transaction (each event in its own nested transaction, so a bad one fails alone), commits
+ * one transaction (a bad event fails alone: docs/writer.md, "Group commit"), commits
  * durably, then answers each caller with its result. A uv_timer fires at the next boundary in
  * the store's index and applies a Tick event.
  */
