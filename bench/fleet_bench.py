@@ -373,7 +373,8 @@ def main():
     A = ap.parse_args()
     os.makedirs(A.cache, exist_ok=True)
     A.work = tempfile.mkdtemp(prefix="entd-fleet-bench-", dir=os.environ.get("TMPDIR", "/tmp"))
-    wp.ARGS = argparse.Namespace(entd=A.entd, entctl=A.entctl, keep=False)
+    # harness (the fixture wp re-exports) reads its own ARGS: set both names.
+    wp.ARGS = harness.ARGS = argparse.Namespace(entd=A.entd, entctl=A.entctl, keep=False)
     wp.generate(A.proto_dir, A.protoc, os.path.join(A.work, "py"))
     only = set(A.only.split(","))
     signal.signal(signal.SIGTERM, signal.default_int_handler)

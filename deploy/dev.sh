@@ -14,9 +14,10 @@ jobs=$(nproc 2>/dev/null || echo 2)
 build_pkgs=(build-essential cmake pkg-config libgrpc-dev libprotobuf-dev protobuf-compiler
 	protobuf-c-compiler libprotobuf-c-dev liblmdb-dev libuv1-dev libjansson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev libnats-dev)
 # golang-go + nats.go: the reference NATS client, built by the fleet snapshot suite to prove that
-# our object-store layout interoperates (tests/integration/fleet/objinterop).
+# our object-store layout interoperates (tests/integration/fleet/objinterop); nats-io/jwt: the
+# fleet TLS suite makes operator-mode credentials with it (tests/integration/fleet/credsgen).
 test_pkgs=(python3 python3-grpcio python3-protobuf lmdb-utils openssl procps nats-server
-	golang-go golang-github-nats-io-go-nats-dev
+	golang-go golang-github-nats-io-go-nats-dev golang-github-nats-io-jwt-dev
 	clang time) # clang (libFuzzer) and /usr/bin/time: bench/fuzz.sh
 
 deps() {

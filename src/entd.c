@@ -120,13 +120,16 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 		g->sync_lag = (double)fs.lag;
 		g->sync_last_heard_seconds = fs.last_heard_ms < 0 ? NAN : fs.last_heard_ms / 1000.0;
 		g->sync_connected = fs.connected;
-		g->sync_degraded = !fs.connected || fs.hole || fs.stream_changed;
+		g->sync_degraded =
+			!fs.connected || fs.hole || fs.rebootstrapping || fs.stream_changed;
 		g->sync_caught_up = fs.caught_up;
 		g->sync_applied_seq = (double)fs.applied_seq;
 		g->sync_skipped_total = (double)fs.skipped;
 		g->sync_published_total = (double)fs.published;
 		g->sync_publish_failed_total = (double)fs.publish_failed;
 		g->sync_reconnects_total = (double)fs.reconnects;
+		g->sync_rebootstraps_total = (double)fs.rebootstraps;
+		g->sync_rebootstrap_failed_total = (double)fs.rebootstrap_failed;
 	}
 	if (d->snapshotter) {
 		struct ent_snapshotter_stats ss;
@@ -371,6 +374,9 @@ static int open_fleet(struct daemon *d)
 		.connect_timeout_ms = c->fleet_connect_timeout_ms,
 		.max_age_ms = c->fleet_max_age_ms,
 		.publish_timeout_ms = c->fleet_publish_timeout_ms,
+		.max_msgs = c->fleet_max_msgs,
+		.snapshot_bucket = c->fleet_snapshot_bucket,
+		.db_path = c->db_path,
 	};
 	if (ent_fleet_open(&fo, &d->fleet, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start", "error", err.msg, NULL);
@@ -496,21 +502,23 @@ static bool snapshot_ready(void *ctx)
 	struct daemon *d = ctx;
 	struct ent_fleet_stats fs;
 	ent_fleet_get_stats(d->fleet, &fs);
-	return fs.connected && fs.caught_up && !fs.hole && !fs.stream_changed;
+	return fs.connected && fs.caught_up && !fs.hole && !fs.rebootstrapping &&
+	       !fs.stream_changed;
 }
 
 /*
  * Readiness in fleet mode, re-evaluated by the main thread every 100 ms: NOT_SERVING until the
  * first catch-up reached the head seen at start (or, with fleet.serve_stale, until
- * fleet.ready_wait_ms passed, logged as stale), and again once the replica stopped on a hole or
- * follows a re-created stream. A lost connection keeps SERVING: checks go on from the last
- * applied state, with the lag and the state visible (GetStatus, metrics, log).
+ * fleet.ready_wait_ms passed, logged as stale), and again once the replica stopped on a hole
+ * (until its re-bootstrap in place caught up again) or follows a re-created stream. A lost
+ * connection keeps SERVING: checks go on from the last applied state, with the lag and the state
+ * visible (GetStatus, metrics, log).
  */
 static void fleet_readiness(struct daemon *d, struct ent_rpc *rpc, int64_t started)
 {
 	struct ent_fleet_stats fs;
 	ent_fleet_get_stats(d->fleet, &fs);
-	bool broken = fs.hole || fs.stream_changed;
+	bool broken = fs.hole || fs.rebootstrapping || fs.stream_changed;
 	bool want = !broken && fs.caught_up;
 	bool stale = false;
 	if (!broken && !fs.caught_up && d->cfg.fleet_serve_stale &&

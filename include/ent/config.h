@@ -135,6 +135,7 @@ struct ent_config {
 	int64_t fleet_connect_timeout_ms; /**< fleet.connect_timeout_ms */
 	int64_t fleet_publish_timeout_ms; /**< fleet.publish_timeout_ms */
 	int64_t fleet_max_age_ms;	  /**< fleet.max_age_ms: retention of a created stream */
+	unsigned fleet_max_msgs;	  /**< fleet.max_msgs: retention (count) */
 	int64_t fleet_ready_wait_ms;	  /**< fleet.ready_wait_ms: with serve_stale */
 	bool fleet_serve_stale;		  /**< fleet.serve_stale */
 	bool fleet_full_sync;		  /**< fleet.full_sync: fsync the meta page every commit */

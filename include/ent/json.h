@@ -18,6 +18,8 @@
 #include "ent/util.h"
 
 struct Ent__V1__Event;
+struct Ent__V1__Feature;
+struct json_t;
 
 /**
  * Convert a JSON document into events, in import order: features, plans, add-ons,
@@ -80,6 +82,13 @@ ENT_API int ent_json_import(struct ent_store *store, const char *text, size_t le
  * \return 0, or -ENT_ECORRUPT (a stored record does not decode), -ENT_ENOMEM, -ENT_EIO.
  */
 ENT_API int ent_json_export(struct ent_view *view, char **out, struct ent_err *err);
+
+/**
+ * \a f as the document's "features" section writes it (what export prints), for a client that
+ * builds document objects (entctl admin declares the features a body grants with it).
+ * \return a new jansson object (caller owns the reference), or NULL when out of memory.
+ */
+ENT_API struct json_t *ent_json_feature_doc(const struct Ent__V1__Feature *f);
 
 /* ---- synthetic data (generate.c) ------------------------------------------------------- */
 

@@ -156,8 +156,10 @@ struct ent_metrics_gauges {
 	double sync_published_total; /**< events published by this node */
 	double sync_publish_failed_total; /**< writes answered UNAVAILABLE by the fleet */
 	double sync_reconnects_total;
-	double sync_snapshots_published_total;	     /**< snapshots this replica published */
-	double sync_snapshot_failed_total;	     /**< snapshot publishes that failed */
+	double sync_rebootstraps_total;	       /**< re-bootstraps in place completed */
+	double sync_rebootstrap_failed_total;  /**< re-bootstrap tries that did not complete */
+	double sync_snapshots_published_total; /**< snapshots this replica published */
+	double sync_snapshot_failed_total;     /**< snapshot publishes that failed */
 	double sync_snapshot_last_timestamp_seconds; /**< last one published here (0: none) */
 	double serving; /**< 1 serving, 0 not (entd_serving); NaN: unknown */
 };

@@ -260,6 +260,32 @@ ENT_API int ent_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *
  */
 ENT_API int ent_store_get_meta(struct ent_store *s, const char *name, char *buf, size_t cap);
 
+/** What ent_store_restore copied. */
+struct ent_store_restore_stats {
+	uint64_t seq;	    /**< meta "seq" of the source: the store's sequence after the swap */
+	uint64_t entries;   /**< key/values copied, all tables */
+	uint64_t src_bytes; /**< pages in use in the source database */
+};
+
+/**
+ * Replace, inside the open write transaction \a w, every table of the store with the tables
+ * of the entd database in \a src_dir (a verified fleet snapshot; opened read-only here and
+ * closed before returning): each table is emptied (mdb_drop, the handles stay valid) and
+ * filled with the source's key/values raw, meta rows included ("seq", "fleet_stream", ...;
+ * "last_commit" is rewritten by the commit). \a w's sequence becomes the source's "seq".
+ * Nothing is visible to readers until \a w commits: they see the whole old state, then the
+ * whole new one; abort \a w on failure and nothing changed.
+ * \param out may be NULL.
+ * \return 0; -ENT_EFULL when the map cannot hold the live data and the copy together (checked
+ *         before anything is written; \a err names db.map_size) or LMDB ran out of room;
+ *         -ENT_ECORRUPT / -ENT_ENOTFOUND / -ENT_EPRECOND when \a src_dir is not an entd
+ *         database of this schema; other -ENT_E* from LMDB. \a err says which.
+ * \note writer thread (the store's single writer) only; its cost is one pass over the source
+ *       and a transaction as large as the source (docs/fleet.md, "Re-bootstrap in place").
+ */
+ENT_API int ent_store_restore(struct ent_wtxn *w, const char *src_dir,
+			      struct ent_store_restore_stats *out, struct ent_err *err);
+
 /** The most records one ReportUsageBatch event (BatchReportUsage call) may hold (docs/api.md:
     a worst-case batch still fits one 1 MiB stream message in fleet mode). */
 #define ENT_MAX_USAGE_BATCH 1000

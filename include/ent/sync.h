@@ -20,7 +20,8 @@
  *
  * Threads: nats.c's own threads deliver messages and publish acknowledgements; they only hand
  * work to the writer (a mutex-guarded queue and uv_async_send). A poller thread refreshes the
- * stream head for the lag figures.
+ * stream head for the lag figures; a re-bootstrap thread (with db_path set) re-bootstraps a
+ * replica behind the stream's retention in place (docs/fleet.md).
  */
 #ifndef ENT_SYNC_H
 #define ENT_SYNC_H
@@ -46,22 +47,33 @@ struct ent_fleet_opts {
 	int64_t connect_timeout_ms; /**< fleet.connect_timeout_ms: give up at start after this */
 	int64_t max_age_ms;	    /**< fleet.max_age_ms: stream retention when created; 0: none */
 	int64_t publish_timeout_ms; /**< fleet.publish_timeout_ms: PubAck wait */
+	int64_t max_msgs; /**< fleet.max_msgs: stream retention (messages) when created; 0: none */
+	/** fleet.snapshot_bucket: where a re-bootstrap in place fetches from; NULL: default */
+	const char *snapshot_bucket;
+	/** db.path: a running replica behind the stream's retention re-bootstraps in place,
+	    fetching the snapshot into <db_path>/.rebootstrap; NULL: it stops on the hole until
+	    restarted (tools, tests of the writer) */
+	const char *db_path;
 };
 
 /** What GetStatus, the metrics and readiness show. */
 struct ent_fleet_stats {
-	bool connected;		 /**< the NATS connection is up */
-	bool caught_up;		 /**< the first catch-up reached the head seen at start */
-	bool hole;		 /**< the stream no longer holds the next sequence */
-	bool stream_changed;	 /**< the stream was deleted and re-created */
-	uint64_t applied_seq;	 /**< last stream sequence applied here */
-	uint64_t head_seq;	 /**< newest stream sequence known */
-	uint64_t start_head;	 /**< the head seen at start */
-	uint64_t lag;		 /**< head_seq - applied_seq (0 when ahead) */
-	int64_t last_heard_ms;	 /**< ms since the stream was last heard from (-1: never) */
-	uint64_t published;	 /**< events this node published and the stream acknowledged */
-	uint64_t publish_failed; /**< publishes answered UNAVAILABLE */
-	uint64_t skipped;	 /**< undecodable messages skipped */
+	bool connected;		     /**< the NATS connection is up */
+	bool caught_up;		     /**< the first catch-up reached the head seen at start */
+	bool hole;		     /**< the stream no longer holds the next sequence */
+	bool stream_changed;	     /**< the stream was deleted and re-created */
+	bool rebootstrapping;	     /**< fetching a snapshot or swapping it in (in place) */
+	uint64_t rebootstraps;	     /**< re-bootstraps in place completed */
+	uint64_t rebootstrap_failed; /**< tries that did not complete (no snapshot fits yet, a
+					fetch or swap failed): retried every 2 s */
+	uint64_t applied_seq;	     /**< last stream sequence applied here */
+	uint64_t head_seq;	     /**< newest stream sequence known */
+	uint64_t start_head;	     /**< the head seen at start */
+	uint64_t lag;		     /**< head_seq - applied_seq (0 when ahead) */
+	int64_t last_heard_ms;	     /**< ms since the stream was last heard from (-1: never) */
+	uint64_t published;	     /**< events this node published and the stream acknowledged */
+	uint64_t publish_failed;     /**< publishes answered UNAVAILABLE */
+	uint64_t skipped;	     /**< undecodable messages skipped */
 	uint64_t reconnects;
 	uint64_t disconnects;
 	char identity[160]; /**< "<stream>/<created ns>" */
@@ -102,7 +114,8 @@ ENT_API int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct en
 /** Fill \a out (any thread). */
 ENT_API void ent_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out);
 
-/** "ok", "catching_up", "disconnected", "stopped_hole" or "stream_changed" (static). */
+/** "ok", "catching_up", "disconnected", "stopped_hole", "rebootstrapping" or
+    "stream_changed" (static). */
 ENT_API const char *ent_fleet_state_name(const struct ent_fleet_stats *s);
 
 /** The JetStream context (for the snapshot functions), valid until ent_fleet_close. */

@@ -44,6 +44,10 @@ typedef int (*ent_writer_txn_fn)(void *ctx, struct ent_wtxn *txn, struct ent_are
 struct ent_writer_txn_req {
 	struct ent_writer_req req; /**< req.event is NULL: that marks a transaction request */
 	ent_writer_txn_fn fn;
+	/** Fleet mode: a local change that is not an event of the stream and runs anyway (the
+	    in-place re-bootstrap's table swap, src/sync/fleet.c). false: refused in fleet mode,
+	    like an Import (one stream message cannot carry it). */
+	bool local;
 };
 
 struct ent_writer_opts {

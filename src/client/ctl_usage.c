@@ -25,10 +25,10 @@
 #include <jansson.h>
 
 #include "client/ctl.h"
-#include "client/pbjson.h"
 #include "ent/client.h"
 #include "ent/store.h"
 #include "ent/v1/entitlement.pb-c.h"
+#include "json/pbjson.h"
 
 #define DEFAULT_ADDR	   "127.0.0.1:50051"
 #define DEFAULT_TIMEOUT_MS 10000

@@ -66,50 +66,28 @@ static void out_json(struct out *o, json_t *j)
 	json_decref(j);
 }
 
-/* ---- value helpers ------------------------------------------------------------------- */
+/* ---- one record per table --------------------------------------------------------------- */
 
 /*
- * jansson's json_object_set_new steals the value even on failure, so a NULL from an allocation
- * only has to be remembered: set() records it in the exporter's oom flag through *ok.
+ * Each record is its message converted by descriptor (json/pbjson.c, with the document's
+ * options: proto field names and order, RFC 3339 times, defaults left out). What is written by
+ * hand below is only the document's shape: maps keyed by code where the message has a list,
+ * Lago's {code: value} privilege maps, a feature privilege's "config", an override's plain value.
  */
-static void set(json_t *obj, const char *key, json_t *v, bool *ok)
+
+static json_t *encode(const ProtobufCMessage *m)
 {
-	if (!v || json_object_set_new(obj, key, v))
-		*ok = false;
+	return ent_json_pb_encode(m, &ent_json_doc);
 }
 
-static void set_str(json_t *obj, const char *key, const char *s, bool *ok)
+/* Replace member \a key of \a o (in place: jansson keeps its position) or drop it. */
+static bool replace(json_t *o, const char *key, json_t *v)
 {
-	if (s && *s)
-		set(obj, key, json_string(s), ok);
-}
-
-/* Years 1..9999 print as RFC 3339 (what ent_time_parse reads back); others as Unix ms. */
-static json_t *time_json(int64_t ms)
-{
-	if (ms >= -62135596800000LL && ms <= 253402300799999LL) {
-		char buf[40];
-		return json_string(ent_time_fmt(ms, buf, sizeof(buf)));
+	if (!json_object_get(o, key)) {
+		json_decref(v);
+		return true;
 	}
-	return json_integer(ms);
-}
-
-static void set_time(json_t *obj, const char *key, int64_t ms, bool *ok)
-{
-	if (ms)
-		set(obj, key, time_json(ms), ok);
-}
-
-static json_t *str_array(char **v, size_t n)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; a && i < n; i++) {
-		if (json_array_append_new(a, json_string(v[i] ? v[i] : ""))) {
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
+	return v && !json_object_set_new(o, key, v);
 }
 
 static json_t *priv_value_json(const Ent__V1__PrivilegeValue *pv)
@@ -126,164 +104,128 @@ static json_t *priv_value_json(const Ent__V1__PrivilegeValue *pv)
 	}
 }
 
-static json_t *priv_map(Ent__V1__PrivilegeValue **pv, size_t n, bool *ok)
+/*
+ * A list of \a n messages as the document's map keyed by each one's code: \a fn gives an
+ * item's key and value. NULL when out of memory.
+ */
+static json_t *keyed(const void *const *items, size_t n,
+		     json_t *(*fn)(const void *item, const char **key))
 {
 	json_t *m = json_object();
-	for (size_t i = 0; m && i < n; i++)
-		set(m, pv[i]->code, priv_value_json(pv[i]), ok);
+	for (size_t i = 0; m && i < n; i++) {
+		const char *key;
+		json_t *v = fn(items[i], &key);
+		if (json_object_set_new(m, key, v)) {
+			json_decref(m);
+			return NULL;
+		}
+	}
 	return m;
 }
 
-/* The keys that switch a grant object to the extended form (import.c has the same list). */
+static json_t *priv_item(const void *item, const char **key)
+{
+	const Ent__V1__PrivilegeValue *pv = item;
+	*key = pv->code;
+	return priv_value_json(pv);
+}
+
+/* Lago's {code: value} privilege map. */
+static json_t *priv_map(Ent__V1__PrivilegeValue **pv, size_t n)
+{
+	return keyed((const void *const *)pv, n, priv_item);
+}
+
+/* Does \a k name a member of the extended grant form (a Grant field the document carries)? */
 static bool is_grant_key(const char *k)
 {
-	static const char *const keys[] = {
-		"enabled",	 "usage_limit", "unlimited", "is_soft_limit", "usage_reset_period",
-		"static_values", "privileges",	NULL};
-	for (const char *const *p = keys; *p; p++)
-		if (!strcmp(*p, k))
-			return true;
-	return false;
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(&ent__v1__grant__descriptor, k);
+	return f && !ent_json_doc.omit(&ent__v1__grant__descriptor, f);
 }
 
 /*
  * Lago's plain privilege map when the grant is nothing but privileges whose codes cannot be
  * mistaken for the extended form's keys; the extended form otherwise.
  */
-static json_t *grant_json(const Ent__V1__Grant *g, bool *ok)
+static json_t *grant_json(const Ent__V1__Grant *g)
 {
-	bool plain = !g->enabled && !g->usage_limit && !g->unlimited && !g->is_soft_limit &&
-		     !g->usage_reset_period && !g->n_static_values;
+	json_t *o = encode(&g->base);
+	if (!o)
+		return NULL;
+	bool plain = json_object_size(o) == (g->n_privileges ? 1 : 0);
 	for (size_t i = 0; plain && i < g->n_privileges; i++)
 		plain = !is_grant_key(g->privileges[i]->code);
-	if (plain)
-		return priv_map(g->privileges, g->n_privileges, ok);
-	json_t *o = json_object();
-	if (!o)
+	if (plain) {
+		json_decref(o);
+		return priv_map(g->privileges, g->n_privileges);
+	}
+	if (!replace(o, "privileges", priv_map(g->privileges, g->n_privileges))) {
+		json_decref(o);
 		return NULL;
-	if (g->enabled)
-		set(o, "enabled", json_boolean(g->enabled->value), ok);
-	if (g->usage_limit)
-		set(o, "usage_limit", json_integer(g->usage_limit), ok);
-	if (g->unlimited)
-		set(o, "unlimited", json_true(), ok);
-	if (g->is_soft_limit)
-		set(o, "is_soft_limit", json_true(), ok);
-	const char *rp = ent_json_reset_name((uint8_t)g->usage_reset_period);
-	if (rp)
-		set(o, "usage_reset_period", json_string(rp), ok);
-	if (g->n_static_values)
-		set(o, "static_values", str_array(g->static_values, g->n_static_values), ok);
-	if (g->n_privileges)
-		set(o, "privileges", priv_map(g->privileges, g->n_privileges, ok), ok);
+	}
 	return o;
 }
 
-static json_t *grant_map(Ent__V1__Grant **g, size_t n, bool *ok)
+static json_t *grant_item(const void *item, const char **key)
 {
-	json_t *m = json_object();
-	for (size_t i = 0; m && i < n; i++)
-		set(m, g[i]->feature_code, grant_json(g[i], ok), ok);
-	return m;
+	const Ent__V1__Grant *g = item;
+	*key = g->feature_code;
+	return grant_json(g);
 }
 
-/* ---- one record per table --------------------------------------------------------------- */
-
-static json_t *feature_json(const Ent__V1__Feature *f, bool *ok)
+/* A message's list of grants as the document's {feature_code: grant}. */
+static json_t *grant_map(Ent__V1__Grant **g, size_t n)
 {
-	json_t *o = json_object();
-	if (!o)
-		return NULL;
-	set_str(o, "code", f->code, ok);
-	set_str(o, "name", f->name, ok);
-	set_str(o, "description", f->description, ok);
-	const char *t = ent_json_feature_type_name((uint8_t)f->type);
-	if (t)
-		set(o, "type", json_string(t), ok);
-	set_str(o, "unit_singular", f->unit_singular, ok);
-	set_str(o, "unit_plural", f->unit_plural, ok);
-	if (f->n_metadata) {
-		json_t *md = json_object();
-		for (size_t i = 0; md && i < f->n_metadata; i++)
-			set(md, f->metadata[i]->key, json_string(f->metadata[i]->value), ok);
-		set(o, "metadata", md, ok);
-	}
-	if (f->n_privileges) {
-		json_t *a = json_array();
-		for (size_t i = 0; a && i < f->n_privileges; i++) {
-			const Ent__V1__PrivilegeDef *d = f->privileges[i];
-			json_t *p = json_object();
-			if (!p) {
-				*ok = false;
-				break;
-			}
-			set_str(p, "code", d->code, ok);
-			set_str(p, "name", d->name, ok);
-			const char *vt = ent_json_priv_type_name((uint8_t)d->value_type);
-			if (vt)
-				set(p, "value_type", json_string(vt), ok);
-			if (d->n_select_options) {
-				json_t *cfg = json_object();
-				if (cfg)
-					set(cfg, "select_options",
-					    str_array(d->select_options, d->n_select_options), ok);
-				set(p, "config", cfg, ok);
-			}
-			if (json_array_append_new(a, p))
-				*ok = false;
+	return keyed((const void *const *)g, n, grant_item);
+}
+
+static json_t *feature_json(const Ent__V1__Feature *f)
+{
+	json_t *o = encode(&f->base);
+	json_t *privs = json_object_get(o, "privileges");
+	size_t i;
+	json_t *p;
+	/* Lago nests a privilege's select options in "config". */
+	json_array_foreach(privs, i, p)
+	{
+		json_t *opts = json_object_get(p, "select_options");
+		if (!opts)
+			continue;
+		json_t *cfg = json_pack("{s:O}", "select_options", opts);
+		if (!cfg || json_object_del(p, "select_options") ||
+		    json_object_set_new(p, "config", cfg)) {
+			json_decref(o);
+			return NULL;
 		}
-		set(o, "privileges", a, ok);
 	}
-	set_time(o, "created_at", f->created_at, ok);
-	set_time(o, "updated_at", f->updated_at, ok);
 	return o;
 }
 
-static json_t *plan_json(const Ent__V1__SetEntitlementsRequest *p, bool *ok)
+struct json_t *ent_json_feature_doc(const struct Ent__V1__Feature *f)
 {
-	json_t *o = json_object();
-	if (!o)
+	return feature_json(f);
+}
+
+static json_t *plan_json(const Ent__V1__SetEntitlementsRequest *p)
+{
+	json_t *o = encode(&p->base);
+	/* Always present, even empty: a plan's grants are what it is for. */
+	if (o &&
+	    json_object_set_new(o, "entitlements", grant_map(p->entitlements, p->n_entitlements))) {
+		json_decref(o);
 		return NULL;
-	set_str(o, "name", p->name, ok);
-	set(o, "entitlements", grant_map(p->entitlements, p->n_entitlements, ok), ok);
+	}
 	return o;
 }
 
-static json_t *subscription_json(const Ent__V1__Subscription *s, bool *ok)
+static json_t *subscription_json(const Ent__V1__Subscription *s)
 {
-	json_t *o = json_object();
-	if (!o)
+	json_t *o = encode(&s->base);
+	if (o && !replace(o, "entitlements", grant_map(s->entitlements, s->n_entitlements))) {
+		json_decref(o);
 		return NULL;
-	set_str(o, "id", s->id, ok);
-	set_str(o, "customer_id", s->customer_id, ok);
-	set_str(o, "plan_code", s->plan_code, ok);
-	if (s->quantity)
-		set(o, "quantity", json_integer(s->quantity), ok);
-	if (s->n_addons) {
-		json_t *a = json_array();
-		for (size_t i = 0; a && i < s->n_addons; i++) {
-			json_t *sa = json_object();
-			if (!sa) {
-				*ok = false;
-				break;
-			}
-			set_str(sa, "addon_code", s->addons[i]->addon_code, ok);
-			if (s->addons[i]->quantity)
-				set(sa, "quantity", json_integer(s->addons[i]->quantity), ok);
-			if (json_array_append_new(a, sa))
-				*ok = false;
-		}
-		set(o, "addons", a, ok);
 	}
-	set_time(o, "active_from", s->active_from, ok);
-	set_time(o, "ends_at", s->ends_at, ok);
-	set_time(o, "billing_anchor", s->billing_anchor, ok);
-	if (s->cancelled)
-		set(o, "cancelled", json_true(), ok);
-	if (s->n_entitlements)
-		set(o, "entitlements", grant_map(s->entitlements, s->n_entitlements, ok), ok);
-	set_time(o, "created_at", s->created_at, ok);
-	set_time(o, "updated_at", s->updated_at, ok);
 	return o;
 }
 
@@ -295,30 +237,27 @@ static json_t *number_json(double d)
 	return json_real(d);
 }
 
-static json_t *override_json(const Ent__V1__CustomerOverride *c, bool *ok)
+/* Hyperline's plain value: true, false or a number. */
+static json_t *override_value_json(const Ent__V1__OverrideValue *v)
 {
-	json_t *o = json_object();
-	if (!o)
+	if (v && v->kind_case == ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE)
+		return json_boolean(v->bool_value);
+	if (v && v->kind_case == ENT__V1__OVERRIDE_VALUE__KIND_NUMBER_VALUE)
+		return number_json(v->number_value);
+	return json_null();
+}
+
+static json_t *override_json(const Ent__V1__CustomerOverride *c)
+{
+	json_t *o = encode(&c->base);
+	if (o && (!replace(o, "value", override_value_json(c->value)) ||
+		  !replace(o, "privileges", priv_map(c->privileges, c->n_privileges)))) {
+		json_decref(o);
 		return NULL;
-	set_str(o, "customer_id", c->customer_id, ok);
-	set_str(o, "feature_code", c->feature_code, ok);
-	if (c->value && c->value->kind_case == ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE)
-		set(o, "value", json_boolean(c->value->bool_value), ok);
-	else if (c->value && c->value->kind_case == ENT__V1__OVERRIDE_VALUE__KIND_NUMBER_VALUE)
-		set(o, "value", number_json(c->value->number_value), ok);
-	if (c->quantity)
-		set(o, "quantity", json_integer(c->quantity->value), ok);
-	if (c->unlimited)
-		set(o, "unlimited", json_true(), ok);
-	if (c->n_static_values)
-		set(o, "static_values", str_array(c->static_values, c->n_static_values), ok);
-	if (c->n_privileges)
-		set(o, "privileges", priv_map(c->privileges, c->n_privileges, ok), ok);
-	set_str(o, "reason", c->reason, ok);
-	set_time(o, "active_from", c->active_from, ok);
-	set_time(o, "expires_at", c->expires_at, ok);
-	set_time(o, "created_at", c->created_at, ok);
-	set_time(o, "updated_at", c->updated_at, ok);
+	}
+	/* An override whose value kind is unset has "value": {} from the encoder: drop it. */
+	if (o && json_is_null(json_object_get(o, "value")))
+		json_object_del(o, "value");
 	return o;
 }
 
@@ -364,7 +303,6 @@ static int record_cb(void *ctx, struct ent_str key, struct ent_str val)
 	struct exporter *x = ctx;
 	const uint8_t *data = (const uint8_t *)val.p;
 	json_t *j = NULL;
-	bool ok = true;
 	ent_arena_reset(&x->arena);
 	out_str(&x->out, x->count++ ? ",\n    " : "\n    ");
 
@@ -376,7 +314,7 @@ static int record_cb(void *ctx, struct ent_str key, struct ent_str val)
 		Ent__V1__Feature *f = ent__v1__feature__unpack(&x->alloc, val.len - 1, data + 1);
 		if (!f)
 			return corrupt(x, key);
-		j = feature_json(f, &ok);
+		j = feature_json(f);
 		break;
 	}
 	case SEC_PLANS:
@@ -391,14 +329,14 @@ static int record_cb(void *ctx, struct ent_str key, struct ent_str val)
 			break;
 		out_json(&x->out, k);
 		out_str(&x->out, ": ");
-		j = plan_json(p, &ok);
+		j = plan_json(p);
 		break;
 	}
 	case SEC_SUBS: {
 		Ent__V1__Subscription *s = ent__v1__subscription__unpack(&x->alloc, val.len, data);
 		if (!s)
 			return corrupt(x, key);
-		j = subscription_json(s, &ok);
+		j = subscription_json(s);
 		break;
 	}
 	case SEC_OVERRIDES: {
@@ -406,50 +344,58 @@ static int record_cb(void *ctx, struct ent_str key, struct ent_str val)
 			ent__v1__customer_override__unpack(&x->alloc, val.len, data);
 		if (!c)
 			return corrupt(x, key);
-		j = override_json(c, &ok);
+		j = override_json(c);
 		break;
 	}
 	case SEC_USAGE: {
-		/* customer\0feature -> {i64 period_start, i64 used} LE */
+		/* customer\0feature -> {i64 period_start, i64 used} LE: as a UsageState. */
 		const char *nul = memchr(key.p, '\0', key.len);
 		if (!nul || val.len < 16)
 			return corrupt(x, key);
-		j = json_object();
-		if (!j)
-			break;
+		Ent__V1__UsageState u = ENT__V1__USAGE_STATE__INIT;
 		size_t clen = (size_t)(nul - key.p);
-		set(j, "customer_id", json_stringn(key.p, clen), &ok);
-		set(j, "feature_code", json_stringn(nul + 1, key.len - clen - 1), &ok);
-		/* A never-resetting counter has no period start (INT64_MIN): the key is left
-		 * out, and import reads its absence as that. */
-		if (le64(val.p) != INT64_MIN)
-			set(j, "period_start", time_json(le64(val.p)), &ok);
-		set(j, "used", json_integer(le64(val.p + 8)), &ok);
+		u.customer_id = ent_arena_strndup(&x->arena, key.p, clen);
+		u.feature_code = ent_arena_strndup(&x->arena, nul + 1, key.len - clen - 1);
+		u.period_start = le64(val.p);
+		u.used = le64(val.p + 8);
+		if (!u.customer_id || !u.feature_code)
+			break;
+		/* A never-resetting counter has no period start (INT64_MIN): the key is left out,
+		 * and import reads its absence as that. "used" is always written, even 0: import
+		 * tells a counter from a usage report by it. */
+		int64_t ps = u.period_start;
+		if (ps == INT64_MIN)
+			u.period_start = 0;
+		j = encode(&u.base);
+		char buf[40];
+		if (j)
+			json_object_del(j, "used");
+		if (j && ((ps == 0 &&
+			   json_object_set_new(j, "period_start",
+					       json_string(ent_time_fmt(0, buf, sizeof(buf))))) ||
+			  json_object_set_new(j, "used", json_integer(u.used)))) {
+			json_decref(j);
+			j = NULL;
+		}
 		break;
 	}
 	case SEC_ENDED: {
-		/* customer\0feature -> i64 ended_at LE: cleanup tombstones, so a restore answers
-		 * EXPIRED where this database does. */
+		/* customer\0feature -> i64 ended_at LE (9 bytes: what ended granted nothing):
+		 * cleanup tombstones as EndedState, so a restore answers EXPIRED where this
+		 * database does. No feature: the customer's own marker. */
 		const char *nul = memchr(key.p, '\0', key.len);
 		if (!nul || (val.len != 8 && val.len != 9))
 			return corrupt(x, key);
-		j = json_object();
-		if (!j)
-			break;
+		Ent__V1__EndedState e = ENT__V1__ENDED_STATE__INIT;
 		size_t clen = (size_t)(nul - key.p);
-		set(j, "customer_id", json_stringn(key.p, clen), &ok);
-		/* No feature: the customer's own marker. 9 bytes: what ended granted nothing. */
-		if (key.len - clen - 1)
-			set(j, "feature_code", json_stringn(nul + 1, key.len - clen - 1), &ok);
-		set(j, "ended_at", time_json(le64(val.p)), &ok);
-		if (val.len == 9 && key.len - clen - 1)
-			set(j, "no_grant", json_true(), &ok);
+		e.customer_id = ent_arena_strndup(&x->arena, key.p, clen);
+		e.feature_code = ent_arena_strndup(&x->arena, nul + 1, key.len - clen - 1);
+		e.ended_at = le64(val.p);
+		e.no_grant = val.len == 9 && key.len - clen - 1;
+		if (e.customer_id && e.feature_code)
+			j = encode(&e.base);
 		break;
 	}
-	}
-	if (!ok) {
-		json_decref(j);
-		j = NULL;
 	}
 	out_json(&x->out, j);
 	if (x->out.oom)

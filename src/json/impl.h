@@ -7,6 +7,9 @@
 
 #include <stdint.h>
 
+#include "ent/v1/event.pb-c.h"
+#include "json/pbjson.h"
+
 /* Feature types as Flexprice writes them: "boolean", "metered", "static". */
 const char *ent_json_feature_type_name(uint8_t t);
 int ent_json_feature_type_parse(const char *s, uint8_t *out);
@@ -21,5 +24,13 @@ int ent_json_reset_parse(const char *s, uint8_t *out);
 
 /* The list of accepted reset period names, for error messages. */
 #define ENT_JSON_RESET_NAMES "DAILY, WEEKLY, MONTHLY, QUARTERLY, HALF_YEARLY, ANNUAL, NEVER"
+
+/*
+ * The document's conversion of one message (json_names.c): exact proto names, RFC 3339 times,
+ * defaults left out, the enum spellings above, and the fields the document carries elsewhere
+ * left out (map keys: Grant.feature_code, SetEntitlementsRequest.code; read-only:
+ * CustomerOverride.quantity_used). Decoding copies it and sets its allocator.
+ */
+extern const struct ent_pbjson_opts ent_json_doc;
 
 #endif

@@ -1,6 +1,12 @@
 /*
  * JSON document -> ent.v1.Event messages -> ent_apply in one write transaction.
  *
+ * Each object converts to its message by descriptor (json/pbjson.c with the document's options):
+ * field names, types, times and enum spellings come from the .proto. What is written here by
+ * hand is the document's shape only: its sections and their order, maps keyed by code, Lago's
+ * privilege maps typed by the feature's declaration, a privilege's "config", an override's
+ * plain value and the events an object becomes.
+ *
  * The converter checks syntax and shape only: JSON types, unknown keys (so a typo is an error,
  * not a silently ignored field), times, enum names, and privilege value types when the feature
  * is declared in the same document. Everything that needs the stored state -- does the plan
@@ -14,6 +20,7 @@
 
 #include "ent/json.h"
 #include "ent/model.h"
+#include "ent/pbarena.h"
 #include "ent/v1/event.pb-c.h"
 #include "json/impl.h"
 
@@ -64,6 +71,8 @@ struct conv {
 	struct ent_err *err;
 	struct path path;
 	json_t *decl;
+	ProtobufCAllocator alloc; /* into arena */
+	struct ent_pbjson_opts opts;
 	Ent__V1__Event **ev;
 	const char **paths;
 	size_t n, cap;
@@ -136,94 +145,6 @@ static int need_object(struct conv *c, json_t *j)
 	return json_is_object(j) ? 0 : fail(c, "expected object");
 }
 
-/* Getters: 1 when present, 0 when absent or null (the default is left alone), <0 on error. */
-
-static int get_str(struct conv *c, json_t *obj, const char *key, char **out)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return fail_at(c, key, "expected string");
-	if (!(*out = dup_json_str(c, v)))
-		return oom(c);
-	return 1;
-}
-
-static int need_str(struct conv *c, json_t *obj, const char *key, char **out)
-{
-	int rc = get_str(c, obj, key, out);
-	if (rc == 0)
-		return fail_at(c, key, "required");
-	return rc;
-}
-
-static int get_int(struct conv *c, json_t *obj, const char *key, int64_t *out)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_integer(v))
-		return fail_at(c, key, "expected integer");
-	*out = json_integer_value(v);
-	return 1;
-}
-
-static int get_bool(struct conv *c, json_t *obj, const char *key, protobuf_c_boolean *out)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_boolean(v))
-		return fail_at(c, key, "expected true or false");
-	*out = json_is_true(v);
-	return 1;
-}
-
-/* A time is an RFC 3339 string or Unix epoch milliseconds; null is "not set" (0). */
-static int get_time(struct conv *c, json_t *obj, const char *key, int64_t *out)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v))
-		return 0;
-	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
-		return 1;
-	}
-	if (!json_is_string(v))
-		return fail_at(c, key, "expected RFC 3339 time or Unix ms");
-	if (ent_time_parse(json_string_value(v), out))
-		return fail_at(c, key,
-			       "bad time \"%.40s\" (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)",
-			       json_string_value(v));
-	return 1;
-}
-
-/* An array of strings (static values, select options). */
-static int get_str_array(struct conv *c, json_t *obj, const char *key, size_t *n, char ***out)
-{
-	json_t *a = json_object_get(obj, key);
-	if (!a || json_is_null(a))
-		return 0;
-	if (!json_is_array(a))
-		return fail_at(c, key, "expected array of strings");
-	size_t old = path_key(&c->path, key);
-	*n = json_array_size(a);
-	if (!(*out = zalloc(c, *n * sizeof(char *))))
-		return oom(c);
-	for (size_t i = 0; i < *n; i++) {
-		json_t *s = json_array_get(a, i);
-		if (!json_is_string(s)) {
-			path_index(&c->path, i);
-			return fail(c, "expected string");
-		}
-		if (!((*out)[i] = dup_json_str(c, s)))
-			return oom(c);
-	}
-	path_pop(&c->path, old);
-	return 1;
-}
-
 static Ent__V1__Event *add_event(struct conv *c)
 {
 	if (c->n >= c->cap)
@@ -239,130 +160,116 @@ static Ent__V1__Event *add_event(struct conv *c)
 	return ev;
 }
 
-/* ---- features ------------------------------------------------------------------------- */
-
-static const char *const feature_keys[] = {
-	"code",		 "name",	"description", "type",
-	"unit_singular", "unit_plural", "metadata",    "privileges",
-	"created_at",	 "updated_at",	NULL};
-static const char *const priv_def_keys[] = {"code", "name", "value_type", "config", NULL};
-static const char *const config_keys[] = {"select_options", NULL};
-
-static int conv_priv_def(struct conv *c, json_t *j, Ent__V1__PrivilegeDef *d, json_t *types)
+/*
+ * Convert the object \a j at the current path to a message of type \a desc, by descriptor,
+ * leaving out the members named in \a skip (NULL-terminated; the caller converts them by hand).
+ */
+static int conv_msg(struct conv *c, json_t *j, const char *const *skip,
+		    const ProtobufCMessageDescriptor *desc, void *out)
 {
 	int rc;
-	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, priv_def_keys)))
+	if ((rc = need_object(c, j)))
 		return rc;
-	if ((rc = need_str(c, j, "code", &d->code)) < 0 ||
-	    (rc = get_str(c, j, "name", &d->name)) < 0)
-		return rc;
-	char *vt = NULL;
-	uint8_t t = ENT_PT_STRING; /* Lago's default */
-	if ((rc = get_str(c, j, "value_type", &vt)) < 0)
-		return rc;
-	if (vt && ent_json_priv_type_parse(vt, &t))
-		return fail_at(c, "value_type",
-			       "unknown value type \"%.40s\" (integer, boolean, string, select)",
-			       vt);
-	d->value_type = (Ent__V1__PrivilegeType)t;
-	json_t *cfg = json_object_get(j, "config");
-	if (cfg && !json_is_null(cfg)) {
-		size_t old = path_key(&c->path, "config");
-		if ((rc = need_object(c, cfg)) || (rc = check_keys(c, cfg, config_keys)))
-			return rc;
-		if ((rc = get_str_array(c, cfg, "select_options", &d->n_select_options,
-					&d->select_options)) < 0)
-			return rc;
+	json_t *copy = j;
+	if (skip) {
+		if (!(copy = json_copy(j)))
+			return oom(c);
+		for (const char *const *k = skip; *k; k++)
+			json_object_del(copy, *k);
+	}
+	rc = ent_json_pb_decode(copy, desc, &c->opts, c->path.buf, (ProtobufCMessage **)out,
+				c->err);
+	if (skip)
+		json_decref(copy);
+	return rc;
+}
+
+/* A member the document requires: present and not null. */
+static int required(struct conv *c, json_t *j, const char *key)
+{
+	json_t *v = json_object_get(j, key);
+	return v && !json_is_null(v) ? 0 : fail_at(c, key, "required");
+}
+
+/* ---- features ------------------------------------------------------------------------- */
+
+/* Lago's {"config": {"select_options": [...]}} becomes the proto's select_options. */
+static int lift_config(struct conv *c, json_t *privs)
+{
+	static const char *const config_keys[] = {"select_options", NULL};
+	size_t i;
+	json_t *p;
+	int rc;
+	json_array_foreach(privs, i, p)
+	{
+		json_t *cfg = json_object_get(p, "config");
+		if (!json_is_object(p))
+			continue; /* the decoder names it */
+		size_t old = path_key(&c->path, "privileges");
+		path_index(&c->path, i);
+		if (json_object_get(p, "select_options"))
+			return fail_at(c, "select_options", "unknown key");
+		if (cfg && !json_is_null(cfg)) {
+			size_t o2 = path_key(&c->path, "config");
+			if ((rc = need_object(c, cfg)) || (rc = check_keys(c, cfg, config_keys)))
+				return rc;
+			path_pop(&c->path, o2);
+			json_t *opts = json_object_get(cfg, "select_options");
+			if (opts && json_object_set(p, "select_options", opts))
+				return oom(c);
+		}
+		json_object_del(p, "config");
 		path_pop(&c->path, old);
 	}
-	json_t *ti = json_integer(t);
-	if (!ti || json_object_set_new(types, d->code, ti))
-		return oom(c);
 	return 0;
 }
 
 static int conv_feature(struct conv *c, json_t *j)
 {
 	int rc;
-	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, feature_keys)))
+	if ((rc = need_object(c, j)))
 		return rc;
-	Ent__V1__Feature *f = zalloc(c, sizeof(*f));
 	Ent__V1__Event *ev = add_event(c);
-	if (!f || !ev)
+	json_t *copy = json_deep_copy(j);
+	if (!ev || !copy) {
+		json_decref(copy);
 		return oom(c);
-	ent__v1__feature__init(f);
-	ev->kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
-	ev->upsert_feature = f;
-
-	char *type = NULL;
-	if ((rc = need_str(c, j, "code", &f->code)) < 0 ||
-	    (rc = get_str(c, j, "name", &f->name)) < 0 ||
-	    (rc = get_str(c, j, "description", &f->description)) < 0 ||
-	    (rc = need_str(c, j, "type", &type)) < 0 ||
-	    (rc = get_str(c, j, "unit_singular", &f->unit_singular)) < 0 ||
-	    (rc = get_str(c, j, "unit_plural", &f->unit_plural)) < 0 ||
-	    (rc = get_time(c, j, "created_at", &f->created_at)) < 0 ||
-	    (rc = get_time(c, j, "updated_at", &f->updated_at)) < 0)
-		return rc;
-	uint8_t t;
-	if (ent_json_feature_type_parse(type, &t))
-		return fail_at(c, "type",
-			       "unknown feature type \"%.40s\" (boolean, metered, static)", type);
-	f->type = (Ent__V1__FeatureType)t;
-
-	json_t *md = json_object_get(j, "metadata");
-	if (md && !json_is_null(md)) {
-		size_t old = path_key(&c->path, "metadata");
-		if ((rc = need_object(c, md)))
-			return rc;
-		f->n_metadata = json_object_size(md);
-		f->metadata = zalloc(c, f->n_metadata * sizeof(*f->metadata));
-		if (!f->metadata)
-			return oom(c);
-		size_t i = 0;
-		const char *key;
-		json_t *v;
-		json_object_foreach(md, key, v)
-		{
-			if (!json_is_string(v))
-				return fail_at(c, key, "expected string");
-			Ent__V1__Feature__MetadataEntry *e = zalloc(c, sizeof(*e));
-			if (!e)
-				return oom(c);
-			ent__v1__feature__metadata_entry__init(e);
-			e->key = ent_arena_strndup(c->arena, key, strlen(key));
-			e->value = dup_json_str(c, v);
-			if (!e->key || !e->value)
-				return oom(c);
-			f->metadata[i++] = e;
+	}
+	json_t *privs = json_object_get(copy, "privileges");
+	rc = json_is_array(privs) ? lift_config(c, privs) : 0;
+	if (!rc) {
+		rc = conv_msg(c, copy, NULL, &ent__v1__feature__descriptor, &ev->upsert_feature);
+		/* A select option's path is under "config" in the document. */
+		char *so = rc ? strstr(c->err->msg, "].select_options") : NULL;
+		if (so && strlen(c->err->msg) + 7 < sizeof(c->err->msg)) {
+			memmove(so + 8, so + 1, strlen(so + 1) + 1);
+			memcpy(so + 1, ".config", 7);
 		}
-		path_pop(&c->path, old);
+	}
+	json_decref(copy);
+	if (rc || (rc = required(c, j, "code")) || (rc = required(c, j, "type")))
+		return rc;
+	Ent__V1__Feature *f = ev->upsert_feature;
+	ev->kind_case = ENT__V1__EVENT__KIND_UPSERT_FEATURE;
+	for (size_t i = 0; i < f->n_privileges; i++) {
+		if (f->privileges[i]->code[0])
+			continue;
+		path_key(&c->path, "privileges");
+		path_index(&c->path, i);
+		return fail_at(c, "code", "required");
 	}
 
+	/* The declaration that types this document's privilege maps (priv_decl). */
 	json_t *types = json_object();
 	if (!types || json_object_set_new(c->decl, f->code, types))
 		return oom(c);
-	json_t *privs = json_object_get(j, "privileges");
-	if (privs && !json_is_null(privs)) {
-		size_t old = path_key(&c->path, "privileges");
-		if (!json_is_array(privs))
-			return fail(c, "expected array");
-		f->n_privileges = json_array_size(privs);
-		f->privileges = zalloc(c, f->n_privileges * sizeof(*f->privileges));
-		if (!f->privileges)
+	for (size_t i = 0; i < f->n_privileges; i++) {
+		Ent__V1__PrivilegeDef *d = f->privileges[i];
+		if (d->value_type == ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_UNSPECIFIED)
+			d->value_type = ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_STRING; /* Lago's */
+		json_t *ti = json_integer(d->value_type);
+		if (!ti || json_object_set_new(types, d->code, ti))
 			return oom(c);
-		for (size_t i = 0; i < f->n_privileges; i++) {
-			size_t o2 = path_index(&c->path, i);
-			Ent__V1__PrivilegeDef *d = zalloc(c, sizeof(*d));
-			if (!d)
-				return oom(c);
-			ent__v1__privilege_def__init(d);
-			if ((rc = conv_priv_def(c, json_array_get(privs, i), d, types)))
-				return rc;
-			f->privileges[i] = d;
-			path_pop(&c->path, o2);
-		}
-		path_pop(&c->path, old);
 	}
 	return 0;
 }
@@ -385,279 +292,190 @@ static int priv_decl(struct conv *c, const char *feature, const char *priv, uint
 	return 1;
 }
 
+/* One item of a map keyed by code; the path is at the item. */
+typedef int (*conv_keyed_fn)(struct conv *c, const char *feature, const char *key, json_t *v,
+			     void **out);
+
 /*
- * A Lago privilege map {code: value} into PrivilegeValues. The value type is the feature's
- * declaration when the document has it (so "20" for an integer privilege is an error here),
- * else it follows the JSON type and apply checks it against the stored feature.
+ * The member \a member of \a j (when given; NULL: \a j itself) read as the document's map
+ * {code: item}, in document order, into an array of \a *n messages: where a message has a
+ * list, the document has a map keyed by the items' codes.
  */
-static int conv_priv_map(struct conv *c, const char *feature, json_t *map, size_t *n,
-			 Ent__V1__PrivilegeValue ***out)
+static int conv_keyed(struct conv *c, json_t *j, const char *member, const char *feature,
+		      conv_keyed_fn fn, size_t *n, void *out)
 {
+	json_t *map = member ? json_object_get(j, member) : j;
+	if (!map || json_is_null(map))
+		return 0;
+	size_t old = member ? path_key(&c->path, member) : c->path.len;
 	int rc;
 	if ((rc = need_object(c, map)))
 		return rc;
 	*n = json_object_size(map);
-	if (!(*out = zalloc(c, *n * sizeof(**out))))
+	void **items = zalloc(c, *n * sizeof(void *));
+	if (!items)
 		return oom(c);
+	*(void ***)out = items;
 	size_t i = 0;
 	const char *key;
 	json_t *v;
 	json_object_foreach(map, key, v)
 	{
-		Ent__V1__PrivilegeValue *pv = zalloc(c, sizeof(*pv));
-		if (!pv)
-			return oom(c);
-		ent__v1__privilege_value__init(pv);
-		if (!(pv->code = ent_arena_strndup(c->arena, key, strlen(key))))
-			return oom(c);
-		uint8_t t = ENT_PT_UNSPECIFIED;
-		int known = priv_decl(c, feature, key, &t);
-		if (known < 0)
-			return fail_at(c, key, "feature %s declares no privilege %s", feature, key);
-		if (!known) {
-			if (json_is_integer(v))
-				t = ENT_PT_INTEGER;
-			else if (json_is_boolean(v))
-				t = ENT_PT_BOOLEAN;
-			else if (json_is_string(v))
-				t = ENT_PT_STRING;
-			else
-				return fail_at(c, key, "expected integer, boolean or string");
-		}
-		switch (t) {
-		case ENT_PT_INTEGER:
-			if (!json_is_integer(v))
-				return fail_at(c, key, "expected integer");
-			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_INT_VALUE;
-			pv->int_value = json_integer_value(v);
-			break;
-		case ENT_PT_BOOLEAN:
-			if (!json_is_boolean(v))
-				return fail_at(c, key, "expected true or false");
-			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_BOOL_VALUE;
-			pv->bool_value = json_is_true(v);
-			break;
-		default: /* STRING, SELECT */
-			if (!json_is_string(v))
-				return fail_at(c, key, "expected string");
-			pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
-			if (!(pv->string_value = dup_json_str(c, v)))
-				return oom(c);
-			break;
-		}
-		pv->value_type = (Ent__V1__PrivilegeType)t;
-		(*out)[i++] = pv;
+		size_t o2 = path_key(&c->path, key);
+		if ((rc = fn(c, feature, key, v, &items[i++])))
+			return rc;
+		path_pop(&c->path, o2);
 	}
+	path_pop(&c->path, old);
 	return 0;
 }
 
-/* Keys that make a grant object the extended form; anything else is a Lago privilege map. */
-static const char *const grant_keys[] = {
-	"enabled",	 "usage_limit", "unlimited", "is_soft_limit", "usage_reset_period",
-	"static_values", "privileges",	NULL};
-
-static bool is_extended_grant(json_t *j)
+/*
+ * One privilege of a Lago map {code: value}. The value type is the feature's declaration when
+ * the document has it (so "20" for an integer privilege is an error here), else it follows the
+ * JSON type and apply checks it against the stored feature.
+ */
+static int conv_priv(struct conv *c, const char *feature, const char *key, json_t *v, void **out)
 {
-	for (const char *const *k = grant_keys; *k; k++)
-		if (json_object_get(j, *k))
+	Ent__V1__PrivilegeValue *pv = zalloc(c, sizeof(*pv));
+	if (!pv)
+		return oom(c);
+	ent__v1__privilege_value__init(pv);
+	*out = pv;
+	if (!(pv->code = ent_arena_strndup(c->arena, key, strlen(key))))
+		return oom(c);
+	uint8_t t = ENT_PT_UNSPECIFIED;
+	int known = priv_decl(c, feature, key, &t);
+	if (known < 0)
+		return fail(c, "feature %s declares no privilege %s", feature, key);
+	if (!known) {
+		if (json_is_integer(v))
+			t = ENT_PT_INTEGER;
+		else if (json_is_boolean(v))
+			t = ENT_PT_BOOLEAN;
+		else if (json_is_string(v))
+			t = ENT_PT_STRING;
+		else
+			return fail(c, "expected integer, boolean or string");
+	}
+	switch (t) {
+	case ENT_PT_INTEGER:
+		if (!json_is_integer(v))
+			return fail(c, "expected integer");
+		pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_INT_VALUE;
+		pv->int_value = json_integer_value(v);
+		break;
+	case ENT_PT_BOOLEAN:
+		if (!json_is_boolean(v))
+			return fail(c, "expected true or false");
+		pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_BOOL_VALUE;
+		pv->bool_value = json_is_true(v);
+		break;
+	default: /* STRING, SELECT */
+		if (!json_is_string(v))
+			return fail(c, "expected string");
+		pv->value_case = ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE;
+		if (!(pv->string_value = dup_json_str(c, v)))
+			return oom(c);
+		break;
+	}
+	pv->value_type = (Ent__V1__PrivilegeType)t;
+	return 0;
+}
+
+/* A member naming a Grant field makes the extended form; anything else is a Lago privilege map. */
+static bool is_extended_grant(struct conv *c, json_t *j)
+{
+	const ProtobufCMessageDescriptor *d = &ent__v1__grant__descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++)
+		if (!c->opts.omit(d, &d->fields[i]) && json_object_get(j, d->fields[i].name))
 			return true;
 	return false;
 }
 
-/* The path is at the grant ("plans.pro.entitlements.seats"). */
-static int conv_grant(struct conv *c, const char *feature, json_t *j, Ent__V1__Grant **out)
+/* One grant of {feature_code: grant}; the path is at it ("plans.pro.entitlements.seats"). */
+static int conv_grant(struct conv *c, const char *unused, const char *feature, json_t *j,
+		      void **outp)
 {
+	Ent__V1__Grant **out = (Ent__V1__Grant **)outp;
+	static const char *const by_hand[] = {"usage_limit", "privileges", NULL};
 	int rc;
 	if ((rc = need_object(c, j)))
 		return rc;
-	Ent__V1__Grant *g = zalloc(c, sizeof(*g));
-	if (!g)
-		return oom(c);
-	ent__v1__grant__init(g);
+	if (!is_extended_grant(c, j)) {
+		Ent__V1__Grant *g = zalloc(c, sizeof(*g));
+		if (!g)
+			return oom(c);
+		ent__v1__grant__init(g);
+		*out = g;
+		if (!(g->feature_code = ent_arena_strndup(c->arena, feature, strlen(feature))))
+			return oom(c);
+		return conv_keyed(c, j, NULL, feature, conv_priv, &g->n_privileges, &g->privileges);
+	}
+	/* Flexprice writes an unlimited grant as usage_limit: null, which the decoder would
+	 * read as "not set": so usage_limit is taken out when null. */
+	json_t *lim = json_object_get(j, "usage_limit");
+	bool null_limit = lim && json_is_null(lim);
+	if ((rc = conv_msg(c, j, null_limit ? by_hand : by_hand + 1, &ent__v1__grant__descriptor,
+			   out)))
+		return rc;
+	Ent__V1__Grant *g = *out;
 	if (!(g->feature_code = ent_arena_strndup(c->arena, feature, strlen(feature))))
 		return oom(c);
-	*out = g;
-	if (!is_extended_grant(j))
-		return conv_priv_map(c, feature, j, &g->n_privileges, &g->privileges);
-
-	if ((rc = check_keys(c, j, grant_keys)))
-		return rc;
-	json_t *en = json_object_get(j, "enabled");
-	if (en && !json_is_null(en)) {
-		if (!json_is_boolean(en))
-			return fail_at(c, "enabled", "expected true or false");
-		Google__Protobuf__BoolValue *b = zalloc(c, sizeof(*b));
-		if (!b)
-			return oom(c);
-		google__protobuf__bool_value__init(b);
-		b->value = json_is_true(en);
-		g->enabled = b;
-	}
-	/* Flexprice writes an unlimited grant as usage_limit: null. */
-	json_t *lim = json_object_get(j, "usage_limit");
-	if (lim && json_is_null(lim))
+	if (null_limit)
 		g->unlimited = true;
-	else if ((rc = get_int(c, j, "usage_limit", &g->usage_limit)) < 0)
-		return rc;
-	protobuf_c_boolean unl = false;
-	if ((rc = get_bool(c, j, "unlimited", &unl)) < 0)
-		return rc;
-	if (rc > 0)
-		g->unlimited = g->unlimited || unl;
-	if ((rc = get_bool(c, j, "is_soft_limit", &g->is_soft_limit)) < 0)
-		return rc;
-	char *rp = NULL;
-	if ((rc = get_str(c, j, "usage_reset_period", &rp)) < 0)
-		return rc;
-	if (rp) {
-		uint8_t r;
-		if (ent_json_reset_parse(rp, &r))
-			return fail_at(c, "usage_reset_period",
-				       "unknown reset period \"%.40s\" (" ENT_JSON_RESET_NAMES ")",
-				       rp);
-		g->usage_reset_period = (Ent__V1__ResetPeriod)r;
-	}
-	if ((rc = get_str_array(c, j, "static_values", &g->n_static_values, &g->static_values)) < 0)
-		return rc;
-	json_t *privs = json_object_get(j, "privileges");
-	if (privs && !json_is_null(privs)) {
-		size_t old = path_key(&c->path, "privileges");
-		if ((rc = conv_priv_map(c, feature, privs, &g->n_privileges, &g->privileges)))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
-}
-
-/* {feature_code: grant} in document order. The path is at the map. */
-static int conv_grant_map(struct conv *c, json_t *map, size_t *n, Ent__V1__Grant ***out)
-{
-	int rc;
-	if ((rc = need_object(c, map)))
-		return rc;
-	*n = json_object_size(map);
-	if (!(*out = zalloc(c, *n * sizeof(**out))))
-		return oom(c);
-	size_t i = 0;
-	const char *key;
-	json_t *v;
-	json_object_foreach(map, key, v)
-	{
-		size_t old = path_key(&c->path, key);
-		if ((rc = conv_grant(c, key, v, &(*out)[i++])))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
+	return conv_keyed(c, j, "privileges", feature, conv_priv, &g->n_privileges, &g->privileges);
 }
 
 /* ---- plans and add-ons ------------------------------------------------------------------ */
 
-static const char *const plan_keys[] = {"name", "entitlements", NULL};
+static const char *const grants_by_hand[] = {"entitlements", NULL};
 
+/* The path is at the plan ("plans.pro"); its code is the map key. */
 static int conv_plan(struct conv *c, const char *code, json_t *j, bool addon)
 {
 	int rc;
-	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, plan_keys)))
-		return rc;
-	Ent__V1__SetEntitlementsRequest *p = zalloc(c, sizeof(*p));
 	Ent__V1__Event *ev = add_event(c);
-	if (!p || !ev)
+	if (!ev)
 		return oom(c);
-	ent__v1__set_entitlements_request__init(p);
-	if (addon) {
-		ev->kind_case = ENT__V1__EVENT__KIND_SET_ADDON;
-		ev->set_addon = p;
-	} else {
-		ev->kind_case = ENT__V1__EVENT__KIND_SET_PLAN;
-		ev->set_plan = p;
-	}
+	if ((rc = conv_msg(c, j, grants_by_hand, &ent__v1__set_entitlements_request__descriptor,
+			   &ev->set_plan)))
+		return rc;
+	/* set_plan and set_addon share the union slot. */
+	ev->kind_case = addon ? ENT__V1__EVENT__KIND_SET_ADDON : ENT__V1__EVENT__KIND_SET_PLAN;
+	Ent__V1__SetEntitlementsRequest *p = ev->set_plan;
 	if (!(p->code = ent_arena_strndup(c->arena, code, strlen(code))))
 		return oom(c);
-	if ((rc = get_str(c, j, "name", &p->name)) < 0)
-		return rc;
-	json_t *ents = json_object_get(j, "entitlements");
-	if (ents && !json_is_null(ents)) {
-		size_t old = path_key(&c->path, "entitlements");
-		if ((rc = conv_grant_map(c, ents, &p->n_entitlements, &p->entitlements)))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
+	return conv_keyed(c, j, "entitlements", NULL, conv_grant, &p->n_entitlements,
+			  &p->entitlements);
 }
 
 /* ---- subscriptions ---------------------------------------------------------------------- */
 
-static const char *const sub_keys[] = {"id",	    "customer_id",  "plan_code",  "quantity",
-				       "addons",    "active_from",  "ends_at",	  "billing_anchor",
-				       "cancelled", "entitlements", "created_at", "updated_at",
-				       NULL};
-static const char *const sub_addon_keys[] = {"addon_code", "quantity", NULL};
-
 static int conv_subscription(struct conv *c, json_t *j)
 {
 	int rc;
-	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, sub_keys)))
-		return rc;
-	Ent__V1__Subscription *s = zalloc(c, sizeof(*s));
 	Ent__V1__Event *ev = add_event(c);
-	if (!s || !ev)
+	if (!ev)
 		return oom(c);
-	ent__v1__subscription__init(s);
-	ev->kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
-	ev->upsert_subscription = s;
-	if ((rc = need_str(c, j, "id", &s->id)) < 0 ||
-	    (rc = need_str(c, j, "customer_id", &s->customer_id)) < 0 ||
-	    (rc = get_str(c, j, "plan_code", &s->plan_code)) < 0 ||
-	    (rc = get_int(c, j, "quantity", &s->quantity)) < 0 ||
-	    (rc = get_time(c, j, "active_from", &s->active_from)) < 0 ||
-	    (rc = get_time(c, j, "ends_at", &s->ends_at)) < 0 ||
-	    (rc = get_time(c, j, "billing_anchor", &s->billing_anchor)) < 0 ||
-	    (rc = get_bool(c, j, "cancelled", &s->cancelled)) < 0 ||
-	    (rc = get_time(c, j, "created_at", &s->created_at)) < 0 ||
-	    (rc = get_time(c, j, "updated_at", &s->updated_at)) < 0)
+	if ((rc = conv_msg(c, j, grants_by_hand, &ent__v1__subscription__descriptor,
+			   &ev->upsert_subscription)) ||
+	    (rc = required(c, j, "id")) || (rc = required(c, j, "customer_id")))
 		return rc;
-	json_t *addons = json_object_get(j, "addons");
-	if (addons && !json_is_null(addons)) {
-		size_t old = path_key(&c->path, "addons");
-		if (!json_is_array(addons))
-			return fail(c, "expected array");
-		s->n_addons = json_array_size(addons);
-		if (!(s->addons = zalloc(c, s->n_addons * sizeof(*s->addons))))
-			return oom(c);
-		for (size_t i = 0; i < s->n_addons; i++) {
-			size_t o2 = path_index(&c->path, i);
-			json_t *a = json_array_get(addons, i);
-			Ent__V1__SubscriptionAddon *sa = zalloc(c, sizeof(*sa));
-			if (!sa)
-				return oom(c);
-			ent__v1__subscription_addon__init(sa);
-			if ((rc = need_object(c, a)) || (rc = check_keys(c, a, sub_addon_keys)))
-				return rc;
-			if ((rc = need_str(c, a, "addon_code", &sa->addon_code)) < 0 ||
-			    (rc = get_int(c, a, "quantity", &sa->quantity)) < 0)
-				return rc;
-			s->addons[i] = sa;
-			path_pop(&c->path, o2);
-		}
-		path_pop(&c->path, old);
+	ev->kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
+	Ent__V1__Subscription *s = ev->upsert_subscription;
+	for (size_t i = 0; i < s->n_addons; i++) {
+		if (s->addons[i]->addon_code[0])
+			continue;
+		path_key(&c->path, "addons");
+		path_index(&c->path, i);
+		return fail_at(c, "addon_code", "required");
 	}
-	json_t *ents = json_object_get(j, "entitlements");
-	if (ents && !json_is_null(ents)) {
-		size_t old = path_key(&c->path, "entitlements");
-		if ((rc = conv_grant_map(c, ents, &s->n_entitlements, &s->entitlements)))
-			return rc;
-		path_pop(&c->path, old);
-	}
-	return 0;
+	return conv_keyed(c, j, "entitlements", NULL, conv_grant, &s->n_entitlements,
+			  &s->entitlements);
 }
 
 /* ---- overrides ---------------------------------------------------------------------------- */
-
-static const char *const override_keys[] = {
-	"customer_id", "feature_code",	"value",      "reason",	   "expires_at", "active_from",
-	"quantity",    "static_values", "privileges", "unlimited", "created_at", "updated_at",
-	NULL};
 
 /*
  * An override with a value (Hyperline) is a set_override event, followed by an update_override
@@ -671,28 +489,19 @@ static const char *const override_keys[] = {
  */
 static int conv_override(struct conv *c, json_t *j)
 {
+	static const char *const by_hand[] = {"value", "privileges", NULL};
 	int rc;
-	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, override_keys)))
+	Ent__V1__CustomerOverride *co;
+	if ((rc = conv_msg(c, j, by_hand, &ent__v1__customer_override__descriptor, &co)) ||
+	    (rc = required(c, j, "customer_id")) || (rc = required(c, j, "feature_code")))
 		return rc;
-	char *customer = NULL, *feature = NULL;
-	int64_t created = 0, updated = 0, quantity = 0, active_from = 0, expires_at = 0;
-	if ((rc = need_str(c, j, "customer_id", &customer)) < 0 ||
-	    (rc = need_str(c, j, "feature_code", &feature)) < 0 ||
-	    (rc = get_time(c, j, "created_at", &created)) < 0 ||
-	    (rc = get_time(c, j, "updated_at", &updated)) < 0 ||
-	    (rc = get_time(c, j, "active_from", &active_from)) < 0 ||
-	    (rc = get_time(c, j, "expires_at", &expires_at)) < 0)
-		return rc;
-	int has_qty = get_int(c, j, "quantity", &quantity);
-	if (has_qty < 0)
-		return has_qty;
-
 	json_t *v = json_object_get(j, "value");
 	bool has_value = v && !json_is_null(v);
+	bool has_qty = co->quantity != NULL;
 	Ent__V1__Event *ev = add_event(c);
 	if (!ev)
 		return oom(c);
-	ev->at = created ? created : updated;
+	ev->at = co->created_at ? co->created_at : co->updated_at;
 	if (has_value) {
 		Ent__V1__SetCustomerEntitlementRequest *o = zalloc(c, sizeof(*o));
 		Ent__V1__OverrideValue *ov = zalloc(c, sizeof(*ov));
@@ -702,10 +511,15 @@ static int conv_override(struct conv *c, json_t *j)
 		ent__v1__override_value__init(ov);
 		ev->kind_case = ENT__V1__EVENT__KIND_SET_OVERRIDE;
 		ev->set_override = o;
-		o->customer_id = customer;
-		o->feature_code = feature;
-		o->active_from = active_from;
-		o->expires_at = expires_at;
+		o->customer_id = co->customer_id;
+		o->feature_code = co->feature_code;
+		o->active_from = co->active_from;
+		o->expires_at = co->expires_at;
+		o->reason = co->reason;
+		o->unlimited = co->unlimited;
+		o->n_static_values = co->n_static_values;
+		o->static_values = co->static_values;
+		/* Hyperline's plain value. */
 		if (json_is_boolean(v)) {
 			ov->kind_case = ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE;
 			ov->bool_value = json_is_true(v);
@@ -716,19 +530,9 @@ static int conv_override(struct conv *c, json_t *j)
 			return fail_at(c, "value", "expected true, false or a number");
 		}
 		o->value = ov;
-		if ((rc = get_str(c, j, "reason", &o->reason)) < 0 ||
-		    (rc = get_bool(c, j, "unlimited", &o->unlimited)) < 0 ||
-		    (rc = get_str_array(c, j, "static_values", &o->n_static_values,
-					&o->static_values)) < 0)
+		if ((rc = conv_keyed(c, j, "privileges", co->feature_code, conv_priv,
+				     &o->n_privileges, &o->privileges)))
 			return rc;
-		json_t *privs = json_object_get(j, "privileges");
-		if (privs && !json_is_null(privs)) {
-			size_t old = path_key(&c->path, "privileges");
-			if ((rc = conv_priv_map(c, feature, privs, &o->n_privileges,
-						&o->privileges)))
-				return rc;
-			path_pop(&c->path, old);
-		}
 	} else {
 		static const char *const need_value[] = {"reason", "unlimited", "static_values",
 							 "privileges", NULL};
@@ -746,58 +550,40 @@ static int conv_override(struct conv *c, json_t *j)
 		ent__v1__update_customer_entitlement_request__init(u);
 		ev->kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
 		ev->update_override = u;
-		u->customer_id = customer;
-		u->feature_code = feature;
-		if (active_from) {
+		u->customer_id = co->customer_id;
+		u->feature_code = co->feature_code;
+		if (co->active_from) {
 			google__protobuf__int64_value__init(&w[0]);
-			w[0].value = active_from;
+			w[0].value = co->active_from;
 			u->active_from = &w[0];
 		}
-		if (expires_at) {
+		if (co->expires_at) {
 			google__protobuf__int64_value__init(&w[1]);
-			w[1].value = expires_at;
+			w[1].value = co->expires_at;
 			u->expiry_at = &w[1];
 		}
+		u->quantity = co->quantity;
 	}
 	/* The quantity (with a value), or a later updated_at: one more update. */
-	bool qty_later = has_value && has_qty > 0;
-	if (!has_value && has_qty > 0) {
-		Google__Protobuf__Int64Value *q = zalloc(c, sizeof(*q));
-		if (!q)
-			return oom(c);
-		google__protobuf__int64_value__init(q);
-		q->value = quantity;
-		ev->update_override->quantity = q;
-	}
-	if (qty_later || (updated && updated != ev->at)) {
+	bool qty_later = has_value && has_qty;
+	if (qty_later || (co->updated_at && co->updated_at != ev->at)) {
 		Ent__V1__UpdateCustomerEntitlementRequest *u = zalloc(c, sizeof(*u));
 		Ent__V1__Event *ev2 = add_event(c);
 		if (!u || !ev2)
 			return oom(c);
 		ent__v1__update_customer_entitlement_request__init(u);
-		u->customer_id = customer;
-		u->feature_code = feature;
-		if (qty_later) {
-			Google__Protobuf__Int64Value *q = zalloc(c, sizeof(*q));
-			if (!q)
-				return oom(c);
-			google__protobuf__int64_value__init(q);
-			q->value = quantity;
-			u->quantity = q;
-		}
+		u->customer_id = co->customer_id;
+		u->feature_code = co->feature_code;
+		if (qty_later)
+			u->quantity = co->quantity;
 		ev2->kind_case = ENT__V1__EVENT__KIND_UPDATE_OVERRIDE;
 		ev2->update_override = u;
-		ev2->at = updated;
+		ev2->at = co->updated_at;
 	}
 	return 0;
 }
 
 /* ---- usage ------------------------------------------------------------------------------- */
-
-static const char *const report_keys[] = {"customer_id", "feature_code",    "quantity",
-					  "timestamp",	 "idempotency_key", NULL};
-static const char *const counter_keys[] = {"customer_id", "feature_code", "period_start", "used",
-					   NULL};
 
 /* A counter (what export writes: set as is) when it has "used", else a usage report. */
 static int conv_usage(struct conv *c, json_t *j)
@@ -809,38 +595,22 @@ static int conv_usage(struct conv *c, json_t *j)
 	if (!ev)
 		return oom(c);
 	if (json_object_get(j, "used")) {
-		if ((rc = check_keys(c, j, counter_keys)))
+		if ((rc = conv_msg(c, j, NULL, &ent__v1__usage_state__descriptor,
+				   &ev->set_usage)) ||
+		    (rc = required(c, j, "customer_id")) || (rc = required(c, j, "feature_code")))
 			return rc;
-		Ent__V1__UsageState *u = zalloc(c, sizeof(*u));
-		if (!u)
-			return oom(c);
-		ent__v1__usage_state__init(u);
 		ev->kind_case = ENT__V1__EVENT__KIND_SET_USAGE;
-		ev->set_usage = u;
-		u->period_start = ENT_T_MIN; /* absent: a never-resetting counter (export.c) */
-		if ((rc = need_str(c, j, "customer_id", &u->customer_id)) < 0 ||
-		    (rc = need_str(c, j, "feature_code", &u->feature_code)) < 0 ||
-		    (rc = get_time(c, j, "period_start", &u->period_start)) < 0 ||
-		    (rc = get_int(c, j, "used", &u->used)) < 0)
-			return rc;
+		json_t *ps = json_object_get(j, "period_start");
+		if (!ps || json_is_null(ps))
+			ev->set_usage->period_start = ENT_T_MIN; /* never resets (export.c) */
 		return 0;
 	}
-	if ((rc = check_keys(c, j, report_keys)))
+	if ((rc = conv_msg(c, j, NULL, &ent__v1__report_usage_request__descriptor,
+			   &ev->report_usage)) ||
+	    (rc = required(c, j, "customer_id")) || (rc = required(c, j, "feature_code")) ||
+	    (rc = required(c, j, "idempotency_key")) || (rc = required(c, j, "quantity")))
 		return rc;
-	Ent__V1__ReportUsageRequest *r = zalloc(c, sizeof(*r));
-	if (!r)
-		return oom(c);
-	ent__v1__report_usage_request__init(r);
 	ev->kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
-	ev->report_usage = r;
-	if ((rc = need_str(c, j, "customer_id", &r->customer_id)) < 0 ||
-	    (rc = need_str(c, j, "feature_code", &r->feature_code)) < 0 ||
-	    (rc = get_int(c, j, "quantity", &r->quantity)) < 0 ||
-	    (rc = get_time(c, j, "timestamp", &r->timestamp)) < 0 ||
-	    (rc = need_str(c, j, "idempotency_key", &r->idempotency_key)) < 0)
-		return rc;
-	if (!json_object_get(j, "quantity"))
-		return fail_at(c, "quantity", "required");
 	return 0;
 }
 
@@ -849,29 +619,17 @@ static int conv_usage(struct conv *c, json_t *j)
 static const char *const doc_keys[] = {"features",  "plans", "addons", "subscriptions",
 				       "overrides", "usage", "ended",  NULL};
 
-static const char *const ended_keys[] = {"customer_id", "feature_code", "ended_at", "no_grant",
-					 NULL};
-
 /* A cleanup tombstone, as export writes it: set as is. */
 static int conv_ended(struct conv *c, json_t *j)
 {
 	int rc;
-	if ((rc = need_object(c, j)) || (rc = check_keys(c, j, ended_keys)))
-		return rc;
-	Ent__V1__EndedState *e = zalloc(c, sizeof(*e));
 	Ent__V1__Event *ev = add_event(c);
-	if (!e || !ev)
+	if (!ev)
 		return oom(c);
-	ent__v1__ended_state__init(e);
-	ev->kind_case = ENT__V1__EVENT__KIND_SET_ENDED;
-	ev->set_ended = e;
-	if ((rc = need_str(c, j, "customer_id", &e->customer_id)) < 0 ||
-	    (rc = get_str(c, j, "feature_code", &e->feature_code)) < 0 ||
-	    (rc = get_bool(c, j, "no_grant", &e->no_grant)) < 0 ||
-	    (rc = get_time(c, j, "ended_at", &e->ended_at)) < 0)
+	if ((rc = conv_msg(c, j, NULL, &ent__v1__ended_state__descriptor, &ev->set_ended)) ||
+	    (rc = required(c, j, "customer_id")) || (rc = required(c, j, "ended_at")))
 		return rc;
-	if (rc == 0)
-		return fail_at(c, "ended_at", "required");
+	ev->kind_case = ENT__V1__EVENT__KIND_SET_ENDED;
 	return 0;
 }
 
@@ -961,6 +719,9 @@ int ent_json_to_events_paths(const char *text, size_t len, struct ent_arena *are
 	}
 	if ((rc = check_keys(&c, doc, doc_keys)) || (rc = count_events(&c, doc, &c.cap)))
 		goto out;
+	ent_pb_allocator(&c.alloc, arena);
+	c.opts = ent_json_doc;
+	c.opts.alloc = &c.alloc;
 	c.ev = zalloc(&c, c.cap * sizeof(*c.ev));
 	c.paths = zalloc(&c, c.cap * sizeof(*c.paths));
 	c.decl = json_object();
@@ -992,143 +753,4 @@ int ent_json_to_events(const char *text, size_t len, struct ent_arena *arena,
 		       Ent__V1__Event ***events, size_t *n, struct ent_err *err)
 {
 	return ent_json_to_events_paths(text, len, arena, events, NULL, n, err);
-}
-
-/* ---- applying -------------------------------------------------------------------------- */
-
-/* The grants of an event that has them (plans, add-ons, subscriptions). */
-static size_t event_grants(const Ent__V1__Event *ev, Ent__V1__Grant ***g)
-{
-	switch (ev->kind_case) {
-	case ENT__V1__EVENT__KIND_SET_PLAN:
-	case ENT__V1__EVENT__KIND_SET_ADDON:
-		*g = ev->set_plan->entitlements; /* set_plan and set_addon share the union slot */
-		return ev->set_plan->n_entitlements;
-	case ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION:
-		*g = ev->upsert_subscription->entitlements;
-		return ev->upsert_subscription->n_entitlements;
-	default:
-		return 0;
-	}
-}
-
-/*
- * Turn apply's message into one that names the JSON path. apply names proto fields
- * ("entitlements[1].privileges.provider: 'github' is not ...", "subscription.plan_code: ..."),
- * which are the document's keys except that grants are a list there and a map here: the index
- * becomes the feature code. A message that does not start with a field ("database full") is
- * just prefixed with the object's path.
- */
-static void apply_error(struct ent_err *err, int code, const char *path, const Ent__V1__Event *ev,
-			const char *msg)
-{
-	const char *m = msg;
-	if (!strncmp(m, "subscription.", 13) &&
-	    ev->kind_case == ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION)
-		m += 13;
-	size_t field = strspn(m, "abcdefghijklmnopqrstuvwxyz0123456789_.[]");
-	if (field == 0 || m[field] != ':') {
-		ent_err_set(err, code, "%s: %s", path, msg);
-		return;
-	}
-	Ent__V1__Grant **g;
-	size_t n = event_grants(ev, &g);
-	unsigned long i;
-	int used = 0;
-	if (n && sscanf(m, "entitlements[%lu]%n", &i, &used) == 1 && used > 0 && i < n) {
-		const char *rest = m + used;
-		if (!strncmp(rest, ".feature_code:", 14))
-			rest += 13; /* the map key is the feature code */
-		ent_err_set(err, code, "%s.entitlements.%s%s", path, g[i]->feature_code, rest);
-		return;
-	}
-	ent_err_set(err, code, "%s.%s", path, m);
-}
-
-/* Apply one event; on failure the error is apply's, placed at the object's JSON path. */
-static int apply_one(struct ent_wtxn *w, Ent__V1__Event *ev, const char *path,
-		     struct ent_arena *scratch, struct ent_err *err)
-{
-	struct ent_apply_result res;
-	memset(&res, 0, sizeof(res));
-	int rc = ent_apply(w, ev, scratch, &res);
-	ent_arena_reset(scratch);
-	if (rc == 0 && res.err.code == 0)
-		return 0;
-	int code = res.err.code ? res.err.code : (rc < 0 ? -rc : ENT_EIO);
-	apply_error(err, code, path, ev, res.err.msg[0] ? res.err.msg : ent_strerror(code));
-	return -code;
-}
-
-int ent_json_apply(struct ent_wtxn *w, const char *text, size_t len, bool replace, int64_t now,
-		   struct ent_arena *arena, struct ent_err *err, struct ent_json_stats *stats)
-{
-	Ent__V1__Event **ev;
-	const char **paths;
-	size_t n;
-	int rc = ent_json_to_events_paths(text, len, arena, &ev, &paths, &n, err);
-	if (rc)
-		return rc;
-	if (!now)
-		now = ent_now_ms();
-	/* apply() results (echoed objects) are dropped after each event, so a large document does
-	 * not keep one copy of every object it stores. */
-	struct ent_arena scratch;
-	ent_arena_init(&scratch, 0);
-	uint32_t changes = 0;
-	/*
-	 * Override stamps travel as event times (conv_override). Applying an event "in the past"
-	 * recomputes its aggregate as of then, which would roll an existing usage counter of the
-	 * current period back to an older one; so document times are kept only when nothing can
-	 * be counted yet: after a wipe, or into a store that never applied an event. Otherwise
-	 * every event happens now.
-	 */
-	bool keep_times = replace || ent_wtxn_seq(w) == 0;
-	if (replace) {
-		Ent__V1__Wipe wipe = ENT__V1__WIPE__INIT;
-		Ent__V1__Event wev = ENT__V1__EVENT__INIT;
-		wev.at = now;
-		wev.kind_case = ENT__V1__EVENT__KIND_WIPE;
-		wev.wipe = &wipe;
-		if ((rc = apply_one(w, &wev, "replace", &scratch, err)))
-			goto out;
-		changes++;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (!ev[i]->at || !keep_times)
-			ev[i]->at = now;
-		if ((rc = apply_one(w, ev[i], paths[i], &scratch, err)))
-			goto out;
-		changes++;
-	}
-	if (stats) {
-		stats->changes = changes;
-		stats->seq = ent_wtxn_seq(w);
-	}
-out:
-	ent_arena_deinit(&scratch);
-	return rc;
-}
-
-int ent_json_import(struct ent_store *store, const char *text, size_t len, bool replace,
-		    struct ent_err *err, struct ent_json_stats *stats)
-{
-	struct ent_wtxn *w;
-	struct ent_json_stats st = {0};
-	struct ent_arena arena;
-	int rc = ent_wtxn_begin(store, &w);
-	if (rc)
-		return ent_err_set(err, rc, "begin write transaction: %s", ent_strerror(rc));
-	ent_arena_init(&arena, 0);
-	rc = ent_json_apply(w, text, len, replace, 0, &arena, err, &st);
-	ent_arena_deinit(&arena);
-	if (rc) {
-		ent_wtxn_abort(w);
-		return rc;
-	}
-	if ((rc = ent_wtxn_commit(w, err)))
-		return rc;
-	if (stats)
-		*stats = st;
-	return 0;
 }

@@ -384,8 +384,8 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 	gauge(b, "entd_sync_connected", "gauge", "Fleet mode: 1 while the NATS connection is up.",
 	      g->sync_connected);
 	gauge(b, "entd_sync_degraded", "gauge",
-	      "Fleet mode: 1 while disconnected, stopped on a hole or following a re-created "
-	      "stream (answers are stale).",
+	      "Fleet mode: 1 while disconnected, stopped on a hole, re-bootstrapping or following a "
+	      "re-created stream (answers are stale).",
 	      g->sync_degraded);
 	gauge(b, "entd_sync_caught_up", "gauge",
 	      "Fleet mode: 1 once the first catch-up reached the head seen at start.",
@@ -403,6 +403,13 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 	      g->sync_publish_failed_total);
 	gauge(b, "entd_sync_reconnects_total", "counter", "Fleet mode: NATS reconnections.",
 	      g->sync_reconnects_total);
+	gauge(b, "entd_sync_rebootstraps_total", "counter",
+	      "Fleet mode: re-bootstraps in place from a snapshot (behind the stream's retention).",
+	      g->sync_rebootstraps_total);
+	gauge(b, "entd_sync_rebootstrap_failed_total", "counter",
+	      "Fleet mode: re-bootstrap tries that did not complete (no snapshot fits yet, a fetch "
+	      "or swap failed); retried.",
+	      g->sync_rebootstrap_failed_total);
 	gauge(b, "entd_sync_snapshots_published_total", "counter",
 	      "Fleet mode: snapshots this replica published (fleet.snapshot_interval_ms).",
 	      g->sync_snapshots_published_total);
@@ -528,7 +535,8 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 					g.open_calls = g.sync_lag = g.serving = NAN;
 	g.sync_last_heard_seconds = g.sync_connected = g.sync_degraded = g.sync_caught_up =
 		g.sync_applied_seq = g.sync_skipped_total = g.sync_published_total =
-			g.sync_publish_failed_total = g.sync_reconnects_total = NAN;
+			g.sync_publish_failed_total = g.sync_reconnects_total =
+				g.sync_rebootstraps_total = g.sync_rebootstrap_failed_total = NAN;
 	g.sync_snapshots_published_total = g.sync_snapshot_failed_total =
 		g.sync_snapshot_last_timestamp_seconds = NAN;
 	if (m->gauge_cb)

@@ -21,12 +21,28 @@
  * acknowledge in time) is claimed by the acknowledgement handler instead and answered
  * UNAVAILABLE through the writer; whoever claims first answers, exactly once.
  *
+ * Re-bootstrap in place (docs/fleet.md): when the consumer meets a hole (the stream no longer
+ * holds the next sequence), the delivery thread only marks it and wakes the re-bootstrap
+ * thread, which drops the consumer, fetches the newest snapshot that fits into
+ * <db>/.rebootstrap (digest checked), has the writer swap every table for the snapshot's in
+ * one write transaction (ent_store_restore, a "local" transaction request), and consumes
+ * again from the snapshot's sequence + 1 under a new generation: a message of an older
+ * consumer is recognised by its generation and dropped.
+ *
  * Invariants:
  * - pending[] and next_id are under mu; a slot holds (id, req) or id 0.
- * - fed_seq is touched only by the delivery thread (one ordered consumer, one thread).
- * - The atomics are written by nats.c's threads and the poller, read by anyone.
+ * - fed_seq, gen and the decision to feed a message are under feed_mu, held by the delivery
+ *   thread across ent_writer_feed, so a consumer being replaced never feeds at the old
+ *   position after the new one started (at most one consumer's generation is current).
+ * - sub is created and destroyed by the thread calling ent_fleet_start, then only by the
+ *   re-bootstrap thread, which ent_fleet_close joins before it touches sub.
+ * - The atomics are written by nats.c's threads, the poller and the re-bootstrap thread,
+ *   read by anyone.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,11 +55,15 @@
 
 #include "ent/sync.h"
 #include "ent/v1/event.pb-c.h"
+#include "sync/snapshot.h"
 
-#define PENDING_CAP   65536 /* writes of this node in flight at most (power of two) */
-#define POLL_MS	      500   /* stream head refresh */
-#define MSGID_HEADER  "Nats-Msg-Id"
-#define DUP_WINDOW_NS (2LL * 60 * 1000 * 1000 * 1000)
+#define PENDING_CAP	65536 /* writes of this node in flight at most (power of two) */
+#define POLL_MS		500   /* stream head refresh */
+#define MSGID_HEADER	"Nats-Msg-Id"
+#define DUP_WINDOW_NS	(2LL * 60 * 1000 * 1000 * 1000)
+#define REBOOT_RETRY_MS 2000  /* re-bootstrap: next try when no snapshot fits or a try failed */
+#define REBOOT_LOG_MS	30000 /* re-bootstrap: the same reason is logged at most this often */
+#define REBOOT_DIR	".rebootstrap"
 
 struct pending {
 	uint64_t id;
@@ -53,6 +73,13 @@ struct pending {
 struct fmsg {
 	struct ent_writer_msg m;
 	natsMsg *nm;
+};
+
+/* The closure of one consumer: messages of another generation than the current are dropped. */
+struct subctx {
+	struct subctx *next;
+	struct ent_fleet *f;
+	uint64_t gen;
 };
 
 struct ent_fleet {
@@ -74,14 +101,28 @@ struct ent_fleet {
 	struct pending *pending;
 	uint64_t next_id;
 
-	uint64_t fed_seq; /* delivery thread only */
+	pthread_mutex_t feed_mu;
+	uint64_t fed_seq;	 /* under feed_mu */
+	uint64_t gen;		 /* under feed_mu: the current consumer's generation */
+	struct subctx *subctxs;	 /* every consumer's closure, freed at close */
+	struct ent_store *store; /* set by ent_fleet_start */
+	char *db_path, *bucket;	 /* re-bootstrap in place; db_path NULL: off */
 
 	pthread_t poller;
 	bool poller_started;
 	_Atomic bool stopping;
 
-	_Atomic bool connected, caught_up, hole, stream_changed;
+	/* The re-bootstrap thread: rb_mu/rb_cv wake it (a hole, stop) and carry the swap's end. */
+	pthread_t rebooter;
+	bool rebooter_started;
+	pthread_mutex_t rb_mu;
+	pthread_cond_t rb_cv;
+	bool swap_done;		 /* under rb_mu */
+	struct ent_err swap_err; /* under rb_mu */
+
+	_Atomic bool connected, caught_up, hole, stream_changed, rebootstrapping;
 	_Atomic uint64_t head_seq, start_head, published, publish_failed, reconnects, disconnects;
+	_Atomic uint64_t rebootstraps, rebootstrap_failed;
 	_Atomic int64_t last_heard_ms;
 };
 
@@ -208,6 +249,14 @@ static int publish(void *ctx, struct ent_writer_req *req, const Ent__V1__Event *
 		       "not taken (checks go on from the last applied state)");
 		return 0;
 	}
+	if (atomic_load(&f->hole) || atomic_load(&f->rebootstrapping)) {
+		/* Its result could not be computed here before the re-bootstrap: not taken. */
+		refuse(f, req, ENT_EUNAVAIL,
+		       "fleet: this replica is behind the stream's retention and re-bootstraps "
+		       "from a snapshot; the write was not taken (send it to another replica or "
+		       "retry later)");
+		return 0;
+	}
 	/* Stamped once, here: every replica applies the same instant. */
 	Ent__V1__Event ev = *in;
 	if (ev.at == 0)
@@ -309,12 +358,14 @@ static void release_msg(struct ent_writer_msg *m)
 /*
  * The delivery thread: stream messages in order. A sequence that is not the next one means
  * the stream no longer holds what this replica needs (retention, a purge): applying on would
- * leave a hole, so the replica stops here and says so (docs/fleet.md: it re-bootstraps on
- * its next start).
+ * leave a hole, so the replica stops here, says so, and wakes the re-bootstrap thread
+ * (docs/fleet.md, "Re-bootstrap in place"). A message of a replaced consumer (an older
+ * generation) is dropped: the position it was delivered for is gone.
  */
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
-	struct ent_fleet *f = closure;
+	struct subctx *sc = closure;
+	struct ent_fleet *f = sc->f;
 	jsMsgMetaData *meta = NULL;
 	if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
 		natsMsg_Destroy(msg);
@@ -324,7 +375,9 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 	max_store(&f->head_seq, seq + meta->NumPending);
 	jsMsgMetaData_Destroy(meta);
 	atomic_store(&f->last_heard_ms, mono_ms());
-	if (seq <= f->fed_seq || atomic_load(&f->hole)) {
+	pthread_mutex_lock(&f->feed_mu);
+	if (sc->gen != f->gen || seq <= f->fed_seq || atomic_load(&f->hole)) {
+		pthread_mutex_unlock(&f->feed_mu);
 		natsMsg_Destroy(msg);
 		return;
 	}
@@ -334,10 +387,14 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 		snprintf(got, sizeof(got), "%" PRIu64, seq);
 		ent_log(ENT_LOG_ERROR,
 			"fleet: the stream no longer holds the next sequence this replica needs; "
-			"it stops applying (restart it to re-bootstrap from a snapshot)",
+			"it stops applying and re-bootstraps from a snapshot",
 			"want", want, "got", got, NULL);
 		atomic_store(&f->hole, true);
+		pthread_mutex_unlock(&f->feed_mu);
 		natsMsg_Destroy(msg);
+		pthread_mutex_lock(&f->rb_mu);
+		pthread_cond_broadcast(&f->rb_cv);
+		pthread_mutex_unlock(&f->rb_mu);
 		return;
 	}
 	struct fmsg *fm = malloc(sizeof(*fm));
@@ -345,7 +402,11 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 		/* Cannot queue it: stop rather than skip (the replica would diverge). */
 		ent_log(ENT_LOG_ERROR, "fleet: out of memory; the replica stops applying", NULL);
 		atomic_store(&f->hole, true);
+		pthread_mutex_unlock(&f->feed_mu);
 		natsMsg_Destroy(msg);
+		pthread_mutex_lock(&f->rb_mu);
+		pthread_cond_broadcast(&f->rb_cv);
+		pthread_mutex_unlock(&f->rb_mu);
 		return;
 	}
 	memset(fm, 0, sizeof(*fm));
@@ -356,7 +417,9 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 	fm->m.local_id = local_id_of(f, msg);
 	fm->m.release = release_msg;
 	f->fed_seq = seq;
+	/* Under feed_mu: a consumer being replaced cannot feed after its successor started. */
 	ent_writer_feed(f->w, &fm->m);
+	pthread_mutex_unlock(&f->feed_mu);
 }
 
 /* ---- connection events ------------------------------------------------------------------------
@@ -443,7 +506,8 @@ static int verify_stream(struct ent_fleet *f, const jsStreamInfo *si, struct ent
 	return 0;
 }
 
-static int ensure_stream(struct ent_fleet *f, int64_t max_age_ms, struct ent_err *err)
+static int ensure_stream(struct ent_fleet *f, int64_t max_age_ms, int64_t max_msgs,
+			 struct ent_err *err)
 {
 	jsStreamInfo *si = NULL;
 	int rc = stream_info(f, &si, err);
@@ -460,6 +524,8 @@ static int ensure_stream(struct ent_fleet *f, int64_t max_age_ms, struct ent_err
 		sc.Replicas = f->replicas;
 		sc.Duplicates = DUP_WINDOW_NS;
 		sc.MaxAge = max_age_ms * 1000000LL;
+		if (max_msgs > 0)
+			sc.MaxMsgs = max_msgs;
 		sc.Discard = js_DiscardOld;
 		jsErrCode jerr = 0;
 		natsStatus s = js_AddStream(&si, f->js, &sc, NULL, &jerr);
@@ -588,6 +654,16 @@ static int set_opts(struct ent_fleet *f, const struct ent_fleet_opts *o, struct 
 	return 0;
 }
 
+/*
+ * True when nats.c's error \a text is about the configured credentials file: it names the
+ * file (unreadable, no seed), or the server refused the user the file holds.
+ */
+static bool creds_file_fault(const struct ent_fleet_opts *o, const char *text)
+{
+	return o->creds_file && *o->creds_file && text &&
+	       (strstr(text, o->creds_file) || strstr(text, "uthorization"));
+}
+
 int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struct ent_err *err)
 {
 	if (!o || !o->urls || !*o->urls || !o->stream || !o->subject)
@@ -602,9 +678,21 @@ int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struc
 	f->replicas = o->replicas ? o->replicas : 1;
 	f->publish_timeout_ms = o->publish_timeout_ms > 0 ? o->publish_timeout_ms : 5000;
 	pthread_mutex_init(&f->mu, NULL);
+	pthread_mutex_init(&f->feed_mu, NULL);
+	pthread_mutex_init(&f->rb_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->rb_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	f->bucket = strdup(o->snapshot_bucket && *o->snapshot_bucket ? o->snapshot_bucket
+								     : ENT_SNAPSHOT_DEFAULT_BUCKET);
+	if (o->db_path && *o->db_path)
+		f->db_path = strdup(o->db_path);
 	atomic_store(&f->last_heard_ms, -1);
 	int rc;
-	if (!f->urls || !f->stream || !f->subject || !f->pending) {
+	if (!f->urls || !f->stream || !f->subject || !f->pending || !f->bucket ||
+	    (o->db_path && *o->db_path && !f->db_path)) {
 		rc = ent_err_set(err, ENT_ENOMEM, "fleet: out of memory");
 		goto fail;
 	}
@@ -629,12 +717,17 @@ int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struc
 		const char *t = nats_text(s);
 		if (t && strstr(t, "uthorization"))
 			break; /* wrong credentials do not get better by waiting */
+		if (creds_file_fault(o, t))
+			break; /* nor does a credentials file nats.c cannot read */
 		usleep(250 * 1000);
 	}
 	if (s != NATS_OK) {
 		char shown[512];
-		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: cannot connect to %s: %s",
-				 redact(f->urls, shown, sizeof(shown)), nats_text(s));
+		const char *t = nats_text(s);
+		/* nats.c reads the credentials file only when it connects: name the key here. */
+		rc = ent_err_set(err, ENT_EUNAVAIL, "%s: cannot connect to %s: %s",
+				 creds_file_fault(o, t) ? "fleet.creds_file" : "fleet.nats",
+				 redact(f->urls, shown, sizeof(shown)), t);
 		goto fail;
 	}
 	atomic_store(&f->connected, true);
@@ -649,7 +742,7 @@ int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struc
 		rc = ent_err_set(err, ENT_EUNAVAIL, "fleet.nats: JetStream: %s", nats_text(s));
 		goto fail;
 	}
-	if ((rc = ensure_stream(f, o->max_age_ms, err)))
+	if ((rc = ensure_stream(f, o->max_age_ms, o->max_msgs, err)))
 		goto fail;
 	f->hooks = (struct ent_writer_fleet){
 		.ctx = f, .publish = publish, .claim = claim, .identity = f->identity};
@@ -721,6 +814,324 @@ void *ent_fleet_js(struct ent_fleet *f)
 	return f->js;
 }
 
+/*
+ * A new ordered consumer from stream sequence \a start, with a closure of a new generation:
+ * fed_seq is start - 1 and the hole is cleared in the same critical section, so whatever an
+ * older consumer still delivers is dropped from here on.
+ */
+static int subscribe_at(struct ent_fleet *f, uint64_t start, struct ent_err *err)
+{
+	struct subctx *sc = calloc(1, sizeof(*sc));
+	if (!sc)
+		return ent_err_set(err, ENT_ENOMEM, "fleet: out of memory");
+	sc->f = f;
+	pthread_mutex_lock(&f->feed_mu);
+	sc->gen = ++f->gen;
+	sc->next = f->subctxs;
+	f->subctxs = sc;
+	f->fed_seq = start - 1;
+	atomic_store(&f->hole, false);
+	pthread_mutex_unlock(&f->feed_mu);
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = f->stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = start;
+	jsErrCode jerr = 0;
+	natsStatus s = js_Subscribe(&f->sub, f->js, f->subject, on_msg, sc, NULL, &so, &jerr);
+	if (s != NATS_OK) {
+		f->sub = NULL;
+		/* No consumer: not "ok" (the re-bootstrap thread tries again). */
+		atomic_store(&f->hole, true);
+		return ent_err_set(err, ENT_EUNAVAIL, "fleet.stream: cannot consume '%s': %s",
+				   f->stream, nats_text(s));
+	}
+	/* The writer's queue is the buffer; nats.c's own limit would drop messages. */
+	natsSubscription_SetPendingLimits(f->sub, -1, -1);
+	return 0;
+}
+
+static void drop_consumer(struct ent_fleet *f)
+{
+	if (!f->sub)
+		return;
+	natsSubscription_Unsubscribe(f->sub);
+	natsSubscription_Destroy(f->sub);
+	f->sub = NULL;
+}
+
+/* ---- re-bootstrap in place ------------------------------------------------------------------ */
+
+/* Remove <dir> and the files in it (a fetched snapshot, its lock file, a partial download). */
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		char p[PATH_MAX + 256];
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+			    snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < (int)sizeof(p))
+				unlink(p);
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
+/* Answer every request of this node still waiting for its message, with \a why. */
+static void fail_pending(struct ent_fleet *f, const char *why)
+{
+	struct ent_err e = {0};
+	ent_err_set(&e, ENT_EUNAVAIL, "%s", why);
+	pthread_mutex_lock(&f->mu);
+	for (size_t i = 0; i < PENDING_CAP; i++) {
+		struct pending *p = &f->pending[i];
+		if (p->id) {
+			atomic_fetch_add(&f->publish_failed, 1);
+			ent_writer_fail(f->w, p->req, &e);
+			p->id = 0;
+			p->req = NULL;
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+struct swap_job {
+	struct ent_writer_txn_req t;
+	struct ent_fleet *f;
+	const char *dir;
+	struct ent_store_restore_stats st;
+};
+
+/* The writer thread, inside a write transaction of its own: every table from the snapshot. */
+static int swap_fn(void *ctx, struct ent_wtxn *txn, struct ent_arena *arena,
+		   struct ent_apply_result *res)
+{
+	struct swap_job *j = ctx;
+	int r = ent_store_restore(txn, j->dir, &j->st, &res->err);
+	if (r)
+		return r;
+	/* The copy follows this stream (checked before); the writer's hooks write it anyway. */
+	return ent_wtxn_put_meta(txn, "fleet_stream", j->f->identity);
+}
+
+/* The writer thread, after the commit (or the abort): wake the re-bootstrap thread. */
+static void swap_cb(void *ctx, const struct ent_apply_result *res)
+{
+	struct swap_job *j = ctx;
+	struct ent_fleet *f = j->f;
+	pthread_mutex_lock(&f->rb_mu);
+	f->swap_err = res->err;
+	if (!res->err.code && res->seq != j->st.seq)
+		ent_err_set(&f->swap_err, ENT_EIO,
+			    "fleet: the swap committed sequence %" PRIu64
+			    ", the snapshot is at %" PRIu64,
+			    res->seq, j->st.seq);
+	f->swap_done = true;
+	pthread_cond_broadcast(&f->rb_cv);
+	pthread_mutex_unlock(&f->rb_mu);
+}
+
+/* Sleep up to \a ms on rb_cv; false once stopping. */
+static bool rb_wait(struct ent_fleet *f, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&f->rb_mu);
+	while (!atomic_load(&f->stopping) &&
+	       pthread_cond_timedwait(&f->rb_cv, &f->rb_mu, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&f->rb_mu);
+	return !atomic_load(&f->stopping);
+}
+
+struct rb_log {
+	char last[200];
+	int64_t at;
+};
+
+/* A reason to wait, logged when it changes and at most every REBOOT_LOG_MS otherwise. */
+static void rb_wait_reason(struct ent_fleet *f, struct rb_log *lg, const char *reason,
+			   const char *detail)
+{
+	atomic_fetch_add(&f->rebootstrap_failed, 1);
+	int64_t now = mono_ms();
+	if (!strcmp(lg->last, reason) && now - lg->at < REBOOT_LOG_MS)
+		return;
+	snprintf(lg->last, sizeof(lg->last), "%s", reason);
+	lg->at = now;
+	ent_log(ENT_LOG_ERROR, reason, "detail", detail, "bucket", f->bucket, NULL);
+}
+
+/*
+ * One try. Returns true when the replica consumes again (restored, or the stream turned out
+ * to hold the next sequence after all), false to try again later (reason logged).
+ */
+static bool rebootstrap_round(struct ent_fleet *f, struct rb_log *lg)
+{
+	char detail[400];
+	struct ent_err err = {0};
+	jsStreamInfo *si = NULL;
+	int rc = stream_info(f, &si, &err);
+	if (rc) {
+		rb_wait_reason(f, lg, "fleet: re-bootstrap waits: cannot read the stream",
+			       rc == -ENT_ENOTFOUND ? "the stream is gone" : err.msg);
+		return false;
+	}
+	uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
+	bool same = si->Created == f->created;
+	jsStreamInfo_Destroy(si);
+	if (!same) {
+		rb_wait_reason(f, lg, "fleet: re-bootstrap waits: the stream was re-created",
+			       "restart the replica from an empty directory");
+		return false;
+	}
+	pthread_mutex_lock(&f->feed_mu);
+	uint64_t fed = f->fed_seq;
+	pthread_mutex_unlock(&f->feed_mu);
+	if (fed + 1 >= first && fed <= last) {
+		/* The stream holds the next sequence (a hole that was not retention): resume. */
+		if (subscribe_at(f, fed + 1, &err)) {
+			rb_wait_reason(f, lg, "fleet: re-bootstrap waits: cannot consume", err.msg);
+			return false;
+		}
+		ent_log(ENT_LOG_WARN, "fleet: the stream holds the next sequence; consuming again",
+			NULL);
+		return true;
+	}
+
+	jsCtx *js = f->js;
+	struct ent_snapshot_info info;
+	rc = ent_snapshot_info(js, f->bucket, NULL, &info, &err);
+	if (rc == 0 && strcmp(info.stream, f->identity) != 0) {
+		snprintf(detail, sizeof(detail),
+			 "the newest snapshot follows '%.150s', not '%.150s'", info.stream,
+			 f->identity);
+		rb_wait_reason(f, lg, "fleet: re-bootstrap waits: no snapshot fits", detail);
+		return false;
+	}
+	if (rc == 0 && info.seq + 1 < first) {
+		snprintf(detail, sizeof(detail),
+			 "the newest snapshot is at sequence %" PRIu64
+			 ", the stream's first is %" PRIu64
+			 " (publish a newer one: entctl fleet snapshot publish)",
+			 info.seq, first);
+		rb_wait_reason(f, lg, "fleet: re-bootstrap waits: no snapshot fits", detail);
+		return false;
+	}
+	if (rc) {
+		rb_wait_reason(f, lg, "fleet: re-bootstrap waits: no snapshot fits", err.msg);
+		return false;
+	}
+
+	atomic_store(&f->rebootstrapping, true);
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/%s", f->db_path, REBOOT_DIR);
+	remove_dir(dir);
+	int64_t t0 = mono_ms();
+	rc = ent_snapshot_fetch_opts(js, f->bucket, dir, NULL, &info, &err);
+	if (!rc && (strcmp(info.stream, f->identity) != 0 || info.seq + 1 < first))
+		rc = ent_err_set(&err, ENT_EPRECOND,
+				 "the fetched snapshot (sequence %" PRIu64
+				 ") does not fit any more; trying again",
+				 info.seq);
+	if (rc) {
+		remove_dir(dir);
+		atomic_store(&f->rebootstrapping, false);
+		rb_wait_reason(f, lg, "fleet: re-bootstrap: the snapshot fetch failed", err.msg);
+		return false;
+	}
+	int64_t t1 = mono_ms();
+
+	/* The swap: one write transaction of the writer, the only writer. */
+	struct swap_job j = {.f = f, .dir = dir};
+	j.t.fn = swap_fn;
+	j.t.local = true;
+	j.t.req.cb = swap_cb;
+	j.t.req.ctx = &j;
+	pthread_mutex_lock(&f->rb_mu);
+	f->swap_done = false;
+	memset(&f->swap_err, 0, sizeof(f->swap_err));
+	pthread_mutex_unlock(&f->rb_mu);
+	rc = ent_writer_submit_txn(f->w, &j.t);
+	if (rc) {
+		remove_dir(dir);
+		atomic_store(&f->rebootstrapping, false);
+		rb_wait_reason(f, lg, "fleet: re-bootstrap: the writer is stopping",
+			       ent_strerror(rc));
+		return false;
+	}
+	/* Not interruptible by stopping: the writer runs the job before it stops. */
+	pthread_mutex_lock(&f->rb_mu);
+	while (!f->swap_done)
+		pthread_cond_wait(&f->rb_cv, &f->rb_mu);
+	err = f->swap_err;
+	pthread_mutex_unlock(&f->rb_mu);
+	remove_dir(dir);
+	if (err.code) {
+		atomic_store(&f->rebootstrapping, false);
+		rb_wait_reason(f, lg, "fleet: re-bootstrap: the swap failed (nothing changed)",
+			       err.msg);
+		return false;
+	}
+	/* Requests that raced with the hole: their messages are in the snapshot or not ours. */
+	fail_pending(f, "fleet: this replica re-bootstrapped from a snapshot while the write "
+			"waited; it may have been applied by the fleet: read it back or retry "
+			"with the same idempotency key");
+	/* Ready again once caught up with the head seen now, as at start. */
+	atomic_store(&f->start_head, atomic_load(&f->head_seq));
+	atomic_store(&f->caught_up, false);
+	char s1[24], s2[24], s3[24], s4[24];
+	snprintf(s1, sizeof(s1), "%" PRIu64, j.st.seq);
+	snprintf(s2, sizeof(s2), "%" PRIu64, j.st.entries);
+	snprintf(s3, sizeof(s3), "%.2f", (double)(t1 - t0) / 1000.0);
+	snprintf(s4, sizeof(s4), "%.2f", (double)(mono_ms() - t1) / 1000.0);
+	ent_log(ENT_LOG_INFO, "fleet: re-bootstrapped in place from the snapshot", "seq", s1,
+		"entries", s2, "fetch_seconds", s3, "swap_seconds", s4, NULL);
+	atomic_fetch_add(&f->rebootstraps, 1);
+	/* Consume from the snapshot's next sequence; retried until it works or entd stops. */
+	while (subscribe_at(f, j.st.seq + 1, &err)) {
+		rb_wait_reason(f, lg, "fleet: re-bootstrap: cannot consume again", err.msg);
+		if (!rb_wait(f, REBOOT_RETRY_MS))
+			break;
+	}
+	atomic_store(&f->rebootstrapping, false);
+	return true;
+}
+
+static void *rebooter_main(void *arg)
+{
+	struct ent_fleet *f = arg;
+	struct rb_log lg = {{0}, 0};
+	for (;;) {
+		pthread_mutex_lock(&f->rb_mu);
+		while (!atomic_load(&f->stopping) && !atomic_load(&f->hole))
+			pthread_cond_wait(&f->rb_cv, &f->rb_mu);
+		pthread_mutex_unlock(&f->rb_mu);
+		if (atomic_load(&f->stopping))
+			break;
+		/* The consumer delivers nothing usable any more; writes waiting for it never
+		 * get their result here. */
+		drop_consumer(f);
+		fail_pending(f, "fleet: this replica is behind the stream's retention and "
+				"re-bootstraps from a snapshot; the write was published and may be "
+				"applied by the fleet: read it back or retry with the same "
+				"idempotency key");
+		lg.last[0] = 0;
+		while (!rebootstrap_round(f, &lg))
+			if (!rb_wait(f, REBOOT_RETRY_MS))
+				return NULL;
+	}
+	return NULL;
+}
+
 int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store *store,
 		    struct ent_err *err)
 {
@@ -730,24 +1141,21 @@ int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store 
 		return ent_err_set(err, -rc, "db.path: cannot read the store: %s",
 				   ent_strerror(rc));
 	f->w = w;
-	f->fed_seq = st.seq;
+	f->store = store;
 	if (st.seq >= atomic_load(&f->start_head))
 		atomic_store(&f->caught_up, true);
-	jsSubOptions so;
-	jsSubOptions_Init(&so);
-	so.Stream = f->stream;
-	so.Ordered = true;
-	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = st.seq + 1;
-	jsErrCode jerr = 0;
-	natsStatus s = js_Subscribe(&f->sub, f->js, f->subject, on_msg, f, NULL, &so, &jerr);
-	if (s != NATS_OK)
-		return ent_err_set(err, ENT_EUNAVAIL, "fleet.stream: cannot consume '%s': %s",
-				   f->stream, nats_text(s));
-	/* The writer's queue is the buffer; nats.c's own limit would drop messages. */
-	natsSubscription_SetPendingLimits(f->sub, -1, -1);
+	if (f->db_path) {
+		/* A re-bootstrap killed half-way left its download: only disk space. */
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/%s", f->db_path, REBOOT_DIR);
+		remove_dir(dir);
+	}
+	if ((rc = subscribe_at(f, st.seq + 1, err)))
+		return rc;
 	if (pthread_create(&f->poller, NULL, poll_main, f) == 0)
 		f->poller_started = true;
+	if (f->db_path && pthread_create(&f->rebooter, NULL, rebooter_main, f) == 0)
+		f->rebooter_started = true;
 	return 0;
 }
 
@@ -762,6 +1170,9 @@ void ent_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out)
 		atomic_store(&f->caught_up, true);
 	out->caught_up = atomic_load(&f->caught_up);
 	out->hole = atomic_load(&f->hole);
+	out->rebootstrapping = atomic_load(&f->rebootstrapping);
+	out->rebootstraps = atomic_load(&f->rebootstraps);
+	out->rebootstrap_failed = atomic_load(&f->rebootstrap_failed);
 	out->stream_changed = atomic_load(&f->stream_changed);
 	out->lag = out->head_seq > out->applied_seq ? out->head_seq - out->applied_seq : 0;
 	int64_t heard = atomic_load(&f->last_heard_ms);
@@ -778,6 +1189,8 @@ const char *ent_fleet_state_name(const struct ent_fleet_stats *s)
 {
 	if (s->stream_changed)
 		return "stream_changed";
+	if (s->rebootstrapping)
+		return "rebootstrapping";
 	if (s->hole)
 		return "stopped_hole";
 	if (!s->connected)
@@ -792,12 +1205,14 @@ void ent_fleet_close(struct ent_fleet *f)
 	if (!f)
 		return;
 	atomic_store(&f->stopping, true);
+	pthread_mutex_lock(&f->rb_mu);
+	pthread_cond_broadcast(&f->rb_cv);
+	pthread_mutex_unlock(&f->rb_mu);
+	if (f->rebooter_started)
+		pthread_join(f->rebooter, NULL); /* waits for a fetch or swap in progress */
 	if (f->poller_started)
 		pthread_join(f->poller, NULL);
-	if (f->sub) {
-		natsSubscription_Unsubscribe(f->sub);
-		natsSubscription_Destroy(f->sub);
-	}
+	drop_consumer(f);
 	/* Closing waits for nats.c's callbacks in progress; pending acks are dropped. */
 	if (f->nc)
 		natsConnection_Close(f->nc);
@@ -822,7 +1237,17 @@ void ent_fleet_close(struct ent_fleet *f)
 	if (f->nc)
 		natsConnection_Destroy(f->nc);
 	natsOptions_Destroy(f->nopts);
+	while (f->subctxs) {
+		struct subctx *next = f->subctxs->next;
+		free(f->subctxs);
+		f->subctxs = next;
+	}
 	pthread_mutex_destroy(&f->mu);
+	pthread_mutex_destroy(&f->feed_mu);
+	pthread_mutex_destroy(&f->rb_mu);
+	pthread_cond_destroy(&f->rb_cv);
+	free(f->db_path);
+	free(f->bucket);
 	free(f->pending);
 	free(f->urls);
 	free(f->stream);

@@ -809,7 +809,7 @@ static void drain(struct ent_writer *w)
 	}
 
 	while (r) {
-		if (!r->event && w->fleet) {
+		if (!r->event && w->fleet && !((struct ent_writer_txn_req *)r)->local) {
 			/* A multi-event transaction cannot be one stream message (docs/fleet.md).
 			 */
 			struct ent_writer_req *next = r->next;

@@ -419,6 +419,20 @@ def status(e):
         return a.status()
 
 
+def run_entd(args, timeout=60):
+    """entd with \a args on a fresh directory, for settings it must refuse at start; returns
+    (exit status, output). It must exit by itself within \a timeout."""
+    tmp = tempfile.mkdtemp(prefix="entd-flrun-", dir="/tmp")
+    try:
+        cmd = [wp.ARGS.entd, "--db", os.path.join(tmp, "db"), "--listen",
+               "127.0.0.1:%d" % harness.free_port()] + list(args)
+        p = subprocess.run(PDEATHSIG + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+        return p.returncode, p.stdout.decode(errors="replace")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def raw_publish(nats_port, subject, payload, headers=None):
     """Publish bytes on a subject over the plain NATS protocol (no client library needed):
     CONNECT, then HPUB/PUB, then PING to learn it was processed. JetStream stores it."""
@@ -442,6 +456,23 @@ def raw_publish(nats_port, subject, payload, headers=None):
     s.close()
     return line
 
+
+GO = shutil.which("go") or "/usr/bin/go"
+GOPATH = "/usr/share/gocode"  # Debian's Go library packages live here (GOPATH mode)
+
+
+def build_go_tool(name, out):
+    """Build the Go test tool tests/integration/fleet/<name>/main.go into out/<name> with
+    Debian's go and its Go library packages (GOPATH mode, offline); returns its path."""
+    exe = os.path.join(out, name)
+    if not os.path.exists(GO):
+        raise RuntimeError("go not found: deploy/dev.sh installs golang-go and the "
+                           "golang-github-nats-io-* packages the fleet suites build with")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="",
+               GOCACHE=os.path.join(out, "gocache"), CGO_ENABLED="0")
+    subprocess.run([GO, "build", "-o", exe, os.path.join(_here, name, "main.go")],
+                   check=True, env=env, timeout=600)
+    return exe
 
 def setup_catalog(admin, plan_limit=1000, hard=True):
     """Features, a plan, an add-on: the base every suite writes on."""

@@ -15,33 +15,20 @@ bad message does. Each case gets a clear error or the documented rule, and no cr
   client): every replica skips it at the same sequence (skipped_events 1, a warning with the
   stream sequence), moves on past it, keeps serving, and the next write is applied on all.
 """
-import os
 import subprocess
-import tempfile
-
-import grpc
 
 import natsfix  # noqa: I100 (puts harness and wp on the path)
 import harness
 import wp
 from natsfix import FleetCase
-from wp import pb
 
 
-def run_entd(args, timeout=60):
-    """entd with \a args on a fresh directory; returns (exit status, output). It must exit."""
-    tmp = tempfile.mkdtemp(prefix="entd-flbad-", dir="/tmp")
-    cmd = [wp.ARGS.entd, "--db", os.path.join(tmp, "db"), "--listen",
-           "127.0.0.1:%d" % harness.free_port()] + list(args)
-    p = subprocess.run(natsfix.PDEATHSIG + cmd, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=timeout)
-    return p.returncode, p.stdout.decode(errors="replace")
 
 
 class BadInput(FleetCase):
     def test_unreachable_engine_at_start(self):
         port = harness.free_port()
-        rc, out = run_entd(["--fleet-nats", "nats://127.0.0.1:%d" % port,
+        rc, out = natsfix.run_entd(["--fleet-nats", "nats://127.0.0.1:%d" % port,
                             "--fleet-connect-timeout-ms", "500"])
         self.assertEqual(rc, 1, out)
         self.assertIn("fleet.nats: cannot connect to nats://127.0.0.1:%d" % port, out)
@@ -51,7 +38,8 @@ class BadInput(FleetCase):
         try:
             n.start()
             url_bad = "nats://fl:wrong-pw@127.0.0.1:%d" % n.port
-            rc, out = run_entd(["--fleet-nats", url_bad, "--fleet-connect-timeout-ms", "3000"])
+            rc, out = natsfix.run_entd(["--fleet-nats", url_bad,
+                                        "--fleet-connect-timeout-ms", "3000"])
             self.assertEqual(rc, 1, out)
             self.assertIn("fleet.nats: cannot connect", out)
             self.assertIn("uthorization", out)
@@ -77,11 +65,11 @@ class BadInput(FleetCase):
             e.start()
             e.stop()
             e.cleanup()
-            rc, out = run_entd(["--fleet-nats", n.url])
+            rc, out = natsfix.run_entd(["--fleet-nats", n.url])
             self.assertEqual(rc, 1, out)
             self.assertIn("fleet.subject: the existing stream 'ENTD_EVENTS' has other "
                           "subjects", out)
-            rc, out = run_entd(["--fleet-nats", n.url, "--fleet-subject", "other.events",
+            rc, out = natsfix.run_entd(["--fleet-nats", n.url, "--fleet-subject", "other.events",
                                 "--fleet-replicas", "3"])
             self.assertEqual(rc, 1, out)
             self.assertIn("fleet.replicas: the existing stream 'ENTD_EVENTS' has 1 replicas, "
@@ -120,7 +108,7 @@ class BadInput(FleetCase):
                   "/nonexistent/x.creds"], "fleet.creds_file: '/nonexistent/x.creds' is not"),
                 (["--fleet-nats", "nats://127.0.0.1:4222", "--fleet-subject", "a.*"],
                  "fleet.subject: 'a.*' has a wildcard")):
-            rc, out = run_entd(args)
+            rc, out = natsfix.run_entd(args)
             self.assertEqual(rc, 1, out)
             self.assertIn(want, out)
 

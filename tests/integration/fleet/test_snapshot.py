@@ -32,22 +32,7 @@ sys.path.insert(0, _here)
 import natsfix  # noqa: E402
 import wp  # noqa: E402  (natsfix put writepath/ on sys.path)
 
-GO = shutil.which("go") or "/usr/bin/go"
-GOPATH = "/usr/share/gocode"  # Debian's Go library packages live here (GOPATH mode)
 INTEROP = None  # path of the built objinterop tool
-
-
-def build_interop(out):
-    """Build tests/integration/fleet/objinterop with Debian's go and nats.go (offline)."""
-    exe = os.path.join(out, "objinterop")
-    if not os.path.exists(GO):
-        raise RuntimeError("go not found: deploy/dev.sh installs golang-go and "
-                           "golang-github-nats-io-go-nats-dev (the reference NATS client)")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="",
-               GOCACHE=os.path.join(out, "gocache"), CGO_ENABLED="0")
-    subprocess.run([GO, "build", "-o", exe, os.path.join(_here, "objinterop", "main.go")],
-                   check=True, env=env, timeout=600)
-    return exe
 
 
 def interop(*args, check=True):
@@ -348,7 +333,7 @@ if __name__ == "__main__":
     def extra(ap):
         ap.add_argument("--go-out", default=None)
     rest = wp.setup(sys.argv[1:], extra)
-    INTEROP = build_interop(wp.ARGS.out)
+    INTEROP = natsfix.build_go_tool("objinterop", wp.ARGS.out)
     import signal
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     unittest.main(module="__main__", argv=[sys.argv[0], "-v"] + rest)
