@@ -12,6 +12,11 @@ process start instead, minus the start-up of the same replica against an empty s
 in the same run). Modes alternate (A B A B ...) to spread drift.
 
     bench/fleet_apply.py --entd build/entd --events 200000 [--rounds 2]
+    bench/fleet_apply.py --entd build/entd --base-entd /tmp/base/build/entd --events 100000
+
+With --base-entd (another build, e.g. of main) both binaries run in every round, alternating
+(base, new, base, new ... per mode), and the ratio new / base of the medians is printed: the
+before/after of a change measured in the same run, on the same stream and host.
 
 Every process is started here and stopped by its PID.
 """
@@ -135,6 +140,8 @@ def main():
     ap.add_argument("--events", type=int, default=200000)
     ap.add_argument("--customers", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--base-entd", help="a reference build, alternated with --entd")
+    ap.add_argument("--modes", default="nometasync,full_sync")
     ap.add_argument("--proto-dir", default=os.path.join(ROOT, "proto"))
     A = ap.parse_args()
     work = tempfile.mkdtemp(prefix="entd-fleet-apply-")
@@ -153,27 +160,42 @@ def main():
             except OSError:
                 time.sleep(0.05)
         # The stream, created by a replica with the defaults (and its start-up time, empty).
-        empty = min(run_replica(A.entd, url, work, []) for _ in range(3))
+        bins = [("new", A.entd)] + ([("base", A.base_entd)] if A.base_entd else [])
+        empty = {b: min(run_replica(path, url, work, []) for _ in range(3)) for b, path in bins}
         t0 = time.monotonic()
         total = publish_all(port, b"entd.events", events(pb, A.customers, A.events))
         while stream_msgs(http, "ENTD_EVENTS")[0] < total:
             time.sleep(0.05)
-        print("stream: %d messages in %.1f s; empty-stream start-up %.3f s" % (
-            total, time.monotonic() - t0, empty), flush=True)
-        res = {"nometasync": [], "full_sync": []}
+        print("stream: %d messages in %.1f s; empty-stream start-up %s; load average %s" % (
+            total, time.monotonic() - t0,
+            ", ".join("%s %.3f s" % (b, empty[b]) for b, _ in bins),
+            " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
+        all_modes = {"nometasync": [], "full_sync": ["--fleet-full-sync"]}
+        modes = [(m, all_modes[m]) for m in A.modes.split(",")]
+        res = {(b, m): [] for b, _ in bins for m, _ in modes}
         for r in range(A.rounds):
-            for mode, extra in (("nometasync", []), ("full_sync", ["--fleet-full-sync"])):
-                s = run_replica(A.entd, url, work, extra) - empty
-                res[mode].append(total / s)
-                st = RUN_STATS[-1]
-                commits = float(st.get("entd_writer_commits_total", "nan"))
-                print("round %d %-10s %.2f s  %.0f events/s  (%d commits, %.0f messages per "
-                      "commit)" % (r + 1, mode, s, total / s, commits, total / commits),
-                      flush=True)
-        for mode, v in res.items():
+            for mode, extra in modes:
+                # Alternate which binary goes first from round to round.
+                order = bins if r % 2 == 0 else bins[::-1]
+                for b, path in order:
+                    s = run_replica(path, url, work, extra) - empty[b]
+                    res[(b, mode)].append(total / s)
+                    st = RUN_STATS[-1]
+                    commits = float(st.get("entd_writer_commits_total", "nan"))
+                    print("round %d %-4s %-10s %.2f s  %.0f events/s  (%d commits, %.0f "
+                          "messages per commit)" % (r + 1, b, mode, s, total / s, commits,
+                                                    total / commits), flush=True)
+        med = {}
+        for (b, mode), v in res.items():
             v.sort()
-            print("%-10s median %.0f events/s (%s)" % (
-                mode, v[len(v) // 2], ", ".join("%.0f" % x for x in v)))
+            med[(b, mode)] = v[len(v) // 2]
+            print("%-4s %-10s median %.0f events/s (%s)" % (
+                b, mode, med[(b, mode)], ", ".join("%.0f" % x for x in v)))
+        if A.base_entd:
+            for mode, _ in modes:
+                print("%-10s new / base = %.2f" % (mode, med[("new", mode)] /
+                                                   med[("base", mode)]))
+        print("load average at the end: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     finally:
         nats.terminate()
         nats.wait()

@@ -674,6 +674,8 @@ int main(int argc, char **argv)
 		.max_connection_age_ms = d.cfg.max_connection_age_ms,
 		.metrics = d.metrics,
 		.decision_log = d.dlog,
+		.min_seq_wait_ms = d.cfg.check_min_seq_wait_ms,
+		.min_seq_wait_max = d.cfg.check_min_seq_wait_max,
 	};
 	struct ent_rpc *rpc;
 	if (ent_rpc_start(&ro, &rpc, &err) != 0) {

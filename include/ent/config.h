@@ -117,6 +117,9 @@ struct ent_config {
 	unsigned metrics_max_connections; /**< metrics.max_connections */
 	int64_t metrics_timeout_ms;	  /**< metrics.connection_timeout_ms */
 
+	int64_t check_min_seq_wait_ms;	 /**< check.min_sequence_wait_ms (0: refuse at once) */
+	unsigned check_min_seq_wait_max; /**< check.min_sequence_wait_max: parked checks */
+
 	unsigned writer_max_group;	  /**< writer.max_group: events per transaction */
 	int64_t writer_idem_retention_ms; /**< writer.idem_retention_ms */
 

@@ -142,6 +142,7 @@ struct ent_metrics_gauges {
 	double writer_last_commit_seconds;
 	double writer_boundary_lag_seconds;
 	double writer_next_boundary_timestamp_seconds; /**< 0: none */
+	double checks_waiting;			       /**< checks parked for their min_sequence */
 
 	double open_calls; /**< calls in flight (entd_rpc_open_calls); NaN: unknown */
 	double sync_lag;   /**< fleet mode: events behind the stream; NaN: not in fleet mode */

@@ -60,6 +60,15 @@ struct ent_rpc_opts {
 	struct ent_metrics *metrics;
 	/** Sampled decision log; NULL: none (ent_rpc_set_decision_log may add one later). */
 	struct ent_decision_log *decision_log;
+	/**
+	 * A check (CheckEntitlement, BatchCheckEntitlements, GetCustomerEntitlements) whose
+	 * min_sequence this node has not applied yet is parked until the writer applies it, for
+	 * this long at most (and never past the call's deadline); 0: answered UNAVAILABLE at once.
+	 * Needs a writer.
+	 */
+	int64_t min_seq_wait_ms;
+	/** Checks parked at once at most; one more is answered UNAVAILABLE at once. 0: 1024. */
+	size_t min_seq_wait_max;
 };
 
 /** Label of calls to methods the server does not have, in the metrics. */

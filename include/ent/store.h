@@ -336,6 +336,22 @@ struct ent_apply_result {
  */
 ENT_API int ent_apply(struct ent_wtxn *w, const struct Ent__V1__Event *ev, struct ent_arena *arena,
 		      struct ent_apply_result *res);
+/**
+ * ent_apply without the nested transaction: the event's writes go straight into \a w, which
+ * is much cheaper (no child transaction, no copies of the pages the group already dirtied).
+ * The price: an event that fails (any non-zero return or res->err) may have left part of its
+ * writes in \a w, so the caller must then abort the whole transaction (and may apply the group
+ * again with that event through ent_apply). Meta "seq" is not written per event: only the
+ * in-memory sequence advances, and the caller writes it once (ent_wtxn_set_seq(w,
+ * ent_wtxn_seq(w))) before committing. A successful event writes exactly what ent_apply writes.
+ */
+ENT_API int ent_apply_direct(struct ent_wtxn *w, const struct Ent__V1__Event *ev,
+			     struct ent_arena *arena, struct ent_apply_result *res);
+/**
+ * Set the in-memory sequence of \a w to \a seq without writing meta "seq" (the next direct
+ * apply is seq + 1): for a caller that writes meta "seq" itself before the commit.
+ */
+ENT_API void ent_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq);
 
 /* ---- aggregated record codec (record.c) ---------------------------------------------- */
 

@@ -2,7 +2,7 @@
  * \file writer.h
  * The only LMDB writer: one libuv loop thread. RPC threads hand it events through a queue and
  * uv_async_send (never blocking on it); it group-commits every event waiting at that moment in
- * one transaction (each event in its own nested transaction, so a bad one fails alone), commits
+ * one transaction (a bad event fails alone: docs/writer.md, "Group commit"), commits
  * durably, then answers each caller with its result. A uv_timer fires at the next boundary in
  * the store's index and applies a Tick event.
  */
@@ -122,11 +122,59 @@ ENT_API uint64_t ent_writer_feed_depth(const struct ent_writer *w);
 /** Fleet mode: messages that could not be decoded and were skipped (any thread). */
 ENT_API uint64_t ent_writer_skipped(const struct ent_writer *w);
 
+/** How a parked wait for a sequence ended (ent_writer_wait). */
+enum ent_writer_wait_end {
+	ENT_WAIT_APPLIED = 0, /**< a commit reached the sequence */
+	ENT_WAIT_TIMEOUT = 1, /**< its deadline passed first */
+	ENT_WAIT_STOPPING = 2 /**< ent_writer_wait_close or ent_writer_stop released it */
+};
+
+struct ent_writer_wait;
+/**
+ * A parked wait ended: \a end is an enum ent_writer_wait_end, \a applied the sequence of the
+ * last commit at that moment. Runs once per parked wait, on the writer thread, or on the
+ * thread of ent_writer_wait_close / ent_writer_stop; it must not block and must not call back
+ * into the writer's wait functions.
+ */
+typedef void (*ent_writer_wait_cb)(struct ent_writer_wait *wt, int end, uint64_t applied);
+
+/** A caller-owned wait for a sequence; owned by the writer from a parking ent_writer_wait
+    until its callback runs. */
+struct ent_writer_wait {
+	struct ent_writer_wait *next; /**< list link, the writer's while parked */
+	uint64_t seq;		      /**< released once a commit reaches this sequence */
+	int64_t deadline_ns;	      /**< ent_mono_ns() instant: released ENT_WAIT_TIMEOUT */
+	ent_writer_wait_cb cb;
+	void *ctx;
+	int end; /**< the writer's, while releasing */
+};
+
+/**
+ * Park \a wt until the applied sequence reaches wt->seq (any thread; never blocks beyond a
+ * short mutex). Meant for the rare check whose min_sequence is ahead of this node: the writer
+ * releases it right after the commit that applies the sequence (embedded or fleet mode alike),
+ * or when wt->deadline_ns passes.
+ * \param max parked waits at most (all callers together)
+ * \return 0: parked, wt->cb will run exactly once; 1: the sequence is applied already (not
+ *         parked, no callback); -ENT_EFULL: \a max waits are parked already; -ENT_EUNAVAIL:
+ *         waits are closed (stopping).
+ */
+ENT_API int ent_writer_wait(struct ent_writer *w, struct ent_writer_wait *wt, size_t max);
+/**
+ * Release every parked wait now with ENT_WAIT_STOPPING (callbacks run on this thread) and
+ * refuse new ones from now on (-ENT_EUNAVAIL): the server's shutdown, so that no call waits
+ * for its bound while the server drains. Any thread but the writer's.
+ */
+ENT_API void ent_writer_wait_close(struct ent_writer *w);
+/** Waits parked now (any thread). */
+ENT_API size_t ent_writer_waiting(const struct ent_writer *w);
+
 /** Sequence of the last commit (atomic read; any thread). */
 ENT_API uint64_t ent_writer_seq(const struct ent_writer *w);
 
 struct ent_writer_stats {
 	uint64_t commits, events, failed, queue_depth;
+	uint64_t waiting;	 /**< checks parked for a sequence (ent_writer_wait) */
 	uint64_t last_commit_us; /**< duration of the last commit */
 	int64_t next_boundary_at;
 	int64_t boundary_lag_ms; /**< how late the last boundary tick ran */

@@ -80,6 +80,14 @@ const struct setting ent_config_settings[] = {
 	{"limits.max_connection_age_ms", "ENTD_MAX_CONNECTION_AGE_MS", "max-connection-age-ms",
 	 K_DURATION, false, OFF(max_connection_age_ms), 0, INT_MAX,
 	 "close any connection after this long (GOAWAY, calls finish; 0: never)"},
+	{"check.min_sequence_wait_ms", "ENTD_MIN_SEQUENCE_WAIT_MS", "min-sequence-wait-ms",
+	 K_DURATION, false, OFF(check_min_seq_wait_ms), 0, 600 * SEC,
+	 "a check whose min_sequence is not applied yet waits this long for it, then answers "
+	 "UNAVAILABLE (0: at once)"},
+	{"check.min_sequence_wait_max", "ENTD_MIN_SEQUENCE_WAIT_MAX", "min-sequence-wait-max",
+	 K_UINT, false, OFF(check_min_seq_wait_max), 1, 1000000,
+	 "checks waiting for their min_sequence at once at most (more answer UNAVAILABLE at "
+	 "once)"},
 	{"shutdown.grace_ms", "ENTD_GRACE_MS", "grace-ms", K_DURATION, false, OFF(grace_ms), 0,
 	 3600 * SEC, "on SIGTERM, in-flight calls get this long before they are cancelled"},
 	{"log.level", "ENTD_LOG_LEVEL", "log-level", K_LEVEL, true, OFF(log_level), 0, 0,
@@ -279,6 +287,8 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->decision_log_sample_rate = 0;
 	cfg->decision_log_path = strdup("stderr");
 	cfg->metrics_listen = NULL;
+	cfg->check_min_seq_wait_ms = 2 * 1000;
+	cfg->check_min_seq_wait_max = 1024;
 	cfg->writer_max_group = 1024;
 	cfg->writer_idem_retention_ms = 7 * 24 * 3600 * 1000LL;
 	cfg->fleet_stream = strdup("ENTD_EVENTS");

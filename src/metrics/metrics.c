@@ -152,6 +152,7 @@ void ent_metrics_fill_writer(struct ent_metrics_gauges *g, const struct ent_writ
 	g->writer_last_commit_seconds = (double)ws->last_commit_us / 1e6;
 	g->writer_boundary_lag_seconds = (double)ws->boundary_lag_ms / 1000.0;
 	g->writer_next_boundary_timestamp_seconds = (double)ws->next_boundary_at / 1000.0;
+	g->checks_waiting = (double)ws->waiting;
 }
 
 /* ---- rendering -------------------------------------------------------------------------- */
@@ -370,6 +371,9 @@ static void render_gauges(struct buf *b, const struct ent_metrics_gauges *g)
 		gauge(b, "entd_writer_next_boundary_timestamp_seconds", "gauge",
 		      "When the next boundary is due, Unix seconds (0: none).",
 		      g->writer_next_boundary_timestamp_seconds);
+		gauge(b, "entd_checks_waiting_min_sequence", "gauge",
+		      "Checks parked until this node applies their min_sequence.",
+		      g->checks_waiting);
 	}
 	gauge(b, "entd_rpc_open_calls", "gauge", "Calls in flight.", g->open_calls);
 	gauge(b, "entd_sync_lag_events", "gauge", "Fleet mode: events not yet applied.",
@@ -527,8 +531,8 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 	g.boundaries = g.walk_enabled = g.walk_fallbacks = g.writer_queue_depth =
 		g.writer_commits_total = g.writer_events_total = g.writer_failed_total =
 			g.writer_last_commit_seconds = g.writer_boundary_lag_seconds =
-				g.writer_next_boundary_timestamp_seconds = g.open_calls =
-					g.sync_lag = g.serving = NAN;
+				g.writer_next_boundary_timestamp_seconds = g.checks_waiting =
+					g.open_calls = g.sync_lag = g.serving = NAN;
 	g.sync_last_heard_seconds = g.sync_connected = g.sync_degraded = g.sync_caught_up =
 		g.sync_applied_seq = g.sync_skipped_total = g.sync_published_total =
 			g.sync_publish_failed_total = g.sync_reconnects_total =

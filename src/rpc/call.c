@@ -243,6 +243,7 @@ static void recycle(struct ent_call *c)
 	c->half_closed = c->close_armed = c->drop_arena = c->end_pending = false;
 	c->watch_sent = -1;
 	c->watch_unknown = c->watch_listed = false;
+	c->resumed = false;
 
 	c->next = ws->free;
 	ws->free = c;
@@ -273,6 +274,39 @@ void ent_call_collect_orphans(struct ent_wstate *ws)
 		c->orphan_next = NULL;
 		recycle(c);
 		c = n;
+	}
+}
+
+/*
+ * A parked check goes back to its worker the way an orphan does: pushed on a lock-free stack
+ * and the worker woken, because the thread whose commit ended the wait (the writer) must not
+ * decide checks (the read view and the counters are the worker's).
+ */
+void ent_call_resume(struct ent_call *c)
+{
+	struct ent_wstate *ws = c->ws;
+	struct ent_call *head = atomic_load(&ws->resumed);
+	do {
+		c->resume_next = head;
+	} while (!atomic_compare_exchange_weak(&ws->resumed, &head, c));
+	ent_rpc_notify(ws);
+}
+
+void ent_call_collect_resumed(struct ent_wstate *ws)
+{
+	struct ent_call *c = atomic_exchange(&ws->resumed, NULL), *fifo = NULL;
+	/* Pushed LIFO: answer in the order the waits ended. */
+	while (c) {
+		struct ent_call *n = c->resume_next;
+		c->resume_next = fifo;
+		fifo = c;
+		c = n;
+	}
+	while (fifo) {
+		struct ent_call *n = fifo->resume_next;
+		fifo->resume_next = NULL;
+		ent_check_resume(fifo);
+		fifo = n;
 	}
 }
 

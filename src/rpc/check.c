@@ -159,11 +159,12 @@ static int parse_check(const struct ent_wire_check *r, int64_t now, struct ent_c
 
 /*
  * Begin a snapshot at least \a min_seq new. A writer commit that the caller has already seen
- * answered is visible to a fresh snapshot, so a renewal normally suffices; a min_sequence
- * from the future (another node, or not yet committed) is refused rather than waited for,
- * since a worker thread must never block.
+ * answered is visible to a fresh snapshot, so a renewal normally suffices. A min_sequence
+ * from the future (another node, or not yet committed) is refused here, with *behind set to
+ * it (when \a behind is not NULL), since a worker thread must never block: the unary handlers
+ * then park the call until the writer applies it (park, below).
  */
-static int begin_min(struct ent_view *v, uint64_t min_seq, struct ent_err *err)
+static int begin_min(struct ent_view *v, uint64_t min_seq, uint64_t *behind, struct ent_err *err)
 {
 	for (int i = 0;; i++) {
 		int rc = ent_view_begin(v);
@@ -173,13 +174,124 @@ static int begin_min(struct ent_view *v, uint64_t min_seq, struct ent_err *err)
 		if (seq >= min_seq)
 			return 0;
 		ent_view_end(v);
-		if (i == MIN_SEQ_RETRIES)
+		if (i == MIN_SEQ_RETRIES) {
+			if (behind)
+				*behind = min_seq;
 			return ent_err_set(err, ENT_EUNAVAIL,
 					   "snapshot sequence %" PRIu64
 					   " is older than min_sequence %" PRIu64,
 					   seq, min_seq);
+		}
 		sched_yield();
 	}
+}
+
+/* ---- checks that wait for their min_sequence ------------------------------------------ */
+
+/*
+ * A unary check whose min_sequence this node has not applied yet is parked: its call (the
+ * request bytes stay in it) waits in the writer's list of waits (ent_writer_wait) instead of
+ * being refused, and the worker goes on serving. The commit that applies the sequence (a local
+ * write, or the stream's messages in fleet mode) releases it from the writer thread, which
+ * only hands the call back to its worker (ent_call_resume); the worker decides it again from
+ * the start with a fresh snapshot (ent_check_resume). The check is not decided on the writer
+ * thread because the read view, the counters and the decision log belong to the worker, and
+ * the writer's time is the apply rate's. Only this rare path takes a lock (the writer's list).
+ */
+enum {
+	PARK_NO,
+	PARK_PARKED,
+	PARK_AGAIN
+};
+
+static void wait_done(struct ent_writer_wait *wt, int end, uint64_t applied)
+{
+	struct ent_call *c = wt->ctx;
+	c->wait_end = (uint8_t)end;
+	c->wait_applied = applied;
+	ent_call_resume(c);
+}
+
+/*
+ * Park \a call until sequence \a want is applied. PARK_PARKED: the call is the writer's now,
+ * do not touch it. PARK_AGAIN: applied meanwhile, decide again now. PARK_NO: answer with
+ * \a err (kept as it is when waiting is off; else why the call cannot wait).
+ */
+static int park(struct ent_call *call, uint64_t want, struct ent_err *err)
+{
+	const struct ent_rpc_opts *o = ent_call_opts(call);
+	if (!o->writer || o->min_seq_wait_ms <= 0 || call->resumed ||
+	    call->rm->kind != ENT_MK_UNARY)
+		return PARK_NO;
+	int64_t now = ent_mono_ns();
+	int64_t until = now + o->min_seq_wait_ms * 1000000;
+	gpr_timespec dl = call->deadline;
+	if (dl.clock_type != GPR_TIMESPAN && dl.tv_sec != INT64_MAX) {
+		/* Never past the call's deadline: the client would not read the answer. */
+		gpr_timespec left = gpr_time_sub(dl, gpr_now(dl.clock_type));
+		int64_t left_ns = left.tv_sec * 1000000000 + left.tv_nsec;
+		if (left_ns <= 0)
+			return PARK_NO;
+		if (now + left_ns < until)
+			until = now + left_ns;
+	}
+	call->wait = (struct ent_writer_wait){
+		.seq = want, .deadline_ns = until, .cb = wait_done, .ctx = call};
+	call->wait_ms = (until - now) / 1000000;
+	int rc = ent_writer_wait(o->writer, &call->wait, o->min_seq_wait_max);
+	if (rc == 0)
+		return PARK_PARKED;
+	call->resumed = true;
+	if (rc == 1)
+		return PARK_AGAIN;
+	uint64_t applied = ent_writer_seq(o->writer);
+	if (rc == -ENT_EFULL)
+		ent_err_set(err, ENT_EUNAVAIL,
+			    "min_sequence %" PRIu64 " is not applied on this node yet (applied "
+			    "sequence %" PRIu64 ") and %zu checks already wait for theirs, the "
+			    "most that may (check.min_sequence_wait_max): retry later",
+			    want, applied, o->min_seq_wait_max);
+	else
+		ent_err_set(err, ENT_EUNAVAIL,
+			    "min_sequence %" PRIu64 " is not applied on this node yet (applied "
+			    "sequence %" PRIu64 ") and the server is shutting down",
+			    want, applied);
+	return PARK_NO;
+}
+
+void ent_check_resume(struct ent_call *c)
+{
+	char msg[sizeof(((struct ent_err *)0)->msg)];
+	c->resumed = true;
+	if (c->wait_end == ENT_WAIT_APPLIED) {
+		if (c->rm->m->raw) {
+			grpc_slice hold;
+			const uint8_t *p;
+			size_t n;
+			if (!ent_call_bytes(c->payload, &hold, &p, &n)) {
+				ent_call_fail(c, ENT_EINVAL, "malformed request");
+				return;
+			}
+			c->rm->m->raw(c, p, n);
+			grpc_slice_unref(hold);
+		} else {
+			c->rm->m->handler(c, c->req);
+		}
+		return;
+	}
+	if (c->wait_end == ENT_WAIT_TIMEOUT)
+		snprintf(msg, sizeof(msg),
+			 "min_sequence %" PRIu64 " is not applied on this node yet: applied "
+			 "sequence %" PRIu64 " after waiting %" PRId64 " ms "
+			 "(check.min_sequence_wait_ms, or the call's deadline); retry later or "
+			 "on a node that is caught up",
+			 c->wait.seq, c->wait_applied, c->wait_ms);
+	else
+		snprintf(msg, sizeof(msg),
+			 "min_sequence %" PRIu64 " is not applied on this node yet (applied "
+			 "sequence %" PRIu64 ") and the server is shutting down",
+			 c->wait.seq, c->wait_applied);
+	ent_call_fail(c, ENT_EUNAVAIL, msg);
 }
 
 static int view_error(int rc, struct ent_err *err)
@@ -216,6 +328,7 @@ static int check_one(struct ent_call *call, const uint8_t *req, size_t len, grpc
 		     struct ent_err *err)
 {
 	struct ent_answer *a = &call->ans;
+	a->behind = 0;
 	if (a->ok && a->req == req && a->len == len) {
 		if (call->ws->mb)
 			ent_metrics_add_(&call->ws->mb->checks_ahead, 1);
@@ -241,9 +354,14 @@ static void h_check(struct ent_call *call, const uint8_t *req, size_t len)
 {
 	struct ent_err err;
 	grpc_slice out;
-	if (check_one(call, req, len, &out, &err)) {
-		ent_call_fail(call, err.code, err.msg);
-		return;
+	while (check_one(call, req, len, &out, &err)) {
+		int p = call->ans.behind ? park(call, call->ans.behind, &err) : PARK_NO;
+		if (p == PARK_PARKED)
+			return;
+		if (p == PARK_NO) {
+			ent_call_fail(call, err.code, err.msg);
+			return;
+		}
 	}
 	ent_call_reply_slice(call, out);
 }
@@ -318,7 +436,7 @@ int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t 
 	/* A lone check waits (briefly) for its min_sequence; checks decided ahead take the
 	   snapshot there is, and one that asks for a newer one keeps its own path. */
 	struct ent_view *v = ws->w.view;
-	int rc = begin_min(v, lone ? min_seq[0] : 0, e);
+	int rc = begin_min(v, lone ? min_seq[0] : 0, lone ? &who[0]->behind : NULL, e);
 	if (rc)
 		return lone ? rc : 0;
 	struct decided p = {.who = who,
@@ -435,8 +553,13 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 			min_seq = w.min_sequence;
 	}
 	struct ent_view *v = ent_call_worker(call)->view;
-	if (begin_min(v, min_seq, &err) != 0) {
-		ent_call_fail(call, err.code, err.msg);
+	uint64_t behind = 0;
+	if (begin_min(v, min_seq, &behind, &err) != 0) {
+		int p = behind ? park(call, behind, &err) : PARK_NO;
+		if (p == PARK_AGAIN)
+			h_batch(call, req, len);
+		else if (p == PARK_NO)
+			ent_call_fail(call, err.code, err.msg);
 		return;
 	}
 	/* One snapshot for all: the answers are consistent with each other. */
@@ -636,8 +759,13 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 		}
 	}
 	struct ent_view *v = ent_call_worker(call)->view;
-	if (begin_min(v, req->min_sequence, &err) != 0) {
-		ent_call_fail(call, err.code, err.msg);
+	uint64_t behind = 0;
+	if (begin_min(v, req->min_sequence, &behind, &err) != 0) {
+		int p = behind ? park(call, behind, &err) : PARK_NO;
+		if (p == PARK_AGAIN)
+			h_customer(call, m);
+		else if (p == PARK_NO)
+			ent_call_fail(call, err.code, err.msg);
 		return;
 	}
 	/* Sources are gathered from the base tables: this answer is larger than a check's. */

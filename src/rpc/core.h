@@ -40,6 +40,7 @@
 
 #include "ent/metrics.h"
 #include "ent/store.h"
+#include "ent/writer.h"
 #include "rpc/impl.h"
 
 /** What a completion means; every tag handed to gRPC is a struct ent_tag. */
@@ -139,6 +140,7 @@ struct ent_answer {
 	bool allowed; /**< the decision, for the metrics and the decision log */
 	uint8_t reason;
 	uint64_t seq;	      /**< the snapshot it was decided in */
+	uint64_t behind;      /**< a lone check refused for its min_sequence: that sequence */
 	struct ent_check chk; /**< strings borrow the request, alive until it is answered */
 	grpc_slice out;
 };
@@ -202,6 +204,16 @@ struct ent_call {
 	   by the worker's drain pass that waits for its completion to be dispatched. */
 	struct ent_answer ans;
 
+	/* A unary check parked until its min_sequence is applied (check.c: park). The writer owns
+	   the call from a parking ent_writer_wait until the wait's callback, which hands it back
+	   to the worker (ws->resumed); resumed keeps it from being parked twice. */
+	struct ent_writer_wait wait;
+	uint64_t wait_applied; /**< the applied sequence when the wait ended */
+	int64_t wait_ms;       /**< how long it was allowed to wait */
+	uint8_t wait_end;      /**< enum ent_writer_wait_end */
+	bool resumed;
+	struct ent_call *resume_next;
+
 	/* Health Watch: the status last sent and the one to report (-1: unknown service). */
 	int watch_sent;
 	bool watch_unknown;
@@ -234,6 +246,7 @@ struct ent_wstate {
 	grpc_status_code notify_status;
 	grpc_slice notify_details;
 	_Atomic(struct ent_call *) orphans; /**< calls another thread could not finish */
+	_Atomic(struct ent_call *) resumed; /**< parked checks whose wait ended (LIFO) */
 	struct ent_metrics_block *mb;	    /**< this thread's counters (NULL: not counted) */
 };
 
@@ -356,6 +369,14 @@ int ent_call_auth(struct ent_call *c);
 ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
 				  grpc_byte_buffer *bb);
 
+/**
+ * Hand the parked call \a c back to its worker (any thread: the wait's callback), which then
+ * runs ent_check_resume on it.
+ */
+void ent_call_resume(struct ent_call *c);
+/** Run ent_check_resume on every call handed back to the worker (worker thread). */
+void ent_call_collect_resumed(struct ent_wstate *ws);
+
 /** Drop a check answer decided ahead that was not sent (the call ended another way). */
 void ent_call_drop_answer(struct ent_call *c);
 
@@ -406,6 +427,11 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
  */
 int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
 		     struct ent_err *err);
+/**
+ * A parked check's wait ended (worker thread): decide it again now that its min_sequence is
+ * applied, or answer UNAVAILABLE naming min_sequence and the applied sequence.
+ */
+void ent_check_resume(struct ent_call *c);
 /** True when \a m is CheckEntitlement (its request can be answered ahead). */
 bool ent_check_is_unary_check(const struct ent_method *m);
 

@@ -44,6 +44,8 @@
 
 #define DEFAULT_MAX_MESSAGE	(4u * 1024 * 1024)
 #define DEFAULT_CALLS_PER_QUEUE 64
+/* Checks parked for their min_sequence at most (each holds one call object). */
+#define DEFAULT_MIN_SEQ_WAIT_MAX 1024
 /* Slots per queue for methods that are called rarely (admin, health, streams). */
 #define FEW_CALLS 4
 #define MAX_SRVS  4 /* distinct service sets: all, checks, admin, health */
@@ -57,6 +59,8 @@ static struct ent_rpc_opts default_opts(const struct ent_rpc_opts *o)
 		d.max_message_bytes = INT_MAX;
 	if (!d.calls_per_queue)
 		d.calls_per_queue = DEFAULT_CALLS_PER_QUEUE;
+	if (!d.min_seq_wait_max)
+		d.min_seq_wait_max = DEFAULT_MIN_SEQ_WAIT_MAX;
 	if (!d.threads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		d.threads = n > 0 ? (unsigned)n : 1;
@@ -429,6 +433,7 @@ static void on_notify(struct ent_wstate *ws)
 	grpc_metadata_array_init(&ws->notify_md);
 	atomic_store(&ws->notify_armed, 0);
 	ent_call_collect_orphans(ws);
+	ent_call_collect_resumed(ws);
 	ent_health_watch_update(ws);
 }
 
@@ -621,6 +626,10 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 
 	atomic_store(&r->serving, false);
 	atomic_store(&r->stopping, true);
+	/* Checks parked for their min_sequence are answered now (UNAVAILABLE, shutting down),
+	   not at their bound, and no new one parks: the drain below does not wait for them. */
+	if (r->opts.writer && threads)
+		ent_writer_wait_close(r->opts.writer);
 	if (r->n_workers && r->workers[0].cq) {
 		for (size_t i = 0; i < r->n_srvs; i++) {
 			struct ent_srv *s = &r->srvs[i];
@@ -828,6 +837,7 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 		ws->t_notify = (struct ent_tag){ENT_TAG_NOTIFY, ws};
 		atomic_init(&ws->notify_armed, 0);
 		atomic_init(&ws->orphans, NULL);
+		atomic_init(&ws->resumed, NULL);
 		atomic_init(&ws->live, 0);
 		grpc_metadata_array_init(&ws->notify_md);
 		ws->cq = grpc_completion_queue_create_for_next(NULL);

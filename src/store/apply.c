@@ -806,8 +806,15 @@ static bool body_present(const Ent__V1__Event *ev)
 	}
 }
 
-int ent_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
-	      struct ent_apply_result *res)
+/*
+ * One event. nested: in a child transaction of its own, so a failing event leaves nothing and
+ * the others of the group commit (ent_apply). Direct: straight into the group's transaction
+ * (ent_apply_direct), without the child's cost; a failing event may leave partial writes there,
+ * so its caller aborts the whole transaction and applies the group again with that event
+ * nested. Either way the same writes reach the same transaction when the event succeeds.
+ */
+static int apply_one(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
+		     struct ent_apply_result *res, bool nested)
 {
 	memset(res, 0, sizeof(*res));
 	if (!w || !w->txn)
@@ -825,24 +832,32 @@ int ent_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *ar
 		.err = &res->err,
 	};
 	ent_pb_allocator(&c.alloc, arena);
-	int rc = mdb_txn_begin(s->env, w->txn, 0, &c.txn);
-	if (rc) {
-		int r = ent_store_mdb_err(rc);
-		return ent_err_set(&res->err, -r, "begin: %s", mdb_strerror(rc));
+	int rc;
+	if (nested) {
+		rc = mdb_txn_begin(s->env, w->txn, 0, &c.txn);
+		if (rc) {
+			int r = ent_store_mdb_err(rc);
+			return ent_err_set(&res->err, -r, "begin: %s", mdb_strerror(rc));
+		}
+	} else {
+		c.txn = w->txn;
 	}
 	int r = dispatch(&c);
 	uint64_t seq = w->seq + 1;
-	if (!r) {
+	/* Direct: meta "seq" is written once for the group (ent_wtxn_set_seq before commit). */
+	if (!r && nested) {
 		uint8_t b[8];
 		ent_le64_put(b, seq);
 		r = ent_a_put(&c, ENT_T_META, ent_str_c("seq"), b, 8);
 	}
-	if (!r) {
-		rc = mdb_txn_commit(c.txn);
-		if (rc)
-			r = ent_store_mdb_err(rc);
-	} else {
-		mdb_txn_abort(c.txn);
+	if (nested) {
+		if (!r) {
+			rc = mdb_txn_commit(c.txn);
+			if (rc)
+				r = ent_store_mdb_err(rc);
+		} else {
+			mdb_txn_abort(c.txn);
+		}
 	}
 	if (r) {
 		struct ent_err keep = res->err;
@@ -856,4 +871,21 @@ int ent_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *ar
 	w->seq = seq;
 	res->seq = seq;
 	return 0;
+}
+
+int ent_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
+	      struct ent_apply_result *res)
+{
+	return apply_one(w, ev, arena, res, true);
+}
+
+int ent_apply_direct(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
+		     struct ent_apply_result *res)
+{
+	return apply_one(w, ev, arena, res, false);
+}
+
+void ent_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq)
+{
+	w->seq = seq;
 }

@@ -39,6 +39,17 @@
  * MB, and the queue's requests run between two pieces.
  */
 #define DEFAULT_TICK_PIECE 1024
+/*
+ * Fleet mode: a stream group takes max_group messages, and more while they are small: up to
+ * STREAM_GROUP_FACTOR x max_group messages holding STREAM_GROUP_BYTES x max_group bytes in
+ * all (a ReportUsage message is about 80 bytes, so 4096 of them by default; a few large usage
+ * batches stop it early). A replica catching up spends most of its commit writing the same
+ * pages again (the usage rows of the same customers); four times the messages per commit
+ * write them once. Only a backlog makes groups this large: a replica that keeps up applies
+ * what arrived, as before.
+ */
+#define STREAM_GROUP_FACTOR 4
+#define STREAM_GROUP_BYTES  384
 /* Fleet mode: stream messages queued before the consumer's thread is made to wait. */
 #define FEED_MAX 65536
 /* Fleet mode: retry delay when a transaction could not be begun or committed. */
@@ -63,6 +74,7 @@ struct fail_item {
 struct ent_writer {
 	struct ent_store *store;
 	size_t max_group;
+	size_t stream_group; /**< fleet mode: messages per stream group at most */
 	int64_t idem_retention_ms;
 
 	uv_mutex_t qlock;
@@ -83,8 +95,8 @@ struct ent_writer {
 
 	/* loop thread only */
 	struct ent_arena arena;		  /**< results' objects; reset after each group's answers */
-	struct ent_apply_result *results; /**< max_group entries, one per request of a group */
-	struct ent_writer_req **group;	  /**< max_group entries: the group being applied */
+	struct ent_apply_result *results; /**< stream_group entries, one per request of a group */
+	struct ent_writer_req **group;	  /**< stream_group entries: the group being applied */
 	int64_t armed_boundary;		  /**< boundary the timer waits for, 0: hourly tick only */
 	int64_t last_tick;  /**< when the last tick ran (start time before the first) */
 	Ent__V1__Tick tick; /**< the tick event, reused */
@@ -94,9 +106,25 @@ struct ent_writer {
 	uint64_t full_refused;	      /**< events answered ENT_EFULL since the last log line */
 	int64_t full_logged_at;	      /**< when that line was last written */
 	bool tick_inflight;	      /**< fleet mode: our tick is published, not applied yet */
-	struct ent_writer_msg **msgs; /**< max_group entries: the stream group being applied */
+	struct ent_writer_msg **msgs; /**< stream_group entries: the stream group being applied */
+	uint8_t *nested;	      /**< stream_group entries: message i is applied nested */
 	uv_timer_t retry;	      /**< fleet mode: apply the feed again after a failure */
 	int64_t stall_logged_at;
+
+	/*
+	 * Parked waits for a sequence (ent_writer_wait): the list, its length and the closed flag
+	 * are under wlock; waiting mirrors the length so that a commit with nobody waiting (the
+	 * rule) tests one atomic and takes no lock. A parker increments waiting before it reads
+	 * seq, a commit stores seq before it reads waiting, both sequentially consistent: either
+	 * the parker sees the new seq (and does not park) or the commit sees the parker.
+	 */
+	uv_mutex_t wlock;
+	struct ent_writer_wait *waits;
+	size_t n_waits;
+	bool waits_closed;
+	uv_async_t wait_wake;  /**< "a wait was parked": (re)arm wait_timer */
+	uv_timer_t wait_timer; /**< the earliest deadline of a parked wait */
+	_Atomic size_t waiting;
 
 	_Atomic uint64_t seq;
 	_Atomic uint64_t feed_depth, skipped;
@@ -143,7 +171,157 @@ static void fail_result(struct ent_apply_result *res, const struct ent_err *err)
 	res->err = *err;
 }
 
+/* ---- waits for a sequence --------------------------------------------------------------- */
+
+/*
+ * Take the parked waits that are due out of the list and run their callbacks (outside the
+ * lock: a callback hands its call back to an rpc worker). Due: all of them when \a stopping;
+ * else those whose sequence is applied, and those whose deadline is at or before \a now_ns
+ * (0: deadlines are not looked at).
+ */
+static void release_waits(struct ent_writer *w, int64_t now_ns, bool stopping)
+{
+	uint64_t applied = atomic_load_explicit(&w->seq, memory_order_seq_cst);
+	struct ent_writer_wait *due = NULL, **pp;
+	size_t k = 0;
+	uv_mutex_lock(&w->wlock);
+	if (stopping)
+		w->waits_closed = true;
+	pp = &w->waits;
+	while (*pp) {
+		struct ent_writer_wait *wt = *pp;
+		int end;
+		if (stopping)
+			end = ENT_WAIT_STOPPING;
+		else if (wt->seq <= applied)
+			end = ENT_WAIT_APPLIED;
+		else if (now_ns && wt->deadline_ns <= now_ns)
+			end = ENT_WAIT_TIMEOUT;
+		else {
+			pp = &wt->next;
+			continue;
+		}
+		*pp = wt->next;
+		wt->next = due;
+		wt->end = end;
+		due = wt;
+		k++;
+	}
+	w->n_waits -= k;
+	atomic_fetch_sub_explicit(&w->waiting, k, memory_order_seq_cst);
+	uv_mutex_unlock(&w->wlock);
+	while (due) {
+		struct ent_writer_wait *next = due->next;
+		due->next = NULL;
+		due->cb(due, due->end, applied);
+		due = next;
+	}
+}
+
+/* A commit made \a seq the applied sequence: publish it, and release the waits it satisfies. */
+static void set_applied(struct ent_writer *w, uint64_t seq)
+{
+	atomic_store_explicit(&w->seq, seq, memory_order_seq_cst);
+	if (atomic_load_explicit(&w->waiting, memory_order_seq_cst))
+		release_waits(w, 0, false);
+}
+
+static void on_wait_timer(uv_timer_t *t);
+
+/* Loop thread: arm the wait timer for the earliest deadline of the parked waits. */
+static void arm_wait_timer(struct ent_writer *w)
+{
+	int64_t first = 0;
+	uv_mutex_lock(&w->wlock);
+	for (struct ent_writer_wait *wt = w->waits; wt; wt = wt->next)
+		if (!first || wt->deadline_ns < first)
+			first = wt->deadline_ns;
+	uv_mutex_unlock(&w->wlock);
+	if (!first) {
+		uv_timer_stop(&w->wait_timer);
+		return;
+	}
+	int64_t now = ent_mono_ns();
+	/* Rounded up: a timer that fires a little early would find nothing due and spin. */
+	uint64_t ms = first > now ? (uint64_t)((first - now + 999999) / 1000000) : 0;
+	uv_update_time(&w->loop);
+	uv_timer_start(&w->wait_timer, on_wait_timer, ms, 0);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+	struct ent_writer *w = t->data;
+	release_waits(w, ent_mono_ns(), false);
+	arm_wait_timer(w);
+}
+
+static void on_wait_wake(uv_async_t *h)
+{
+	arm_wait_timer(h->data);
+}
+
+int ent_writer_wait(struct ent_writer *w, struct ent_writer_wait *wt, size_t max)
+{
+	uv_mutex_lock(&w->wlock);
+	if (w->waits_closed) {
+		uv_mutex_unlock(&w->wlock);
+		return -ENT_EUNAVAIL;
+	}
+	if (w->n_waits >= max) {
+		uv_mutex_unlock(&w->wlock);
+		return -ENT_EFULL;
+	}
+	wt->next = w->waits;
+	w->waits = wt;
+	w->n_waits++;
+	atomic_fetch_add_explicit(&w->waiting, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&w->seq, memory_order_seq_cst) >= wt->seq) {
+		/* Applied meanwhile (the commit may not have seen us): not parked after all. */
+		w->waits = wt->next;
+		w->n_waits--;
+		atomic_fetch_sub_explicit(&w->waiting, 1, memory_order_seq_cst);
+		uv_mutex_unlock(&w->wlock);
+		wt->next = NULL;
+		return 1;
+	}
+	/* Under the lock, like enqueue: the handle is closed only once waits_closed is set. */
+	uv_async_send(&w->wait_wake);
+	uv_mutex_unlock(&w->wlock);
+	return 0;
+}
+
+void ent_writer_wait_close(struct ent_writer *w)
+{
+	if (w)
+		release_waits(w, 0, true);
+}
+
+size_t ent_writer_waiting(const struct ent_writer *w)
+{
+	return atomic_load_explicit(&w->waiting, memory_order_relaxed);
+}
+
 /* ---- group commit --------------------------------------------------------------------- */
+
+/*
+ * Events are applied straight into the group's transaction (ent_apply_direct: no nested
+ * transaction per event, which cost a child transaction with a 2 MB dirty list and a copy of
+ * every page the group had dirtied already). An event that fails that way may have left
+ * partial writes, so the transaction is aborted and the group applied again from its start,
+ * that event now nested (ent_apply: it fails alone, as before); apply is deterministic, so the
+ * events before it succeed again with the same writes. After MAX_RERUNS such runs of one
+ * group, every event from the failing one on is applied nested, so a group full of failing
+ * events costs at most MAX_RERUNS + 2 runs, never one per event.
+ */
+#define MAX_RERUNS 3
+
+static void mark_nested(struct ent_writer *w, size_t i, size_t n, unsigned reruns)
+{
+	if (reruns <= MAX_RERUNS)
+		w->nested[i] = 1;
+	else
+		memset(w->nested + i, 1, n - i);
+}
 
 /*
  * Try to apply reqs[0..n) in one transaction. Returns n once every request was answered.
@@ -157,7 +335,13 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	struct ent_apply_result *res = w->results;
 	struct ent_err err = {0};
 	struct ent_wtxn *txn;
+	/* Stamped once: a re-run of the group applies the same instants. */
+	int64_t now = ent_now_ms();
+	unsigned reruns = 0;
+	memset(w->nested, 0, n);
 
+again:;
+	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
 	int rc = ent_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_err_set(&err, -rc, "write transaction: %s", ent_strerror(rc));
@@ -175,12 +359,27 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	 * response), so the time stamp goes on a shallow copy: only the top-level `at` differs,
 	 * the payload pointers are shared and only read by ent_apply.
 	 */
-	int64_t now = ent_now_ms();
 	for (size_t i = 0; i < n; i++) {
 		Ent__V1__Event ev = *reqs[i]->event;
 		if (ev.at == 0)
 			ev.at = now;
 		memset(&res[i], 0, sizeof(res[i]));
+		if (!w->nested[i]) {
+			rc = ent_apply_direct(txn, &ev, &w->arena, &res[i]);
+			if (rc == -ENT_EFULL) {
+				ent_wtxn_abort(txn);
+				ent_arena_reset(&w->arena);
+				return i;
+			}
+			if (rc || res[i].err.code) {
+				ent_wtxn_abort(txn);
+				ent_arena_reset(&w->arena);
+				mark_nested(w, i, n, ++reruns);
+				goto again;
+			}
+			seq_pending = true;
+			continue;
+		}
 		rc = ent_apply(txn, &ev, &w->arena, &res[i]);
 		if (rc == -ENT_EFULL) {
 			ent_wtxn_abort(txn);
@@ -194,9 +393,15 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	}
 
 	uint64_t seq = ent_wtxn_seq(txn);
-	uint64_t t0 = uv_hrtime();
-	rc = ent_wtxn_commit(txn, &err);
-	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
+	if (seq_pending && (rc = ent_wtxn_set_seq(txn, seq)) != 0) {
+		/* Counts as the commit failing: nothing of the group is written. */
+		ent_wtxn_abort(txn);
+	} else {
+		uint64_t t0 = uv_hrtime();
+		rc = ent_wtxn_commit(txn, &err);
+		atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000,
+				      memory_order_relaxed);
+	}
 	if (rc == -ENT_EFULL && n > 1) {
 		/* The pages LMDB needs at commit did not fit: half as many events may. */
 		ent_arena_reset(&w->arena);
@@ -213,7 +418,7 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 		else
 			ent_log(ENT_LOG_ERROR, "writer: commit failed", "err", err.msg, NULL);
 	} else {
-		atomic_store_explicit(&w->seq, seq, memory_order_release);
+		set_applied(w, seq);
 		atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
 	}
 	answer(w, reqs, res, n);
@@ -320,7 +525,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 		res->seq = 0;
 	} else {
 		res->seq = seq;
-		atomic_store_explicit(&w->seq, seq, memory_order_release);
+		set_applied(w, seq);
 		atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
 	}
 	answer(w, &r, res, 1);
@@ -332,14 +537,19 @@ static void arm_timer(struct ent_writer *w);
 /* ---- fleet mode: the stream ------------------------------------------------------------ */
 
 /*
- * Apply msgs[0..n) in one transaction, in stream order, each at its stream sequence: meta
- * "seq" is set to seq - 1 before the message so ent_apply writes seq itself, and set to seq
- * after a message that failed or could not be decoded, so the position moves on with the
- * data in the same transaction (a crash neither loses nor repeats a message). A message that
- * fails to apply fails identically on every replica (apply is deterministic), and its error
- * is the answer its publisher gets. Returns n once all were applied and answered; k < n when
- * the map is full (nothing was written; retry msgs[0..k), k may be 0); or 0 with *stuck set
- * when the transaction failed otherwise (retry later).
+ * Apply msgs[0..n) in one transaction, in stream order, each at its stream sequence, so the
+ * position moves on with the data in the same transaction (a crash neither loses nor repeats
+ * a message). A message that fails to apply fails identically on every replica (apply is
+ * deterministic), and its error is the answer its publisher gets.
+ *
+ * Messages are applied directly, as in try_group (mark_nested above), with meta "seq" written
+ * once before the commit; a message applied nested after a failed direct run gets meta "seq"
+ * set to seq - 1 before it (so ent_apply writes seq) and to seq after it fails. A message that
+ * cannot be decoded is skipped the same way in both (meta "seq" set to its sequence).
+ *
+ * Returns n once all were applied and answered; k < n when the map is full (nothing was
+ * written; retry msgs[0..k), k may be 0); or 0 with *stuck set when the transaction failed
+ * otherwise (retry later).
  */
 static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, size_t n, bool *stuck)
 {
@@ -349,8 +559,12 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 	struct ent_err err = {0};
 	ProtobufCAllocator alloc;
 	ent_pb_allocator(&alloc, &w->arena);
+	unsigned reruns = 0;
+	memset(w->nested, 0, n);
 
+again:
 	*stuck = false;
+	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
 	int rc = ent_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot begin a transaction", "err", ent_strerror(rc),
@@ -368,8 +582,6 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 			ent_err_set(&res[i].err, ENT_EINVAL, "redelivered message");
 			continue;
 		}
-		if ((rc = ent_wtxn_set_seq(txn, m->seq - 1)))
-			goto abort;
 		Ent__V1__Event *ev = ent__v1__event__unpack(&alloc, m->len, m->data);
 		if (!ev) {
 			/* The documented rule (docs/fleet.md): skipped by every replica alike. */
@@ -383,6 +595,22 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 				goto abort;
 			continue;
 		}
+		if (!w->nested[i]) {
+			ent_wtxn_expect_seq(txn, m->seq - 1);
+			rc = ent_apply_direct(txn, ev, &w->arena, &res[i]);
+			if (rc == -ENT_EFULL)
+				goto abort;
+			if (rc || res[i].err.code) {
+				ent_wtxn_abort(txn);
+				ent_arena_reset(&w->arena);
+				mark_nested(w, i, n, ++reruns);
+				goto again;
+			}
+			seq_pending = true;
+			continue;
+		}
+		if ((rc = ent_wtxn_set_seq(txn, m->seq - 1)))
+			goto abort;
 		rc = ent_apply(txn, ev, &w->arena, &res[i]);
 		if (rc == -ENT_EFULL)
 			goto abort;
@@ -394,6 +622,8 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 				goto abort;
 		}
 	}
+	if (seq_pending && (rc = ent_wtxn_set_seq(txn, ent_wtxn_seq(txn))))
+		goto abort;
 	if (w->fleet->identity && (rc = ent_wtxn_put_meta(txn, "fleet_stream", w->fleet->identity)))
 		goto abort;
 	uint64_t seq = ent_wtxn_seq(txn);
@@ -409,7 +639,7 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 		*stuck = rc != -ENT_EFULL;
 		return 0;
 	}
-	atomic_store_explicit(&w->seq, seq, memory_order_release);
+	set_applied(w, seq);
 	atomic_fetch_add_explicit(&w->commits, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->skipped, skipped, memory_order_relaxed);
 	/* Durable (and in the stream): now the waiting publishers of this node learn their result.
@@ -503,8 +733,10 @@ static void answer_fails(struct ent_writer *w, struct fail_item *f)
 static void drain_feed(struct ent_writer *w, struct ent_writer_msg *m)
 {
 	while (m) {
-		size_t n = 0;
-		while (m && n < w->max_group) {
+		size_t n = 0, bytes = 0;
+		while (m && n < w->stream_group &&
+		       (n < w->max_group || bytes + m->len <= STREAM_GROUP_BYTES * w->max_group)) {
+			bytes += m->len;
 			w->msgs[n++] = m;
 			m = m->next;
 		}
@@ -738,8 +970,13 @@ static void on_stop(uv_async_t *h)
 		m->release(m);
 		m = next;
 	}
+	/* Nothing will be committed any more: a parked wait is told so now, not at its bound. */
+	release_waits(w, 0, true);
 	uv_timer_stop(&w->timer);
 	uv_timer_stop(&w->retry);
+	uv_timer_stop(&w->wait_timer);
+	uv_close((uv_handle_t *)&w->wait_wake, NULL);
+	uv_close((uv_handle_t *)&w->wait_timer, NULL);
 	uv_close((uv_handle_t *)&w->work, NULL);
 	uv_close((uv_handle_t *)&w->stop, NULL);
 	uv_close((uv_handle_t *)&w->timer, NULL);
@@ -765,10 +1002,12 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->idem_retention_ms =
 		opts->idem_retention_ms > 0 ? opts->idem_retention_ms : DEFAULT_IDEM_RETENTION_MS;
 	w->fleet = opts->fleet;
-	w->results = calloc(w->max_group, sizeof(*w->results));
-	w->group = calloc(w->max_group, sizeof(*w->group));
-	w->msgs = calloc(w->max_group, sizeof(*w->msgs));
-	if (!w->results || !w->group || !w->msgs)
+	w->stream_group = w->fleet ? w->max_group * STREAM_GROUP_FACTOR : w->max_group;
+	w->results = calloc(w->stream_group, sizeof(*w->results));
+	w->group = calloc(w->stream_group, sizeof(*w->group));
+	w->msgs = calloc(w->stream_group, sizeof(*w->msgs));
+	w->nested = calloc(w->stream_group, 1);
+	if (!w->results || !w->group || !w->msgs || !w->nested)
 		goto fail_alloc;
 	ent_arena_init(&w->arena, 0);
 
@@ -785,6 +1024,8 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	w->tick_req.cb = on_tick_done;
 	w->tick_req.ctx = w;
 
+	if (uv_mutex_init(&w->wlock))
+		goto fail_wlock;
 	if (uv_mutex_init(&w->qlock))
 		goto fail_mutex;
 	if (uv_cond_init(&w->fcond)) {
@@ -802,6 +1043,14 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 		goto fail_handles;
 	}
 	w->stop.data = w;
+	if (uv_async_init(&w->loop, &w->wait_wake, on_wait_wake)) {
+		uv_close((uv_handle_t *)&w->work, NULL);
+		uv_close((uv_handle_t *)&w->stop, NULL);
+		goto fail_handles;
+	}
+	w->wait_wake.data = w;
+	uv_timer_init(&w->loop, &w->wait_timer);
+	w->wait_timer.data = w;
 	uv_timer_init(&w->loop, &w->timer);
 	w->timer.data = w;
 	uv_timer_init(&w->loop, &w->retry);
@@ -811,6 +1060,8 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 		uv_close((uv_handle_t *)&w->stop, NULL);
 		uv_close((uv_handle_t *)&w->timer, NULL);
 		uv_close((uv_handle_t *)&w->retry, NULL);
+		uv_close((uv_handle_t *)&w->wait_wake, NULL);
+		uv_close((uv_handle_t *)&w->wait_timer, NULL);
 		goto fail_handles;
 	}
 	*out = w;
@@ -823,11 +1074,14 @@ fail_loop:
 	uv_cond_destroy(&w->fcond);
 	uv_mutex_destroy(&w->qlock);
 fail_mutex:
+	uv_mutex_destroy(&w->wlock);
+fail_wlock:
 	ent_arena_deinit(&w->arena);
 fail_alloc:
 	free(w->results);
 	free(w->group);
 	free(w->msgs);
+	free(w->nested);
 	free(w);
 	return -ENT_ENOMEM;
 }
@@ -952,6 +1206,7 @@ void ent_writer_get_stats(const struct ent_writer *w, struct ent_writer_stats *o
 	out->events = atomic_load_explicit(&w->events, memory_order_relaxed);
 	out->failed = atomic_load_explicit(&w->failed, memory_order_relaxed);
 	out->queue_depth = atomic_load_explicit(&w->queue_depth, memory_order_relaxed);
+	out->waiting = atomic_load_explicit(&w->waiting, memory_order_relaxed);
 	out->last_commit_us = atomic_load_explicit(&w->last_commit_us, memory_order_relaxed);
 	out->next_boundary_at = atomic_load_explicit(&w->next_boundary_at, memory_order_relaxed);
 	out->boundary_lag_ms = atomic_load_explicit(&w->boundary_lag_ms, memory_order_relaxed);
@@ -971,9 +1226,11 @@ void ent_writer_stop(struct ent_writer *w)
 	uv_loop_close(&w->loop);
 	uv_cond_destroy(&w->fcond);
 	uv_mutex_destroy(&w->qlock);
+	uv_mutex_destroy(&w->wlock);
 	ent_arena_deinit(&w->arena);
 	free(w->results);
 	free(w->group);
 	free(w->msgs);
+	free(w->nested);
 	free(w);
 }

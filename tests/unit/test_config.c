@@ -750,6 +750,12 @@ static void test_validate(void **state)
 	cfg.writer_max_group = 0;
 	expect_invalid(&cfg, "writer.max_group: 0 is not in 1..65536");
 	cfg.writer_max_group = 1;
+	cfg.check_min_seq_wait_max = 0;
+	expect_invalid(&cfg, "check.min_sequence_wait_max: 0 is not in 1..1000000");
+	cfg.check_min_seq_wait_max = 1;
+	cfg.check_min_seq_wait_ms = 601 * 1000;
+	expect_invalid(&cfg, "check.min_sequence_wait_ms: ");
+	cfg.check_min_seq_wait_ms = 0;
 	cfg.decision_log_sample_rate = -0.5;
 	expect_invalid(&cfg, "decision_log.sample_rate: -0.5 is not in 0..1");
 	ent_config_free(&cfg);

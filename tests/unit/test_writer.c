@@ -1269,11 +1269,105 @@ static void test_fleet_applies_stream_sequences(void **state)
 	assert_int_equal(ts.err, ENT_EPRECOND);
 }
 
+/*
+ * Stream messages are applied straight into the group's transaction and a failing one makes
+ * the group run again with it nested: the result must be what a nested apply of every message
+ * gives. One group of 41 messages (held together behind a claim that blocks), every fourth one
+ * invalid - more failures than the reruns allowed, so the "nested from here on" fallback runs
+ * too: the good ones are all applied, the bad ones leave nothing, the position is the last
+ * message's, and it took exactly one commit.
+ */
+struct gated_stream {
+	struct fake_stream fs;
+	uv_sem_t entered, release;
+};
+
+static struct ent_writer_req *gated_claim(void *ctx, uint64_t id)
+{
+	struct gated_stream *g = ctx;
+	if (id == 99) {
+		uv_sem_post(&g->entered);
+		uv_sem_wait(&g->release);
+		return NULL;
+	}
+	return fake_claim(&g->fs, id);
+}
+
+static void feed_event(struct fake_stream *fs, uint64_t seq, const Ent__V1__Event *ev,
+		       uint64_t local_id)
+{
+	size_t n = ent__v1__event__get_packed_size(ev);
+	uint8_t *b = malloc(n ? n : 1);
+	ent__v1__event__pack(ev, b);
+	fake_feed(fs, seq, b, n, local_id);
+	free(b);
+}
+
+static void test_fleet_failing_messages_fail_alone(void **state)
+{
+	struct fx *f = *state;
+	ent_writer_stop(f->w);
+	struct gated_stream g = {.fs = {.next_seq = 100}};
+	uv_sem_init(&g.entered, 0);
+	uv_sem_init(&g.release, 0);
+	struct ent_writer_fleet hooks = {.ctx = &g, .publish = fake_publish, .claim = gated_claim};
+	struct ent_writer_opts o = {.store = f->store, .fleet = &hooks};
+	assert_int_equal(ent_writer_start(&o, &f->w), 0);
+	g.fs.w = f->w;
+
+	struct ev_feature gate;
+	mk_feature(&gate, "gate", ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
+	gate.ev.at = 1000;
+	feed_event(&g.fs, 100, &gate.ev, 99);
+	uv_sem_wait(&g.entered); /* the writer holds in the claim of 100, after its commit */
+	struct ent_writer_stats st0, st1;
+	ent_writer_get_stats(f->w, &st0);
+
+	enum {
+		N = 41
+	};
+	int good = 0;
+	for (int i = 0; i < N; i++) {
+		char code[16];
+		snprintf(code, sizeof(code), "f%d", i);
+		if (i % 4 == 1) {
+			struct ev_usage u;
+			mk_usage(&u, "cust", "gate", 0, ""); /* quantity 0, no key: invalid */
+			u.ev.at = 1000;
+			feed_event(&g.fs, 101 + i, &u.ev, 0);
+		} else {
+			struct ev_feature e;
+			mk_feature(&e, code, ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
+			e.ev.at = 1000;
+			feed_event(&g.fs, 101 + i, &e.ev, 0);
+			good++;
+		}
+	}
+	uv_sem_post(&g.release);
+	for (int i = 0; i < 10000 && ent_writer_seq(f->w) < 100 + N; i++)
+		usleep(1000);
+	assert_int_equal(ent_writer_seq(f->w), 100 + N);
+	ent_writer_get_stats(f->w, &st1);
+	assert_int_equal(st1.commits - st0.commits, 1);
+
+	struct ent_store_stats st;
+	assert_int_equal(ent_store_stats(f->store, &st), 0);
+	assert_int_equal(st.seq, 100 + N);
+	assert_int_equal(st.features, 1 + good);
+	assert_int_equal(ent_writer_skipped(f->w), 0);
+	ent_writer_stop(f->w);
+	f->w = NULL;
+	uv_sem_destroy(&g.entered);
+	uv_sem_destroy(&g.release);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_rejects_bad_opts),
 		cmocka_unit_test_setup_teardown(test_fleet_applies_stream_sequences, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fleet_failing_messages_fail_alone, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_event_fails_alone, setup, teardown),

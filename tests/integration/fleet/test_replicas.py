@@ -43,10 +43,13 @@ class Replicas(ThreeReplicas):
                 c = self.check_at(other, cust, "fl_flag", min_sequence=r.sequence)
                 self.assertTrue(c.allowed, "%s on %s" % (cust, other.name))
                 self.assertGreaterEqual(c.sequence, r.sequence)
-        # A check asking for a sequence nobody has is refused, not answered stale.
+        # A check asking for a sequence nobody has waits (check.min_sequence_wait_ms), then is
+        # refused, not answered stale; the message names both sequences.
         with self.ents[1].api() as api:
             self.assertStatus(grpc.StatusCode.UNAVAILABLE, api.check, "flw_0", "fl_flag",
-                              min_sequence=10 ** 9, contains="min_sequence")
+                              min_sequence=10 ** 9,
+                              contains=["min_sequence 1000000000 is not applied",
+                                        "applied sequence "])
         # Sequences are stream sequences: every replica reports the stream head.
         heads = {natsfix.status(e).stream_head for e in self.ents}
         seqs = {natsfix.status(e).sequence for e in self.ents}
