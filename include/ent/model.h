@@ -266,13 +266,13 @@ ENT_API void ent_model_decide_missing(uint8_t reason, uint8_t feature_type,
 				      struct ent_decision *out);
 
 /** Canonical upper-case names ("MONTHLY", "metered", "ENTITLED", ...) and their parsers. */
-ENT_API const char *ent_reset_name(uint8_t r);
-ENT_API int ent_reset_parse(const char *s, uint8_t *out);
-ENT_API const char *ent_feature_type_name(uint8_t t);
-ENT_API int ent_feature_type_parse(const char *s, uint8_t *out);
-ENT_API const char *ent_priv_type_name(uint8_t t);
-ENT_API int ent_priv_type_parse(const char *s, uint8_t *out);
-ENT_API const char *ent_reason_name(uint8_t r);
-ENT_API const char *ent_source_type_name(uint8_t t);
+ENT_API const char *ent_model_reset_name(uint8_t r);
+ENT_API int ent_model_reset_parse(const char *s, uint8_t *out);
+ENT_API const char *ent_model_feature_type_name(uint8_t t);
+ENT_API int ent_model_feature_type_parse(const char *s, uint8_t *out);
+ENT_API const char *ent_model_priv_type_name(uint8_t t);
+ENT_API int ent_model_priv_type_parse(const char *s, uint8_t *out);
+ENT_API const char *ent_model_reason_name(uint8_t r);
+ENT_API const char *ent_model_source_type_name(uint8_t t);
 
 #endif

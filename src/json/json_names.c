@@ -48,7 +48,7 @@ const char *ent_json_feature_type_name(uint8_t t)
 
 int ent_json_feature_type_parse(const char *s, uint8_t *out)
 {
-	return ent_feature_type_parse(s, out);
+	return ent_model_feature_type_parse(s, out);
 }
 
 const char *ent_json_priv_type_name(uint8_t t)
@@ -58,7 +58,7 @@ const char *ent_json_priv_type_name(uint8_t t)
 
 int ent_json_priv_type_parse(const char *s, uint8_t *out)
 {
-	return ent_priv_type_parse(s, out);
+	return ent_model_priv_type_parse(s, out);
 }
 
 const char *ent_json_reset_name(uint8_t r)
@@ -68,7 +68,7 @@ const char *ent_json_reset_name(uint8_t r)
 
 int ent_json_reset_parse(const char *s, uint8_t *out)
 {
-	return ent_reset_parse(s, out);
+	return ent_model_reset_parse(s, out);
 }
 
 /* ---- the document's options for the descriptor-driven conversion ------------------------ */

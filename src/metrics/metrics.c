@@ -508,7 +508,7 @@ int ent_metrics_render(struct ent_metrics *m, char **out, size_t *len)
 			continue;
 		if (known || r == 0)
 			bputf(&b, "entd_check_decisions_total{reason=\"%s\"} %llu\n",
-			      ent_reason_name((uint8_t)r), (unsigned long long)reasons[r]);
+			      ent_model_reason_name((uint8_t)r), (unsigned long long)reasons[r]);
 		else
 			bputf(&b, "entd_check_decisions_total{reason=\"%u\"} %llu\n", r,
 			      (unsigned long long)reasons[r]);

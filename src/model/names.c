@@ -84,12 +84,12 @@ static int parse_in(const char *const *names, size_t n, size_t first, const char
 	return -ENT_EINVAL;
 }
 
-const char *ent_reset_name(uint8_t r)
+const char *ent_model_reset_name(uint8_t r)
 {
 	return name_of(reset_names, N_OF(reset_names), r);
 }
 
-int ent_reset_parse(const char *s, uint8_t *out)
+int ent_model_reset_parse(const char *s, uint8_t *out)
 {
 	/* Flexprice also spells the enum QUARTER / HALF_YEAR (its
 	 * ENTITLEMENT_USAGE_RESET_PERIOD_*). */
@@ -105,32 +105,32 @@ int ent_reset_parse(const char *s, uint8_t *out)
 	return parse_in(reset_names, N_OF(reset_names), 1, s, out);
 }
 
-const char *ent_feature_type_name(uint8_t t)
+const char *ent_model_feature_type_name(uint8_t t)
 {
 	return name_of(feature_type_names, N_OF(feature_type_names), t);
 }
 
-int ent_feature_type_parse(const char *s, uint8_t *out)
+int ent_model_feature_type_parse(const char *s, uint8_t *out)
 {
 	return parse_in(feature_type_names, N_OF(feature_type_names), 1, s, out);
 }
 
-const char *ent_priv_type_name(uint8_t t)
+const char *ent_model_priv_type_name(uint8_t t)
 {
 	return name_of(priv_type_names, N_OF(priv_type_names), t);
 }
 
-int ent_priv_type_parse(const char *s, uint8_t *out)
+int ent_model_priv_type_parse(const char *s, uint8_t *out)
 {
 	return parse_in(priv_type_names, N_OF(priv_type_names), 1, s, out);
 }
 
-const char *ent_reason_name(uint8_t r)
+const char *ent_model_reason_name(uint8_t r)
 {
 	return name_of(reason_names, N_OF(reason_names), r);
 }
 
-const char *ent_source_type_name(uint8_t t)
+const char *ent_model_source_type_name(uint8_t t)
 {
 	return name_of(source_type_names, N_OF(source_type_names), t);
 }

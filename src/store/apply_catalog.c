@@ -137,14 +137,14 @@ static int check_grant_type(struct ent_actx *c, const char *pfx, const Ent__V1__
 				    : g->usage_reset_period ? "usage_reset_period"
 							    : NULL;
 		if (field)
-			return ent_err_set(c->err, ENT_EINVAL,
-					   "%s.%s: only for metered features ('%s' is %s)", pfx,
-					   field, f->code, ent_feature_type_name((uint8_t)f->type));
+			return ent_err_set(
+				c->err, ENT_EINVAL, "%s.%s: only for metered features ('%s' is %s)",
+				pfx, field, f->code, ent_model_feature_type_name((uint8_t)f->type));
 	}
 	if (g->n_static_values && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "%s.static_values: only for static features ('%s' is %s)", pfx,
-				   f->code, ent_feature_type_name((uint8_t)f->type));
+				   f->code, ent_model_feature_type_name((uint8_t)f->type));
 	return 0;
 }
 

@@ -367,7 +367,7 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 	if (req->n_static_values && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "static_values: only for static features ('%s' is %s)", f->code,
-				   ent_feature_type_name((uint8_t)f->type));
+				   ent_model_feature_type_name((uint8_t)f->type));
 	if (req->n_static_values > ENT_MAX_STATIC)
 		return ent_err_set(c->err, ENT_EINVAL, "static_values: more than %d",
 				   ENT_MAX_STATIC);
@@ -430,7 +430,7 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 	if (req->quantity && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED)
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "quantity: only for metered features ('%s' is %s)", f->code,
-				   ent_feature_type_name((uint8_t)f->type));
+				   ent_model_feature_type_name((uint8_t)f->type));
 	if (req->quantity && req->quantity->value < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "quantity: must be >= 0");
 	if (req->quantity_used && req->quantity_used->value < 0)

@@ -631,8 +631,9 @@ static void test_state_reasons(void **state)
 		}
 		agg_at(1000);
 		if (A.state != rows[i].want)
-			fail_msg("%s: state %s, want %s", rows[i].name, ent_reason_name(A.state),
-				 ent_reason_name(rows[i].want));
+			fail_msg("%s: state %s, want %s", rows[i].name,
+				 ent_model_reason_name(A.state),
+				 ent_model_reason_name(rows[i].want));
 		if (A.enabled != (rows[i].want == ENT_R_ENTITLED))
 			fail_msg("%s: enabled %d", rows[i].name, A.enabled);
 	}
@@ -1088,7 +1089,7 @@ static void test_period_table(void **state)
 		ent_model_period(rows[i].reset, T(rows[i].anchor), T(rows[i].t), &s, &e);
 		if (s != T(rows[i].start) || e != T(rows[i].end))
 			fail_msg("row %zu (%s t=%s): got [%s, %s)", i,
-				 ent_reset_name(rows[i].reset), rows[i].t,
+				 ent_model_reset_name(rows[i].reset), rows[i].t,
 				 ent_time_fmt(s, b1, sizeof(b1)), ent_time_fmt(e, b2, sizeof(b2)));
 	}
 }
@@ -1122,8 +1123,8 @@ static void test_period_properties(void **state)
 			ent_model_period(resets[r], anchor, t, &s, &e);
 			if (!(s <= t && t < e))
 				fail_msg("%s: t=%lld outside [%lld, %lld)",
-					 ent_reset_name(resets[r]), (long long)t, (long long)s,
-					 (long long)e);
+					 ent_model_reset_name(resets[r]), (long long)t,
+					 (long long)s, (long long)e);
 			ent_model_period(resets[r], anchor, e, &s2, &e2);
 			assert_true(s2 == e);
 			ent_model_period(resets[r], anchor, e - 1, &s2, &e2);
@@ -1233,7 +1234,7 @@ static void test_decide_metered(void **state)
 		if (d.allowed != rows[i].allowed || d.reason != rows[i].reason ||
 		    d.remaining != rows[i].remaining)
 			fail_msg("row %zu: allowed %d reason %s remaining %lld", i, d.allowed,
-				 ent_reason_name(d.reason), (long long)d.remaining);
+				 ent_model_reason_name(d.reason), (long long)d.remaining);
 		assert_true(d.metered);
 		assert_int_equal(d.used, rows[i].used);
 		assert_true(d.limit == rows[i].limit);
@@ -1342,13 +1343,13 @@ static void test_names(void **state)
 	static const char *const resets[] = {"NEVER",	  "DAILY",	 "WEEKLY", "MONTHLY",
 					     "QUARTERLY", "HALF_YEARLY", "ANNUAL", "NEVER"};
 	for (uint8_t i = 0; i < 8; i++)
-		assert_string_equal(ent_reset_name(i), resets[i]);
+		assert_string_equal(ent_model_reset_name(i), resets[i]);
 	static const char *const fts[] = {"unspecified", "boolean", "metered", "static"};
 	for (uint8_t i = 0; i < 4; i++)
-		assert_string_equal(ent_feature_type_name(i), fts[i]);
+		assert_string_equal(ent_model_feature_type_name(i), fts[i]);
 	static const char *const pts[] = {"integer", "boolean", "string", "select"};
 	for (uint8_t i = 0; i < 4; i++)
-		assert_string_equal(ent_priv_type_name(i + 1), pts[i]);
+		assert_string_equal(ent_model_priv_type_name(i + 1), pts[i]);
 	static const char *const reasons[] = {"ENTITLED",
 					      "NOT_ENTITLED",
 					      "UNKNOWN_CUSTOMER",
@@ -1359,16 +1360,16 @@ static void test_names(void **state)
 					      "NOT_YET_ACTIVE",
 					      "EXPIRED"};
 	for (uint8_t i = 0; i < 9; i++)
-		assert_string_equal(ent_reason_name(i + 1), reasons[i]);
+		assert_string_equal(ent_model_reason_name(i + 1), reasons[i]);
 	static const char *const srcs[] = {"plan", "addon", "subscription", "override"};
 	for (uint8_t i = 0; i < 4; i++)
-		assert_string_equal(ent_source_type_name(i + 1), srcs[i]);
+		assert_string_equal(ent_model_source_type_name(i + 1), srcs[i]);
 	/* Out-of-range values never return NULL. */
-	assert_non_null(ent_reset_name(200));
-	assert_non_null(ent_reason_name(200));
-	assert_non_null(ent_feature_type_name(200));
-	assert_non_null(ent_priv_type_name(200));
-	assert_non_null(ent_source_type_name(200));
+	assert_non_null(ent_model_reset_name(200));
+	assert_non_null(ent_model_reason_name(200));
+	assert_non_null(ent_model_feature_type_name(200));
+	assert_non_null(ent_model_priv_type_name(200));
+	assert_non_null(ent_model_source_type_name(200));
 }
 
 static void test_name_parsers(void **state)
@@ -1386,39 +1387,39 @@ static void test_name_parsers(void **state)
 	uint8_t v;
 	for (size_t i = 0; i < sizeof(resets) / sizeof(resets[0]); i++) {
 		v = 99;
-		assert_int_equal(ent_reset_parse(resets[i].s, &v), 0);
+		assert_int_equal(ent_model_reset_parse(resets[i].s, &v), 0);
 		assert_int_equal(v, resets[i].want);
 	}
 	static const char *const bad_resets[] = {"", "MONTH", "DAILYX", "yearly", "unspecified"};
 	for (size_t i = 0; i < sizeof(bad_resets) / sizeof(bad_resets[0]); i++)
-		assert_int_equal(ent_reset_parse(bad_resets[i], &v), -ENT_EINVAL);
-	assert_int_equal(ent_reset_parse(NULL, &v), -ENT_EINVAL);
+		assert_int_equal(ent_model_reset_parse(bad_resets[i], &v), -ENT_EINVAL);
+	assert_int_equal(ent_model_reset_parse(NULL, &v), -ENT_EINVAL);
 
-	assert_int_equal(ent_feature_type_parse("METERED", &v), 0);
+	assert_int_equal(ent_model_feature_type_parse("METERED", &v), 0);
 	assert_int_equal(v, ENT_FT_METERED);
-	assert_int_equal(ent_feature_type_parse("Boolean", &v), 0);
+	assert_int_equal(ent_model_feature_type_parse("Boolean", &v), 0);
 	assert_int_equal(v, ENT_FT_BOOLEAN);
-	assert_int_equal(ent_feature_type_parse("static", &v), 0);
+	assert_int_equal(ent_model_feature_type_parse("static", &v), 0);
 	assert_int_equal(v, ENT_FT_STATIC);
-	assert_int_equal(ent_feature_type_parse("unspecified", &v), -ENT_EINVAL);
-	assert_int_equal(ent_feature_type_parse("bool", &v), -ENT_EINVAL);
-	assert_int_equal(ent_feature_type_parse(NULL, &v), -ENT_EINVAL);
+	assert_int_equal(ent_model_feature_type_parse("unspecified", &v), -ENT_EINVAL);
+	assert_int_equal(ent_model_feature_type_parse("bool", &v), -ENT_EINVAL);
+	assert_int_equal(ent_model_feature_type_parse(NULL, &v), -ENT_EINVAL);
 
 	for (uint8_t t = ENT_PT_INTEGER; t <= ENT_PT_SELECT; t++) {
 		char up[16];
-		const char *n = ent_priv_type_name(t);
+		const char *n = ent_model_priv_type_name(t);
 		size_t k = 0;
 		for (; n[k] && k + 1 < sizeof(up); k++)
 			up[k] = (char)(n[k] >= 'a' && n[k] <= 'z' ? n[k] - 32 : n[k]);
 		up[k] = 0;
 		v = 0;
-		assert_int_equal(ent_priv_type_parse(up, &v), 0);
+		assert_int_equal(ent_model_priv_type_parse(up, &v), 0);
 		assert_int_equal(v, t);
 	}
-	assert_int_equal(ent_priv_type_parse("int", &v), -ENT_EINVAL);
+	assert_int_equal(ent_model_priv_type_parse("int", &v), -ENT_EINVAL);
 	/* Round trip of every reset name. */
 	for (uint8_t r = ENT_RESET_DAILY; r <= ENT_RESET_NEVER; r++) {
-		assert_int_equal(ent_reset_parse(ent_reset_name(r), &v), 0);
+		assert_int_equal(ent_model_reset_parse(ent_model_reset_name(r), &v), 0);
 		assert_int_equal(v, r);
 	}
 }

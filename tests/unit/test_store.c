@@ -774,9 +774,10 @@ static void assert_same_answer(const struct answer *a, const struct answer *b, c
 	    a->d.used != b->d.used || a->override_applied != b->override_applied)
 		fail_msg("%s: %s/%s type %d limit %lld used %lld, then %s/%s type %d limit %lld "
 			 "used %lld",
-			 what, a->d.allowed ? "allowed" : "denied", ent_reason_name(a->d.reason),
-			 a->d.feature_type, (long long)a->d.limit, (long long)a->d.used,
-			 b->d.allowed ? "allowed" : "denied", ent_reason_name(b->d.reason),
+			 what, a->d.allowed ? "allowed" : "denied",
+			 ent_model_reason_name(a->d.reason), a->d.feature_type,
+			 (long long)a->d.limit, (long long)a->d.used,
+			 b->d.allowed ? "allowed" : "denied", ent_model_reason_name(b->d.reason),
 			 b->d.feature_type, (long long)b->d.limit, (long long)b->d.used);
 }
 
