@@ -2,13 +2,15 @@
  * bench_lookup: what one check costs in the store, without gRPC. Opens a generated data set
  * read-only and times, over the same random keys:
  *
- *   get       a raw mdb_get of the aggregate (ent_view_get), one snapshot per 100 keys
+ *   get       a raw mdb_get of the aggregate (ent_store_view_get), one snapshot per 100 keys
  *   sorted    the same gets with each group of 100 keys sorted first (B-tree locality)
- *   check     ent_view_check: get + record decode + decision, one snapshot per 100 keys
- *   unary     ent_view_begin + ent_view_check + ent_view_end per key (a unary call's store work)
- *   batch     ent_view_check_batch over each group of 100 keys (interleaved B-tree walks)
+ *   check     ent_store_view_check: get + record decode + decision, one snapshot per 100 keys
+ *   unary     ent_store_view_begin + ent_store_view_check + ent_store_view_end per key (a unary
+ * call's store work) batch     ent_store_view_check_batch over each group of 100 keys (interleaved
+ * B-tree walks)
  *
- * Before timing, every answer of ent_view_check_batch is compared with ent_view_check's.
+ * Before timing, every answer of ent_store_view_check_batch is compared with
+ * ent_store_view_check's.
  *
  *   bench_lookup --db bench/results/db-1000000 --customers 1000000 [--n 2000000] [--seed 1]
  *                [--features f_metered_0,f_metered_1,f_metered_2] [--rounds 3] [--only MODE]
@@ -60,15 +62,15 @@ static double run_get(struct ent_view *v, const struct key *k, size_t n)
 {
 	uint64_t t0 = now_ns(), acc = 0;
 	for (size_t i = 0; i < n; i += GROUP) {
-		if (ent_view_begin(v))
+		if (ent_store_view_begin(v))
 			return -1;
 		for (size_t j = i; j < i + GROUP && j < n; j++) {
 			struct ent_str val;
-			if (ent_view_get(v, ENT_T_AGG, (struct ent_str){k[j].b, k[j].len}, &val) ==
-			    0)
+			if (ent_store_view_get(v, ENT_T_AGG, (struct ent_str){k[j].b, k[j].len},
+					       &val) == 0)
 				acc += val.len;
 		}
-		ent_view_end(v);
+		ent_store_view_end(v);
 	}
 	sink += acc;
 	return (double)(now_ns() - t0) / (double)n;
@@ -80,7 +82,7 @@ static double run_check(struct ent_view *v, const struct key *k, size_t n, bool 
 	uint64_t t0 = now_ns(), acc = 0;
 	int64_t at = ent_now_ms();
 	for (size_t i = 0; i < n; i += (per_key ? 1 : GROUP)) {
-		if (ent_view_begin(v))
+		if (ent_store_view_begin(v))
 			return -1;
 		size_t end = per_key ? i + 1 : i + GROUP;
 		for (size_t j = i; j < end && j < n; j++) {
@@ -88,10 +90,10 @@ static double run_check(struct ent_view *v, const struct key *k, size_t n, bool 
 					      {k[j].b + k[j].clen + 1, k[j].len - k[j].clen - 1},
 					      1,
 					      at};
-			if (ent_view_check(v, &c, &res) == 0)
+			if (ent_store_view_check(v, &c, &res) == 0)
 				acc += res.d.allowed;
 		}
-		ent_view_end(v);
+		ent_store_view_end(v);
 	}
 	sink += acc;
 	return (double)(now_ns() - t0) / (double)n;
@@ -135,15 +137,16 @@ static double run_batch(struct ent_view *v, const struct key *k, size_t n)
 	for (size_t i = 0; i < n; i += GROUP) {
 		size_t m = n - i < GROUP ? n - i : GROUP;
 		make_checks(k + i, m, at, cs);
-		if (ent_view_begin(v) || ent_view_check_batch(v, cs, m, batch_cb, &b, NULL))
+		if (ent_store_view_begin(v) ||
+		    ent_store_view_check_batch(v, cs, m, batch_cb, &b, NULL))
 			return -1;
-		ent_view_end(v);
+		ent_store_view_end(v);
 	}
 	sink += b.acc;
 	return (double)(now_ns() - t0) / (double)n;
 }
 
-/* Every answer of the batch path against ent_view_check's; returns the mismatches. */
+/* Every answer of the batch path against ent_store_view_check's; returns the mismatches. */
 static size_t verify_batch(struct ent_view *v, const struct key *k, size_t n)
 {
 	static struct ent_check_result expect[GROUP];
@@ -153,14 +156,14 @@ static size_t verify_batch(struct ent_view *v, const struct key *k, size_t n)
 	for (size_t i = 0; i < n; i += GROUP) {
 		size_t m = n - i < GROUP ? n - i : GROUP;
 		make_checks(k + i, m, at, cs);
-		if (ent_view_begin(v))
+		if (ent_store_view_begin(v))
 			return n;
 		for (size_t j = 0; j < m; j++)
-			if (ent_view_check(v, &cs[j], &expect[j]))
+			if (ent_store_view_check(v, &cs[j], &expect[j]))
 				return n;
-		if (ent_view_check_batch(v, cs, m, batch_cb, &b, NULL))
+		if (ent_store_view_check_batch(v, cs, m, batch_cb, &b, NULL))
 			return n;
-		ent_view_end(v);
+		ent_store_view_end(v);
 	}
 	return b.mismatches;
 }
@@ -230,13 +233,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct ent_view *v;
-	if (ent_view_new(s, &v))
+	if (ent_store_view_new(s, &v))
 		return 1;
 
 	double warm = run_get(v, keys, n);
 	printf("warm-up (page faults included): %.0f ns/get\n", warm);
 	size_t bad = verify_batch(v, keys, n);
-	printf("batch answers differing from ent_view_check: %zu of %zu\n", bad, n);
+	printf("batch answers differing from ent_store_view_check: %zu of %zu\n", bad, n);
 	if (bad)
 		return 1;
 	const char *names[] = {"get", "sorted", "check", "unary", "batch"};
@@ -259,7 +262,7 @@ int main(int argc, char **argv)
 		       names[m], t[m][rounds / 2], t[m][0], t[m][rounds - 1], rounds, n);
 		free(t[m]);
 	}
-	ent_view_free(v);
+	ent_store_view_free(v);
 	ent_store_close(s);
 	free(keys);
 	free(sorted);

@@ -7,13 +7,12 @@
  *
  *   decode    what the RPC thread does with a BatchReportUsageRequest: unpack it as
  *             BatchReportUsageWire, check each record's strings on the wire, unpack each record
- *   apply     ent_apply of the ReportUsageBatch event (validation, idempotency lookup, counter
- *             read and write, key insert, the answer), inside the group's write transaction
- *   commit    ent_wtxn_commit of a group of --group batches, divided by its records (the write
- *             of the dirty pages and the fsync)
- *   dup       ent_apply of the same batches again: every record a duplicate, so validation,
- *             lookups and the answer without any write; apply - dup is what the writes cost
- *   single    the same number of records as single ReportUsage events, 64 per transaction
+ *   apply     ent_store_apply of the ReportUsageBatch event (validation, idempotency lookup,
+ * counter read and write, key insert, the answer), inside the group's write transaction commit
+ * ent_store_wtxn_commit of a group of --group batches, divided by its records (the write of the
+ * dirty pages and the fsync) dup       ent_store_apply of the same batches again: every record a
+ * duplicate, so validation, lookups and the answer without any write; apply - dup is what the
+ * writes cost single    the same number of records as single ReportUsage events, 64 per transaction
  *             (what the writer does with 64 calls in flight): apply and commit per record
  *
  *   bench_usage --db COPY --report-customers M [--batch 1000] [--batches 50] [--group 2]
@@ -159,11 +158,11 @@ int main(int argc, char **argv)
 		for (unsigned b = 0; b < batches; b += group) {
 			struct ent_wtxn *w;
 			ent_arena_reset(&arena);
-			if (ent_wtxn_begin(s, &w))
+			if (ent_store_wtxn_begin(s, &w))
 				die("begin", "failed");
 			uint64_t a0 = cpu_ns();
 			for (unsigned g = b; g < b + group && g < batches; g++) {
-				if (ent_apply(w, &ev[g], &arena, &res))
+				if (ent_store_apply(w, &ev[g], &arena, &res))
 					die("apply", res.err.msg);
 				for (size_t i = 0; i < res.n_records; i++)
 					counted[pass] +=
@@ -171,7 +170,7 @@ int main(int argc, char **argv)
 						(pass ? ENT_USAGE_DUPLICATE : ENT_USAGE_COUNTED);
 			}
 			uint64_t a1 = cpu_ns();
-			if (ent_wtxn_commit(w, &err))
+			if (ent_store_wtxn_commit(w, &err))
 				die("commit", err.msg);
 			apply_ns[pass] += (double)(a1 - a0);
 			commit_ns[pass] += (double)(cpu_ns() - a1);
@@ -192,7 +191,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i += 64) {
 		struct ent_wtxn *w;
 		ent_arena_reset(&arena);
-		if (ent_wtxn_begin(s, &w))
+		if (ent_store_wtxn_begin(s, &w))
 			die("begin", "failed");
 		uint64_t a0 = cpu_ns();
 		for (size_t j = i; j < i + 64 && j < n; j++) {
@@ -200,11 +199,11 @@ int main(int argc, char **argv)
 			e.at = now_ms;
 			e.kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
 			e.report_usage = &recs[j];
-			if (ent_apply(w, &e, &arena, &res))
+			if (ent_store_apply(w, &e, &arena, &res))
 				die("single", res.err.msg);
 		}
 		uint64_t a1 = cpu_ns();
-		if (ent_wtxn_commit(w, &err))
+		if (ent_store_wtxn_commit(w, &err))
 			die("commit", err.msg);
 		single_apply += (double)(a1 - a0);
 		single_commit += (double)(cpu_ns() - a1);
@@ -213,12 +212,12 @@ int main(int argc, char **argv)
 	   customer row, the feature row, the idempotency key, the aggregate (+ record decode). */
 	double look[4] = {0, 0, 0, 0};
 	struct ent_view *v;
-	if (ent_view_new(s, &v))
+	if (ent_store_view_new(s, &v))
 		die("view", "failed");
 	for (int kind = 0; kind < 4; kind++) {
 		uint64_t l0 = cpu_ns();
 		for (size_t i = 0; i < n; i += 100) {
-			if (ent_view_begin(v))
+			if (ent_store_view_begin(v))
 				die("view", "begin failed");
 			for (size_t j = i; j < i + 100 && j < n; j++) {
 				char k[128];
@@ -241,17 +240,17 @@ int main(int argc, char **argv)
 				if (kind == 3) {
 					static struct ent_check_result cr;
 					struct ent_check ck = {c, f, 1, now_ms};
-					if (ent_view_check(v, &ck, &cr))
+					if (ent_store_view_check(v, &ck, &cr))
 						die("check", "failed");
-				} else if (ent_view_get(v, t, lk, &val) && kind != 2) {
+				} else if (ent_store_view_get(v, t, lk, &val) && kind != 2) {
 					die("lookup", "a row is missing");
 				}
 			}
-			ent_view_end(v);
+			ent_store_view_end(v);
 		}
 		look[kind] = (double)(cpu_ns() - l0);
 	}
-	ent_view_free(v);
+	ent_store_view_free(v);
 	ent_store_close(s);
 
 	double dn = (double)n;

@@ -9,7 +9,7 @@
  *
  * Errors name the JSON path of the offending value, e.g.
  * "plans.startup.entitlements.seats.privileges.max: expected integer"; errors found by
- * ent_apply are its message prefixed with the path of the object the event came from.
+ * ent_store_apply are its message prefixed with the path of the object the event came from.
  */
 #ifndef ENT_JSON_H
 #define ENT_JSON_H
@@ -27,7 +27,7 @@ struct json_t;
  * import); created_at/updated_at given in the document are copied into the objects.
  * Syntax and shape are checked here (types, unknown keys, times, reset periods, privilege value
  * types when the feature is declared in the same document); references and select options are
- * checked by ent_apply.
+ * checked by ent_store_apply.
  * \param arena holds the events and everything they point to.
  * \param events out: array of \a *n event pointers, in \a arena.
  * \return 0, or -ENT_EINVAL with \a err naming the JSON path, or -ENT_ENOMEM.
@@ -38,7 +38,7 @@ ENT_API int ent_json_to_events(const char *text, size_t len, struct ent_arena *a
 
 /**
  * Like ent_json_to_events, and also gives for each event the JSON path of the object it came
- * from ("plans.startup", "subscriptions[3]"), to prefix ent_apply's errors with.
+ * from ("plans.startup", "subscriptions[3]"), to prefix ent_store_apply's errors with.
  * \param paths out: array of \a *n NUL-terminated strings in \a arena.
  */
 ENT_API int ent_json_to_events_paths(const char *text, size_t len, struct ent_arena *arena,
@@ -76,10 +76,10 @@ ENT_API int ent_json_import(struct ent_store *store, const char *text, size_t le
 /**
  * Export the state seen by \a view as a JSON document (features, plans, add-ons,
  * subscriptions, overrides, usage counters, cleanup tombstones) that imports back identically.
- * \note the caller brackets the call with ent_view_begin/ent_view_end, so the document is one
- * snapshot (ent_view_seq gives its sequence). \a *out is malloc'ed, NUL-terminated, and freed
- * by the caller with free().
- * \return 0, or -ENT_ECORRUPT (a stored record does not decode), -ENT_ENOMEM, -ENT_EIO.
+ * \note the caller brackets the call with ent_store_view_begin/ent_store_view_end, so the document
+ * is one snapshot (ent_store_view_seq gives its sequence). \a *out is malloc'ed, NUL-terminated,
+ * and freed by the caller with free(). \return 0, or -ENT_ECORRUPT (a stored record does not
+ * decode), -ENT_ENOMEM, -ENT_EIO.
  */
 ENT_API int ent_json_export(struct ent_view *view, char **out, struct ent_err *err);
 
@@ -113,7 +113,7 @@ struct ent_gen_stats {
 /**
  * Build the synthetic data set into \a store, committing every opts->batch events. For speed
  * open the store with no_sync and fsync its data file once afterwards (entctl generate does).
- * \return 0, or -ENT_E* with \a err (ent_apply's message naming the object). On error the
+ * \return 0, or -ENT_E* with \a err (ent_store_apply's message naming the object). On error the
  * batches committed so far stay.
  */
 ENT_API int ent_json_generate(struct ent_store *store, const struct ent_gen_opts *opts,

@@ -77,7 +77,7 @@ struct ent_store_stats {
 ENT_API int ent_store_stats(struct ent_store *s, struct ent_store_stats *out);
 
 /**
- * Whether batched checks (ent_view_check_batch) use the batched B-tree walk, which reads
+ * Whether batched checks (ent_store_view_check_batch) use the batched B-tree walk, which reads
  * LMDB 0.9's page layout directly (src/store/walk.c, docs/storage.md). It is off when
  * opts->no_walk asked so, or when its checks of the LMDB library and database refuse it (other
  * LMDB version, a page size other than the OS's, table flags...): checked at open and again
@@ -134,13 +134,14 @@ ENT_API int ent_store_copy(struct ent_store *s, const char *path, struct ent_err
  * A read view owns one read transaction handle, reset between lookups and renewed for the next,
  * so no snapshot is held while idle. Not thread-safe: one per thread.
  */
-ENT_API int ent_view_new(struct ent_store *s, struct ent_view **out);
-ENT_API void ent_view_free(struct ent_view *v);
-/** Renew the snapshot (cheap). Everything read through the view is valid until ent_view_end. */
-ENT_API int ent_view_begin(struct ent_view *v);
-ENT_API void ent_view_end(struct ent_view *v);
+ENT_API int ent_store_view_new(struct ent_store *s, struct ent_view **out);
+ENT_API void ent_store_view_free(struct ent_view *v);
+/** Renew the snapshot (cheap). Everything read through the view is valid until ent_store_view_end.
+ */
+ENT_API int ent_store_view_begin(struct ent_view *v);
+ENT_API void ent_store_view_end(struct ent_view *v);
 /** The sequence (events applied) of the current snapshot. */
-ENT_API uint64_t ent_view_seq(const struct ent_view *v);
+ENT_API uint64_t ent_store_view_seq(const struct ent_view *v);
 
 struct ent_check {
 	struct ent_str customer;
@@ -161,23 +162,23 @@ struct ent_check_result {
  * unknown feature, unknown customer and not entitled apart. Allocates nothing.
  * \return 0 (the answer is in out->d, whatever it is), or -ENT_ECORRUPT / -ENT_EIO.
  */
-ENT_API int ent_view_check(struct ent_view *v, const struct ent_check *c,
-			   struct ent_check_result *out);
+ENT_API int ent_store_view_check(struct ent_view *v, const struct ent_check *c,
+				 struct ent_check_result *out);
 
 /** Receives the answer of check \a i of a batch; non-zero stops the batch with that value. */
 typedef int (*ent_check_cb)(void *ctx, size_t i, const struct ent_check_result *r);
 
 /**
  * Decide \a n checks in the current snapshot and hand each answer to \a cb, in order: the same
- * answers as n calls of ent_view_check, but the B-tree walks of a group of checks are
+ * answers as n calls of ent_store_view_check, but the B-tree walks of a group of checks are
  * interleaved so their cache and TLB misses overlap (docs/performance.md). Allocates nothing.
  * \param bad set to the index of the check that failed when -ENT_ECORRUPT / -ENT_EIO is
  *        returned (may be NULL).
  * \return 0, the first non-zero cb return, or -ENT_ECORRUPT / -ENT_EIO.
  * \note the result passed to cb borrows the map and is only valid during the call.
  */
-ENT_API int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n,
-				 ent_check_cb cb, void *ctx, size_t *bad);
+ENT_API int ent_store_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n,
+				       ent_check_cb cb, void *ctx, size_t *bad);
 
 /** One feature of a customer's aggregated view (GetCustomerEntitlements). */
 struct ent_customer_feature {
@@ -194,10 +195,10 @@ typedef int (*ent_customer_feature_cb)(void *ctx, const struct ent_customer_feat
  * to \a filter when n_filter > 0. Sources are gathered from the base tables into \a arena.
  * \return 0, -ENT_ENOTFOUND for an unknown customer, or the first non-zero cb return.
  */
-ENT_API int ent_view_customer_features(struct ent_view *v, struct ent_str customer,
-				       const struct ent_str *filter, size_t n_filter, int64_t at,
-				       struct ent_arena *arena, ent_customer_feature_cb cb,
-				       void *ctx);
+ENT_API int ent_store_view_customer_features(struct ent_view *v, struct ent_str customer,
+					     const struct ent_str *filter, size_t n_filter,
+					     int64_t at, struct ent_arena *arena,
+					     ent_customer_feature_cb cb, void *ctx);
 
 enum ent_table {
 	ENT_T_META,
@@ -217,9 +218,9 @@ enum ent_table {
 	ENT_T__COUNT
 };
 
-/** Raw get: \a val borrowed until ent_view_end. \return 0 or -ENT_ENOTFOUND. */
-ENT_API int ent_view_get(struct ent_view *v, enum ent_table t, struct ent_str key,
-			 struct ent_str *val);
+/** Raw get: \a val borrowed until ent_store_view_end. \return 0 or -ENT_ENOTFOUND. */
+ENT_API int ent_store_view_get(struct ent_view *v, enum ent_table t, struct ent_str key,
+			       struct ent_str *val);
 
 typedef int (*ent_kv_cb)(void *ctx, struct ent_str key, struct ent_str val);
 /**
@@ -227,33 +228,32 @@ typedef int (*ent_kv_cb)(void *ctx, struct ent_str key, struct ent_str val);
  * \a after (empty: from the start), at most \a limit entries (0: no limit).
  * \return 0, or the first non-zero cb return.
  */
-ENT_API int ent_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix,
-			  struct ent_str after, size_t limit, ent_kv_cb cb, void *ctx);
+ENT_API int ent_store_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix,
+				struct ent_str after, size_t limit, ent_kv_cb cb, void *ctx);
 
 /* ---- writes ---------------------------------------------------------------------------- */
 
 /** Begin the (single) write transaction. Only one thread may write at a time. */
-ENT_API int ent_wtxn_begin(struct ent_store *s, struct ent_wtxn **out);
+ENT_API int ent_store_wtxn_begin(struct ent_store *s, struct ent_wtxn **out);
 /**
  * Commit durably (fsync unless no_sync). Grows the map and retries once on MDB_MAP_FULL is NOT
  * done here: a full map answers -ENT_EFULL and the transaction is aborted.
  */
-ENT_API int ent_wtxn_commit(struct ent_wtxn *w, struct ent_err *err);
-ENT_API void ent_wtxn_abort(struct ent_wtxn *w);
+ENT_API int ent_store_wtxn_commit(struct ent_wtxn *w, struct ent_err *err);
+ENT_API void ent_store_wtxn_abort(struct ent_wtxn *w);
 /** Sequence after the events applied so far in this transaction. */
-ENT_API uint64_t ent_wtxn_seq(const struct ent_wtxn *w);
+ENT_API uint64_t ent_store_wtxn_seq(const struct ent_wtxn *w);
 /**
  * Fleet mode: set meta "seq" to \a seq in this transaction (the stream sequence of the last
- * applied message; the next ent_apply writes seq + 1). So the stream position commits together
- * with the data it describes.
- * \return 0 or -ENT_E* (-ENT_EFULL: abort the transaction).
+ * applied message; the next ent_store_apply writes seq + 1). So the stream position commits
+ * together with the data it describes. \return 0 or -ENT_E* (-ENT_EFULL: abort the transaction).
  */
-ENT_API int ent_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq);
+ENT_API int ent_store_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq);
 /**
  * Write the string meta value \a name (e.g. "fleet_stream", the stream identity) in this
  * transaction. \return 0 or -ENT_E*.
  */
-ENT_API int ent_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *value);
+ENT_API int ent_store_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *value);
 /**
  * Read the string meta value \a name from the newest snapshot into \a buf (NUL-terminated,
  * truncated to \a cap - 1). \return 0, -ENT_ENOTFOUND when absent, or -ENT_E*.
@@ -334,24 +334,25 @@ struct ent_apply_result {
  * \param arena holds res->object; reset by the caller.
  * \return 0, or -ENT_E* (also in res->err). -ENT_EFULL means the whole transaction must abort.
  */
-ENT_API int ent_apply(struct ent_wtxn *w, const struct Ent__V1__Event *ev, struct ent_arena *arena,
-		      struct ent_apply_result *res);
+ENT_API int ent_store_apply(struct ent_wtxn *w, const struct Ent__V1__Event *ev,
+			    struct ent_arena *arena, struct ent_apply_result *res);
 /**
- * ent_apply without the nested transaction: the event's writes go straight into \a w, which
+ * ent_store_apply without the nested transaction: the event's writes go straight into \a w, which
  * is much cheaper (no child transaction, no copies of the pages the group already dirtied).
  * The price: an event that fails (any non-zero return or res->err) may have left part of its
  * writes in \a w, so the caller must then abort the whole transaction (and may apply the group
- * again with that event through ent_apply). Meta "seq" is not written per event: only the
- * in-memory sequence advances, and the caller writes it once (ent_wtxn_set_seq(w,
- * ent_wtxn_seq(w))) before committing. A successful event writes exactly what ent_apply writes.
+ * again with that event through ent_store_apply). Meta "seq" is not written per event: only the
+ * in-memory sequence advances, and the caller writes it once (ent_store_wtxn_set_seq(w,
+ * ent_store_wtxn_seq(w))) before committing. A successful event writes exactly what ent_store_apply
+ * writes.
  */
-ENT_API int ent_apply_direct(struct ent_wtxn *w, const struct Ent__V1__Event *ev,
-			     struct ent_arena *arena, struct ent_apply_result *res);
+ENT_API int ent_store_apply_direct(struct ent_wtxn *w, const struct Ent__V1__Event *ev,
+				   struct ent_arena *arena, struct ent_apply_result *res);
 /**
  * Set the in-memory sequence of \a w to \a seq without writing meta "seq" (the next direct
  * apply is seq + 1): for a caller that writes meta "seq" itself before the commit.
  */
-ENT_API void ent_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq);
+ENT_API void ent_store_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq);
 
 /* ---- aggregated record codec (record.c) ---------------------------------------------- */
 
@@ -359,15 +360,15 @@ ENT_API void ent_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq);
  * Encode \a n segments plus the usage state into \a buf (capacity \a cap).
  * \return bytes written, or -ENT_EINVAL if it does not fit.
  */
-ENT_API int ent_record_encode(const struct ent_usage_state *u, const struct ent_agg *segs, int n,
-			      uint8_t *buf, size_t cap);
+ENT_API int ent_store_record_encode(const struct ent_usage_state *u, const struct ent_agg *segs,
+				    int n, uint8_t *buf, size_t cap);
 /**
  * Decode the usage state and the segment containing \a t from \a rec in place: strings in
  * \a seg point into \a rec. Validates every length against the buffer (records are untrusted
  * bytes to a fuzzer). \return 0 or -ENT_ECORRUPT.
  */
-ENT_API int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usage_state *u,
-			      struct ent_agg *seg);
+ENT_API int ent_store_record_decode(const uint8_t *rec, size_t len, int64_t t,
+				    struct ent_usage_state *u, struct ent_agg *seg);
 /** Maximum encoded size of one record. */
 #define ENT_RECORD_MAX (64 * 1024)
 

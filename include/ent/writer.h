@@ -33,7 +33,7 @@ struct ent_writer_req {
 /**
  * A change that is more than one event and must be all or nothing (an Import document): \a fn
  * runs on the writer thread inside a write transaction of its own, applying what it likes with
- * ent_apply. A negative return aborts the transaction (nothing of it is written) and answers
+ * ent_store_apply. A negative return aborts the transaction (nothing of it is written) and answers
  * the caller with res->err; 0 commits it durably, then the callback gets res->seq.
  * \param arena the writer's scratch, reset after the callback.
  */

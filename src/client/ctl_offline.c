@@ -200,12 +200,12 @@ int ent_ctl_export(int argc, char **argv)
 		fprintf(stderr, "entctl export: %s\n", err.code ? err.msg : ent_strerror(rc));
 		return 1;
 	}
-	if (!(rc = ent_view_new(store, &view))) {
-		if (!(rc = ent_view_begin(view))) {
+	if (!(rc = ent_store_view_new(store, &view))) {
+		if (!(rc = ent_store_view_begin(view))) {
 			rc = ent_json_export(view, &json, &err);
-			ent_view_end(view);
+			ent_store_view_end(view);
 		}
-		ent_view_free(view);
+		ent_store_view_free(view);
 	}
 	ent_store_close(store);
 	if (rc) {

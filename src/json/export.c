@@ -434,8 +434,8 @@ int ent_json_export(struct ent_view *view, char **out, struct ent_err *err)
 		out_str(&x.out, i ? ",\n  \"" : "\n  \"");
 		out_str(&x.out, x.name);
 		out_str(&x.out, sections[i].object ? "\": {" : "\": [");
-		rc = ent_view_scan(view, sections[i].table, (struct ent_str){"", 0},
-				   (struct ent_str){"", 0}, 0, record_cb, &x);
+		rc = ent_store_view_scan(view, sections[i].table, (struct ent_str){"", 0},
+					 (struct ent_str){"", 0}, 0, record_cb, &x);
 		if (rc) {
 			if (!err || !err->code)
 				ent_err_set(err, rc, "%s: %s", x.name, ent_strerror(rc));

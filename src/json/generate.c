@@ -3,8 +3,8 @@
  * benchmarks and tests know the key space and can predict answers. docs/data-format.md lists
  * what it creates.
  *
- * Events go straight to ent_apply, a bounded number per write transaction: one transaction per
- * million customers would pin every dirty page in memory, one per event would spend the time in
+ * Events go straight to ent_store_apply, a bounded number per write transaction: one transaction
+ * per million customers would pin every dirty page in memory, one per event would spend the time in
  * commits. Each customer's events are built on the stack and dropped after apply.
  */
 #include <stdio.h>
@@ -71,8 +71,8 @@ static int gen_commit(struct gen *g)
 {
 	if (!g->w)
 		return 0;
-	g->stats->seq = ent_wtxn_seq(g->w);
-	int rc = ent_wtxn_commit(g->w, g->err);
+	g->stats->seq = ent_store_wtxn_seq(g->w);
+	int rc = ent_store_wtxn_commit(g->w, g->err);
 	g->w = NULL;
 	g->in_batch = 0;
 	return rc;
@@ -82,18 +82,18 @@ static int gen_commit(struct gen *g)
 static int gen_apply(struct gen *g, Ent__V1__Event *ev, const char *what)
 {
 	int rc;
-	if (!g->w && (rc = ent_wtxn_begin(g->store, &g->w)))
+	if (!g->w && (rc = ent_store_wtxn_begin(g->store, &g->w)))
 		return ent_err_set(g->err, rc, "begin write transaction: %s", ent_strerror(rc));
 	struct ent_apply_result res;
 	memset(&res, 0, sizeof(res));
 	ev->at = g->now;
-	rc = ent_apply(g->w, ev, &g->arena, &res);
+	rc = ent_store_apply(g->w, ev, &g->arena, &res);
 	ent_arena_reset(&g->arena);
 	if (rc || res.err.code) {
 		int code = res.err.code ? res.err.code : -rc;
 		ent_err_set(g->err, code, "%s: %s", what,
 			    res.err.msg[0] ? res.err.msg : ent_strerror(code));
-		ent_wtxn_abort(g->w);
+		ent_store_wtxn_abort(g->w);
 		g->w = NULL;
 		return -code;
 	}
@@ -478,7 +478,7 @@ int ent_json_generate(struct ent_store *store, const struct ent_gen_opts *opts,
 	if (!rc)
 		rc = gen_commit(&g);
 	if (g.w)
-		ent_wtxn_abort(g.w);
+		ent_store_wtxn_abort(g.w);
 	ent_arena_deinit(&g.arena);
 	if (stats)
 		*stats = st;

@@ -1,5 +1,5 @@
 /*
- * JSON document -> ent.v1.Event messages -> ent_apply in one write transaction.
+ * JSON document -> ent.v1.Event messages -> ent_store_apply in one write transaction.
  *
  * Each object converts to its message by descriptor (json/pbjson.c with the document's options):
  * field names, types, times and enum spellings come from the .proto. What is written here by
@@ -10,7 +10,7 @@
  * The converter checks syntax and shape only: JSON types, unknown keys (so a typo is an error,
  * not a silently ignored field), times, enum names, and privilege value types when the feature
  * is declared in the same document. Everything that needs the stored state -- does the plan
- * exist, is the value one of the select options -- is ent_apply's job, so an import and the
+ * exist, is the value one of the select options -- is ent_store_apply's job, so an import and the
  * admin RPCs refuse exactly the same things. Either way the error names the JSON path.
  */
 #include <jansson.h>

@@ -1,5 +1,5 @@
 /*
- * Applying a converted document (import.c): every event through ent_apply in the caller's
+ * Applying a converted document (import.c): every event through ent_store_apply in the caller's
  * write transaction, apply's errors placed at the JSON path of the object the event came from.
  */
 #include <stdio.h>
@@ -64,7 +64,7 @@ static int apply_one(struct ent_wtxn *w, Ent__V1__Event *ev, const char *path,
 {
 	struct ent_apply_result res;
 	memset(&res, 0, sizeof(res));
-	int rc = ent_apply(w, ev, scratch, &res);
+	int rc = ent_store_apply(w, ev, scratch, &res);
 	ent_arena_reset(scratch);
 	if (rc == 0 && res.err.code == 0)
 		return 0;
@@ -96,7 +96,7 @@ int ent_json_apply(struct ent_wtxn *w, const char *text, size_t len, bool replac
 	 * be counted yet: after a wipe, or into a store that never applied an event. Otherwise
 	 * every event happens now.
 	 */
-	bool keep_times = replace || ent_wtxn_seq(w) == 0;
+	bool keep_times = replace || ent_store_wtxn_seq(w) == 0;
 	if (replace) {
 		Ent__V1__Wipe wipe = ENT__V1__WIPE__INIT;
 		Ent__V1__Event wev = ENT__V1__EVENT__INIT;
@@ -116,7 +116,7 @@ int ent_json_apply(struct ent_wtxn *w, const char *text, size_t len, bool replac
 	}
 	if (stats) {
 		stats->changes = changes;
-		stats->seq = ent_wtxn_seq(w);
+		stats->seq = ent_store_wtxn_seq(w);
 	}
 out:
 	ent_arena_deinit(&scratch);
@@ -129,17 +129,17 @@ int ent_json_import(struct ent_store *store, const char *text, size_t len, bool 
 	struct ent_wtxn *w;
 	struct ent_json_stats st = {0};
 	struct ent_arena arena;
-	int rc = ent_wtxn_begin(store, &w);
+	int rc = ent_store_wtxn_begin(store, &w);
 	if (rc)
 		return ent_err_set(err, rc, "begin write transaction: %s", ent_strerror(rc));
 	ent_arena_init(&arena, 0);
 	rc = ent_json_apply(w, text, len, replace, 0, &arena, err, &st);
 	ent_arena_deinit(&arena);
 	if (rc) {
-		ent_wtxn_abort(w);
+		ent_store_wtxn_abort(w);
 		return rc;
 	}
-	if ((rc = ent_wtxn_commit(w, err)))
+	if ((rc = ent_store_wtxn_commit(w, err)))
 		return rc;
 	if (stats)
 		*stats = st;

@@ -113,15 +113,15 @@ void ent_admin_export(struct ent_call *call, const ProtobufCMessage *req)
 	size_t len;
 	int rc;
 
-	rc = ent_view_begin(v);
+	rc = ent_store_view_begin(v);
 	if (rc < 0) {
 		ent_call_fail(call, rc, "admin: cannot open a read snapshot");
 		return;
 	}
 	/* One snapshot for the whole document, so it is consistent with its sequence. */
 	rc = ent_json_export(v, &doc, &err);
-	resp.sequence = ent_view_seq(v);
-	ent_view_end(v);
+	resp.sequence = ent_store_view_seq(v);
+	ent_store_view_end(v);
 	if (rc < 0) {
 		free(doc);
 		if (!err.code)

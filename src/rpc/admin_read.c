@@ -1,11 +1,11 @@
 /*
  * Admin reads, answered on the call's own thread from that thread's read view.
  *
- * A view holds one LMDB snapshot between ent_view_begin and ent_view_end; values it returns are
- * borrowed from the map until the end. Every stored object is unpacked into the call's arena
- * (protobuf-c copies strings and arrays out of the input), so the view is ended before the reply
- * is packed and no snapshot is held while gRPC sends. Each handler ends the view on every path
- * exactly once: a view left open would pin pages and grow the file.
+ * A view holds one LMDB snapshot between ent_store_view_begin and ent_store_view_end; values it
+ * returns are borrowed from the map until the end. Every stored object is unpacked into the call's
+ * arena (protobuf-c copies strings and arrays out of the input), so the view is ended before the
+ * reply is packed and no snapshot is held while gRPC sends. Each handler ends the view on every
+ * path exactly once: a view left open would pin pages and grow the file.
  */
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +20,7 @@
 static struct ent_view *view_begin(struct ent_call *call)
 {
 	struct ent_view *v = ent_call_worker(call)->view;
-	int rc = ent_view_begin(v);
+	int rc = ent_store_view_begin(v);
 
 	if (rc < 0) {
 		ent_call_fail(call, rc, "admin: cannot open a read snapshot");
@@ -64,20 +64,20 @@ void ent_admin_get_feature(struct ent_call *call, const ProtobufCMessage *req)
 		return;
 	if (!(v = view_begin(call)))
 		return;
-	rc = ent_view_get(v, ENT_T_FEATURES, ent_admin_str(r->code), &val);
+	rc = ent_store_view_get(v, ENT_T_FEATURES, ent_admin_str(r->code), &val);
 	if (rc == -ENT_ENOTFOUND) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		fail_not_found(call, "code", "feature", r->code);
 		return;
 	}
 	if (rc < 0) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		ent_call_fail(call, rc, "features: read failed");
 		return;
 	}
 	resp.feature = unpack_feature(call, val);
-	resp.sequence = ent_view_seq(v);
-	ent_view_end(v);
+	resp.sequence = ent_store_view_seq(v);
+	ent_store_view_end(v);
 	if (resp.feature)
 		ent_call_reply(call, &resp.base);
 }
@@ -130,9 +130,9 @@ void ent_admin_list_features(struct ent_call *call, const ProtobufCMessage *req)
 	}
 	if (!(v = view_begin(call)))
 		return;
-	rc = ent_view_scan(v, ENT_T_FEATURES, (struct ent_str){"", 0}, after, page.cap, page_add,
-			   &page);
-	ent_view_end(v);
+	rc = ent_store_view_scan(v, ENT_T_FEATURES, (struct ent_str){"", 0}, after, page.cap,
+				 page_add, &page);
+	ent_store_view_end(v);
 	if (page.answered)
 		return;
 	if (rc < 0) {
@@ -164,21 +164,21 @@ static void get_entitlements(struct ent_call *call, const ProtobufCMessage *req,
 		return;
 	if (!(v = view_begin(call)))
 		return;
-	rc = ent_view_get(v, table, ent_admin_str(r->code), &val);
+	rc = ent_store_view_get(v, table, ent_admin_str(r->code), &val);
 	if (rc == -ENT_ENOTFOUND) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		fail_not_found(call, "code", what, r->code);
 		return;
 	}
 	if (rc < 0) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		ent_call_fail(call, rc, "entitlements: read failed");
 		return;
 	}
 	s = (const Ent__V1__SetEntitlementsRequest *)ent_admin_unpack(
 		call, &ent__v1__set_entitlements_request__descriptor, val.p, val.len, what);
-	resp.sequence = ent_view_seq(v);
-	ent_view_end(v);
+	resp.sequence = ent_store_view_seq(v);
+	ent_store_view_end(v);
 	if (!s)
 		return;
 	resp.code = s->code;
@@ -248,7 +248,7 @@ static int64_t used_now(struct ent_view *v, struct ent_str customer, struct ent_
 	struct ent_check_result r;
 
 	memset(&r, 0, sizeof(r));
-	if (ent_view_check(v, &c, &r) < 0 || !r.d.agg)
+	if (ent_store_view_check(v, &c, &r) < 0 || !r.d.agg)
 		return 0;
 	/* The decision already reads the counter in now's period, under now's segment's shape. */
 	return r.usage.feature_type == ENT_FT_METERED && r.d.metered ? r.d.used : 0;
@@ -281,21 +281,21 @@ void ent_admin_list_overrides(struct ent_call *call, const ProtobufCMessage *req
 
 	if (!(v = view_begin(call)))
 		return;
-	rc = ent_view_get(v, ENT_T_CUSTOMERS, customer, &val);
+	rc = ent_store_view_get(v, ENT_T_CUSTOMERS, customer, &val);
 	if (rc == -ENT_ENOTFOUND) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		fail_not_found(call, "customer_id", "customer", r->customer_id);
 		return;
 	}
 	if (rc == 0)
-		rc = ent_view_scan(v, ENT_T_OVERRIDES, prefix, (struct ent_str){"", 0}, 0,
-				   override_add, &list);
+		rc = ent_store_view_scan(v, ENT_T_OVERRIDES, prefix, (struct ent_str){"", 0}, 0,
+					 override_add, &list);
 	if (list.answered) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		return;
 	}
 	if (rc < 0) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		ent_call_fail(call, rc, "overrides: scan failed");
 		return;
 	}
@@ -303,7 +303,7 @@ void ent_admin_list_overrides(struct ent_call *call, const ProtobufCMessage *req
 	for (size_t i = 0; i < list.n; i++)
 		list.items[i]->quantity_used =
 			used_now(v, customer, ent_admin_str(list.items[i]->feature_code), now);
-	ent_view_end(v);
+	ent_store_view_end(v);
 	resp.n_entitlements = list.n;
 	resp.entitlements = list.items;
 	ent_call_reply(call, &resp.base);

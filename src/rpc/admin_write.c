@@ -6,8 +6,8 @@
  * in range, created_at/updated_at coming from clients dropped, so an obviously bad request never
  * costs a place in a write transaction. Everything that depends on the stored state or on the
  * structure of grants (unknown features, privilege types, select options, windows) is left to
- * ent_apply, the one validator the offline import shares; it names the offending field the same
- * way.
+ * ent_store_apply, the one validator the offline import shares; it names the offending field the
+ * same way.
  *
  * Lifetimes: the request was unpacked into the call's arena and the event points into it; the
  * struct admin_write holding the event and the writer request is allocated from the same arena,
@@ -249,7 +249,8 @@ static void set_entitlements(struct ent_call *call, const ProtobufCMessage *req,
 		ent_call_fail(call, ENT_EINVAL, "name: longer than 1024 bytes");
 		return;
 	}
-	/* Each grant's feature_code is named by ent_apply ("entitlements[2].feature_code: ..."). */
+	/* Each grant's feature_code is named by ent_store_apply ("entitlements[2].feature_code:
+	 * ..."). */
 	for (size_t i = 0; i < r->n_entitlements; i++) {
 		if (!r->entitlements[i]) {
 			ent_call_fail(call, ENT_EINVAL, "entitlements: empty grant");

@@ -5,13 +5,14 @@
  *
  * The check path (unary, batch, stream) is: decode the request bytes in place (rpc/wire.c:
  * strings point into the received buffer, nothing is copied or allocated) -> validate ->
- * ent_view_begin -> ent_view_check (a batch: ent_view_check_batch, one snapshot for all) ->
- * write the response straight from the decision into one gRPC slice -> ent_view_end. The
- * answers borrow the mapped database only until they are written, which happens before the
- * view ends. No lock is taken: the view belongs to the worker thread. docs/performance.md
- * has what each of these steps bought. Under load, the unary checks and stream messages that
- * arrive together are decided ahead as one batched walk; a lone one is the same routine with
- * one check (ent_check_decide, below), and check_one sends the answer it finds in the call.
+ * ent_store_view_begin -> ent_store_view_check (a batch: ent_store_view_check_batch, one snapshot
+ * for all) -> write the response straight from the decision into one gRPC slice ->
+ * ent_store_view_end. The answers borrow the mapped database only until they are written, which
+ * happens before the view ends. No lock is taken: the view belongs to the worker thread.
+ * docs/performance.md has what each of these steps bought. Under load, the unary checks and stream
+ * messages that arrive together are decided ahead as one batched walk; a lone one is the same
+ * routine with one check (ent_check_decide, below), and check_one sends the answer it finds in the
+ * call.
  *
  * GetCustomerEntitlements builds its (larger, rarer) answer with protobuf-c in the call's arena:
  * protobuf-c wants NUL-terminated strings, so the strings it carries are copied there (the
@@ -167,13 +168,13 @@ static int parse_check(const struct ent_wire_check *r, int64_t now, struct ent_c
 static int begin_min(struct ent_view *v, uint64_t min_seq, uint64_t *behind, struct ent_err *err)
 {
 	for (int i = 0;; i++) {
-		int rc = ent_view_begin(v);
+		int rc = ent_store_view_begin(v);
 		if (rc)
 			return ent_err_set(err, rc, "snapshot: %s", ent_strerror(rc));
-		uint64_t seq = ent_view_seq(v);
+		uint64_t seq = ent_store_view_seq(v);
 		if (seq >= min_seq)
 			return 0;
-		ent_view_end(v);
+		ent_store_view_end(v);
 		if (i == MIN_SEQ_RETRIES) {
 			if (behind)
 				*behind = min_seq;
@@ -376,12 +377,11 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
 
 /*
  * A lookup of one random key is a chain of dependent cache and TLB misses that a single check
- * cannot overlap; ent_view_check_batch interleaves the walks of a group of keys (WALK_GROUP in
- * store/walk.h, as many as one drain takes) so their misses overlap (docs/performance.md has
- * the figures). The worker's drain pass (server.c, call.c: ent_call_prepare) hands over the
- * checks of the unary calls and stream messages that arrived together, which are decided in
- * one snapshot: as fresh as the one each would have begun alone, since all of them had
- * arrived before it.
+ * cannot overlap; ent_store_view_check_batch interleaves the walks of a group of keys (WALK_GROUP
+ * in store/walk.h, as many as one drain takes) so their misses overlap (docs/performance.md has the
+ * figures). The worker's drain pass (server.c, call.c: ent_call_prepare) hands over the checks of
+ * the unary calls and stream messages that arrived together, which are decided in one snapshot: as
+ * fresh as the one each would have begun alone, since all of them had arrived before it.
  */
 struct decided {
 	struct ent_answer **who;
@@ -440,7 +440,7 @@ int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t 
 	if (rc)
 		return lone ? rc : 0;
 	struct decided p = {.who = who,
-			    .seq = ent_view_seq(v),
+			    .seq = ent_store_view_seq(v),
 			    .max = ws->w.rpc->opts.max_message_bytes,
 			    .lone = lone};
 	size_t k = 0;
@@ -455,13 +455,13 @@ int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t 
 	if (k == 1) {
 		/* One key: nothing to overlap, the plain lookup is the shorter path. */
 		struct ent_check_result res;
-		rc = ent_view_check(v, &cs[0], &res);
+		rc = ent_store_view_check(v, &cs[0], &res);
 		if (!rc)
 			rc = decided_answer(&p, 0, &res);
 	} else if (k > 1) {
-		rc = ent_view_check_batch(v, cs, k, decided_answer, &p, NULL);
+		rc = ent_store_view_check_batch(v, cs, k, decided_answer, &p, NULL);
 	}
-	ent_view_end(v);
+	ent_store_view_end(v);
 	if (!rc || !lone)
 		return 0;
 	if (rc == -ENT_EFULL)
@@ -564,15 +564,15 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 	}
 	/* One snapshot for all: the answers are consistent with each other. */
 	struct batch_out o = {.call = call, .cs = cs};
-	o.b.seq = ent_view_seq(v);
+	o.b.seq = ent_store_view_seq(v);
 	o.b.max = ent_call_opts(call)->max_message_bytes;
 	o.b.cap = n * BATCH_ITEM_GUESS + BATCH_SEQ_ROOM;
 	o.b.grow = batch_grow;
 	o.s = grpc_slice_malloc(o.b.cap);
 	o.b.p = GRPC_SLICE_START_PTR(o.s);
 	size_t bad = 0;
-	int rc = ent_view_check_batch(v, cs, n, batch_answer, &o, &bad);
-	ent_view_end(v);
+	int rc = ent_store_view_check_batch(v, cs, n, batch_answer, &o, &bad);
+	ent_store_view_end(v);
 	if (!rc)
 		rc = ent_wire_batch_finish(&o.b);
 	if (rc == -ENT_EFULL) {
@@ -770,16 +770,16 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 	}
 	/* Sources are gathered from the base tables: this answer is larger than a check's. */
 	ent_call_drop_arena(call);
-	int rc = ent_view_customer_features(v, customer, filter, req->n_feature_codes, g.at,
-					    ent_call_arena(call), gce_feature, &g);
+	int rc = ent_store_view_customer_features(v, customer, filter, req->n_feature_codes, g.at,
+						  ent_call_arena(call), gce_feature, &g);
 	if (rc == -ENT_ENOTFOUND) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		snprintf(msg, sizeof(msg), "customer_id: unknown customer '%s'", req->customer_id);
 		ent_call_fail(call, ENT_ENOTFOUND, msg);
 		return;
 	}
 	if (rc) {
-		ent_view_end(v);
+		ent_store_view_end(v);
 		snprintf(msg, sizeof(msg), "customer_id: cannot read '%s': %s", req->customer_id,
 			 ent_strerror(rc));
 		ent_call_fail(call, rc, msg);
@@ -790,9 +790,9 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 	resp.customer_id = req->customer_id;
 	resp.n_features = g.n;
 	resp.features = g.items;
-	resp.sequence = ent_view_seq(v);
+	resp.sequence = ent_store_view_seq(v);
 	ent_call_reply(call, &resp.base);
-	ent_view_end(v);
+	ent_store_view_end(v);
 }
 
 /* ---- writes: ReportUsage, ConsumeEntitlement ------------------------------------------ */

@@ -415,7 +415,7 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
  * snapshot, and encode each answer into a[i]->out (ok set). This is the one place a check is
  * decided: a lone CheckEntitlement or stream message is n = 1, the drain pass hands over the
  * checks that arrived together (at most ENT_DRAIN_MAX), which are then looked up as one
- * batched walk (ent_view_check_batch).
+ * batched walk (ent_store_view_check_batch).
  * \param err a lone check (n = 1): where its error goes, naming the field; the snapshot is
  *        renewed until it is as new as the request's min_sequence. NULL (the drain pass): a
  *        check that cannot be decided here (malformed, invalid, wants a newer snapshot, answer

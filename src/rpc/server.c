@@ -707,7 +707,7 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 		}
 		grpc_metadata_array_destroy(&ws->notify_md);
 		if (ws->w.view)
-			ent_view_free(ws->w.view);
+			ent_store_view_free(ws->w.view);
 		if (ws->cq)
 			grpc_completion_queue_destroy(ws->cq);
 	}
@@ -843,7 +843,7 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 		ws->cq = grpc_completion_queue_create_for_next(NULL);
 		/* Created here, written only by the worker thread once it runs. */
 		ws->mb = opts->metrics ? ent_metrics_thread_block(opts->metrics) : NULL;
-		if ((rc = ent_view_new(r->opts.store, &ws->w.view)) != 0) {
+		if ((rc = ent_store_view_new(r->opts.store, &ws->w.view)) != 0) {
 			ws->w.view = NULL;
 			ent_err_set(err, -rc, "rpc: cannot open a read view: %s", ent_strerror(rc));
 			goto fail;

@@ -19,7 +19,7 @@
 
 /* ---- write transactions ----------------------------------------------------------------- */
 
-int ent_wtxn_begin(struct ent_store *s, struct ent_wtxn **out)
+int ent_store_wtxn_begin(struct ent_store *s, struct ent_wtxn **out)
 {
 	if (s->read_only || s->w.txn)
 		return -ENT_EPRECOND;
@@ -46,14 +46,14 @@ int ent_wtxn_begin(struct ent_store *s, struct ent_wtxn **out)
 	return 0;
 }
 
-int ent_wtxn_commit(struct ent_wtxn *w, struct ent_err *err)
+int ent_store_wtxn_commit(struct ent_wtxn *w, struct ent_err *err)
 {
 	if (!w || !w->txn)
 		return ent_err_set(err, ENT_EINVAL, "no write transaction");
 	MDB_txn *txn = w->txn;
 	w->txn = NULL;
 	uint8_t b[8];
-	ent_le64_put(b, (uint64_t)ent_now_ms());
+	ent_store_le64_put(b, (uint64_t)ent_now_ms());
 	MDB_val k = {11, "last_commit"}, v = {8, b};
 	int rc = mdb_put(txn, w->s->dbi[ENT_T_META], &k, &v, 0);
 	if (rc) {
@@ -66,7 +66,7 @@ int ent_wtxn_commit(struct ent_wtxn *w, struct ent_err *err)
 	return 0;
 }
 
-void ent_wtxn_abort(struct ent_wtxn *w)
+void ent_store_wtxn_abort(struct ent_wtxn *w)
 {
 	if (w && w->txn) {
 		mdb_txn_abort(w->txn);
@@ -74,17 +74,17 @@ void ent_wtxn_abort(struct ent_wtxn *w)
 	}
 }
 
-uint64_t ent_wtxn_seq(const struct ent_wtxn *w)
+uint64_t ent_store_wtxn_seq(const struct ent_wtxn *w)
 {
 	return w->seq;
 }
 
-int ent_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq)
+int ent_store_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq)
 {
 	if (!w || !w->txn)
 		return -ENT_EINVAL;
 	uint8_t b[8];
-	ent_le64_put(b, seq);
+	ent_store_le64_put(b, seq);
 	MDB_val k = {3, "seq"}, v = {8, b};
 	int rc = mdb_put(w->txn, w->s->dbi[ENT_T_META], &k, &v, 0);
 	if (rc)
@@ -93,7 +93,7 @@ int ent_wtxn_set_seq(struct ent_wtxn *w, uint64_t seq)
 	return 0;
 }
 
-int ent_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *value)
+int ent_store_wtxn_put_meta(struct ent_wtxn *w, const char *name, const char *value)
 {
 	if (!w || !w->txn)
 		return -ENT_EINVAL;
@@ -108,7 +108,7 @@ static MDB_val sval(struct ent_str s)
 	return (MDB_val){s.len, (void *)s.p};
 }
 
-int ent_a_get(struct ent_actx *c, enum ent_table t, struct ent_str key, MDB_val *val)
+int ent_store_apply_get(struct ent_actx *c, enum ent_table t, struct ent_str key, MDB_val *val)
 {
 	if (key.len == 0 || key.len >= ENT_KEY_MAX)
 		return -ENT_ENOTFOUND;
@@ -116,13 +116,14 @@ int ent_a_get(struct ent_actx *c, enum ent_table t, struct ent_str key, MDB_val 
 	return ent_store_mdb_err(mdb_get(c->txn, c->s->dbi[t], &k, val));
 }
 
-int ent_a_put(struct ent_actx *c, enum ent_table t, struct ent_str key, const void *val, size_t len)
+int ent_store_apply_put(struct ent_actx *c, enum ent_table t, struct ent_str key, const void *val,
+			size_t len)
 {
 	MDB_val k = sval(key), v = {len, (void *)val};
 	return ent_store_mdb_err(mdb_put(c->txn, c->s->dbi[t], &k, &v, 0));
 }
 
-int ent_a_del(struct ent_actx *c, enum ent_table t, struct ent_str key)
+int ent_store_apply_del(struct ent_actx *c, enum ent_table t, struct ent_str key)
 {
 	if (key.len == 0 || key.len >= ENT_KEY_MAX)
 		return -ENT_ENOTFOUND;
@@ -130,15 +131,16 @@ int ent_a_del(struct ent_actx *c, enum ent_table t, struct ent_str key)
 	return ent_store_mdb_err(mdb_del(c->txn, c->s->dbi[t], &k, NULL));
 }
 
-int ent_a_del_dup(struct ent_actx *c, enum ent_table t, struct ent_str key, struct ent_str val)
+int ent_store_apply_del_dup(struct ent_actx *c, enum ent_table t, struct ent_str key,
+			    struct ent_str val)
 {
 	MDB_val k = sval(key), v = sval(val);
 	int rc = mdb_del(c->txn, c->s->dbi[t], &k, &v);
 	return rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
 }
 
-int ent_a_put_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
-		 const ProtobufCMessage *m)
+int ent_store_apply_put_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
+			   const ProtobufCMessage *m)
 {
 	/* Packed straight into the reserved value: no intermediate buffer. */
 	size_t n = protobuf_c_message_get_packed_size(m);
@@ -150,11 +152,11 @@ int ent_a_put_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
 	return 0;
 }
 
-int ent_a_get_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
-		 const ProtobufCMessageDescriptor *d, struct ent_arena *a, void **out)
+int ent_store_apply_get_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
+			   const ProtobufCMessageDescriptor *d, struct ent_arena *a, void **out)
 {
 	MDB_val v;
-	int r = ent_a_get(c, t, key, &v);
+	int r = ent_store_apply_get(c, t, key, &v);
 	if (r)
 		return r;
 	ProtobufCAllocator al;
@@ -163,8 +165,8 @@ int ent_a_get_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
 	return *out ? 0 : -ENT_ECORRUPT;
 }
 
-int ent_a_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix, ent_a_scan_cb cb,
-	       void *ctx)
+int ent_store_apply_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix,
+			 ent_a_scan_cb cb, void *ctx)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(c->txn, c->s->dbi[t], &cur);
@@ -176,7 +178,7 @@ int ent_a_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix, ent_
 	while (rc == 0) {
 		if (k.mv_size < prefix.len || memcmp(k.mv_data, prefix.p, prefix.len) != 0)
 			break;
-		if ((r = cb(c, ctx, ent_val_str(k), ent_val_str(v))))
+		if ((r = cb(c, ctx, ent_store_val_str(k), ent_store_val_str(v))))
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -188,7 +190,7 @@ int ent_a_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix, ent_
 
 /* ---- string sets ------------------------------------------------------------------------ */
 
-int ent_strset_add(struct ent_actx *c, struct ent_strset *set, struct ent_str s)
+int ent_store_strset_add(struct ent_actx *c, struct ent_strset *set, struct ent_str s)
 {
 	if (set->n == set->cap) {
 		size_t cap = set->cap ? set->cap * 2 : 16;
@@ -212,7 +214,7 @@ static int str_cmp(const void *a, const void *b)
 	return ent_str_cmp(*(const struct ent_str *)a, *(const struct ent_str *)b);
 }
 
-void ent_strset_uniq(struct ent_strset *set)
+void ent_store_strset_uniq(struct ent_strset *set)
 {
 	if (set->n < 2)
 		return;
@@ -224,7 +226,7 @@ void ent_strset_uniq(struct ent_strset *set)
 	set->n = m;
 }
 
-bool ent_strset_has(const struct ent_strset *set, struct ent_str s)
+bool ent_store_strset_has(const struct ent_strset *set, struct ent_str s)
 {
 	for (size_t i = 0; i < set->n; i++)
 		if (ent_str_eq(set->v[i], s))
@@ -236,17 +238,18 @@ bool ent_strset_has(const struct ent_strset *set, struct ent_str s)
 
 static int bound_val(struct ent_key *val, struct ent_str customer, struct ent_str feature)
 {
-	return ent_key_make(val, customer, &feature);
+	return ent_store_key_make(val, customer, &feature);
 }
 
-int ent_a_bound_add(struct ent_actx *c, int64_t t, struct ent_str customer, struct ent_str feature)
+int ent_store_apply_bound_add(struct ent_actx *c, int64_t t, struct ent_str customer,
+			      struct ent_str feature)
 {
 	struct ent_key val;
 	if (bound_val(&val, customer, feature))
 		return -ENT_EINVAL;
 	uint8_t k[8];
-	ent_bound_key(k, t);
-	MDB_val mk = {8, k}, mv = ent_key_val(&val);
+	ent_store_bound_key(k, t);
+	MDB_val mk = {8, k}, mv = ent_store_key_val(&val);
 	/* A duplicate (same time, same target) is a no-op for DUPSORT without NODUPDATA. */
 	return ent_store_mdb_err(mdb_put(c->txn, c->s->dbi[ENT_T_BOUNDS], &mk, &mv, 0));
 }
@@ -254,8 +257,8 @@ int ent_a_bound_add(struct ent_actx *c, int64_t t, struct ent_str customer, stru
 static int bound_del(struct ent_actx *c, int64_t t, const struct ent_key *val)
 {
 	uint8_t k[8];
-	ent_bound_key(k, t);
-	MDB_val mk = {8, k}, mv = ent_key_val(val);
+	ent_store_bound_key(k, t);
+	MDB_val mk = {8, k}, mv = ent_store_key_val(val);
 	int rc = mdb_del(c->txn, c->s->dbi[ENT_T_BOUNDS], &mk, &mv);
 	return rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
 }
@@ -271,11 +274,11 @@ static int64_t period_end_of(const struct ent_usage_state *u)
 	return end;
 }
 
-int ent_a_customer_ref(struct ent_actx *c, struct ent_str customer, int delta)
+int ent_store_apply_customer_ref(struct ent_actx *c, struct ent_str customer, int delta)
 {
 	MDB_val v;
 	int64_t n = 0;
-	int r = ent_a_get(c, ENT_T_CUSTOMERS, customer, &v);
+	int r = ent_store_apply_get(c, ENT_T_CUSTOMERS, customer, &v);
 	if (r == 0 && v.mv_size == 4) {
 		const uint8_t *p = v.mv_data;
 		n = (int64_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
@@ -285,9 +288,9 @@ int ent_a_customer_ref(struct ent_actx *c, struct ent_str customer, int delta)
 	}
 	n += delta;
 	if (n <= 0)
-		return r == 0 ? ent_a_del(c, ENT_T_CUSTOMERS, customer) : 0;
+		return r == 0 ? ent_store_apply_del(c, ENT_T_CUSTOMERS, customer) : 0;
 	uint8_t b[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
-	return ent_a_put(c, ENT_T_CUSTOMERS, customer, b, 4);
+	return ent_store_apply_put(c, ENT_T_CUSTOMERS, customer, b, 4);
 }
 
 /* The previous record's facts needed after it is overwritten: its edges and usage. */
@@ -303,13 +306,13 @@ static int read_old(struct ent_actx *c, const struct ent_key *key, struct old_re
 	MDB_val v;
 	o->exists = false;
 	o->n = 0;
-	int r = ent_a_get(c, ENT_T_AGG, (struct ent_str){key->b, key->len}, &v);
+	int r = ent_store_apply_get(c, ENT_T_AGG, (struct ent_str){key->b, key->len}, &v);
 	if (r == -ENT_ENOTFOUND)
 		return 0;
 	if (r)
 		return r;
 	o->exists = true;
-	int n = ent_record_header(v.mv_data, v.mv_size, &o->u);
+	int n = ent_store_record_header(v.mv_data, v.mv_size, &o->u);
 	if (n < 0) {
 		/* A corrupt record is rebuilt from the base tables; its edges are lost, which
 		 * at worst leaves stale boundary entries that recompute once more. */
@@ -319,7 +322,7 @@ static int read_old(struct ent_actx *c, const struct ent_key *key, struct old_re
 	o->n = n;
 	for (int i = 0; i < n; i++) {
 		int64_t from;
-		ent_record_seg_window(v.mv_data, i, &from, &o->to[i]);
+		ent_store_record_seg_window(v.mv_data, i, &from, &o->to[i]);
 	}
 	return 0;
 }
@@ -336,12 +339,12 @@ static int drop_old_bounds(struct ent_actx *c, const struct ent_key *key, const 
 	return r;
 }
 
-int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		    int64_t now)
+int ent_store_apply_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      int64_t now)
 {
 	struct ent_wscratch *ws = c->ws;
 	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
+	if (ent_store_key_make(&key, customer, &feature))
 		return ent_err_set(c->err, ENT_EINVAL, "key too long");
 	struct ent_str skey = {key.b, key.len};
 	struct old_rec old;
@@ -373,7 +376,7 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		if (!old.exists)
 			return 0;
 		c->res->recomputed++;
-		return ent_a_del(c, ENT_T_AGG, skey);
+		return ent_store_apply_del(c, ENT_T_AGG, skey);
 	}
 
 	int n = ent_model_segments(&ws->src, now, ws->segs);
@@ -402,10 +405,10 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	 * counter then still counts for the period that contains P, see count()).
 	 */
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_USAGE, skey, &v);
+	r = ent_store_apply_get(c, ENT_T_USAGE, skey, &v);
 	if (r == 0 && v.mv_size == 16) {
-		int64_t row_ps = (int64_t)ent_le64_get(v.mv_data);
-		int64_t row_used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
+		int64_t row_ps = (int64_t)ent_store_le64_get(v.mv_data);
+		int64_t row_used = (int64_t)ent_store_le64_get((const uint8_t *)v.mv_data + 8);
 		bool live = false;
 		for (int i = 0; i < n && !live; i++) {
 			if (ws->segs[i].to <= now)
@@ -423,25 +426,25 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 			u.used = row_used;
 		} else if (row_ps != ps || row_used != 0) {
 			uint8_t b[16];
-			ent_le64_put(b, (uint64_t)ps);
-			ent_le64_put(b + 8, 0);
-			if ((r = ent_a_put(c, ENT_T_USAGE, skey, b, 16)))
+			ent_store_le64_put(b, (uint64_t)ps);
+			ent_store_le64_put(b + 8, 0);
+			if ((r = ent_store_apply_put(c, ENT_T_USAGE, skey, b, 16)))
 				return r;
 		}
 	} else if (r && r != -ENT_ENOTFOUND) {
 		return r;
 	}
 
-	int len = ent_record_encode(&u, ws->segs, n, ws->rec, sizeof(ws->rec));
+	int len = ent_store_record_encode(&u, ws->segs, n, ws->rec, sizeof(ws->rec));
 	if (len < 0)
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "aggregate of customer '%.*s' feature '%.*s' exceeds %d bytes",
 				   (int)customer.len, customer.p, (int)feature.len, feature.p,
 				   ENT_RECORD_MAX);
-	r = ent_a_get(c, ENT_T_AGG, skey, &v);
+	r = ent_store_apply_get(c, ENT_T_AGG, skey, &v);
 	bool same = r == 0 && v.mv_size == (size_t)len && memcmp(v.mv_data, ws->rec, len) == 0;
 	if (!same) {
-		if ((r = ent_a_put(c, ENT_T_AGG, skey, ws->rec, (size_t)len)))
+		if ((r = ent_store_apply_put(c, ENT_T_AGG, skey, ws->rec, (size_t)len)))
 			return r;
 		c->res->recomputed++;
 	}
@@ -454,30 +457,32 @@ int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	 */
 	for (int i = 0; i < n; i++) {
 		int64_t to = ws->segs[i].to;
-		if (to != ENT_T_MAX && to > now && (r = ent_a_bound_add(c, to, customer, feature)))
+		if (to != ENT_T_MAX && to > now &&
+		    (r = ent_store_apply_bound_add(c, to, customer, feature)))
 			return r;
 	}
 	for (uint32_t i = 0; i < ws->src.n; i++) {
 		int64_t e[2] = {ws->src.src[i].active_from, ws->src.src[i].expires_at};
 		for (int k = 0; k < 2; k++)
-			if (e[k] > now && (r = ent_a_bound_add(c, e[k], customer, feature)))
+			if (e[k] > now &&
+			    (r = ent_store_apply_bound_add(c, e[k], customer, feature)))
 				return r;
 	}
 	int64_t ended = ws->src.ended_at;
-	if (ended > now && (r = ent_a_bound_add(c, ended, customer, feature)))
+	if (ended > now && (r = ent_store_apply_bound_add(c, ended, customer, feature)))
 		return r;
 	int64_t end = period_end_of(&u);
-	if (end && end > now && (r = ent_a_bound_add(c, end, customer, feature)))
+	if (end && end > now && (r = ent_store_apply_bound_add(c, end, customer, feature)))
 		return r;
 	return 0;
 }
 
-int ent_a_recompute_all(struct ent_actx *c, const struct ent_strset *customers,
-			const struct ent_strset *features, int64_t now)
+int ent_store_apply_recompute_all(struct ent_actx *c, const struct ent_strset *customers,
+				  const struct ent_strset *features, int64_t now)
 {
 	for (size_t i = 0; i < customers->n; i++)
 		for (size_t j = 0; j < features->n; j++) {
-			int r = ent_a_recompute(c, customers->v[i], features->v[j], now);
+			int r = ent_store_apply_recompute(c, customers->v[i], features->v[j], now);
 			if (r)
 				return r;
 		}
@@ -488,9 +493,9 @@ static int collect_agg_feature(struct ent_actx *c, void *ctx, struct ent_str key
 			       struct ent_str val)
 {
 	struct ent_str cu, fe;
-	if (!ent_key_split(key, &cu, &fe))
+	if (!ent_store_key_split(key, &cu, &fe))
 		return 0;
-	return ent_strset_add(c, ctx, fe);
+	return ent_store_strset_add(c, ctx, fe);
 }
 
 static int collect_key_suffix(struct ent_actx *c, void *ctx, struct ent_str key, struct ent_str val)
@@ -498,53 +503,54 @@ static int collect_key_suffix(struct ent_actx *c, void *ctx, struct ent_str key,
 	return collect_agg_feature(c, ctx, key, val);
 }
 
-int ent_a_recompute_customer(struct ent_actx *c, struct ent_str customer, int64_t now)
+int ent_store_apply_recompute_customer(struct ent_actx *c, struct ent_str customer, int64_t now)
 {
 	struct ent_key prefix;
 	struct ent_str empty = {"", 0};
-	if (ent_key_make(&prefix, customer, &empty))
+	if (ent_store_key_make(&prefix, customer, &empty))
 		return 0;
 	struct ent_strset features = {0};
 	struct ent_str p = {prefix.b, prefix.len};
-	int r = ent_a_scan(c, ENT_T_AGG, p, collect_agg_feature, &features);
+	int r = ent_store_apply_scan(c, ENT_T_AGG, p, collect_agg_feature, &features);
 	if (!r)
-		r = ent_a_scan(c, ENT_T_OVERRIDES, p, collect_key_suffix, &features);
+		r = ent_store_apply_scan(c, ENT_T_OVERRIDES, p, collect_key_suffix, &features);
 	if (r)
 		return r;
-	ent_strset_uniq(&features);
+	ent_store_strset_uniq(&features);
 	for (size_t i = 0; i < features.n && !r; i++)
-		r = ent_a_recompute(c, customer, features.v[i], now);
+		r = ent_store_apply_recompute(c, customer, features.v[i], now);
 	return r;
 }
 
-int ent_a_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		      int64_t period_start, int64_t used)
+int ent_store_apply_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+				int64_t period_start, int64_t used)
 {
 	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
+	if (ent_store_key_make(&key, customer, &feature))
 		return -ENT_EINVAL;
 	struct ent_str skey = {key.b, key.len};
 	uint8_t b[16];
-	ent_le64_put(b, (uint64_t)period_start);
-	ent_le64_put(b + 8, (uint64_t)used);
-	int r = ent_a_put(c, ENT_T_USAGE, skey, b, 16);
+	ent_store_le64_put(b, (uint64_t)period_start);
+	ent_store_le64_put(b + 8, (uint64_t)used);
+	int r = ent_store_apply_put(c, ENT_T_USAGE, skey, b, 16);
 	if (r)
 		return r;
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_AGG, skey, &v);
+	r = ent_store_apply_get(c, ENT_T_AGG, skey, &v);
 	if (r == -ENT_ENOTFOUND)
 		return 0;
 	if (r)
 		return r;
 	struct ent_usage_state old;
-	if (v.mv_size > sizeof(c->ws->rec) || ent_record_header(v.mv_data, v.mv_size, &old) < 0)
+	if (v.mv_size > sizeof(c->ws->rec) ||
+	    ent_store_record_header(v.mv_data, v.mv_size, &old) < 0)
 		return -ENT_ECORRUPT;
 	/* Patched in place: only the two usage fields of the header change. */
 	size_t len = v.mv_size;
 	memcpy(c->ws->rec, v.mv_data, len);
-	ent_record_set_usage(c->ws->rec, period_start, used);
-	ent_record_reseal(c->ws->rec, len);
-	if ((r = ent_a_put(c, ENT_T_AGG, skey, c->ws->rec, len)))
+	ent_store_record_set_usage(c->ws->rec, period_start, used);
+	ent_store_record_reseal(c->ws->rec, len);
+	if ((r = ent_store_apply_put(c, ENT_T_AGG, skey, c->ws->rec, len)))
 		return r;
 	struct ent_usage_state nu = old;
 	nu.period_start = period_start;
@@ -554,23 +560,24 @@ int ent_a_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_st
 		if (old_end && (r = bound_del(c, old_end, &key)))
 			return r;
 		if (new_end && new_end > c->at &&
-		    (r = ent_a_bound_add(c, new_end, customer, feature)))
+		    (r = ent_store_apply_bound_add(c, new_end, customer, feature)))
 			return r;
 	}
 	return 0;
 }
 
-int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		 int64_t quantity, int64_t t, struct ent_usage_state *u, struct ent_decision *d)
+int ent_store_apply_decide(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			   int64_t quantity, int64_t t, struct ent_usage_state *u,
+			   struct ent_decision *d)
 {
 	memset(u, 0, sizeof(*u));
 	struct ent_key key;
 	MDB_val v;
-	int r = ent_key_make(&key, customer, &feature)
+	int r = ent_store_key_make(&key, customer, &feature)
 			? -ENT_ENOTFOUND
-			: ent_a_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
+			: ent_store_apply_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
 	if (r == 0) {
-		r = ent_record_decode(v.mv_data, v.mv_size, t, u, &c->ws->seg);
+		r = ent_store_record_decode(v.mv_data, v.mv_size, t, u, &c->ws->seg);
 		if (r)
 			return r;
 		ent_model_decide(u, &c->ws->seg, quantity, t, d);
@@ -578,7 +585,7 @@ int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str fea
 	}
 	if (r != -ENT_ENOTFOUND)
 		return r;
-	r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
+	r = ent_store_apply_get(c, ENT_T_FEATURES, feature, &v);
 	if (r == -ENT_ENOTFOUND) {
 		ent_model_decide_missing(ENT_R_UNKNOWN_FEATURE, ENT_FT_UNSPECIFIED, d);
 		return 0;
@@ -586,24 +593,24 @@ int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str fea
 	if (r)
 		return r;
 	uint8_t type = v.mv_size ? ((const uint8_t *)v.mv_data)[0] : 0;
-	r = ent_a_get(c, ENT_T_CUSTOMERS, customer, &v);
+	r = ent_store_apply_get(c, ENT_T_CUSTOMERS, customer, &v);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
 	ent_model_decide_missing(r ? ENT_R_UNKNOWN_CUSTOMER : ENT_R_NOT_ENTITLED, type, d);
 	return 0;
 }
 
-int ent_a_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str feature, int64_t t,
-		    int64_t *start, int64_t *end, struct ent_usage_state *u)
+int ent_store_apply_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      int64_t t, int64_t *start, int64_t *end, struct ent_usage_state *u)
 {
 	memset(u, 0, sizeof(*u));
 	struct ent_key key;
 	MDB_val v;
-	int r = ent_key_make(&key, customer, &feature)
+	int r = ent_store_key_make(&key, customer, &feature)
 			? -ENT_ENOTFOUND
-			: ent_a_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
+			: ent_store_apply_get(c, ENT_T_AGG, (struct ent_str){key.b, key.len}, &v);
 	if (r == 0) {
-		if ((r = ent_record_decode(v.mv_data, v.mv_size, t, u, &c->ws->seg)))
+		if ((r = ent_store_record_decode(v.mv_data, v.mv_size, t, u, &c->ws->seg)))
 			return r;
 		ent_model_period(c->ws->seg.reset, c->ws->seg.anchor, t, start, end);
 		return 0;
@@ -614,10 +621,10 @@ int ent_a_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str 
 	u->reset = ENT_RESET_NEVER;
 	u->period_start = ENT_T_MIN;
 	ent_model_period(ENT_RESET_NEVER, 0, t, start, end);
-	r = ent_a_get(c, ENT_T_USAGE, (struct ent_str){key.b, key.len}, &v);
+	r = ent_store_apply_get(c, ENT_T_USAGE, (struct ent_str){key.b, key.len}, &v);
 	if (r == 0 && v.mv_size == 16) {
-		u->period_start = (int64_t)ent_le64_get(v.mv_data);
-		u->used = (int64_t)ent_le64_get((const uint8_t *)v.mv_data + 8);
+		u->period_start = (int64_t)ent_store_le64_get(v.mv_data);
+		u->used = (int64_t)ent_store_le64_get((const uint8_t *)v.mv_data + 8);
 	}
 	return r == -ENT_ENOTFOUND ? 0 : r;
 }
@@ -641,22 +648,22 @@ static bool grants_alone(struct ent_wscratch *ws, const struct ent_source *src)
 	return ent_model_aggregate(one, 0, &ws->seg) == 0 && ws->seg.enabled;
 }
 
-int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		    int64_t end, bool grants)
+int ent_store_apply_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      int64_t end, bool grants)
 {
 	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
+	if (ent_store_key_make(&key, customer, &feature))
 		return -ENT_EINVAL;
 	struct ent_str skey = {key.b, key.len};
 	MDB_val v;
-	int r = ent_a_get(c, ENT_T_ENDED, skey, &v);
+	int r = ent_store_apply_get(c, ENT_T_ENDED, skey, &v);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
 	bool existed = r == 0;
 	if (existed && (v.mv_size == 8 || v.mv_size == 9)) {
 		/* A granting tombstone stays granting; the later end is kept. */
 		bool had_grants = v.mv_size == 8;
-		int64_t had = (int64_t)ent_le64_get(v.mv_data);
+		int64_t had = (int64_t)ent_store_le64_get(v.mv_data);
 		if (had_grants && !grants)
 			return 0;
 		if (had_grants == grants && had >= end)
@@ -664,16 +671,16 @@ int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str 
 		/* A keep-only row becomes granting with the granting end. */
 	}
 	uint8_t b[9];
-	ent_le64_put(b, (uint64_t)end);
+	ent_store_le64_put(b, (uint64_t)end);
 	b[8] = 0;
-	if ((r = ent_a_put(c, ENT_T_ENDED, skey, b, grants ? 8 : 9)))
+	if ((r = ent_store_apply_put(c, ENT_T_ENDED, skey, b, grants ? 8 : 9)))
 		return r;
 	/* The tombstone keeps the customer known, like a subscription or an override. */
-	return existed ? 0 : ent_a_customer_ref(c, customer, 1);
+	return existed ? 0 : ent_store_apply_customer_ref(c, customer, 1);
 }
 
-int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		    const struct ent_str *sub_id)
+int ent_store_apply_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      const struct ent_str *sub_id)
 {
 	struct ent_wscratch *ws = c->ws;
 	ent_arena_reset(&ws->tmp);
@@ -702,8 +709,8 @@ int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str 
 			end = src->expires_at;
 	}
 	if (end)
-		return ent_a_ended_put(c, customer, feature, end, true);
-	return any ? ent_a_ended_put(c, customer, feature, any, false) : 0;
+		return ent_store_apply_ended_put(c, customer, feature, end, true);
+	return any ? ent_store_apply_ended_put(c, customer, feature, any, false) : 0;
 }
 
 /*
@@ -721,22 +728,23 @@ static int apply_set_ended(struct ent_actx *c, const Ent__V1__EndedState *e)
 		return r;
 	if (e->ended_at <= 0)
 		return ent_err_set(c->err, ENT_EINVAL, "ended_at: must be > 0");
-	if ((r = ent_a_check_time(c, e->ended_at, "ended_at")))
+	if ((r = ent_store_apply_check_time(c, e->ended_at, "ended_at")))
 		return r;
 	struct ent_str customer = ent_str_c(e->customer_id),
 		       feature = whole ? (struct ent_str){"", 0} : ent_str_c(e->feature_code);
 	MDB_val v;
 	if (!whole) {
-		r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
+		r = ent_store_apply_get(c, ENT_T_FEATURES, feature, &v);
 		if (r == -ENT_ENOTFOUND)
 			return ent_err_set(c->err, ENT_EINVAL, "feature_code: unknown feature '%s'",
 					   e->feature_code);
 		if (r)
 			return r;
 	}
-	if ((r = ent_a_ended_put(c, customer, feature, e->ended_at, !whole && !e->no_grant)))
+	if ((r = ent_store_apply_ended_put(c, customer, feature, e->ended_at,
+					   !whole && !e->no_grant)))
 		return r;
-	return whole ? 0 : ent_a_recompute(c, customer, feature, c->at);
+	return whole ? 0 : ent_store_apply_recompute(c, customer, feature, c->at);
 }
 
 /* ---- apply ------------------------------------------------------------------------------- */
@@ -746,45 +754,45 @@ static int dispatch(struct ent_actx *c)
 	const Ent__V1__Event *ev = c->ev;
 	switch (ev->kind_case) {
 	case ENT__V1__EVENT__KIND_UPSERT_FEATURE:
-		return ent_a_upsert_feature(c, ev->upsert_feature);
+		return ent_store_apply_upsert_feature(c, ev->upsert_feature);
 	case ENT__V1__EVENT__KIND_DELETE_FEATURE:
-		return ent_a_delete_feature(c, ev->delete_feature);
+		return ent_store_apply_delete_feature(c, ev->delete_feature);
 	case ENT__V1__EVENT__KIND_SET_PLAN:
-		return ent_a_set_entitlements(c, ENT_T_PLANS, ev->set_plan, false);
+		return ent_store_apply_set_entitlements(c, ENT_T_PLANS, ev->set_plan, false);
 	case ENT__V1__EVENT__KIND_PATCH_PLAN:
-		return ent_a_set_entitlements(c, ENT_T_PLANS, ev->patch_plan, true);
+		return ent_store_apply_set_entitlements(c, ENT_T_PLANS, ev->patch_plan, true);
 	case ENT__V1__EVENT__KIND_DELETE_PLAN:
-		return ent_a_delete_entitlements(c, ENT_T_PLANS, ev->delete_plan);
+		return ent_store_apply_delete_entitlements(c, ENT_T_PLANS, ev->delete_plan);
 	case ENT__V1__EVENT__KIND_SET_ADDON:
-		return ent_a_set_entitlements(c, ENT_T_ADDONS, ev->set_addon, false);
+		return ent_store_apply_set_entitlements(c, ENT_T_ADDONS, ev->set_addon, false);
 	case ENT__V1__EVENT__KIND_PATCH_ADDON:
-		return ent_a_set_entitlements(c, ENT_T_ADDONS, ev->patch_addon, true);
+		return ent_store_apply_set_entitlements(c, ENT_T_ADDONS, ev->patch_addon, true);
 	case ENT__V1__EVENT__KIND_DELETE_ADDON:
-		return ent_a_delete_entitlements(c, ENT_T_ADDONS, ev->delete_addon);
+		return ent_store_apply_delete_entitlements(c, ENT_T_ADDONS, ev->delete_addon);
 	case ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION:
-		return ent_a_upsert_subscription(c, ev->upsert_subscription);
+		return ent_store_apply_upsert_subscription(c, ev->upsert_subscription);
 	case ENT__V1__EVENT__KIND_CANCEL_SUBSCRIPTION:
-		return ent_a_cancel_subscription(c, ev->cancel_subscription);
+		return ent_store_apply_cancel_subscription(c, ev->cancel_subscription);
 	case ENT__V1__EVENT__KIND_SET_OVERRIDE:
-		return ent_a_set_override(c, ev->set_override);
+		return ent_store_apply_set_override(c, ev->set_override);
 	case ENT__V1__EVENT__KIND_UPDATE_OVERRIDE:
-		return ent_a_update_override(c, ev->update_override);
+		return ent_store_apply_update_override(c, ev->update_override);
 	case ENT__V1__EVENT__KIND_DELETE_OVERRIDE:
-		return ent_a_delete_override(c, ev->delete_override);
+		return ent_store_apply_delete_override(c, ev->delete_override);
 	case ENT__V1__EVENT__KIND_REPORT_USAGE:
-		return ent_a_report_usage(c, ev->report_usage);
+		return ent_store_apply_report_usage(c, ev->report_usage);
 	case ENT__V1__EVENT__KIND_CONSUME:
-		return ent_a_consume(c, ev->consume);
+		return ent_store_apply_consume(c, ev->consume);
 	case ENT__V1__EVENT__KIND_TICK:
-		return ent_a_tick(c, ev->tick);
+		return ent_store_apply_tick(c, ev->tick);
 	case ENT__V1__EVENT__KIND_WIPE:
-		return ent_a_wipe(c);
+		return ent_store_apply_wipe(c);
 	case ENT__V1__EVENT__KIND_SET_USAGE:
-		return ent_a_set_usage(c, ev->set_usage);
+		return ent_store_apply_set_usage(c, ev->set_usage);
 	case ENT__V1__EVENT__KIND_SET_ENDED:
 		return apply_set_ended(c, ev->set_ended);
 	case ENT__V1__EVENT__KIND_REPORT_USAGE_BATCH:
-		return ent_a_report_usage_batch(c, ev->report_usage_batch);
+		return ent_store_apply_report_usage_batch(c, ev->report_usage_batch);
 	default:
 		return ent_err_set(c->err, ENT_EINVAL, "event: unknown or missing kind (%d)",
 				   (int)ev->kind_case);
@@ -808,9 +816,9 @@ static bool body_present(const Ent__V1__Event *ev)
 
 /*
  * One event. nested: in a child transaction of its own, so a failing event leaves nothing and
- * the others of the group commit (ent_apply). Direct: straight into the group's transaction
- * (ent_apply_direct), without the child's cost; a failing event may leave partial writes there,
- * so its caller aborts the whole transaction and applies the group again with that event
+ * the others of the group commit (ent_store_apply). Direct: straight into the group's transaction
+ * (ent_store_apply_direct), without the child's cost; a failing event may leave partial writes
+ * there, so its caller aborts the whole transaction and applies the group again with that event
  * nested. Either way the same writes reach the same transaction when the event succeeds.
  */
 static int apply_one(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
@@ -844,11 +852,12 @@ static int apply_one(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_ar
 	}
 	int r = dispatch(&c);
 	uint64_t seq = w->seq + 1;
-	/* Direct: meta "seq" is written once for the group (ent_wtxn_set_seq before commit). */
+	/* Direct: meta "seq" is written once for the group (ent_store_wtxn_set_seq before commit).
+	 */
 	if (!r && nested) {
 		uint8_t b[8];
-		ent_le64_put(b, seq);
-		r = ent_a_put(&c, ENT_T_META, ent_str_c("seq"), b, 8);
+		ent_store_le64_put(b, seq);
+		r = ent_store_apply_put(&c, ENT_T_META, ent_str_c("seq"), b, 8);
 	}
 	if (nested) {
 		if (!r) {
@@ -873,19 +882,19 @@ static int apply_one(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_ar
 	return 0;
 }
 
-int ent_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
-	      struct ent_apply_result *res)
+int ent_store_apply(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
+		    struct ent_apply_result *res)
 {
 	return apply_one(w, ev, arena, res, true);
 }
 
-int ent_apply_direct(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
-		     struct ent_apply_result *res)
+int ent_store_apply_direct(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_arena *arena,
+			   struct ent_apply_result *res)
 {
 	return apply_one(w, ev, arena, res, false);
 }
 
-void ent_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq)
+void ent_store_wtxn_expect_seq(struct ent_wtxn *w, uint64_t seq)
 {
 	w->seq = seq;
 }

@@ -24,7 +24,7 @@ static struct ent_str s_(const char *s)
 	return ent_str_c(s);
 }
 
-int ent_a_check_text(struct ent_actx *c, const char *s, const char *field)
+int ent_store_apply_check_text(struct ent_actx *c, const char *s, const char *field)
 {
 	if (s && strlen(s) > ENT_MAX_TEXT)
 		return ent_err_set(c->err, ENT_EINVAL, "%s: longer than %d bytes", field,
@@ -32,7 +32,7 @@ int ent_a_check_text(struct ent_actx *c, const char *s, const char *field)
 	return 0;
 }
 
-int ent_a_check_time(struct ent_actx *c, int64_t t, const char *field)
+int ent_store_apply_check_time(struct ent_actx *c, int64_t t, const char *field)
 {
 	if (t > ENT_WIRE_TIME_MAX || t < -ENT_WIRE_TIME_MAX)
 		return ent_err_set(c->err, ENT_EINVAL,
@@ -54,8 +54,9 @@ static int not_one_of(struct ent_actx *c, const char *field, const char *v,
 	return ent_err_set(c->err, ENT_EINVAL, "%s: '%.64s' is not one of %s", field, v, list);
 }
 
-int ent_a_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feature *f,
-		      Ent__V1__PrivilegeValue *const *pv, size_t n, Ent__V1__PrivilegeValue ***out)
+int ent_store_apply_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feature *f,
+				Ent__V1__PrivilegeValue *const *pv, size_t n,
+				Ent__V1__PrivilegeValue ***out)
 {
 	*out = NULL;
 	if (n == 0)
@@ -104,7 +105,7 @@ int ent_a_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feat
 			return ent_err_set(c->err, ENT_EINVAL, "%s: needs an %s value", fld,
 					   ptype_name(d->value_type));
 		if (v->value_case == ENT__V1__PRIVILEGE_VALUE__VALUE_STRING_VALUE) {
-			if ((r = ent_a_check_text(c, v->string_value, fld)))
+			if ((r = ent_store_apply_check_text(c, v->string_value, fld)))
 				return r;
 			if (d->value_type == ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_SELECT) {
 				bool found = false;
@@ -148,8 +149,8 @@ static int check_grant_type(struct ent_actx *c, const char *pfx, const Ent__V1__
 	return 0;
 }
 
-int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *const *grants,
-		       size_t n, Ent__V1__Grant ***out)
+int ent_store_apply_check_grants(struct ent_actx *c, const char *field,
+				 Ent__V1__Grant *const *grants, size_t n, Ent__V1__Grant ***out)
 {
 	*out = NULL;
 	if (n > ENT_MAX_GRANTS)
@@ -192,7 +193,7 @@ int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *co
 					   ENT_MAX_STATIC);
 		for (size_t j = 0; j < g->n_static_values; j++) {
 			snprintf(fld, sizeof(fld), "%s.static_values[%zu]", pfx, j);
-			if ((r = ent_a_check_text(c, g->static_values[j], fld)))
+			if ((r = ent_store_apply_check_text(c, g->static_values[j], fld)))
 				return r;
 		}
 		/* Each value valid on its own first, then whether the feature's type takes it. */
@@ -200,7 +201,8 @@ int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *co
 			return r;
 		snprintf(fld, sizeof(fld), "%s.privileges", pfx);
 		Ent__V1__PrivilegeValue **pv;
-		if ((r = ent_a_check_privs(c, fld, f, g->privileges, g->n_privileges, &pv)))
+		if ((r = ent_store_apply_check_privs(c, fld, f, g->privileges, g->n_privileges,
+						     &pv)))
 			return r;
 		copies[i] = *g;
 		copies[i].privileges = pv;
@@ -215,7 +217,7 @@ static int echo(struct ent_actx *c, enum ent_table t, struct ent_str key,
 		const ProtobufCMessageDescriptor *d, size_t skip)
 {
 	MDB_val v;
-	int r = ent_a_get(c, t, key, &v);
+	int r = ent_store_apply_get(c, t, key, &v);
 	if (r)
 		return r;
 	if (v.mv_size < skip)
@@ -252,7 +254,7 @@ static int users_in_object(struct ent_actx *c, void *ctx, struct ent_str key, st
 	if (!o)
 		return -ENT_ECORRUPT;
 	return grants_feature(o->entitlements, o->n_entitlements, u->feature)
-		       ? ent_strset_add(c, set, key)
+		       ? ent_store_strset_add(c, set, key)
 		       : 0;
 }
 
@@ -277,7 +279,7 @@ static int users_sub(struct ent_actx *c, void *ctx, struct ent_str key, struct e
 	if (!s)
 		return -ENT_ECORRUPT;
 	return grants_feature(s->entitlements, s->n_entitlements, u->feature)
-		       ? ent_strset_add(c, &u->sub_keys, key)
+		       ? ent_store_strset_add(c, &u->sub_keys, key)
 		       : 0;
 }
 
@@ -285,8 +287,8 @@ static int users_override(struct ent_actx *c, void *ctx, struct ent_str key, str
 {
 	struct users *u = ctx;
 	struct ent_str cu, fe;
-	if (ent_key_split(key, &cu, &fe) && ent_str_eq(fe, s_(u->feature)))
-		return ent_strset_add(c, &u->override_keys, key);
+	if (ent_store_key_split(key, &cu, &fe) && ent_str_eq(fe, s_(u->feature)))
+		return ent_store_strset_add(c, &u->override_keys, key);
 	return 0;
 }
 
@@ -296,13 +298,13 @@ static int find_users(struct ent_actx *c, const char *feature, struct users *u)
 	memset(u, 0, sizeof(*u));
 	u->feature = feature;
 	struct ent_str all = {"", 0};
-	int r = ent_a_scan(c, ENT_T_PLANS, all, users_plan, u);
+	int r = ent_store_apply_scan(c, ENT_T_PLANS, all, users_plan, u);
 	if (!r)
-		r = ent_a_scan(c, ENT_T_ADDONS, all, users_addon, u);
+		r = ent_store_apply_scan(c, ENT_T_ADDONS, all, users_addon, u);
 	if (!r)
-		r = ent_a_scan(c, ENT_T_SUBS, all, users_sub, u);
+		r = ent_store_apply_scan(c, ENT_T_SUBS, all, users_sub, u);
 	if (!r)
-		r = ent_a_scan(c, ENT_T_OVERRIDES, all, users_override, u);
+		r = ent_store_apply_scan(c, ENT_T_OVERRIDES, all, users_override, u);
 	return r;
 }
 
@@ -320,11 +322,11 @@ static int used_by(struct ent_actx *c, const char *what, const struct users *u)
 	if (u->addons.n)
 		return ent_err_set(c->err, ENT_EPRECOND, "%s is used by add-on '%.*s'", what,
 				   (int)u->addons.v[0].len, u->addons.v[0].p);
-	if (u->sub_keys.n && ent_key_split(u->sub_keys.v[0], &a, &b))
+	if (u->sub_keys.n && ent_store_key_split(u->sub_keys.v[0], &a, &b))
 		return ent_err_set(c->err, ENT_EPRECOND,
 				   "%s is used by subscription '%.*s' of customer '%.*s'", what,
 				   (int)b.len, b.p, (int)a.len, a.p);
-	if (u->override_keys.n && ent_key_split(u->override_keys.v[0], &a, &b))
+	if (u->override_keys.n && ent_store_key_split(u->override_keys.v[0], &a, &b))
 		return ent_err_set(c->err, ENT_EPRECOND,
 				   "%s is used by an override of customer '%.*s'", what, (int)a.len,
 				   a.p);
@@ -351,7 +353,7 @@ static int stranded(struct ent_actx *c, const Ent__V1__Feature *f, const char *w
 		    Ent__V1__PrivilegeValue *const *pv, size_t n)
 {
 	Ent__V1__PrivilegeValue **norm;
-	if (n == 0 || ent_a_check_privs(c, "privileges", f, pv, n, &norm) == 0)
+	if (n == 0 || ent_store_apply_check_privs(c, "privileges", f, pv, n, &norm) == 0)
 		return 0;
 	if (c->err->code != ENT_EINVAL)
 		return -c->err->code;
@@ -371,9 +373,10 @@ static int check_users_privs(struct ent_actx *c, const Ent__V1__Feature *f, cons
 		const struct ent_strset *set = k == 0 ? &u->plans : &u->addons;
 		for (size_t i = 0; i < set->n && !r; i++) {
 			Ent__V1__SetEntitlementsRequest *o;
-			r = ent_a_get_pb(c, k == 0 ? ENT_T_PLANS : ENT_T_ADDONS, set->v[i],
-					 &ent__v1__set_entitlements_request__descriptor, c->arena,
-					 (void **)&o);
+			r = ent_store_apply_get_pb(c, k == 0 ? ENT_T_PLANS : ENT_T_ADDONS,
+						   set->v[i],
+						   &ent__v1__set_entitlements_request__descriptor,
+						   c->arena, (void **)&o);
 			if (r)
 				return r;
 			const Ent__V1__Grant *g = grant_of_code(o, f->code);
@@ -386,10 +389,11 @@ static int check_users_privs(struct ent_actx *c, const Ent__V1__Feature *f, cons
 	for (size_t i = 0; i < u->sub_keys.n && !r; i++) {
 		Ent__V1__Subscription *sub;
 		struct ent_str cu = {"", 0}, id = {"", 0};
-		if ((r = ent_a_get_pb(c, ENT_T_SUBS, u->sub_keys.v[i],
-				      &ent__v1__subscription__descriptor, c->arena, (void **)&sub)))
+		if ((r = ent_store_apply_get_pb(c, ENT_T_SUBS, u->sub_keys.v[i],
+						&ent__v1__subscription__descriptor, c->arena,
+						(void **)&sub)))
 			return r;
-		ent_key_split(u->sub_keys.v[i], &cu, &id);
+		ent_store_key_split(u->sub_keys.v[i], &cu, &id);
 		snprintf(who, sizeof(who), "subscription '%.*s' of customer '%.*s'", (int)id.len,
 			 id.p, (int)cu.len, cu.p);
 		for (size_t j = 0; j < sub->n_entitlements && !r; j++)
@@ -400,11 +404,11 @@ static int check_users_privs(struct ent_actx *c, const Ent__V1__Feature *f, cons
 	for (size_t i = 0; i < u->override_keys.n && !r; i++) {
 		Ent__V1__CustomerOverride *o;
 		struct ent_str cu = {"", 0}, fe;
-		if ((r = ent_a_get_pb(c, ENT_T_OVERRIDES, u->override_keys.v[i],
-				      &ent__v1__customer_override__descriptor, c->arena,
-				      (void **)&o)))
+		if ((r = ent_store_apply_get_pb(c, ENT_T_OVERRIDES, u->override_keys.v[i],
+						&ent__v1__customer_override__descriptor, c->arena,
+						(void **)&o)))
 			return r;
-		ent_key_split(u->override_keys.v[i], &cu, &fe);
+		ent_store_key_split(u->override_keys.v[i], &cu, &fe);
 		snprintf(who, sizeof(who), "the override of customer '%.*s'", (int)cu.len, cu.p);
 		r = stranded(c, f, who, o->privileges, o->n_privileges);
 	}
@@ -424,8 +428,8 @@ static int index_customers(struct ent_actx *c, enum ent_table index, struct ent_
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0 && !r;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
 		struct ent_str cu, id;
-		if (ent_key_split(ent_val_str(v), &cu, &id))
-			r = ent_strset_add(c, out, cu);
+		if (ent_store_key_split(ent_store_val_str(v), &cu, &id))
+			r = ent_store_strset_add(c, out, cu);
 	}
 	mdb_cursor_close(cur);
 	if (r)
@@ -444,10 +448,10 @@ static int users_customers(struct ent_actx *c, const struct users *u, struct ent
 	for (int k = 0; k < 2 && !r; k++)
 		for (size_t i = 0; i < keys[k]->n && !r; i++) {
 			struct ent_str cu, rest;
-			if (ent_key_split(keys[k]->v[i], &cu, &rest))
-				r = ent_strset_add(c, out, cu);
+			if (ent_store_key_split(keys[k]->v[i], &cu, &rest))
+				r = ent_store_strset_add(c, out, cu);
 		}
-	ent_strset_uniq(out);
+	ent_store_strset_uniq(out);
 	return r;
 }
 
@@ -462,8 +466,8 @@ static int pair_of_feature(struct ent_actx *c, void *ctx, struct ent_str key, st
 {
 	struct pairs *p = ctx;
 	struct ent_str cu, fe;
-	if (ent_key_split(key, &cu, &fe) && ent_str_eq(fe, s_(p->feature)))
-		return ent_strset_add(c, &p->keys, key);
+	if (ent_store_key_split(key, &cu, &fe) && ent_str_eq(fe, s_(p->feature)))
+		return ent_store_strset_add(c, &p->keys, key);
 	return 0;
 }
 
@@ -472,7 +476,7 @@ static int pairs_of_feature(struct ent_actx *c, enum ent_table t, const char *fe
 {
 	memset(out, 0, sizeof(*out));
 	out->feature = feature;
-	return ent_a_scan(c, t, (struct ent_str){"", 0}, pair_of_feature, out);
+	return ent_store_apply_scan(c, t, (struct ent_str){"", 0}, pair_of_feature, out);
 }
 
 /* ---- features ------------------------------------------------------------------------------ */
@@ -480,8 +484,8 @@ static int pairs_of_feature(struct ent_actx *c, enum ent_table t, const char *fe
 static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 {
 	int r = ent_check_id(s_(f->code), ENT_MAX_CODE, "feature.code", c->err);
-	if (r || (r = ent_a_check_time(c, f->created_at, "feature.created_at")) ||
-	    (r = ent_a_check_time(c, f->updated_at, "feature.updated_at")))
+	if (r || (r = ent_store_apply_check_time(c, f->created_at, "feature.created_at")) ||
+	    (r = ent_store_apply_check_time(c, f->updated_at, "feature.updated_at")))
 		return r;
 	if (f->type < ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN ||
 	    f->type > ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)
@@ -489,10 +493,10 @@ static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 				   f->type == 0
 					   ? "feature.type: required (boolean, metered or static)"
 					   : "feature.type: must be boolean, metered or static");
-	if ((r = ent_a_check_text(c, f->name, "feature.name")) ||
-	    (r = ent_a_check_text(c, f->description, "feature.description")) ||
-	    (r = ent_a_check_text(c, f->unit_singular, "feature.unit_singular")) ||
-	    (r = ent_a_check_text(c, f->unit_plural, "feature.unit_plural")))
+	if ((r = ent_store_apply_check_text(c, f->name, "feature.name")) ||
+	    (r = ent_store_apply_check_text(c, f->description, "feature.description")) ||
+	    (r = ent_store_apply_check_text(c, f->unit_singular, "feature.unit_singular")) ||
+	    (r = ent_store_apply_check_text(c, f->unit_plural, "feature.unit_plural")))
 		return r;
 	if (f->n_metadata > ENT_MAX_METADATA)
 		return ent_err_set(c->err, ENT_EINVAL, "feature.metadata: more than %d entries",
@@ -501,8 +505,8 @@ static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 		const Ent__V1__Feature__MetadataEntry *m = f->metadata[i];
 		if (!m->key || !*m->key)
 			return ent_err_set(c->err, ENT_EINVAL, "feature.metadata: empty key");
-		if ((r = ent_a_check_text(c, m->key, "feature.metadata")) ||
-		    (r = ent_a_check_text(c, m->value, "feature.metadata")))
+		if ((r = ent_store_apply_check_text(c, m->key, "feature.metadata")) ||
+		    (r = ent_store_apply_check_text(c, m->value, "feature.metadata")))
 			return r;
 	}
 	if (f->n_privileges > ENT_MAX_PRIVS)
@@ -519,7 +523,7 @@ static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 				return ent_err_set(c->err, ENT_EINVAL, "%s: '%s' declared twice",
 						   fld, d->code);
 		snprintf(fld, sizeof(fld), "feature.privileges[%zu].name", i);
-		if ((r = ent_a_check_text(c, d->name, fld)))
+		if ((r = ent_store_apply_check_text(c, d->name, fld)))
 			return r;
 		if (d->value_type < ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_INTEGER ||
 		    d->value_type > ENT__V1__PRIVILEGE_TYPE__PRIVILEGE_TYPE_SELECT)
@@ -547,7 +551,7 @@ static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 				 j);
 			if (!o || !*o)
 				return ent_err_set(c->err, ENT_EINVAL, "%s: empty", fld);
-			if ((r = ent_a_check_text(c, o, fld)))
+			if ((r = ent_store_apply_check_text(c, o, fld)))
 				return r;
 			for (size_t k = 0; k < j; k++)
 				if (strcmp(d->select_options[k], o) == 0)
@@ -558,7 +562,7 @@ static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 	return 0;
 }
 
-int ent_a_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f)
+int ent_store_apply_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 {
 	int r = check_feature(c, f);
 	if (r)
@@ -603,24 +607,24 @@ int ent_a_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 			return r;
 		for (size_t i = 0; i < ended.keys.n && !r; i++) {
 			struct ent_str cu, fe;
-			if (ent_key_split(ended.keys.v[i], &cu, &fe))
-				r = ent_strset_add(c, &customers, cu);
+			if (ent_store_key_split(ended.keys.v[i], &cu, &fe))
+				r = ent_store_strset_add(c, &customers, cu);
 		}
-		ent_strset_uniq(&customers);
-		if (r || (r = ent_strset_add(c, &features, code)) ||
-		    (r = ent_a_recompute_all(c, &customers, &features, c->at)))
+		ent_store_strset_uniq(&customers);
+		if (r || (r = ent_store_strset_add(c, &features, code)) ||
+		    (r = ent_store_apply_recompute_all(c, &customers, &features, c->at)))
 			return r;
 	}
 	return echo(c, ENT_T_FEATURES, code, &ent__v1__feature__descriptor, 1);
 }
 
-int ent_a_delete_feature(struct ent_actx *c, const char *code)
+int ent_store_apply_delete_feature(struct ent_actx *c, const char *code)
 {
 	int r = ent_check_id(s_(code), ENT_MAX_CODE, "code", c->err);
 	if (r)
 		return r;
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_FEATURES, s_(code), &v);
+	r = ent_store_apply_get(c, ENT_T_FEATURES, s_(code), &v);
 	if (r == -ENT_ENOTFOUND)
 		return 0;
 	if (r)
@@ -633,7 +637,7 @@ int ent_a_delete_feature(struct ent_actx *c, const char *code)
 		snprintf(what, sizeof(what), "code: feature '%s'", code);
 		return used_by(c, what, &u);
 	}
-	if ((r = ent_a_del(c, ENT_T_FEATURES, s_(code))))
+	if ((r = ent_store_apply_del(c, ENT_T_FEATURES, s_(code))))
 		return r;
 	/* Leftover usage counters of the feature go with it, so a feature created later under
 	 * the same code starts from zero. */
@@ -641,7 +645,7 @@ int ent_a_delete_feature(struct ent_actx *c, const char *code)
 	if ((r = pairs_of_feature(c, ENT_T_USAGE, code, &left)))
 		return r;
 	for (size_t i = 0; i < left.keys.n && !r; i++)
-		r = ent_a_del(c, ENT_T_USAGE, left.keys.v[i]);
+		r = ent_store_apply_del(c, ENT_T_USAGE, left.keys.v[i]);
 	if (r)
 		return r;
 	/* So do its cleanup tombstones (not users: nothing grants the feature any more), with
@@ -650,11 +654,11 @@ int ent_a_delete_feature(struct ent_actx *c, const char *code)
 		return r;
 	for (size_t i = 0; i < left.keys.n && !r; i++) {
 		struct ent_str cu, fe;
-		if (!ent_key_split(left.keys.v[i], &cu, &fe))
+		if (!ent_store_key_split(left.keys.v[i], &cu, &fe))
 			continue;
-		if (!(r = ent_a_del(c, ENT_T_ENDED, left.keys.v[i])) &&
-		    !(r = ent_a_customer_ref(c, cu, -1)))
-			r = ent_a_recompute(c, cu, fe, c->at);
+		if (!(r = ent_store_apply_del(c, ENT_T_ENDED, left.keys.v[i])) &&
+		    !(r = ent_store_apply_customer_ref(c, cu, -1)))
+			r = ent_store_apply_recompute(c, cu, fe, c->at);
 	}
 	if (r)
 		return r;
@@ -714,7 +718,7 @@ static int changed_features(struct ent_actx *c, const Ent__V1__SetEntitlementsRe
 				continue;
 			int r = grant_changed(c, old, now, feature, &changed);
 			if (!r && changed)
-				r = ent_strset_add(c, set, s_(feature));
+				r = ent_store_strset_add(c, set, s_(feature));
 			if (r)
 				return r;
 		}
@@ -739,25 +743,25 @@ static int fan_out(struct ent_actx *c, enum ent_table t, struct ent_str code,
 			    &customers);
 	if (r || customers.n == 0)
 		return r;
-	ent_strset_uniq(&customers);
-	ent_strset_uniq(&features);
-	return ent_a_recompute_all(c, &customers, &features, c->at);
+	ent_store_strset_uniq(&customers);
+	ent_store_strset_uniq(&features);
+	return ent_store_apply_recompute_all(c, &customers, &features, c->at);
 }
 
-int ent_a_set_entitlements(struct ent_actx *c, enum ent_table t,
-			   const Ent__V1__SetEntitlementsRequest *req, bool patch)
+int ent_store_apply_set_entitlements(struct ent_actx *c, enum ent_table t,
+				     const Ent__V1__SetEntitlementsRequest *req, bool patch)
 {
 	int r = ent_check_id(s_(req->code), ENT_MAX_CODE, "code", c->err);
-	if (r || (r = ent_a_check_text(c, req->name, "name")))
+	if (r || (r = ent_store_apply_check_text(c, req->name, "name")))
 		return r;
 	Ent__V1__Grant **norm;
-	if ((r = ent_a_check_grants(c, "entitlements", req->entitlements, req->n_entitlements,
-				    &norm)))
+	if ((r = ent_store_apply_check_grants(c, "entitlements", req->entitlements,
+					      req->n_entitlements, &norm)))
 		return r;
 	struct ent_str code = s_(req->code);
 	Ent__V1__SetEntitlementsRequest *old = NULL;
-	r = ent_a_get_pb(c, t, code, &ent__v1__set_entitlements_request__descriptor, c->arena,
-			 (void **)&old);
+	r = ent_store_apply_get_pb(c, t, code, &ent__v1__set_entitlements_request__descriptor,
+				   c->arena, (void **)&old);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
 
@@ -794,19 +798,20 @@ int ent_a_set_entitlements(struct ent_actx *c, enum ent_table t,
 		if (!req->name || !*req->name)
 			st.name = old->name;
 	}
-	if ((r = ent_a_put_pb(c, t, code, &st.base)) || (r = fan_out(c, t, code, old, &st)))
+	if ((r = ent_store_apply_put_pb(c, t, code, &st.base)) ||
+	    (r = fan_out(c, t, code, old, &st)))
 		return r;
 	return echo(c, t, code, &ent__v1__set_entitlements_request__descriptor, 0);
 }
 
-int ent_a_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *code)
+int ent_store_apply_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *code)
 {
 	int r = ent_check_id(s_(code), ENT_MAX_CODE, "code", c->err);
 	if (r)
 		return r;
 	Ent__V1__SetEntitlementsRequest *old = NULL;
-	r = ent_a_get_pb(c, t, s_(code), &ent__v1__set_entitlements_request__descriptor, c->arena,
-			 (void **)&old);
+	r = ent_store_apply_get_pb(c, t, s_(code), &ent__v1__set_entitlements_request__descriptor,
+				   c->arena, (void **)&old);
 	if (r == -ENT_ENOTFOUND)
 		return 0;
 	if (r)
@@ -823,7 +828,7 @@ int ent_a_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *
 				   "code: %s '%s' is used by a subscription of customer '%.*s'",
 				   t == ENT_T_PLANS ? "plan" : "add-on", code, (int)users.v[0].len,
 				   users.v[0].p);
-	if ((r = ent_a_del(c, t, s_(code))) || (r = fan_out(c, t, s_(code), old, NULL)))
+	if ((r = ent_store_apply_del(c, t, s_(code))) || (r = fan_out(c, t, s_(code), old, NULL)))
 		return r;
 	c->res->deleted = true;
 	return 0;

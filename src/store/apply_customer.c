@@ -24,7 +24,7 @@ static int echo(struct ent_actx *c, enum ent_table t, struct ent_str key,
 		const ProtobufCMessageDescriptor *d)
 {
 	MDB_val v;
-	int r = ent_a_get(c, t, key, &v);
+	int r = ent_store_apply_get(c, t, key, &v);
 	if (r)
 		return r;
 	c->res->object = protobuf_c_message_unpack(d, &c->alloc, v.mv_size, v.mv_data);
@@ -37,12 +37,13 @@ static int object_features(struct ent_actx *c, enum ent_table t, const char *cod
 			   struct ent_strset *set)
 {
 	Ent__V1__SetEntitlementsRequest *o;
-	int r = ent_a_get_pb(c, t, s_(code), &ent__v1__set_entitlements_request__descriptor,
-			     c->arena, (void **)&o);
+	int r = ent_store_apply_get_pb(c, t, s_(code),
+				       &ent__v1__set_entitlements_request__descriptor, c->arena,
+				       (void **)&o);
 	if (r == -ENT_ENOTFOUND)
 		return 0;
 	for (size_t i = 0; !r && i < o->n_entitlements; i++)
-		r = ent_strset_add(c, set, s_(o->entitlements[i]->feature_code));
+		r = ent_store_strset_add(c, set, s_(o->entitlements[i]->feature_code));
 	return r;
 }
 
@@ -54,14 +55,14 @@ static int sub_features(struct ent_actx *c, const Ent__V1__Subscription *sub,
 	for (size_t i = 0; !r && i < sub->n_addons; i++)
 		r = object_features(c, ENT_T_ADDONS, sub->addons[i]->addon_code, set);
 	for (size_t i = 0; !r && i < sub->n_entitlements; i++)
-		r = ent_strset_add(c, set, s_(sub->entitlements[i]->feature_code));
+		r = ent_store_strset_add(c, set, s_(sub->entitlements[i]->feature_code));
 	return r;
 }
 
 static int index_put(struct ent_actx *c, enum ent_table t, const char *code,
 		     const struct ent_key *key)
 {
-	MDB_val k = {strlen(code), (void *)code}, v = ent_key_val(key);
+	MDB_val k = {strlen(code), (void *)code}, v = ent_store_key_val(key);
 	if (k.mv_size == 0)
 		return 0;
 	return ent_store_mdb_err(mdb_put(c->txn, c->s->dbi[t], &k, &v, 0));
@@ -73,11 +74,11 @@ static int index_sub(struct ent_actx *c, const Ent__V1__Subscription *sub,
 {
 	struct ent_str kv = {key->b, key->len};
 	int r = add ? index_put(c, ENT_T_PLAN_SUBS, sub->plan_code, key)
-		    : ent_a_del_dup(c, ENT_T_PLAN_SUBS, s_(sub->plan_code), kv);
+		    : ent_store_apply_del_dup(c, ENT_T_PLAN_SUBS, s_(sub->plan_code), kv);
 	for (size_t i = 0; !r && i < sub->n_addons; i++) {
 		const char *a = sub->addons[i]->addon_code;
 		r = add ? index_put(c, ENT_T_ADDON_SUBS, a, key)
-			: ent_a_del_dup(c, ENT_T_ADDON_SUBS, s_(a), kv);
+			: ent_store_apply_del_dup(c, ENT_T_ADDON_SUBS, s_(a), kv);
 	}
 	return r;
 }
@@ -85,10 +86,10 @@ static int index_sub(struct ent_actx *c, const Ent__V1__Subscription *sub,
 static int recompute_features(struct ent_actx *c, struct ent_str customer,
 			      struct ent_strset *features)
 {
-	ent_strset_uniq(features);
+	ent_store_strset_uniq(features);
 	int r = 0;
 	for (size_t i = 0; i < features->n && !r; i++)
-		r = ent_a_recompute(c, customer, features->v[i], c->at);
+		r = ent_store_apply_recompute(c, customer, features->v[i], c->at);
 	return r;
 }
 
@@ -101,7 +102,7 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 	    (r = ent_check_id(s_(sub->plan_code), ENT_MAX_CODE, "subscription.plan_code", c->err)))
 		return r;
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_PLANS, s_(sub->plan_code), &v);
+	r = ent_store_apply_get(c, ENT_T_PLANS, s_(sub->plan_code), &v);
 	if (r == -ENT_ENOTFOUND)
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.plan_code: no plan '%s'",
 				   sub->plan_code);
@@ -120,7 +121,7 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 			if (strcmp(sub->addons[j]->addon_code, a->addon_code) == 0)
 				return ent_err_set(c->err, ENT_EINVAL, "%s: '%s' listed twice", fld,
 						   a->addon_code);
-		r = ent_a_get(c, ENT_T_ADDONS, s_(a->addon_code), &v);
+		r = ent_store_apply_get(c, ENT_T_ADDONS, s_(a->addon_code), &v);
 		if (r == -ENT_ENOTFOUND)
 			return ent_err_set(c->err, ENT_EINVAL, "%s: no add-on '%s'", fld,
 					   a->addon_code);
@@ -138,11 +139,12 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.ends_at: must be >= 0");
 	if (sub->billing_anchor < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.billing_anchor: must be >= 0");
-	if ((r = ent_a_check_time(c, sub->active_from, "subscription.active_from")) ||
-	    (r = ent_a_check_time(c, sub->ends_at, "subscription.ends_at")) ||
-	    (r = ent_a_check_time(c, sub->billing_anchor, "subscription.billing_anchor")) ||
-	    (r = ent_a_check_time(c, sub->created_at, "subscription.created_at")) ||
-	    (r = ent_a_check_time(c, sub->updated_at, "subscription.updated_at")))
+	if ((r = ent_store_apply_check_time(c, sub->active_from, "subscription.active_from")) ||
+	    (r = ent_store_apply_check_time(c, sub->ends_at, "subscription.ends_at")) ||
+	    (r = ent_store_apply_check_time(c, sub->billing_anchor,
+					    "subscription.billing_anchor")) ||
+	    (r = ent_store_apply_check_time(c, sub->created_at, "subscription.created_at")) ||
+	    (r = ent_store_apply_check_time(c, sub->updated_at, "subscription.updated_at")))
 		return r;
 	if (sub->ends_at && sub->active_from && sub->ends_at <= sub->active_from)
 		return ent_err_set(c->err, ENT_EINVAL,
@@ -150,23 +152,23 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 	return 0;
 }
 
-int ent_a_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *sub)
+int ent_store_apply_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *sub)
 {
 	int r = check_subscription(c, sub);
 	if (r)
 		return r;
 	Ent__V1__Grant **grants;
-	if ((r = ent_a_check_grants(c, "subscription.entitlements", sub->entitlements,
-				    sub->n_entitlements, &grants)))
+	if ((r = ent_store_apply_check_grants(c, "subscription.entitlements", sub->entitlements,
+					      sub->n_entitlements, &grants)))
 		return r;
 	struct ent_str customer = s_(sub->customer_id), id = s_(sub->id);
 	struct ent_key key;
-	if (ent_key_make(&key, customer, &id))
+	if (ent_store_key_make(&key, customer, &id))
 		return ent_err_set(c->err, ENT_EINVAL, "subscription.id: too long");
 	struct ent_str skey = {key.b, key.len};
 	Ent__V1__Subscription *old = NULL;
-	r = ent_a_get_pb(c, ENT_T_SUBS, skey, &ent__v1__subscription__descriptor, c->arena,
-			 (void **)&old);
+	r = ent_store_apply_get_pb(c, ENT_T_SUBS, skey, &ent__v1__subscription__descriptor,
+				   c->arena, (void **)&old);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
 
@@ -179,11 +181,11 @@ int ent_a_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 	if ((old && (r = sub_features(c, old, &features))) || (r = sub_features(c, &st, &features)))
 		return r;
 	if ((old && (r = index_sub(c, old, &key, false))) || (r = index_sub(c, &st, &key, true)) ||
-	    (r = ent_a_put_pb(c, ENT_T_SUBS, skey, &st.base)))
+	    (r = ent_store_apply_put_pb(c, ENT_T_SUBS, skey, &st.base)))
 		return r;
-	if (!old && (r = ent_a_customer_ref(c, customer, 1)))
+	if (!old && (r = ent_store_apply_customer_ref(c, customer, 1)))
 		return r;
-	if (st.ends_at && (r = ent_a_bound_add(c, st.ends_at, customer, empty)))
+	if (st.ends_at && (r = ent_store_apply_bound_add(c, st.ends_at, customer, empty)))
 		return r;
 	if ((r = recompute_features(c, customer, &features)))
 		return r;
@@ -193,13 +195,14 @@ int ent_a_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 static int load_sub(struct ent_actx *c, struct ent_str customer, struct ent_str id,
 		    struct ent_key *key, Ent__V1__Subscription **out)
 {
-	if (ent_key_make(key, customer, &id))
+	if (ent_store_key_make(key, customer, &id))
 		return -ENT_ENOTFOUND;
-	return ent_a_get_pb(c, ENT_T_SUBS, (struct ent_str){key->b, key->len},
-			    &ent__v1__subscription__descriptor, c->arena, (void **)out);
+	return ent_store_apply_get_pb(c, ENT_T_SUBS, (struct ent_str){key->b, key->len},
+				      &ent__v1__subscription__descriptor, c->arena, (void **)out);
 }
 
-int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscriptionRequest *req)
+int ent_store_apply_cancel_subscription(struct ent_actx *c,
+					const Ent__V1__CancelSubscriptionRequest *req)
 {
 	int r;
 	if ((r = ent_check_id(s_(req->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
@@ -207,7 +210,7 @@ int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscript
 		return r;
 	if (req->at < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "at: must be >= 0");
-	if ((r = ent_a_check_time(c, req->at, "at")))
+	if ((r = ent_store_apply_check_time(c, req->at, "at")))
 		return r;
 	struct ent_str customer = s_(req->customer_id);
 	struct ent_key key;
@@ -236,8 +239,8 @@ int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscript
 		 */
 		Ent__V1__Subscription *echo_sub = sub;
 		if ((r = sub_features(c, sub, &features)) || (r = index_sub(c, sub, &key, false)) ||
-		    (r = ent_a_del(c, ENT_T_SUBS, skey)) ||
-		    (r = ent_a_customer_ref(c, customer, -1)) ||
+		    (r = ent_store_apply_del(c, ENT_T_SUBS, skey)) ||
+		    (r = ent_store_apply_customer_ref(c, customer, -1)) ||
 		    (r = recompute_features(c, customer, &features)))
 			return r;
 		c->res->object = &echo_sub->base;
@@ -245,14 +248,15 @@ int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscript
 		return 0;
 	}
 	if ((r = sub_features(c, sub, &features)) ||
-	    (r = ent_a_put_pb(c, ENT_T_SUBS, skey, &sub->base)) ||
-	    (r = ent_a_bound_add(c, sub->ends_at, customer, empty)) ||
+	    (r = ent_store_apply_put_pb(c, ENT_T_SUBS, skey, &sub->base)) ||
+	    (r = ent_store_apply_bound_add(c, sub->ends_at, customer, empty)) ||
 	    (r = recompute_features(c, customer, &features)))
 		return r;
 	return echo(c, ENT_T_SUBS, skey, &ent__v1__subscription__descriptor);
 }
 
-int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struct ent_str id)
+int ent_store_apply_remove_subscription(struct ent_actx *c, struct ent_str customer,
+					struct ent_str id)
 {
 	struct ent_key key;
 	Ent__V1__Subscription *sub;
@@ -263,16 +267,16 @@ int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struc
 	if ((r = sub_features(c, sub, &features)))
 		return r;
 	/* Tombstones first, while the subscription's sources can still be gathered. */
-	ent_strset_uniq(&features);
+	ent_store_strset_uniq(&features);
 	for (size_t i = 0; i < features.n && !r; i++)
-		r = ent_a_tombstone(c, customer, features.v[i], &id);
+		r = ent_store_apply_tombstone(c, customer, features.v[i], &id);
 	/* The customer stays known (NOT_ENTITLED, not UNKNOWN_CUSTOMER) for the tombstones'
 	 * horizon even when what ended granted no feature at all. */
 	if (!r && sub->ends_at)
-		r = ent_a_ended_put(c, customer, empty, sub->ends_at, false);
+		r = ent_store_apply_ended_put(c, customer, empty, sub->ends_at, false);
 	if (r || (r = index_sub(c, sub, &key, false)) ||
-	    (r = ent_a_del(c, ENT_T_SUBS, (struct ent_str){key.b, key.len})) ||
-	    (r = ent_a_customer_ref(c, customer, -1)))
+	    (r = ent_store_apply_del(c, ENT_T_SUBS, (struct ent_str){key.b, key.len})) ||
+	    (r = ent_store_apply_customer_ref(c, customer, -1)))
 		return r;
 	return recompute_features(c, customer, &features);
 }
@@ -294,7 +298,7 @@ static int check_pair(struct ent_actx *c, const char *customer, const char *feat
 	if (r)
 		return r;
 	struct ent_str fs = s_(feature);
-	if (ent_key_make(key, s_(customer), &fs))
+	if (ent_store_key_make(key, s_(customer), &fs))
 		return ent_err_set(c->err, ENT_EINVAL, "customer_id: too long");
 	return 0;
 }
@@ -309,7 +313,7 @@ static int echo_override(struct ent_actx *c, struct ent_str customer, struct ent
 		return r;
 	struct ent_usage_state u;
 	struct ent_decision d;
-	if ((r = ent_a_decide(c, customer, feature, 1, c->at, &u, &d)))
+	if ((r = ent_store_apply_decide(c, customer, feature, 1, c->at, &u, &d)))
 		return r;
 	Ent__V1__CustomerOverride *o = (Ent__V1__CustomerOverride *)c->res->object;
 	o->quantity_used = d.metered ? d.used : 0;
@@ -320,17 +324,19 @@ static int store_override(struct ent_actx *c, Ent__V1__CustomerOverride *o, bool
 			  const struct ent_key *key)
 {
 	struct ent_str customer = s_(o->customer_id), feature = s_(o->feature_code);
-	int r = ent_a_put_pb(c, ENT_T_OVERRIDES, (struct ent_str){key->b, key->len}, &o->base);
+	int r = ent_store_apply_put_pb(c, ENT_T_OVERRIDES, (struct ent_str){key->b, key->len},
+				       &o->base);
 	if (!r && !existed)
-		r = ent_a_customer_ref(c, customer, 1);
+		r = ent_store_apply_customer_ref(c, customer, 1);
 	if (!r && o->expires_at)
-		r = ent_a_bound_add(c, o->expires_at, customer, empty);
+		r = ent_store_apply_bound_add(c, o->expires_at, customer, empty);
 	if (!r)
-		r = ent_a_recompute(c, customer, feature, c->at);
+		r = ent_store_apply_recompute(c, customer, feature, c->at);
 	return r;
 }
 
-int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlementRequest *req)
+int ent_store_apply_set_override(struct ent_actx *c,
+				 const Ent__V1__SetCustomerEntitlementRequest *req)
 {
 	struct ent_key key;
 	Ent__V1__Feature *f;
@@ -362,7 +368,7 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 		return ent_err_set(c->err, ENT_EINVAL,
 				   "unlimited: only metered features have "
 				   "limits");
-	if ((r = ent_a_check_text(c, req->reason, "reason")))
+	if ((r = ent_store_apply_check_text(c, req->reason, "reason")))
 		return r;
 	if (req->n_static_values && f->type != ENT__V1__FEATURE_TYPE__FEATURE_TYPE_STATIC)
 		return ent_err_set(c->err, ENT_EINVAL,
@@ -374,18 +380,19 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 	for (size_t i = 0; i < req->n_static_values; i++) {
 		char fld[48];
 		snprintf(fld, sizeof(fld), "static_values[%zu]", i);
-		if ((r = ent_a_check_text(c, req->static_values[i], fld)))
+		if ((r = ent_store_apply_check_text(c, req->static_values[i], fld)))
 			return r;
 	}
 	Ent__V1__PrivilegeValue **privs;
-	if ((r = ent_a_check_privs(c, "privileges", f, req->privileges, req->n_privileges, &privs)))
+	if ((r = ent_store_apply_check_privs(c, "privileges", f, req->privileges, req->n_privileges,
+					     &privs)))
 		return r;
 	if (req->active_from < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "active_from: must be >= 0");
 	if (req->expires_at < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "expires_at: must be >= 0");
-	if ((r = ent_a_check_time(c, req->active_from, "active_from")) ||
-	    (r = ent_a_check_time(c, req->expires_at, "expires_at")))
+	if ((r = ent_store_apply_check_time(c, req->active_from, "active_from")) ||
+	    (r = ent_store_apply_check_time(c, req->expires_at, "expires_at")))
 		return r;
 	if (req->expires_at) {
 		if (req->expires_at <= req->active_from)
@@ -395,8 +402,9 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 			return ent_err_set(c->err, ENT_EINVAL, "expires_at: in the past");
 	}
 	Ent__V1__CustomerOverride *old = NULL;
-	r = ent_a_get_pb(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len},
-			 &ent__v1__customer_override__descriptor, c->arena, (void **)&old);
+	r = ent_store_apply_get_pb(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len},
+				   &ent__v1__customer_override__descriptor, c->arena,
+				   (void **)&old);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
 	/* Hyperline's PUT replaces the override whole (a Zenskar quantity too); only its
@@ -420,7 +428,8 @@ int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlement
 	return echo_override(c, s_(req->customer_id), s_(req->feature_code), &key);
 }
 
-int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntitlementRequest *req)
+int ent_store_apply_update_override(struct ent_actx *c,
+				    const Ent__V1__UpdateCustomerEntitlementRequest *req)
 {
 	struct ent_key key;
 	Ent__V1__Feature *f;
@@ -443,16 +452,18 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 	if (req->expiry_at && req->expiry_at->value < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "expiry_at: must be >= 0");
 	if ((req->active_from &&
-	     (r = ent_a_check_time(c, req->active_from->value, "active_from"))) ||
-	    (req->expiry_at && (r = ent_a_check_time(c, req->expiry_at->value, "expiry_at"))))
+	     (r = ent_store_apply_check_time(c, req->active_from->value, "active_from"))) ||
+	    (req->expiry_at &&
+	     (r = ent_store_apply_check_time(c, req->expiry_at->value, "expiry_at"))))
 		return r;
 	/* Like set_override's expires_at: an override that would be born expired is a mistake
 	 * (and the tick would delete it at once). 0 clears the expiry. */
 	if (req->expiry_at && req->expiry_at->value != 0 && req->expiry_at->value <= c->at)
 		return ent_err_set(c->err, ENT_EINVAL, "expiry_at: in the past");
 	Ent__V1__CustomerOverride *old = NULL;
-	r = ent_a_get_pb(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len},
-			 &ent__v1__customer_override__descriptor, c->arena, (void **)&old);
+	r = ent_store_apply_get_pb(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len},
+				   &ent__v1__customer_override__descriptor, c->arena,
+				   (void **)&old);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
 	/* Zenskar PATCHes an existing assignment; with none yet, one is created holding just
@@ -492,40 +503,44 @@ int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntit
 		 * record has at this instant. */
 		struct ent_usage_state u;
 		int64_t ps, pe;
-		if ((r = ent_a_period_at(c, customer, feature, c->at, &ps, &pe, &u)))
+		if ((r = ent_store_apply_period_at(c, customer, feature, c->at, &ps, &pe, &u)))
 			return r;
-		if ((r = ent_a_usage_write(c, customer, feature, ps, req->quantity_used->value)))
+		if ((r = ent_store_apply_usage_write(c, customer, feature, ps,
+						     req->quantity_used->value)))
 			return r;
 	}
 	return echo_override(c, customer, feature, &key);
 }
 
-int ent_a_remove_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature)
+int ent_store_apply_remove_override(struct ent_actx *c, struct ent_str customer,
+				    struct ent_str feature)
 {
 	struct ent_key key;
-	if (ent_key_make(&key, customer, &feature))
+	if (ent_store_key_make(&key, customer, &feature))
 		return -ENT_ENOTFOUND;
-	int r = ent_a_del(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len});
-	if (r || (r = ent_a_customer_ref(c, customer, -1)))
+	int r = ent_store_apply_del(c, ENT_T_OVERRIDES, (struct ent_str){key.b, key.len});
+	if (r || (r = ent_store_apply_customer_ref(c, customer, -1)))
 		return r;
-	return ent_a_recompute(c, customer, feature, c->at);
+	return ent_store_apply_recompute(c, customer, feature, c->at);
 }
 
-int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature)
+int ent_store_apply_expire_override(struct ent_actx *c, struct ent_str customer,
+				    struct ent_str feature)
 {
-	int r = ent_a_tombstone(c, customer, feature, NULL);
+	int r = ent_store_apply_tombstone(c, customer, feature, NULL);
 	if (!r)
-		r = ent_a_ended_put(c, customer, empty, c->at, false);
-	return r ? r : ent_a_remove_override(c, customer, feature);
+		r = ent_store_apply_ended_put(c, customer, empty, c->at, false);
+	return r ? r : ent_store_apply_remove_override(c, customer, feature);
 }
 
-int ent_a_delete_override(struct ent_actx *c, const Ent__V1__DeleteCustomerEntitlementRequest *req)
+int ent_store_apply_delete_override(struct ent_actx *c,
+				    const Ent__V1__DeleteCustomerEntitlementRequest *req)
 {
 	int r;
 	if ((r = ent_check_id(s_(req->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
 	    (r = ent_check_id(s_(req->feature_code), ENT_MAX_CODE, "feature_code", c->err)))
 		return r;
-	r = ent_a_remove_override(c, s_(req->customer_id), s_(req->feature_code));
+	r = ent_store_apply_remove_override(c, s_(req->customer_id), s_(req->feature_code));
 	if (r == -ENT_ENOTFOUND)
 		return ent_err_set(c->err, ENT_ENOTFOUND,
 				   "no override of feature '%s' for customer '%s'",

@@ -26,7 +26,7 @@ static int find_ended_sub(struct ent_actx *c, void *ctx, struct ent_str key, str
 	if (!sub)
 		return -ENT_ECORRUPT;
 	if (sub->ends_at != 0 && sub->ends_at <= e->now)
-		return ent_strset_add(c, &e->subs, key);
+		return ent_store_strset_add(c, &e->subs, key);
 	return 0;
 }
 
@@ -42,7 +42,7 @@ static int find_expired_override(struct ent_actx *c, void *ctx, struct ent_str k
 	if (!o)
 		return -ENT_ECORRUPT;
 	if (o->expires_at != 0 && o->expires_at <= e->now)
-		return ent_strset_add(c, &e->overrides, key);
+		return ent_store_strset_add(c, &e->overrides, key);
 	return 0;
 }
 
@@ -51,22 +51,22 @@ static int expire_customer(struct ent_actx *c, struct ent_str customer, int64_t 
 {
 	struct ent_key prefix;
 	struct ent_str empty = {"", 0};
-	if (ent_key_make(&prefix, customer, &empty))
+	if (ent_store_key_make(&prefix, customer, &empty))
 		return 0;
 	struct ent_str p = {prefix.b, prefix.len};
 	struct expired e = {{0}, {0}, now};
-	int r = ent_a_scan(c, ENT_T_SUBS, p, find_ended_sub, &e);
+	int r = ent_store_apply_scan(c, ENT_T_SUBS, p, find_ended_sub, &e);
 	if (!r)
-		r = ent_a_scan(c, ENT_T_OVERRIDES, p, find_expired_override, &e);
+		r = ent_store_apply_scan(c, ENT_T_OVERRIDES, p, find_expired_override, &e);
 	for (size_t i = 0; i < e.subs.n && !r; i++) {
 		struct ent_str cu, id;
-		if (ent_key_split(e.subs.v[i], &cu, &id))
-			r = ent_a_remove_subscription(c, cu, id);
+		if (ent_store_key_split(e.subs.v[i], &cu, &id))
+			r = ent_store_apply_remove_subscription(c, cu, id);
 	}
 	for (size_t i = 0; i < e.overrides.n && !r; i++) {
 		struct ent_str cu, fe;
-		if (ent_key_split(e.overrides.v[i], &cu, &fe))
-			r = ent_a_expire_override(c, cu, fe);
+		if (ent_store_key_split(e.overrides.v[i], &cu, &fe))
+			r = ent_store_apply_expire_override(c, cu, fe);
 	}
 	return r;
 }
@@ -90,9 +90,9 @@ static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if ((v.mv_size == 8 || v.mv_size == 9) &&
-		    (int64_t)ent_le64_get(v.mv_data) >= before)
+		    (int64_t)ent_store_le64_get(v.mv_data) >= before)
 			continue;
-		if ((r = ent_strset_add(c, &gone, ent_val_str(k))))
+		if ((r = ent_store_strset_add(c, &gone, ent_store_val_str(k))))
 			break;
 		if ((rc = mdb_cursor_del(cur, 0)))
 			break;
@@ -104,10 +104,10 @@ static int prune_tombstones(struct ent_actx *c, int64_t before, int64_t now)
 		return ent_store_mdb_err(rc);
 	for (size_t i = 0; i < gone.n && !r; i++) {
 		struct ent_str cu, fe;
-		if (!ent_key_split(gone.v[i], &cu, &fe))
+		if (!ent_store_key_split(gone.v[i], &cu, &fe))
 			continue;
-		if (!(r = ent_a_customer_ref(c, cu, -1)))
-			r = ent_a_recompute(c, cu, fe, now);
+		if (!(r = ent_store_apply_customer_ref(c, cu, -1)))
+			r = ent_store_apply_recompute(c, cu, fe, now);
 	}
 	return r;
 }
@@ -137,7 +137,7 @@ static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now, uint32_t 
 		return r;
 	struct ent_key from = {0};
 	MDB_val at;
-	r = ent_a_get(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT), &at);
+	r = ent_store_apply_get(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT), &at);
 	bool resuming = r == 0 && at.mv_size > 0 && at.mv_size <= sizeof(from.b);
 	if (r && r != -ENT_ENOTFOUND)
 		return r;
@@ -160,7 +160,7 @@ static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now, uint32_t 
 	 * returns that entry (LMDB's C_DEL handling), so deleting while walking is safe. */
 	for (rc = mdb_cursor_get(cur, &k, &v, resuming ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (v.mv_size < 8 || (int64_t)ent_le64_get(v.mv_data) >= before)
+		if (v.mv_size < 8 || (int64_t)ent_store_le64_get(v.mv_data) >= before)
 			continue;
 		if (budget && deleted == budget) {
 			if (k.mv_size > sizeof(from.b)) {
@@ -179,18 +179,19 @@ static int sweep_idem(struct ent_actx *c, int64_t before, int64_t now, uint32_t 
 	mdb_cursor_close(cur);
 	if (cut) {
 		c->res->more = true;
-		return ent_a_put(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT), from.b, from.len);
+		return ent_store_apply_put(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT), from.b,
+					   from.len);
 	}
 	if (rc != MDB_NOTFOUND)
 		return ent_store_mdb_err(rc);
-	if (resuming && (r = ent_a_del(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT))))
+	if (resuming && (r = ent_store_apply_del(c, ENT_T_META, ent_str_c(IDEM_SWEEP_AT))))
 		return r;
 	uint8_t b[8];
-	ent_le64_put(b, (uint64_t)before);
-	return ent_a_put(c, ENT_T_META, ent_str_c("idem_swept"), b, 8);
+	ent_store_le64_put(b, (uint64_t)before);
+	return ent_store_apply_put(c, ENT_T_META, ent_str_c("idem_swept"), b, 8);
 }
 
-int ent_a_tick(struct ent_actx *c, const Ent__V1__Tick *t)
+int ent_store_apply_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 {
 	int64_t now = t->now ? t->now : c->at;
 	/* Everything the tick removes or rebuilds happens as of its own instant. */
@@ -207,7 +208,7 @@ int ent_a_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 		struct ent_key val = {0};
 		int64_t when = 0;
 		if (rc == 0 && k.mv_size == 8 && v.mv_size < sizeof(val.b)) {
-			when = ent_bound_time(k.mv_data);
+			when = ent_store_bound_time(k.mv_data);
 			val.len = (uint32_t)v.mv_size;
 			memcpy(val.b, v.mv_data, v.mv_size);
 		} else if (rc == 0) {
@@ -231,17 +232,17 @@ int ent_a_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 		if (rc)
 			return ent_store_mdb_err(rc);
 		struct ent_str customer, feature;
-		if (!ent_key_split((struct ent_str){val.b, val.len}, &customer, &feature))
+		if (!ent_store_key_split((struct ent_str){val.b, val.len}, &customer, &feature))
 			continue;
 		/*
 		 * Ends and expiries always have a whole-customer entry (feature empty), so only
 		 * those look for what to delete; the per-feature entries (segment and period
 		 * edges, by far the most) just recompute their one aggregate.
 		 */
-		int r = feature.len ? ent_a_recompute(c, customer, feature, now)
+		int r = feature.len ? ent_store_apply_recompute(c, customer, feature, now)
 				    : expire_customer(c, customer, now);
 		if (!r && !feature.len)
-			r = ent_a_recompute_customer(c, customer, now);
+			r = ent_store_apply_recompute_customer(c, customer, now);
 		if (r)
 			return r;
 	}
@@ -251,7 +252,7 @@ int ent_a_tick(struct ent_actx *c, const Ent__V1__Tick *t)
 	return sweep_idem(c, t->idem_before, now, budget);
 }
 
-int ent_a_wipe(struct ent_actx *c)
+int ent_store_apply_wipe(struct ent_actx *c)
 {
 	for (int t = 0; t < ENT_T__COUNT; t++) {
 		if (t == ENT_T_META)

@@ -20,7 +20,7 @@ static struct ent_str s_(const char *s)
 static int idem_lookup(struct ent_actx *c, const struct ent_key *key, bool *seen, uint8_t *flags)
 {
 	MDB_val v;
-	int r = ent_a_get(c, ENT_T_IDEM, (struct ent_str){key->b, key->len}, &v);
+	int r = ent_store_apply_get(c, ENT_T_IDEM, (struct ent_str){key->b, key->len}, &v);
 	*seen = r == 0;
 	*flags = r == 0 && v.mv_size >= IDEM_LEN ? ((const uint8_t *)v.mv_data)[16] : 0;
 	return r == -ENT_ENOTFOUND ? 0 : r;
@@ -30,17 +30,17 @@ static int idem_store(struct ent_actx *c, const struct ent_key *key, int64_t qua
 		      uint8_t flags)
 {
 	uint8_t b[IDEM_LEN];
-	ent_le64_put(b, (uint64_t)c->at);
-	ent_le64_put(b + 8, (uint64_t)quantity);
+	ent_store_le64_put(b, (uint64_t)c->at);
+	ent_store_le64_put(b + 8, (uint64_t)quantity);
 	b[16] = flags;
-	return ent_a_put(c, ENT_T_IDEM, (struct ent_str){key->b, key->len}, b, IDEM_LEN);
+	return ent_store_apply_put(c, ENT_T_IDEM, (struct ent_str){key->b, key->len}, b, IDEM_LEN);
 }
 
 /* The answer for one unit after the event, without borrowed pointers. */
 static int answer_usage(struct ent_actx *c, struct ent_str customer, struct ent_str feature)
 {
 	struct ent_usage_state u;
-	int r = ent_a_decide(c, customer, feature, 1, c->at, &u, &c->res->usage);
+	int r = ent_store_apply_decide(c, customer, feature, 1, c->at, &u, &c->res->usage);
 	c->res->usage.agg = NULL;
 	return r;
 }
@@ -58,7 +58,7 @@ static int count(struct ent_actx *c, struct ent_str customer, struct ent_str fea
 	(void)key;
 	struct ent_usage_state u;
 	int64_t ps, pe;
-	int r = ent_a_period_at(c, customer, feature, ts, &ps, &pe, &u);
+	int r = ent_store_apply_period_at(c, customer, feature, ts, &ps, &pe, &u);
 	if (r)
 		return r;
 	*counted = false;
@@ -74,7 +74,7 @@ static int count(struct ent_actx *c, struct ent_str customer, struct ent_str fea
 		return 0;
 	}
 	*counted = true;
-	return ent_a_usage_write(c, customer, feature, ps, used);
+	return ent_store_apply_usage_write(c, customer, feature, ps, used);
 }
 
 static int check_ids(struct ent_actx *c, const char *customer, const char *feature,
@@ -90,7 +90,7 @@ static int check_ids(struct ent_actx *c, const char *customer, const char *featu
 	return 0;
 }
 
-int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req)
+int ent_store_apply_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req)
 {
 	int r = check_ids(c, req->customer_id, req->feature_code, req->idempotency_key, true);
 	if (r)
@@ -99,11 +99,11 @@ int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *re
 		return ent_err_set(c->err, ENT_EINVAL, "quantity: must be > 0");
 	if (req->timestamp < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "timestamp: must be >= 0");
-	if ((r = ent_a_check_time(c, req->timestamp, "timestamp")))
+	if ((r = ent_store_apply_check_time(c, req->timestamp, "timestamp")))
 		return r;
 	struct ent_str customer = s_(req->customer_id), feature = s_(req->feature_code);
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_FEATURES, feature, &v);
+	r = ent_store_apply_get(c, ENT_T_FEATURES, feature, &v);
 	if (r == -ENT_ENOTFOUND)
 		return ent_err_set(c->err, ENT_EINVAL, "feature_code: unknown feature '%s'",
 				   req->feature_code);
@@ -112,7 +112,7 @@ int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *re
 	if (v.mv_size < 1 || ((const uint8_t *)v.mv_data)[0] != ENT_FT_METERED)
 		return ent_err_set(c->err, ENT_EINVAL, "feature_code: feature '%s' is not metered",
 				   req->feature_code);
-	r = ent_a_get(c, ENT_T_CUSTOMERS, customer, &v);
+	r = ent_store_apply_get(c, ENT_T_CUSTOMERS, customer, &v);
 	if (r == -ENT_ENOTFOUND)
 		return ent_err_set(c->err, ENT_ENOTFOUND, "customer_id: unknown customer '%s'",
 				   req->customer_id);
@@ -120,7 +120,8 @@ int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *re
 		return r;
 	struct ent_key ikey, key;
 	struct ent_str idem = s_(req->idempotency_key);
-	if (ent_key_make(&ikey, customer, &idem) || ent_key_make(&key, customer, &feature))
+	if (ent_store_key_make(&ikey, customer, &idem) ||
+	    ent_store_key_make(&key, customer, &feature))
 		return ent_err_set(c->err, ENT_EINVAL, "idempotency_key: too long");
 	bool seen;
 	uint8_t flags;
@@ -143,7 +144,7 @@ int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *re
 	return answer_usage(c, customer, feature);
 }
 
-int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req)
+int ent_store_apply_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req)
 {
 	int r = check_ids(c, req->customer_id, req->feature_code, req->idempotency_key, false);
 	if (r)
@@ -154,8 +155,8 @@ int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *
 	struct ent_str customer = s_(req->customer_id), feature = s_(req->feature_code);
 	struct ent_str idem = s_(req->idempotency_key);
 	struct ent_key ikey, key;
-	if (ent_key_make(&key, customer, &feature) ||
-	    (idem.len && ent_key_make(&ikey, customer, &idem)))
+	if (ent_store_key_make(&key, customer, &feature) ||
+	    (idem.len && ent_store_key_make(&ikey, customer, &idem)))
 		return ent_err_set(c->err, ENT_EINVAL, "idempotency_key: too long");
 	if (idem.len) {
 		bool seen;
@@ -172,7 +173,7 @@ int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *
 	}
 	struct ent_usage_state u;
 	struct ent_decision d;
-	if ((r = ent_a_decide(c, customer, feature, q, c->at, &u, &d)))
+	if ((r = ent_store_apply_decide(c, customer, feature, q, c->at, &u, &d)))
 		return r;
 	c->res->allowed = d.allowed;
 	c->res->reason = d.reason;
@@ -189,7 +190,7 @@ int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *
 	return answer_usage(c, customer, feature);
 }
 
-int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req)
+int ent_store_apply_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req)
 {
 	int r = check_ids(c, req->customer_id, req->feature_code, NULL, false);
 	if (r)
@@ -197,12 +198,12 @@ int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req)
 	if (req->used < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "used: must be >= 0");
 	MDB_val v;
-	r = ent_a_get(c, ENT_T_FEATURES, s_(req->feature_code), &v);
+	r = ent_store_apply_get(c, ENT_T_FEATURES, s_(req->feature_code), &v);
 	if (r == -ENT_ENOTFOUND)
 		return ent_err_set(c->err, ENT_EINVAL, "feature_code: unknown feature '%s'",
 				   req->feature_code);
 	if (r)
 		return r;
-	return ent_a_usage_write(c, s_(req->customer_id), s_(req->feature_code), req->period_start,
-				 req->used);
+	return ent_store_apply_usage_write(c, s_(req->customer_id), s_(req->feature_code),
+					   req->period_start, req->used);
 }

@@ -136,7 +136,7 @@ int ent_store_meta_u64(struct ent_store *s, MDB_txn *txn, const char *name, uint
 	if (rc)
 		return ent_store_mdb_err(rc);
 	if (v.mv_size == 8)
-		*out = ent_le64_get(v.mv_data);
+		*out = ent_store_le64_get(v.mv_data);
 	else if (v.mv_size == 4)
 		*out = (uint64_t)((const uint8_t *)v.mv_data)[0] |
 		       (uint64_t)((const uint8_t *)v.mv_data)[1] << 8 |
@@ -306,12 +306,13 @@ static int check_data_file(const char *path, bool *existed, struct ent_err *err)
 	} else {
 		uint32_t psize;
 		memcpy(&psize, m + META_PSIZE, 4);
-		uint64_t last = ent_le64_get(m + META_LASTPG), txn = ent_le64_get(m + META_TXNID);
+		uint64_t last = ent_store_le64_get(m + META_LASTPG),
+			 txn = ent_store_le64_get(m + META_TXNID);
 		uint8_t m2[META_TXNID + 8];
 		if (psize >= 512 && psize <= 65536 && !(psize & (psize - 1)) &&
 		    pread(fd, m2, sizeof(m2), psize) == (ssize_t)sizeof(m2) &&
-		    ent_le64_get(m2 + META_TXNID) > txn)
-			last = ent_le64_get(m2 + META_LASTPG);
+		    ent_store_le64_get(m2 + META_TXNID) > txn)
+			last = ent_store_le64_get(m2 + META_LASTPG);
 		if (psize < 512 || psize > 65536 || last > (uint64_t)st.st_size / psize ||
 		    (last + 1) * psize > (uint64_t)st.st_size)
 			rc = ent_err_set(
@@ -404,7 +405,7 @@ int ent_store_open(const struct ent_store_opts *opts, struct ent_store **out, st
 	int r = open_tables(s, path, existed, err);
 	if (r)
 		goto fail_env;
-	ent_walk_probe(s);
+	ent_store_walk_probe(s);
 	*out = s;
 	return 0;
 
@@ -445,7 +446,7 @@ static int first_boundary(struct ent_store *s, MDB_txn *txn, int64_t *at)
 	MDB_val k, v;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	if (rc == 0 && k.mv_size == 8)
-		*at = ent_bound_time(k.mv_data);
+		*at = ent_store_bound_time(k.mv_data);
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : ent_store_mdb_err(rc);
 }

@@ -211,13 +211,13 @@ static int gather_subs(struct gather *g, struct ent_str customer)
 {
 	struct ent_key prefix;
 	struct ent_str empty = {"", 0};
-	if (ent_key_make(&prefix, customer, &empty))
+	if (ent_store_key_make(&prefix, customer, &empty))
 		return 0;
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(g->txn, g->s->dbi[ENT_T_SUBS], &cur);
 	if (rc)
 		return ent_store_mdb_err(rc);
-	MDB_val k = ent_key_val(&prefix), v;
+	MDB_val k = ent_store_key_val(&prefix), v;
 	int r = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -246,9 +246,9 @@ static int gather_override(struct gather *g, struct ent_str customer)
 {
 	struct ent_key key;
 	struct ent_str feature = ent_str_c(g->f->code);
-	if (ent_key_make(&key, customer, &feature))
+	if (ent_store_key_make(&key, customer, &feature))
 		return 0;
-	MDB_val k = ent_key_val(&key), v;
+	MDB_val k = ent_store_key_val(&key), v;
 	int rc = mdb_get(g->txn, g->s->dbi[ENT_T_OVERRIDES], &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return 0;
@@ -320,9 +320,9 @@ static int gather_ended(struct gather *g, struct ent_str customer)
 	g->out->keep = false;
 	struct ent_key key;
 	struct ent_str feature = ent_str_c(g->f->code);
-	if (!ent_store_has(g->s, ENT_T_ENDED) || ent_key_make(&key, customer, &feature))
+	if (!ent_store_has(g->s, ENT_T_ENDED) || ent_store_key_make(&key, customer, &feature))
 		return 0;
-	MDB_val k = ent_key_val(&key), v;
+	MDB_val k = ent_store_key_val(&key), v;
 	int rc = mdb_get(g->txn, g->s->dbi[ENT_T_ENDED], &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return 0;
@@ -335,7 +335,7 @@ static int gather_ended(struct gather *g, struct ent_str customer)
 	}
 	if (v.mv_size != 8)
 		return -ENT_ECORRUPT;
-	g->out->ended_at = (int64_t)ent_le64_get(v.mv_data);
+	g->out->ended_at = (int64_t)ent_store_le64_get(v.mv_data);
 	return 0;
 }
 

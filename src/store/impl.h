@@ -5,7 +5,7 @@
  *  - env and every dbi[] are opened once in ent_store_open and stay valid until close; DBI
  *    handles are process-wide in LMDB, so every read view and write txn shares them.
  *  - At most one write transaction exists at a time (w.txn != NULL while it is open). Its
- *    scratch (ws) is allocated on the first ent_wtxn_begin and reused for every later one, so
+ *    scratch (ws) is allocated on the first ent_store_wtxn_begin and reused for every later one, so
  *    recomputing aggregates allocates nothing in steady state.
  *  - Values read inside the write transaction are only valid until the next write in it
  *    (LMDB may move dirty pages), so apply code unpacks or copies before it writes.
@@ -76,7 +76,7 @@ struct ent_walk_tree {
 
 struct ent_view {
 	struct ent_store *s;
-	MDB_txn *txn; /**< reset while idle, renewed by ent_view_begin */
+	MDB_txn *txn; /**< reset while idle, renewed by ent_store_view_begin */
 	uint64_t seq;
 	size_t seq_txnid; /**< the snapshot (LMDB txn id) seq was read in; 0: none */
 	bool active;
@@ -100,17 +100,17 @@ struct ent_view {
 /** The default of ent_view.walk_low_after (walk_cache.c). */
 #define ENT_WALK_LOW_AFTER 65536
 struct ent_walk_cache;
-void ent_walk_cache_free(struct ent_walk_cache *c);
+void ent_store_walk_cache_free(struct ent_walk_cache *c);
 /** Keys the cache routed, and of those the ones narrowed to tied separators (tests). */
-void ent_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t *narrowed);
+void ent_store_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t *narrowed);
 
 /** Check at open whether the walk can be used, for ent_store_walk (walk.c). */
-void ent_walk_probe(struct ent_store *s);
+void ent_store_walk_probe(struct ent_store *s);
 
-/** Decide a check whose record lookup gave \a rc / \a val: the tail of ent_view_check,
+/** Decide a check whose record lookup gave \a rc / \a val: the tail of ent_store_view_check,
     shared with the batched walk (walk.c). */
-int ent_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_val *val,
-		    struct ent_check_result *out);
+int ent_store_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_val *val,
+			  struct ent_check_result *out);
 
 /** Working memory of the writer: too big for a thread stack, reused for every recompute. */
 struct ent_wscratch {
@@ -128,13 +128,13 @@ struct ent_wscratch {
 /** Translate an LMDB (or errno) return code to 0 / -ENT_E*. The only place that does it. */
 int ent_store_mdb_err(int rc);
 
-static inline void ent_le64_put(uint8_t *p, uint64_t v)
+static inline void ent_store_le64_put(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static inline uint64_t ent_le64_get(const uint8_t *p)
+static inline uint64_t ent_store_le64_get(const uint8_t *p)
 {
 	uint64_t v = 0;
 	for (int i = 7; i >= 0; i--)
@@ -143,14 +143,14 @@ static inline uint64_t ent_le64_get(const uint8_t *p)
 }
 
 /** Boundary keys sort as signed times under memcmp: big-endian of t with the sign bit flipped. */
-static inline void ent_bound_key(uint8_t out[8], int64_t t)
+static inline void ent_store_bound_key(uint8_t out[8], int64_t t)
 {
 	uint64_t u = (uint64_t)t ^ (UINT64_C(1) << 63);
 	for (int i = 0; i < 8; i++)
 		out[i] = (uint8_t)(u >> (56 - 8 * i));
 }
 
-static inline int64_t ent_bound_time(const uint8_t in[8])
+static inline int64_t ent_store_bound_time(const uint8_t in[8])
 {
 	uint64_t u = 0;
 	for (int i = 0; i < 8; i++)
@@ -169,7 +169,7 @@ struct ent_key {
  * class. gcc inlines a variable-length memcpy here as `rep movsq`, whose start-up cost was 9%
  * of a batched check (perf, docs/performance.md).
  */
-static inline void ent_copy_short(char *d, const char *s, size_t n)
+static inline void ent_store_copy_short(char *d, const char *s, size_t n)
 {
 	uint64_t x, y;
 	if (n >= 16) {
@@ -204,40 +204,40 @@ static inline void ent_copy_short(char *d, const char *s, size_t n)
 }
 
 /** \return 0, or -ENT_EINVAL when the parts do not fit a key. */
-static inline int ent_key_make(struct ent_key *k, struct ent_str a, const struct ent_str *b)
+static inline int ent_store_key_make(struct ent_key *k, struct ent_str a, const struct ent_str *b)
 {
 	size_t n = a.len + (b ? 1 + (size_t)b->len : 0);
 	if (n == 0 || n >= sizeof(k->b))
 		return -ENT_EINVAL;
-	ent_copy_short(k->b, a.p, a.len);
+	ent_store_copy_short(k->b, a.p, a.len);
 	if (b) {
 		k->b[a.len] = '\0';
-		ent_copy_short(k->b + a.len + 1, b->p, b->len);
+		ent_store_copy_short(k->b + a.len + 1, b->p, b->len);
 	}
 	k->len = (uint32_t)n;
 	return 0;
 }
 
 /** The agg key of a check, or false when its ids cannot form one (the check is a miss). */
-static inline bool ent_check_key(const struct ent_check *c, struct ent_key *k)
+static inline bool ent_store_check_key(const struct ent_check *c, struct ent_key *k)
 {
 	return c->customer.len > 0 && c->customer.len <= ENT_MAX_CUSTOMER_ID &&
 	       c->feature.len > 0 && c->feature.len <= ENT_MAX_CODE &&
-	       ent_key_make(k, c->customer, &c->feature) == 0;
+	       ent_store_key_make(k, c->customer, &c->feature) == 0;
 }
 
-static inline MDB_val ent_key_val(const struct ent_key *k)
+static inline MDB_val ent_store_key_val(const struct ent_key *k)
 {
 	return (MDB_val){k->len, (void *)k->b};
 }
 
-static inline struct ent_str ent_val_str(MDB_val v)
+static inline struct ent_str ent_store_val_str(MDB_val v)
 {
 	return (struct ent_str){v.mv_data, (uint32_t)v.mv_size};
 }
 
 /** Split "a\0b" at the first NUL. \return false if there is none. */
-static inline bool ent_key_split(struct ent_str k, struct ent_str *a, struct ent_str *b)
+static inline bool ent_store_key_split(struct ent_str k, struct ent_str *a, struct ent_str *b)
 {
 	const char *z = k.len ? memchr(k.p, '\0', k.len) : NULL;
 	if (!z)
@@ -275,14 +275,14 @@ static inline bool ent_store_has(const struct ent_store *s, enum ent_table t)
  * Validate the header and segment table of \a rec and read the usage state.
  * \return the number of segments (>= 1), or -ENT_ECORRUPT.
  */
-int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u);
-/** The window of segment \a i of a record that passed ent_record_header. */
-void ent_record_seg_window(const uint8_t *rec, int i, int64_t *from, int64_t *to);
-/** Overwrite period_start and used of an encoded record in place (then ent_record_reseal). */
-void ent_record_set_usage(uint8_t *rec, int64_t period_start, int64_t used);
+int ent_store_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u);
+/** The window of segment \a i of a record that passed ent_store_record_header. */
+void ent_store_record_seg_window(const uint8_t *rec, int i, int64_t *from, int64_t *to);
+/** Overwrite period_start and used of an encoded record in place (then ent_store_record_reseal). */
+void ent_store_record_set_usage(uint8_t *rec, int64_t period_start, int64_t used);
 /** Recompute the checksum trailer of a record of \a len bytes patched in place (a record
     without one, written before checksums, is left as it is). */
-void ent_record_reseal(uint8_t *rec, size_t len);
+void ent_store_record_reseal(uint8_t *rec, size_t len);
 
 /* ---- gather.c ------------------------------------------------------------------------- */
 
@@ -297,7 +297,7 @@ int ent_store_gather(struct ent_store *s, MDB_txn *txn, struct ent_str customer,
 
 /* ---- apply*.c ------------------------------------------------------------------------- */
 
-/** The state of one ent_apply call, passed to the per-kind handlers. */
+/** The state of one ent_store_apply call, passed to the per-kind handlers. */
 struct ent_actx {
 	struct ent_store *s;
 	struct ent_wscratch *ws;
@@ -311,27 +311,28 @@ struct ent_actx {
 };
 
 /* Raw table access inside the apply txn: 0, -ENT_ENOTFOUND or another -ENT_E*. */
-int ent_a_get(struct ent_actx *c, enum ent_table t, struct ent_str key, MDB_val *val);
-int ent_a_put(struct ent_actx *c, enum ent_table t, struct ent_str key, const void *val,
-	      size_t len);
+int ent_store_apply_get(struct ent_actx *c, enum ent_table t, struct ent_str key, MDB_val *val);
+int ent_store_apply_put(struct ent_actx *c, enum ent_table t, struct ent_str key, const void *val,
+			size_t len);
 /** Delete \a key (all its values); -ENT_ENOTFOUND if absent. */
-int ent_a_del(struct ent_actx *c, enum ent_table t, struct ent_str key);
+int ent_store_apply_del(struct ent_actx *c, enum ent_table t, struct ent_str key);
 /** Delete one value of a DUPSORT key; absent is not an error. */
-int ent_a_del_dup(struct ent_actx *c, enum ent_table t, struct ent_str key, struct ent_str val);
+int ent_store_apply_del_dup(struct ent_actx *c, enum ent_table t, struct ent_str key,
+			    struct ent_str val);
 /** Put a protobuf message (packed straight into the reserved value). */
-int ent_a_put_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
-		 const ProtobufCMessage *m);
+int ent_store_apply_put_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
+			   const ProtobufCMessage *m);
 /** Fetch and unpack a protobuf value into c->arena. \return 0, -ENT_ENOTFOUND, ... */
-int ent_a_get_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
-		 const ProtobufCMessageDescriptor *d, struct ent_arena *a, void **out);
+int ent_store_apply_get_pb(struct ent_actx *c, enum ent_table t, struct ent_str key,
+			   const ProtobufCMessageDescriptor *d, struct ent_arena *a, void **out);
 
 typedef int (*ent_a_scan_cb)(struct ent_actx *c, void *ctx, struct ent_str key, struct ent_str val);
 /**
  * Iterate keys with \a prefix (all dups of DUPSORT keys). The callback must not write: collect
  * first, write after.
  */
-int ent_a_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix, ent_a_scan_cb cb,
-	       void *ctx);
+int ent_store_apply_scan(struct ent_actx *c, enum ent_table t, struct ent_str prefix,
+			 ent_a_scan_cb cb, void *ctx);
 
 /** A growable list of strings in the event arena (customers, feature codes). */
 struct ent_strset {
@@ -339,71 +340,81 @@ struct ent_strset {
 	size_t n, cap;
 };
 /** Append a copy of \a s (into c->arena). */
-int ent_strset_add(struct ent_actx *c, struct ent_strset *set, struct ent_str s);
+int ent_store_strset_add(struct ent_actx *c, struct ent_strset *set, struct ent_str s);
 /** Sort and drop duplicates. */
-void ent_strset_uniq(struct ent_strset *set);
-bool ent_strset_has(const struct ent_strset *set, struct ent_str s);
+void ent_store_strset_uniq(struct ent_strset *set);
+bool ent_store_strset_has(const struct ent_strset *set, struct ent_str s);
 
 /**
  * Rebuild the aggregate of (customer, feature) as of c->at (or \a now), its usage row and its
  * boundary entries. No sources: the aggregate and its boundaries are removed.
  */
-int ent_a_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		    int64_t now);
+int ent_store_apply_recompute(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      int64_t now);
 /** Recompute every (customer, feature) of customers x features. */
-int ent_a_recompute_all(struct ent_actx *c, const struct ent_strset *customers,
-			const struct ent_strset *features, int64_t now);
+int ent_store_apply_recompute_all(struct ent_actx *c, const struct ent_strset *customers,
+				  const struct ent_strset *features, int64_t now);
 /** Recompute every feature the customer has an aggregate or an override for. */
-int ent_a_recompute_customer(struct ent_actx *c, struct ent_str customer, int64_t now);
+int ent_store_apply_recompute_customer(struct ent_actx *c, struct ent_str customer, int64_t now);
 
 /** Add \a delta to the customer's reference count; the row goes at 0. */
-int ent_a_customer_ref(struct ent_actx *c, struct ent_str customer, int delta);
+int ent_store_apply_customer_ref(struct ent_actx *c, struct ent_str customer, int delta);
 /** Add a boundary entry: at \a t, revisit (customer, feature); feature empty: the customer. */
-int ent_a_bound_add(struct ent_actx *c, int64_t t, struct ent_str customer, struct ent_str feature);
+int ent_store_apply_bound_add(struct ent_actx *c, int64_t t, struct ent_str customer,
+			      struct ent_str feature);
 
 /**
  * Set the usage counter of (customer, feature) to \a used in the period starting at
  * \a period_start: the usage row, the aggregate's copy and the period-end boundary.
  */
-int ent_a_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		      int64_t period_start, int64_t used);
+int ent_store_apply_usage_write(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+				int64_t period_start, int64_t used);
 
 /**
- * Decide a check of \a quantity at \a t inside the apply txn, like ent_view_check.
+ * Decide a check of \a quantity at \a t inside the apply txn, like ent_store_view_check.
  * \a u receives the record's usage state (feature_type 0 when there is no record).
  */
-int ent_a_decide(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		 int64_t quantity, int64_t t, struct ent_usage_state *u, struct ent_decision *d);
+int ent_store_apply_decide(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			   int64_t quantity, int64_t t, struct ent_usage_state *u,
+			   struct ent_decision *d);
 
 /**
  * The usage period containing \a t for (customer, feature), from the shape of the record's
  * segment at t (a never-resetting period when there is no record), and the counter in \a u
  * (the record's, else the usage row's).
  */
-int ent_a_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str feature, int64_t t,
-		    int64_t *start, int64_t *end, struct ent_usage_state *u);
+int ent_store_apply_period_at(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      int64_t t, int64_t *start, int64_t *end, struct ent_usage_state *u);
 
 /** Per-kind handlers (apply_catalog.c, apply_customer.c, apply_usage.c). */
-int ent_a_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f);
-int ent_a_delete_feature(struct ent_actx *c, const char *code);
-int ent_a_set_entitlements(struct ent_actx *c, enum ent_table t,
-			   const Ent__V1__SetEntitlementsRequest *req, bool patch);
-int ent_a_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *code);
-int ent_a_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *sub);
-int ent_a_cancel_subscription(struct ent_actx *c, const Ent__V1__CancelSubscriptionRequest *req);
+int ent_store_apply_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f);
+int ent_store_apply_delete_feature(struct ent_actx *c, const char *code);
+int ent_store_apply_set_entitlements(struct ent_actx *c, enum ent_table t,
+				     const Ent__V1__SetEntitlementsRequest *req, bool patch);
+int ent_store_apply_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *code);
+int ent_store_apply_upsert_subscription(struct ent_actx *c, const Ent__V1__Subscription *sub);
+int ent_store_apply_cancel_subscription(struct ent_actx *c,
+					const Ent__V1__CancelSubscriptionRequest *req);
 /**
  * Remove a subscription (tick: ended), maintaining indexes, refcount and aggregates. Each
- * feature it granted gets a tombstone in `ended` first (ent_a_tombstone), so the answer stays
- * EXPIRED after it is gone.
+ * feature it granted gets a tombstone in `ended` first (ent_store_apply_tombstone), so the answer
+ * stays EXPIRED after it is gone.
  */
-int ent_a_remove_subscription(struct ent_actx *c, struct ent_str customer, struct ent_str id);
-int ent_a_set_override(struct ent_actx *c, const Ent__V1__SetCustomerEntitlementRequest *req);
-int ent_a_update_override(struct ent_actx *c, const Ent__V1__UpdateCustomerEntitlementRequest *req);
-int ent_a_delete_override(struct ent_actx *c, const Ent__V1__DeleteCustomerEntitlementRequest *req);
+int ent_store_apply_remove_subscription(struct ent_actx *c, struct ent_str customer,
+					struct ent_str id);
+int ent_store_apply_set_override(struct ent_actx *c,
+				 const Ent__V1__SetCustomerEntitlementRequest *req);
+int ent_store_apply_update_override(struct ent_actx *c,
+				    const Ent__V1__UpdateCustomerEntitlementRequest *req);
+int ent_store_apply_delete_override(struct ent_actx *c,
+				    const Ent__V1__DeleteCustomerEntitlementRequest *req);
 /** Remove an override (delete_override), maintaining refcount and the aggregate. */
-int ent_a_remove_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature);
-/** The tick's removal of an expired override: a tombstone first, then ent_a_remove_override. */
-int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct ent_str feature);
+int ent_store_apply_remove_override(struct ent_actx *c, struct ent_str customer,
+				    struct ent_str feature);
+/** The tick's removal of an expired override: a tombstone first, then
+ * ent_store_apply_remove_override. */
+int ent_store_apply_expire_override(struct ent_actx *c, struct ent_str customer,
+				    struct ent_str feature);
 
 /**
  * Before cleanup removes sources of (customer, feature), record the latest end among those
@@ -411,51 +422,52 @@ int ent_a_expire_override(struct ent_actx *c, struct ent_str customer, struct en
  * and this; a new row adds a customer reference). Which sources: the override when
  * \a sub_id is NULL, else the plan, add-on and own grants of subscription \a sub_id.
  */
-int ent_a_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		    const struct ent_str *sub_id);
+int ent_store_apply_tombstone(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      const struct ent_str *sub_id);
 /**
  * Write a row of `ended` (merged with a stored one; a new row adds a customer reference).
  * \a grants: a tombstone that explains EXPIRED from \a end on (8-byte value); otherwise one
  * that only keeps the record and the customer (9 bytes: end, then 0). An empty \a feature is
  * the customer's own marker: cleanup removed an object of it, so it stays known.
  */
-int ent_a_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
-		    int64_t end, bool grants);
-int ent_a_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req);
-int ent_a_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req);
+int ent_store_apply_ended_put(struct ent_actx *c, struct ent_str customer, struct ent_str feature,
+			      int64_t end, bool grants);
+int ent_store_apply_report_usage(struct ent_actx *c, const Ent__V1__ReportUsageRequest *req);
+int ent_store_apply_consume(struct ent_actx *c, const Ent__V1__ConsumeEntitlementRequest *req);
 /**
  * A batch of usage reports as one event (apply_usage_batch.c): each record is applied like
- * ent_a_report_usage and gets its own result in c->res->records; an invalid record is refused
- * alone. A storage error fails the whole event.
+ * ent_store_apply_report_usage and gets its own result in c->res->records; an invalid record is
+ * refused alone. A storage error fails the whole event.
  */
-int ent_a_report_usage_batch(struct ent_actx *c, const Ent__V1__ReportUsageBatch *b);
-int ent_a_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);
+int ent_store_apply_report_usage_batch(struct ent_actx *c, const Ent__V1__ReportUsageBatch *b);
+int ent_store_apply_set_usage(struct ent_actx *c, const Ent__V1__UsageState *req);
 /**
  * A tick (apply_tick.c): recompute what came due by t->now (default: the event's instant),
  * remove ended subscriptions and expired overrides, prune tombstones and sweep idempotency
  * keys older than t->idem_before. At most t->max_entries due entries (0: no bound); a piece cut
  * short sets c->res->more.
  */
-int ent_a_tick(struct ent_actx *c, const Ent__V1__Tick *t);
+int ent_store_apply_tick(struct ent_actx *c, const Ent__V1__Tick *t);
 /** A wipe (apply_tick.c): empty every table but meta, in the event's transaction. */
-int ent_a_wipe(struct ent_actx *c);
+int ent_store_apply_wipe(struct ent_actx *c);
 
 /**
  * Validate a list of grants against the features they name. \a field prefixes error
  * messages ("entitlements", "subscription.entitlements"). On success *out holds normalized
  * copies (privilege value_type filled from the feature) in c->arena.
  */
-int ent_a_check_grants(struct ent_actx *c, const char *field, Ent__V1__Grant *const *grants,
-		       size_t n, Ent__V1__Grant ***out);
+int ent_store_apply_check_grants(struct ent_actx *c, const char *field,
+				 Ent__V1__Grant *const *grants, size_t n, Ent__V1__Grant ***out);
 /**
  * Validate privilege values against feature \a f (declared, typed, select option, unique).
  * On success *out holds normalized copies in c->arena.
  */
-int ent_a_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feature *f,
-		      Ent__V1__PrivilegeValue *const *pv, size_t n, Ent__V1__PrivilegeValue ***out);
+int ent_store_apply_check_privs(struct ent_actx *c, const char *field, const Ent__V1__Feature *f,
+				Ent__V1__PrivilegeValue *const *pv, size_t n,
+				Ent__V1__PrivilegeValue ***out);
 /** Validate an instant of the API: within +-ENT_WIRE_TIME_MAX (2^53 - 1 ms). */
-int ent_a_check_time(struct ent_actx *c, int64_t t, const char *field);
+int ent_store_apply_check_time(struct ent_actx *c, int64_t t, const char *field);
 /** Validate a text field (<= ENT_MAX_TEXT bytes). */
-int ent_a_check_text(struct ent_actx *c, const char *s, const char *field);
+int ent_store_apply_check_text(struct ent_actx *c, const char *s, const char *field);
 
 #endif

@@ -1,11 +1,11 @@
 /*
  * The read path: one check (the hot path), a batch of checks, and a customer's aggregated view.
  *
- * ent_view_check allocates nothing and takes no lock: the key is built on the stack, the
+ * ent_store_view_check allocates nothing and takes no lock: the key is built on the stack, the
  * record is decoded in place from the map into the caller's result, and every string of the
- * answer points into the map until ent_view_end.
+ * answer points into the map until ent_store_view_end.
  *
- * ent_view_check_batch (walk.c) gives the same answers for many checks, faster.
+ * ent_store_view_check_batch (walk.c) gives the same answers for many checks, faster.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,15 +72,15 @@ static int check_miss(struct ent_view *v, const struct ent_check *c, struct ent_
 	return 0;
 }
 
-int ent_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_val *val,
-		    struct ent_check_result *out)
+int ent_store_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_val *val,
+			  struct ent_check_result *out)
 {
 	memset(&out->usage, 0, sizeof(out->usage));
 	if (rc == MDB_NOTFOUND)
 		return check_miss(v, c, out);
 	if (rc)
 		return ent_store_mdb_err(rc);
-	int r = ent_record_decode(val->mv_data, val->mv_size, c->at, &out->usage, &out->seg);
+	int r = ent_store_record_decode(val->mv_data, val->mv_size, c->at, &out->usage, &out->seg);
 	if (r) {
 		note_corrupt(v->s, c->customer, c->feature);
 		return r;
@@ -89,16 +89,17 @@ int ent_view_decide(struct ent_view *v, const struct ent_check *c, int rc, MDB_v
 	return 0;
 }
 
-int ent_view_check(struct ent_view *v, const struct ent_check *c, struct ent_check_result *out)
+int ent_store_view_check(struct ent_view *v, const struct ent_check *c,
+			 struct ent_check_result *out)
 {
 	if (!v->active)
 		return -ENT_EINVAL;
 	struct ent_key key;
 	MDB_val val;
 	int rc = MDB_NOTFOUND;
-	if (ent_check_key(c, &key))
+	if (ent_store_check_key(c, &key))
 		rc = get(v, ENT_T_AGG, key.b, key.len, &val);
-	return ent_view_decide(v, c, rc, &val, out);
+	return ent_store_view_decide(v, c, rc, &val, out);
 }
 
 struct cf_scan {
@@ -117,7 +118,7 @@ static int cf_one(void *ctx, struct ent_str key, struct ent_str val)
 {
 	struct cf_scan *s = ctx;
 	struct ent_str customer, feature;
-	if (!ent_key_split(key, &customer, &feature) || !ent_str_eq(customer, s->customer))
+	if (!ent_store_key_split(key, &customer, &feature) || !ent_str_eq(customer, s->customer))
 		return 0;
 	if (s->n_filter) {
 		bool wanted = false;
@@ -129,7 +130,8 @@ static int cf_one(void *ctx, struct ent_str key, struct ent_str val)
 	struct ent_customer_feature cf;
 	memset(&cf, 0, sizeof(cf));
 	cf.feature_code = feature;
-	int r = ent_record_decode((const uint8_t *)val.p, val.len, s->at, &cf.r.usage, &cf.r.seg);
+	int r = ent_store_record_decode((const uint8_t *)val.p, val.len, s->at, &cf.r.usage,
+					&cf.r.seg);
 	if (r) {
 		note_corrupt(s->v->s, customer, feature);
 		return s->err = r;
@@ -150,9 +152,9 @@ static int cf_one(void *ctx, struct ent_str key, struct ent_str val)
 	return s->cb(s->ctx, &cf);
 }
 
-int ent_view_customer_features(struct ent_view *v, struct ent_str customer,
-			       const struct ent_str *filter, size_t n_filter, int64_t at,
-			       struct ent_arena *arena, ent_customer_feature_cb cb, void *ctx)
+int ent_store_view_customer_features(struct ent_view *v, struct ent_str customer,
+				     const struct ent_str *filter, size_t n_filter, int64_t at,
+				     struct ent_arena *arena, ent_customer_feature_cb cb, void *ctx)
 {
 	if (!v->active)
 		return -ENT_EINVAL;
@@ -164,10 +166,10 @@ int ent_view_customer_features(struct ent_view *v, struct ent_str customer,
 		return ent_store_mdb_err(rc);
 	struct ent_key prefix;
 	struct ent_str empty = {"", 0};
-	if (ent_key_make(&prefix, customer, &empty))
+	if (ent_store_key_make(&prefix, customer, &empty))
 		return -ENT_ENOTFOUND;
 	struct cf_scan s = {v, customer, filter, n_filter, at, arena, cb, ctx, 0};
-	int r = ent_view_scan(v, ENT_T_AGG, (struct ent_str){prefix.b, prefix.len},
-			      (struct ent_str){"", 0}, 0, cf_one, &s);
+	int r = ent_store_view_scan(v, ENT_T_AGG, (struct ent_str){prefix.b, prefix.len},
+				    (struct ent_str){"", 0}, 0, cf_one, &s);
 	return s.err ? s.err : r;
 }

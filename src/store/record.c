@@ -73,7 +73,7 @@ static void w_u32(struct wbuf *w, uint32_t v)
 static void w_i64(struct wbuf *w, int64_t v)
 {
 	uint8_t b[8];
-	ent_le64_put(b, (uint64_t)v);
+	ent_store_le64_put(b, (uint64_t)v);
 	w_bytes(w, b, 8);
 }
 
@@ -130,8 +130,8 @@ static bool encode_payload(struct wbuf *w, const struct ent_agg *a)
 	return true;
 }
 
-int ent_record_encode(const struct ent_usage_state *u, const struct ent_agg *segs, int n,
-		      uint8_t *buf, size_t cap)
+int ent_store_record_encode(const struct ent_usage_state *u, const struct ent_agg *segs, int n,
+			    uint8_t *buf, size_t cap)
 {
 	if (n < 1 || n > ENT_MAX_SEGMENTS || u->feature_type > ENT_FT_STATIC ||
 	    u->reset > ENT_RESET_NEVER)
@@ -175,7 +175,7 @@ int ent_record_encode(const struct ent_usage_state *u, const struct ent_agg *seg
 	return (int)w.len;
 }
 
-void ent_record_reseal(uint8_t *rec, size_t len)
+void ent_store_record_reseal(uint8_t *rec, size_t len)
 {
 	if (len > REC_TRAILER && (rec[0] & REC_SEALED)) {
 		uint32_t c = ent_crc32c(0, rec, len - REC_TRAILER);
@@ -220,7 +220,7 @@ static bool r_i64(struct rbuf *r, int64_t *v)
 {
 	if (!r_need(r, 8))
 		return false;
-	*v = (int64_t)ent_le64_get(r->p + r->at);
+	*v = (int64_t)ent_store_le64_get(r->p + r->at);
 	r->at += 8;
 	return true;
 }
@@ -243,7 +243,7 @@ static uint32_t get_u32(const uint8_t *p)
 
 static int64_t get_i64(const uint8_t *p)
 {
-	return (int64_t)ent_le64_get(p);
+	return (int64_t)ent_store_le64_get(p);
 }
 
 /*
@@ -266,7 +266,7 @@ static int envelope_open(const uint8_t *rec, size_t *len)
 	return 0;
 }
 
-int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u)
+int ent_store_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u)
 {
 	if (envelope_open(rec, &len) || len < ENT_REC_HDR)
 		return -ENT_ECORRUPT;
@@ -299,17 +299,17 @@ int ent_record_header(const uint8_t *rec, size_t len, struct ent_usage_state *u)
 	return n;
 }
 
-void ent_record_seg_window(const uint8_t *rec, int i, int64_t *from, int64_t *to)
+void ent_store_record_seg_window(const uint8_t *rec, int i, int64_t *from, int64_t *to)
 {
 	const uint8_t *e = rec + ENT_REC_HDR + (size_t)i * ENT_REC_SEG;
 	*from = get_i64(e);
 	*to = get_i64(e + 8);
 }
 
-void ent_record_set_usage(uint8_t *rec, int64_t period_start, int64_t used)
+void ent_store_record_set_usage(uint8_t *rec, int64_t period_start, int64_t used)
 {
-	ent_le64_put(rec + 12, (uint64_t)period_start);
-	ent_le64_put(rec + 20, (uint64_t)used);
+	ent_store_le64_put(rec + 12, (uint64_t)period_start);
+	ent_store_le64_put(rec + 20, (uint64_t)used);
 }
 
 static size_t seg_offset(const uint8_t *rec, int i)
@@ -420,20 +420,20 @@ static int decode_payload(struct rbuf *r, struct ent_agg *a, uint8_t version)
 	return 0;
 }
 
-int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usage_state *u,
-		      struct ent_agg *seg)
+int ent_store_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usage_state *u,
+			    struct ent_agg *seg)
 {
-	int n = ent_record_header(rec, len, u);
+	int n = ent_store_record_header(rec, len, u);
 	if (n < 0)
 		return n;
 	if (rec[0] & REC_SEALED)
-		len -= REC_TRAILER; /* checked by ent_record_header */
+		len -= REC_TRAILER; /* checked by ent_store_record_header */
 	/* Last segment with from <= t: segments are sorted and disjoint (checked above). */
 	int lo = 0, hi = n - 1, found = -1;
 	while (lo <= hi) {
 		int mid = lo + (hi - lo) / 2;
 		int64_t from, to;
-		ent_record_seg_window(rec, mid, &from, &to);
+		ent_store_record_seg_window(rec, mid, &from, &to);
 		if (from <= t) {
 			found = mid;
 			lo = mid + 1;
@@ -444,7 +444,7 @@ int ent_record_decode(const uint8_t *rec, size_t len, int64_t t, struct ent_usag
 	if (found < 0)
 		return -ENT_ECORRUPT;
 	int64_t from, to;
-	ent_record_seg_window(rec, found, &from, &to);
+	ent_store_record_seg_window(rec, found, &from, &to);
 	/* [from, to) except that an open end (ENT_T_MAX) also holds ENT_T_MAX itself. */
 	if (t >= to && to != ENT_T_MAX)
 		return -ENT_ECORRUPT;

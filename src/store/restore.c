@@ -141,8 +141,8 @@ int ent_store_restore(struct ent_wtxn *w, const char *src_dir, struct ent_store_
 	}
 	/*
 	 * The meta rows came with the tables ("seq", "fleet_stream", "schema", the idempotency
-	 * sweep's progress); "last_commit" is this node's own and ent_wtxn_commit rewrites it.
-	 * The transaction's sequence follows the copied "seq".
+	 * sweep's progress); "last_commit" is this node's own and ent_store_wtxn_commit rewrites
+	 * it. The transaction's sequence follows the copied "seq".
 	 */
 	if (!r && (r = ent_store_meta_u64(w->s, w->txn, "seq", &st.seq)))
 		ent_err_set(err, -r, "restore: meta 'seq' of the copy is unreadable");

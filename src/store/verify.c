@@ -351,7 +351,7 @@ static bool decode_value(struct ent_store_verify_report *r, enum ent_table t, MD
 	case ENT_T_AGG: {
 		struct ent_usage_state u;
 		struct ent_agg seg;
-		int n = ent_record_header(d, v->mv_size, &u);
+		int n = ent_store_record_header(d, v->mv_size, &u);
 		if (n < 0)
 			return false;
 		r->agg_records++;
@@ -359,8 +359,8 @@ static bool decode_value(struct ent_store_verify_report *r, enum ent_table t, MD
 			r->agg_unsealed++;
 		for (int i = 0; i < n; i++) {
 			int64_t from, to;
-			ent_record_seg_window(d, i, &from, &to);
-			if (ent_record_decode(d, v->mv_size, from, &u, &seg))
+			ent_store_record_seg_window(d, i, &from, &to);
+			if (ent_store_record_decode(d, v->mv_size, from, &u, &seg))
 				return false;
 		}
 		return true;
@@ -386,7 +386,7 @@ static bool decode_value(struct ent_store_verify_report *r, enum ent_table t, MD
 	case ENT_T_CUSTOMERS:
 		return v->mv_size == 4;
 	case ENT_T_ENDED:
-		/* i64 end; a ninth byte (0) marks a keep-only row (ent_a_ended_put). */
+		/* i64 end; a ninth byte (0) marks a keep-only row (ent_store_apply_ended_put). */
 		return v->mv_size == 8 || (v->mv_size == 9 && d[8] == 0);
 	case ENT_T_BOUNDS:
 		return k->mv_size == 8 && v->mv_size >= 2 && memchr(d, 0, v->mv_size) != NULL;

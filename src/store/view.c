@@ -7,7 +7,7 @@
 
 #include "store/impl.h"
 
-int ent_view_new(struct ent_store *s, struct ent_view **out)
+int ent_store_view_new(struct ent_store *s, struct ent_view **out)
 {
 	struct ent_view *v = calloc(1, sizeof(*v));
 	if (!v)
@@ -25,7 +25,7 @@ int ent_view_new(struct ent_store *s, struct ent_view **out)
 	return 0;
 }
 
-void ent_view_free(struct ent_view *v)
+void ent_store_view_free(struct ent_view *v)
 {
 	if (!v)
 		return;
@@ -33,11 +33,11 @@ void ent_view_free(struct ent_view *v)
 		if (v->cur[t])
 			mdb_cursor_close(v->cur[t]);
 	mdb_txn_abort(v->txn);
-	ent_walk_cache_free(v->walk_cache);
+	ent_store_walk_cache_free(v->walk_cache);
 	free(v);
 }
 
-int ent_view_begin(struct ent_view *v)
+int ent_store_view_begin(struct ent_view *v)
 {
 	if (v->active)
 		mdb_txn_reset(v->txn);
@@ -62,19 +62,20 @@ int ent_view_begin(struct ent_view *v)
 	return 0;
 }
 
-void ent_view_end(struct ent_view *v)
+void ent_store_view_end(struct ent_view *v)
 {
 	if (v->active)
 		mdb_txn_reset(v->txn);
 	v->active = false;
 }
 
-uint64_t ent_view_seq(const struct ent_view *v)
+uint64_t ent_store_view_seq(const struct ent_view *v)
 {
 	return v->seq;
 }
 
-int ent_view_get(struct ent_view *v, enum ent_table t, struct ent_str key, struct ent_str *val)
+int ent_store_view_get(struct ent_view *v, enum ent_table t, struct ent_str key,
+		       struct ent_str *val)
 {
 	if (!v->active || (unsigned)t >= ENT_T__COUNT)
 		return -ENT_EINVAL;
@@ -84,7 +85,7 @@ int ent_view_get(struct ent_view *v, enum ent_table t, struct ent_str key, struc
 	int rc = mdb_get(v->txn, v->s->dbi[t], &k, &d);
 	if (rc)
 		return ent_store_mdb_err(rc);
-	*val = ent_val_str(d);
+	*val = ent_store_val_str(d);
 	return 0;
 }
 
@@ -93,8 +94,8 @@ static bool has_prefix(MDB_val k, struct ent_str prefix)
 	return k.mv_size >= prefix.len && memcmp(k.mv_data, prefix.p, prefix.len) == 0;
 }
 
-int ent_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix, struct ent_str after,
-		  size_t limit, ent_kv_cb cb, void *ctx)
+int ent_store_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix,
+			struct ent_str after, size_t limit, ent_kv_cb cb, void *ctx)
 {
 	if (!v->active || (unsigned)t >= ENT_T__COUNT)
 		return -ENT_EINVAL;
@@ -134,7 +135,7 @@ int ent_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix, s
 	while (rc == 0) {
 		if (!has_prefix(k, prefix))
 			break;
-		if (skip_after && ent_str_eq(ent_val_str(k), after)) {
+		if (skip_after && ent_str_eq(ent_store_val_str(k), after)) {
 			/* Every value of \a after (DUPSORT) was on the previous page. */
 			rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_NODUP);
 			continue;
@@ -142,7 +143,7 @@ int ent_view_scan(struct ent_view *v, enum ent_table t, struct ent_str prefix, s
 		skip_after = false;
 		if (limit && n >= limit)
 			break;
-		r = cb(ctx, ent_val_str(k), ent_val_str(d));
+		r = cb(ctx, ent_store_val_str(k), ent_store_val_str(d));
 		if (r)
 			break;
 		n++;

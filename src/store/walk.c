@@ -1,5 +1,5 @@
 /*
- * Batched lookups: ent_view_check_batch.
+ * Batched lookups: ent_store_view_check_batch.
  *
  * On a large data set one mdb_get is a chain of dependent misses: five pages deep for 13.7M
  * aggregates, each page a TLB miss and a few cache misses, about 2 us on the machines we
@@ -81,7 +81,7 @@ static void walk_publish(struct ent_store *s, const char *why)
 		atomic_store_explicit(&s->walk_why, why, memory_order_relaxed);
 }
 
-void ent_walk_probe(struct ent_store *s)
+void ent_store_walk_probe(struct ent_store *s)
 {
 	const char *why = WHY_CONFIG;
 	if (!s->walk_off) {
@@ -248,10 +248,10 @@ static void walk_search(const struct ent_walk_tree *t, struct walk_key *w, size_
 	}
 }
 
-void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t n)
+void ent_store_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t n)
 {
 	uint64_t pgno[WALK_GROUP];
-	bool cached = ent_walk_cached(t, 0);
+	bool cached = ent_store_walk_cached(t, 0);
 	for (size_t j = 0; j < n; j++) {
 		w[j].started = w[j].routed = w[j].keep = false;
 		pgno[j] = t->root;
@@ -266,9 +266,9 @@ void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t 
 	/* The branch levels: a level's pages are read at its start, unless the cache routes. */
 	for (unsigned level = 0; level + 1 < t->depth; level++) {
 		if (cached)
-			ent_walk_route(t, w, n, pgno);
+			ent_store_walk_route(t, w, n, pgno);
 		walk_search(t, w, n, true);
-		cached = ent_walk_cached(t, level + 1);
+		cached = ent_store_walk_cached(t, level + 1);
 		for (size_t j = 0; j < n; j++) {
 			if (w[j].state != 1)
 				continue;
@@ -279,7 +279,7 @@ void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t 
 					continue;
 				}
 				if (w[j].keep)
-					ent_walk_keep(t, w[j].page, pgno[j]);
+					ent_store_walk_keep(t, w[j].page, pgno[j]);
 				pgno[j] = walk_child(node);
 				if (pgno[j] > t->last_pgno) {
 					w[j].state = -1;
@@ -288,7 +288,7 @@ void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t 
 			}
 			w[j].started = w[j].routed = w[j].keep = false;
 			if (cached)
-				ent_walk_cache_prefetch(t, pgno[j]);
+				ent_store_walk_cache_prefetch(t, pgno[j]);
 			else
 				walk_prefetch_page(t, pgno[j]);
 		}
@@ -310,8 +310,8 @@ static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const s
 {
 	struct walk_key w[WALK_GROUP];
 	for (size_t j = 0; j < n; j++)
-		w[j].state = ent_check_key(&c[j], &w[j].key) ? 1 : -2;
-	ent_walk_descend(t, w, n);
+		w[j].state = ent_store_check_key(&c[j], &w[j].key) ? 1 : -2;
+	ent_store_walk_descend(t, w, n);
 	for (size_t j = 0; j < n; j++)
 		if (w[j].state == 1)
 			__builtin_prefetch(w[j].val.mv_data);
@@ -323,13 +323,13 @@ static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const s
 			rc = 0;
 		} else if (w[j].state != -2) {
 			/* Not found by the walk (or not walkable): LMDB has the last word. */
-			MDB_val k = ent_key_val(&w[j].key);
+			MDB_val k = ent_store_key_val(&w[j].key);
 			rc = mdb_get(v->txn, v->s->dbi[ENT_T_AGG], &k, &w[j].val);
 			if (rc == 0 && w[j].state == 0)
 				v->walk_missed++;
 			fallbacks += w[j].state == -1;
 		}
-		if ((r = ent_view_decide(v, &c[j], rc, &w[j].val, res)) != 0) {
+		if ((r = ent_store_view_decide(v, &c[j], rc, &w[j].val, res)) != 0) {
 			if (bad)
 				*bad = first + j;
 			break;
@@ -341,8 +341,8 @@ static int walk_group(struct ent_view *v, const struct ent_walk_tree *t, const s
 	return r;
 }
 
-int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n, ent_check_cb cb,
-			 void *ctx, size_t *bad)
+int ent_store_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n,
+			       ent_check_cb cb, void *ctx, size_t *bad)
 {
 	if (!v->active)
 		return -ENT_EINVAL;
@@ -353,7 +353,7 @@ int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n
 		if (!v->s->walk_off)
 			atomic_fetch_add_explicit(&v->s->walk_fallbacks, n, memory_order_relaxed);
 		for (size_t i = 0; i < n; i++) {
-			int r = ent_view_check(v, &c[i], &res);
+			int r = ent_store_view_check(v, &c[i], &res);
 			if (r) {
 				if (bad)
 					*bad = i;
@@ -364,7 +364,7 @@ int ent_view_check_batch(struct ent_view *v, const struct ent_check *c, size_t n
 		}
 		return 0;
 	}
-	ent_walk_cache_begin(v, &t, n);
+	ent_store_walk_cache_begin(v, &t, n);
 	for (size_t i = 0; i < n; i += WALK_GROUP) {
 		size_t m = n - i < WALK_GROUP ? n - i : WALK_GROUP;
 		int r = walk_group(v, &t, c + i, m, i, cb, ctx, bad, &res);

@@ -122,27 +122,28 @@ static inline const uint8_t *walk_node(const struct ent_walk_tree *t, const uint
  * leaf page), 0 not in the tree, -1 not walkable (the caller asks mdb_get). Reads only what
  * lies inside t's pages, whatever they hold (tests/fuzz/fuzz_walk.c).
  */
-void ent_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t n);
+void ent_store_walk_descend(const struct ent_walk_tree *t, struct walk_key *w, size_t n);
 
 /* ---- the cache of branch pages (walk_cache.c) ---- */
 
 /* Set up \a t's cache for a batch of \a n keys in \a v's snapshot (t->cache, t->keep_low). */
-void ent_walk_cache_begin(struct ent_view *v, struct ent_walk_tree *t, size_t n);
+void ent_store_walk_cache_begin(struct ent_view *v, struct ent_walk_tree *t, size_t n);
 /* Whether the branch pages of tree level \a level go through the cache. */
-static inline bool ent_walk_cached(const struct ent_walk_tree *t, unsigned level)
+static inline bool ent_store_walk_cached(const struct ent_walk_tree *t, unsigned level)
 {
 	return t->cache && (level + 2 < t->depth || (t->keep_low && level + 2 == t->depth));
 }
-/* Prefetch what ent_walk_route reads first for page \a pgno. */
-void ent_walk_cache_prefetch(const struct ent_walk_tree *t, uint64_t pgno);
+/* Prefetch what ent_store_walk_route reads first for page \a pgno. */
+void ent_store_walk_cache_prefetch(const struct ent_walk_tree *t, uint64_t pgno);
 /*
  * One cached level for the walking keys of \a w[0..n), at pages \a pgno[] not yet read: a key
  * whose page is kept gets its child's number into pgno[] (routed); a key that ties separators
  * on the kept bytes has its page read and its search narrowed to them (started); the others
  * have their page read and marked to be kept (keep).
  */
-void ent_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n, uint64_t *pgno);
+void ent_store_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n,
+			  uint64_t *pgno);
 /* Keep branch page \a p, number \a pgno (checked by walk_page), if there is room. */
-void ent_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno);
+void ent_store_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno);
 
 #endif

@@ -60,19 +60,19 @@ struct ent_walk_cache {
 	_Alignas(64) uint8_t pool[CACHE_POOL];
 };
 
-void ent_walk_cache_free(struct ent_walk_cache *c)
+void ent_store_walk_cache_free(struct ent_walk_cache *c)
 {
 	if (c)
 		munmap(c, sizeof(*c));
 }
 
-void ent_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t *narrowed)
+void ent_store_walk_cache_counts(const struct ent_view *v, uint64_t *routed, uint64_t *narrowed)
 {
 	*routed = v->walk_cache ? v->walk_cache->routed : 0;
 	*narrowed = v->walk_cache ? v->walk_cache->narrowed : 0;
 }
 
-void ent_walk_cache_begin(struct ent_view *v, struct ent_walk_tree *t, size_t n)
+void ent_store_walk_cache_begin(struct ent_view *v, struct ent_walk_tree *t, size_t n)
 {
 	t->cache = NULL;
 	t->keep_low = false;
@@ -118,7 +118,7 @@ static inline const struct cache_slot *cache_find(const struct ent_walk_cache *c
 	return NULL;
 }
 
-void ent_walk_cache_prefetch(const struct ent_walk_tree *t, uint64_t pgno)
+void ent_store_walk_cache_prefetch(const struct ent_walk_tree *t, uint64_t pgno)
 {
 	__builtin_prefetch(cache_set(t->cache, pgno));
 }
@@ -155,7 +155,7 @@ static inline int cmp_short(const uint8_t *a, const uint8_t *b, unsigned m)
 	return 0;
 }
 
-void ent_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno)
+void ent_store_walk_keep(const struct ent_walk_tree *t, const uint8_t *p, uint64_t pgno)
 {
 	struct ent_walk_cache *c = t->cache;
 	if (pgno > UINT32_MAX || cache_find(c, pgno))
@@ -209,7 +209,8 @@ struct route {
 	unsigned m;		 /* the window's length; 0: routed without a search */
 };
 
-void ent_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n, uint64_t *pgno)
+void ent_store_walk_route(const struct ent_walk_tree *t, struct walk_key *w, size_t n,
+			  uint64_t *pgno)
 {
 	struct ent_walk_cache *c = t->cache;
 	struct route r[WALK_GROUP];

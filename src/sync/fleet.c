@@ -913,7 +913,7 @@ static int swap_fn(void *ctx, struct ent_wtxn *txn, struct ent_arena *arena,
 	if (r)
 		return r;
 	/* The copy follows this stream (checked before); the writer's hooks write it anyway. */
-	return ent_wtxn_put_meta(txn, "fleet_stream", j->f->identity);
+	return ent_store_wtxn_put_meta(txn, "fleet_stream", j->f->identity);
 }
 
 /* The writer thread, after the commit (or the abort): wake the re-bootstrap thread. */

@@ -45,10 +45,10 @@ static int read_copy_meta(const char *dir, uint64_t *seq, char *stream, size_t c
 	*seq = 0;
 	*schema = 0;
 	stream[0] = '\0';
-	if (!(r = ent_view_new(st, &v))) {
-		if (!(r = ent_view_begin(v))) {
+	if (!(r = ent_store_view_new(st, &v))) {
+		if (!(r = ent_store_view_begin(v))) {
 			struct ent_str val;
-			if (!ent_view_get(v, ENT_T_META, ENT_STR_LIT("seq"), &val)) {
+			if (!ent_store_view_get(v, ENT_T_META, ENT_STR_LIT("seq"), &val)) {
 				if (val.len == 8)
 					*seq = le_get(val.p, 8);
 				else
@@ -56,7 +56,8 @@ static int read_copy_meta(const char *dir, uint64_t *seq, char *stream, size_t c
 							"%s: meta 'seq' is %u bytes, not 8", dir,
 							val.len);
 			}
-			if (!r && !ent_view_get(v, ENT_T_META, ENT_STR_LIT("fleet_stream"), &val)) {
+			if (!r &&
+			    !ent_store_view_get(v, ENT_T_META, ENT_STR_LIT("fleet_stream"), &val)) {
 				if (val.len >= cap)
 					r = ent_err_set(err, ENT_ECORRUPT,
 							"%s: meta 'fleet_stream' longer than %zu "
@@ -65,12 +66,12 @@ static int read_copy_meta(const char *dir, uint64_t *seq, char *stream, size_t c
 				else
 					snprintf(stream, cap, "%.*s", (int)val.len, val.p);
 			}
-			if (!r && !ent_view_get(v, ENT_T_META, ENT_STR_LIT("schema"), &val) &&
+			if (!r && !ent_store_view_get(v, ENT_T_META, ENT_STR_LIT("schema"), &val) &&
 			    (val.len == 4 || val.len == 8))
 				*schema = le_get(val.p, val.len);
-			ent_view_end(v);
+			ent_store_view_end(v);
 		}
-		ent_view_free(v);
+		ent_store_view_free(v);
 	}
 	ent_store_close(st);
 	return r;
@@ -88,16 +89,17 @@ static int stamp_seed(const char *dir, const char *identity, struct ent_err *err
 	int r = ent_store_open(&so, &st, err);
 	if (r)
 		return r;
-	if ((r = ent_wtxn_begin(st, &w))) {
+	if ((r = ent_store_wtxn_begin(st, &w))) {
 		ent_store_close(st);
 		return ent_err_set(err, -r, "%s: cannot write the seed's meta", dir);
 	}
-	if ((r = ent_wtxn_set_seq(w, 0)) || (r = ent_wtxn_put_meta(w, "fleet_stream", identity))) {
-		ent_wtxn_abort(w);
+	if ((r = ent_store_wtxn_set_seq(w, 0)) ||
+	    (r = ent_store_wtxn_put_meta(w, "fleet_stream", identity))) {
+		ent_store_wtxn_abort(w);
 		ent_store_close(st);
 		return ent_err_set(err, -r, "%s: cannot write the seed's meta", dir);
 	}
-	r = ent_wtxn_commit(w, err);
+	r = ent_store_wtxn_commit(w, err);
 	ent_store_close(st);
 	return r;
 }

@@ -304,14 +304,14 @@ size_t ent_writer_waiting(const struct ent_writer *w)
 /* ---- group commit --------------------------------------------------------------------- */
 
 /*
- * Events are applied straight into the group's transaction (ent_apply_direct: no nested
+ * Events are applied straight into the group's transaction (ent_store_apply_direct: no nested
  * transaction per event, which cost a child transaction with a 2 MB dirty list and a copy of
  * every page the group had dirtied already). An event that fails that way may have left
  * partial writes, so the transaction is aborted and the group applied again from its start,
- * that event now nested (ent_apply: it fails alone, as before); apply is deterministic, so the
- * events before it succeed again with the same writes. After MAX_RERUNS such runs of one
- * group, every event from the failing one on is applied nested, so a group full of failing
- * events costs at most MAX_RERUNS + 2 runs, never one per event.
+ * that event now nested (ent_store_apply: it fails alone, as before); apply is deterministic, so
+ * the events before it succeed again with the same writes. After MAX_RERUNS such runs of one group,
+ * every event from the failing one on is applied nested, so a group full of failing events costs at
+ * most MAX_RERUNS + 2 runs, never one per event.
  */
 #define MAX_RERUNS 3
 
@@ -327,7 +327,7 @@ static void mark_nested(struct ent_writer *w, size_t i, size_t n, unsigned rerun
  * Try to apply reqs[0..n) in one transaction. Returns n once every request was answered.
  * Returns k < n when the map ran out of space and a shorter group may fit: nothing was
  * answered, the transaction was aborted, and the caller retries reqs[0..k). k is the index of
- * the event whose ent_apply hit -ENT_EFULL (0: that event was first and does not fit alone),
+ * the event whose ent_store_apply hit -ENT_EFULL (0: that event was first and does not fit alone),
  * or n / 2 when the commit itself hit it.
  */
 static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t n)
@@ -342,7 +342,7 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 
 again:;
 	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
-	int rc = ent_wtxn_begin(w->store, &txn);
+	int rc = ent_store_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_err_set(&err, -rc, "write transaction: %s", ent_strerror(rc));
 		for (size_t i = 0; i < n; i++) {
@@ -357,7 +357,7 @@ again:;
 	/*
 	 * The submitter's Event is const and may be read by it concurrently (e.g. to build the
 	 * response), so the time stamp goes on a shallow copy: only the top-level `at` differs,
-	 * the payload pointers are shared and only read by ent_apply.
+	 * the payload pointers are shared and only read by ent_store_apply.
 	 */
 	for (size_t i = 0; i < n; i++) {
 		Ent__V1__Event ev = *reqs[i]->event;
@@ -365,14 +365,14 @@ again:;
 			ev.at = now;
 		memset(&res[i], 0, sizeof(res[i]));
 		if (!w->nested[i]) {
-			rc = ent_apply_direct(txn, &ev, &w->arena, &res[i]);
+			rc = ent_store_apply_direct(txn, &ev, &w->arena, &res[i]);
 			if (rc == -ENT_EFULL) {
-				ent_wtxn_abort(txn);
+				ent_store_wtxn_abort(txn);
 				ent_arena_reset(&w->arena);
 				return i;
 			}
 			if (rc || res[i].err.code) {
-				ent_wtxn_abort(txn);
+				ent_store_wtxn_abort(txn);
 				ent_arena_reset(&w->arena);
 				mark_nested(w, i, n, ++reruns);
 				goto again;
@@ -380,9 +380,9 @@ again:;
 			seq_pending = true;
 			continue;
 		}
-		rc = ent_apply(txn, &ev, &w->arena, &res[i]);
+		rc = ent_store_apply(txn, &ev, &w->arena, &res[i]);
 		if (rc == -ENT_EFULL) {
-			ent_wtxn_abort(txn);
+			ent_store_wtxn_abort(txn);
 			ent_arena_reset(&w->arena);
 			return i;
 		}
@@ -392,13 +392,13 @@ again:;
 			res[i].seq = 0;
 	}
 
-	uint64_t seq = ent_wtxn_seq(txn);
-	if (seq_pending && (rc = ent_wtxn_set_seq(txn, seq)) != 0) {
+	uint64_t seq = ent_store_wtxn_seq(txn);
+	if (seq_pending && (rc = ent_store_wtxn_set_seq(txn, seq)) != 0) {
 		/* Counts as the commit failing: nothing of the group is written. */
-		ent_wtxn_abort(txn);
+		ent_store_wtxn_abort(txn);
 	} else {
 		uint64_t t0 = uv_hrtime();
-		rc = ent_wtxn_commit(txn, &err);
+		rc = ent_store_wtxn_commit(txn, &err);
 		atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000,
 				      memory_order_relaxed);
 	}
@@ -499,7 +499,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 	struct ent_apply_result *res = w->results;
 	struct ent_wtxn *txn;
 	memset(res, 0, sizeof(*res));
-	int rc = ent_wtxn_begin(w->store, &txn);
+	int rc = ent_store_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_err_set(&res->err, -rc, "write transaction: %s", ent_strerror(rc));
 		answer(w, &r, res, 1);
@@ -507,7 +507,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 	}
 	rc = t->fn(r->ctx, txn, &w->arena, res);
 	if (rc < 0) {
-		ent_wtxn_abort(txn);
+		ent_store_wtxn_abort(txn);
 		if (!res->err.code)
 			ent_err_set(&res->err, -rc, "%s", ent_strerror(rc));
 		res->seq = 0;
@@ -515,9 +515,9 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 		release_after_txn(w);
 		return;
 	}
-	uint64_t seq = ent_wtxn_seq(txn);
+	uint64_t seq = ent_store_wtxn_seq(txn);
 	uint64_t t0 = uv_hrtime();
-	rc = ent_wtxn_commit(txn, &res->err);
+	rc = ent_store_wtxn_commit(txn, &res->err);
 	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
 	if (rc) {
 		if (!res->err.code)
@@ -544,8 +544,8 @@ static void arm_timer(struct ent_writer *w);
  *
  * Messages are applied directly, as in try_group (mark_nested above), with meta "seq" written
  * once before the commit; a message applied nested after a failed direct run gets meta "seq"
- * set to seq - 1 before it (so ent_apply writes seq) and to seq after it fails. A message that
- * cannot be decoded is skipped the same way in both (meta "seq" set to its sequence).
+ * set to seq - 1 before it (so ent_store_apply writes seq) and to seq after it fails. A message
+ * that cannot be decoded is skipped the same way in both (meta "seq" set to its sequence).
  *
  * Returns n once all were applied and answered; k < n when the map is full (nothing was
  * written; retry msgs[0..k), k may be 0); or 0 with *stuck set when the transaction failed
@@ -565,7 +565,7 @@ static size_t try_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 again:
 	*stuck = false;
 	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
-	int rc = ent_wtxn_begin(w->store, &txn);
+	int rc = ent_store_wtxn_begin(w->store, &txn);
 	if (rc) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot begin a transaction", "err", ent_strerror(rc),
 			NULL);
@@ -577,7 +577,7 @@ again:
 		struct ent_writer_msg *m = msgs[i];
 		memset(&res[i], 0, sizeof(res[i]));
 		reqs[i] = NULL;
-		if (m->seq <= ent_wtxn_seq(txn)) {
+		if (m->seq <= ent_store_wtxn_seq(txn)) {
 			/* A redelivery (consumer reset, restart): applied already. */
 			ent_err_set(&res[i].err, ENT_EINVAL, "redelivered message");
 			continue;
@@ -591,17 +591,17 @@ again:
 				seq, NULL);
 			ent_err_set(&res[i].err, ENT_EINVAL, "event: undecodable message");
 			skipped++;
-			if ((rc = ent_wtxn_set_seq(txn, m->seq)))
+			if ((rc = ent_store_wtxn_set_seq(txn, m->seq)))
 				goto abort;
 			continue;
 		}
 		if (!w->nested[i]) {
-			ent_wtxn_expect_seq(txn, m->seq - 1);
-			rc = ent_apply_direct(txn, ev, &w->arena, &res[i]);
+			ent_store_wtxn_expect_seq(txn, m->seq - 1);
+			rc = ent_store_apply_direct(txn, ev, &w->arena, &res[i]);
 			if (rc == -ENT_EFULL)
 				goto abort;
 			if (rc || res[i].err.code) {
-				ent_wtxn_abort(txn);
+				ent_store_wtxn_abort(txn);
 				ent_arena_reset(&w->arena);
 				mark_nested(w, i, n, ++reruns);
 				goto again;
@@ -609,26 +609,27 @@ again:
 			seq_pending = true;
 			continue;
 		}
-		if ((rc = ent_wtxn_set_seq(txn, m->seq - 1)))
+		if ((rc = ent_store_wtxn_set_seq(txn, m->seq - 1)))
 			goto abort;
-		rc = ent_apply(txn, ev, &w->arena, &res[i]);
+		rc = ent_store_apply(txn, ev, &w->arena, &res[i]);
 		if (rc == -ENT_EFULL)
 			goto abort;
 		if (rc && !res[i].err.code)
 			ent_err_set(&res[i].err, -rc, "%s", ent_strerror(rc));
 		if (res[i].err.code) {
 			res[i].seq = 0;
-			if ((rc = ent_wtxn_set_seq(txn, m->seq)))
+			if ((rc = ent_store_wtxn_set_seq(txn, m->seq)))
 				goto abort;
 		}
 	}
-	if (seq_pending && (rc = ent_wtxn_set_seq(txn, ent_wtxn_seq(txn))))
+	if (seq_pending && (rc = ent_store_wtxn_set_seq(txn, ent_store_wtxn_seq(txn))))
 		goto abort;
-	if (w->fleet->identity && (rc = ent_wtxn_put_meta(txn, "fleet_stream", w->fleet->identity)))
+	if (w->fleet->identity &&
+	    (rc = ent_store_wtxn_put_meta(txn, "fleet_stream", w->fleet->identity)))
 		goto abort;
-	uint64_t seq = ent_wtxn_seq(txn);
+	uint64_t seq = ent_store_wtxn_seq(txn);
 	uint64_t t0 = uv_hrtime();
-	rc = ent_wtxn_commit(txn, &err);
+	rc = ent_store_wtxn_commit(txn, &err);
 	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
 	if (rc) {
 		ent_arena_reset(&w->arena);
@@ -660,7 +661,7 @@ again:
 	return n;
 
 abort:
-	ent_wtxn_abort(txn);
+	ent_store_wtxn_abort(txn);
 	ent_arena_reset(&w->arena);
 	if (rc == -ENT_EFULL)
 		return n > 1 ? n / 2 : 0;

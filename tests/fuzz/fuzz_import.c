@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The first byte picks Replace (a Wipe first), the rest is the document. */
 	bool replace = data[0] & 1;
 	struct ent_wtxn *w;
-	if (ent_wtxn_begin(store, &w))
+	if (ent_store_wtxn_begin(store, &w))
 		abort();
 	struct ent_arena arena;
 	ent_arena_init(&arena, 0);
@@ -71,19 +71,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		     g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			struct ent_usage_state u;
 			struct ent_agg a;
-			int n = ent_record_header(v.mv_data, v.mv_size, &u);
+			int n = ent_store_record_header(v.mv_data, v.mv_size, &u);
 			if (n < 1 || !(((const uint8_t *)v.mv_data)[0] & 0x80))
 				abort(); /* everything written is sealed and sound */
 			for (int i = 0; i < n; i++) {
 				int64_t from, to;
-				ent_record_seg_window(v.mv_data, i, &from, &to);
-				if (ent_record_decode(v.mv_data, v.mv_size, from, &u, &a))
+				ent_store_record_seg_window(v.mv_data, i, &from, &to);
+				if (ent_store_record_decode(v.mv_data, v.mv_size, from, &u, &a))
 					abort();
 			}
 		}
 		mdb_cursor_close(cur);
 	}
-	ent_wtxn_abort(w);
+	ent_store_wtxn_abort(w);
 	ent_arena_deinit(&arena);
 	return 0;
 }

@@ -16,7 +16,7 @@ static void decode_at(const uint8_t *data, size_t size, int64_t t)
 {
 	struct ent_usage_state u;
 	struct ent_agg a;
-	if (ent_record_decode(data, size, t, &u, &a) != 0)
+	if (ent_store_record_decode(data, size, t, &u, &a) != 0)
 		return;
 	/* A successful decode must describe a sane segment: touch every string it returned. */
 	volatile uint8_t sink = 0;
@@ -42,10 +42,10 @@ static void run(uint8_t *p, size_t size)
 	const int64_t fixed[] = {ENT_T_MIN, -1, 0, 1, 1700000000000LL, ENT_T_MAX};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		decode_at(p, size, fixed[i]);
-	int n = ent_record_header(p, size, NULL);
+	int n = ent_store_record_header(p, size, NULL);
 	for (int i = 0; i < n; i++) {
 		int64_t from, to;
-		ent_record_seg_window(p, i, &from, &to);
+		ent_store_record_seg_window(p, i, &from, &to);
 		decode_at(p, size, from);
 		decode_at(p, size, to - 1);
 	}

@@ -170,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				  .depth = depth};
 	if (data[2] & 1) {
 		view.walk_low_after = data[2] & 2 ? 0 : UINT64_MAX;
-		ent_walk_cache_begin(&view, &t, nk);
+		ent_store_walk_cache_begin(&view, &t, nk);
 	}
 	/* The inserted keys, then as many absent ones (ids between the inserted ones). */
 	for (unsigned first = 0; first < 2 * nk; first += WALK_GROUP) {
@@ -187,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			w[n].key.len = (uint32_t)kl;
 			w[n].state = 1;
 		}
-		ent_walk_descend(&t, w, n);
+		ent_store_walk_descend(&t, w, n);
 		for (size_t j = 0; j < n; j++) {
 			unsigned i = first + (unsigned)j;
 			if (w[j].state == 1) {

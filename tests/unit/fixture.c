@@ -30,7 +30,7 @@ void fx_store_open(const struct ent_store_opts *o, struct ent_store **s, struct 
 	struct ent_err err = {0};
 	if (ent_store_open(o, s, &err))
 		fail_msg("open %s: %s", o->path, err.msg);
-	assert_int_equal(ent_view_new(*s, v), 0);
+	assert_int_equal(ent_store_view_new(*s, v), 0);
 }
 
 void fx_open(struct store_fx *f, size_t map_size)
@@ -41,7 +41,7 @@ void fx_open(struct store_fx *f, size_t map_size)
 
 void fx_close(struct store_fx *f)
 {
-	ent_view_free(f->v);
+	ent_store_view_free(f->v);
 	ent_store_close(f->s);
 	f->v = NULL;
 	f->s = NULL;
@@ -77,15 +77,15 @@ int fx_apply(struct store_fx *f, Ent__V1__Event *ev)
 {
 	struct ent_wtxn *w;
 	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
-	int r = ent_apply(w, ev, &f->arena, &f->res);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
+	int r = ent_store_apply(w, ev, &f->arena, &f->res);
 	if (r == -ENT_EFULL) {
-		ent_wtxn_abort(w);
+		ent_store_wtxn_abort(w);
 		return r;
 	}
 	/* A commit can hit a full map too (the last pages are written then): same answer. */
 	struct ent_err err = {0};
-	int c = ent_wtxn_commit(w, &err);
+	int c = ent_store_wtxn_commit(w, &err);
 	if (c == -ENT_EFULL) {
 		f->res.err = err;
 		return c;

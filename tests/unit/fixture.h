@@ -1,6 +1,6 @@
 /*
  * The store fixture the unit tests share: a real LMDB store in a fresh directory under /tmp,
- * one read view, an arena for ent_apply, and events applied one per write transaction.
+ * one read view, an arena for ent_store_apply, and events applied one per write transaction.
  * Linked into every unit test executable (tests/CMakeLists.txt); not a test itself.
  */
 #ifndef ENT_TESTS_FIXTURE_H
@@ -43,9 +43,9 @@ int fx_setup(void **state, const char *name, size_t map_size);
 int fx_teardown(void **state);
 
 /**
- * Apply \a ev in its own write transaction and commit it. A full map, in ent_apply or at the
+ * Apply \a ev in its own write transaction and commit it. A full map, in ent_store_apply or at the
  * commit (the last pages are written then), is returned as -ENT_EFULL with f->res.err set;
- * any other commit failure fails the test. \return ent_apply's result otherwise.
+ * any other commit failure fails the test. \return ent_store_apply's result otherwise.
  */
 int fx_apply(struct store_fx *f, Ent__V1__Event *ev);
 /** fx_apply, and fail the test unless the event was applied. */

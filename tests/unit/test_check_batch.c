@@ -1,6 +1,6 @@
 /*
- * ent_view_check_batch (the interleaved B-tree walk of src/store/walk.c) must give exactly
- * the answers of ent_view_check, one by one: on trees of depth 1 to 4, with hits, records on
+ * ent_store_view_check_batch (the interleaved B-tree walk of src/store/walk.c) must give exactly
+ * the answers of ent_store_view_check, one by one: on trees of depth 1 to 4, with hits, records on
  * overflow pages (large values), unknown features and customers, not-entitled pairs, invalid
  * keys, an empty table, a corrupt record (its index reported), and a callback that stops early.
  * The view caches every branch level from the first walk (walk_low_after 0), so the cache's
@@ -59,7 +59,7 @@ static void put_key(struct ent_wtxn *w, enum ent_table t, const char *c, const c
 {
 	struct ent_key k;
 	struct ent_str fs = ent_str_c(f);
-	assert_int_equal(ent_key_make(&k, ent_str_c(c), &fs), 0);
+	assert_int_equal(ent_store_key_make(&k, ent_str_c(c), &fs), 0);
 	put(w, t, k.b, k.len, v, vl);
 }
 
@@ -70,7 +70,7 @@ static char statics_buf[32][1024];
 static void fill(struct store_fx *f, unsigned nc, unsigned nf)
 {
 	struct ent_wtxn *w;
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
 	static uint8_t rec[ENT_RECORD_MAX];
 	for (unsigned i = 0; i < nf; i++) {
 		char code[32];
@@ -106,13 +106,13 @@ static void fill(struct store_fx *f, unsigned nc, unsigned nf)
 					seg.statics[k] = (struct ent_str){statics_buf[k], 1000};
 				}
 			}
-			int n = ent_record_encode(&u, &seg, 1, rec, sizeof(rec));
+			int n = ent_store_record_encode(&u, &seg, 1, rec, sizeof(rec));
 			assert_true(n > 0);
 			put_key(w, ENT_T_AGG, cus, code, rec, (size_t)n);
 		}
 	}
 	struct ent_err err;
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 }
 
 struct cmp_ctx {
@@ -147,7 +147,7 @@ static int compare_cb(void *ctx, size_t i, const struct ent_check_result *r)
 	struct cmp_ctx *x = ctx;
 	assert_int_equal(i, x->seen);
 	static struct ent_check_result one;
-	assert_int_equal(ent_view_check(x->v, &x->cs[i], &one), 0);
+	assert_int_equal(ent_store_view_check(x->v, &x->cs[i], &one), 0);
 	same_result(r, &one);
 	x->seen++;
 	return x->seen == x->stop_at ? 42 : 0;
@@ -195,11 +195,11 @@ static void run_batches(struct store_fx *f, unsigned nc, unsigned nf, int rounds
 		size_t n = 1 + below(200);
 		for (size_t i = 0; i < n; i++)
 			rnd_check(nc, nf, i, &cs[i]);
-		assert_int_equal(ent_view_begin(f->v), 0);
+		assert_int_equal(ent_store_view_begin(f->v), 0);
 		struct cmp_ctx x = {f->v, cs, 0, SIZE_MAX};
-		assert_int_equal(ent_view_check_batch(f->v, cs, n, compare_cb, &x, NULL), 0);
+		assert_int_equal(ent_store_view_check_batch(f->v, cs, n, compare_cb, &x, NULL), 0);
 		assert_int_equal(x.seen, n);
-		ent_view_end(f->v);
+		ent_store_view_end(f->v);
 	}
 	/* The walk found every present key itself (LMDB's fallback would hide a walk that
 	   descends wrongly), and it was on: these answers are the walk's. */
@@ -240,7 +240,7 @@ static void test_depths(void **state)
 	assert_true(st.ms_depth >= 3);
 	assert_true(st.ms_overflow_pages > 0);
 	uint64_t routed, narrowed;
-	ent_walk_cache_counts(f->v, &routed, &narrowed);
+	ent_store_walk_cache_counts(f->v, &routed, &narrowed);
 	assert_true(routed > 1000);
 }
 
@@ -256,7 +256,7 @@ static void put_range(struct store_fx *f, unsigned from, unsigned to, unsigned n
 		      int64_t used)
 {
 	struct ent_wtxn *w;
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
 	static uint8_t rec[ENT_RECORD_MAX];
 	for (unsigned c = from; c < to; c++) {
 		char cus[300], code[32];
@@ -265,8 +265,8 @@ static void put_range(struct store_fx *f, unsigned from, unsigned to, unsigned n
 			snprintf(code, sizeof(code), "f_%u", i);
 			struct ent_key k;
 			struct ent_str fs = ent_str_c(code);
-			assert_int_equal(ent_key_make(&k, ent_str_c(cus), &fs), 0);
-			MDB_val key = ent_key_val(&k);
+			assert_int_equal(ent_store_key_make(&k, ent_str_c(cus), &fs), 0);
+			MDB_val key = ent_store_key_val(&k);
 			if (del) {
 				int rc = mdb_del(w->txn, w->s->dbi[ENT_T_AGG], &key, NULL);
 				assert_true(rc == 0 || rc == MDB_NOTFOUND);
@@ -281,20 +281,20 @@ static void put_range(struct store_fx *f, unsigned from, unsigned to, unsigned n
 			seg.enabled = true;
 			seg.state = ENT_R_ENTITLED;
 			seg.limit = 1000 + c;
-			int n = ent_record_encode(&u, &seg, 1, rec, sizeof(rec));
+			int n = ent_store_record_encode(&u, &seg, 1, rec, sizeof(rec));
 			assert_true(n > 0);
 			put(w, ENT_T_AGG, k.b, k.len, rec, (size_t)n);
 		}
 	}
 	struct ent_err err;
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 }
 
 /*
  * One view across snapshots whose branch pages differ. The cache keeps, per snapshot, the
  * 8 bytes after the shared prefix of every branch page's separators and the child numbers
  * (walk_cache.c); each round rewrites a range of customers (splits or merges), then checks
- * every answer against ent_view_check and that the walk missed nothing. The ~200-byte ids
+ * every answer against ent_store_view_check and that the walk missed nothing. The ~200-byte ids
  * make a deep tree out of few records and make keys tie separators on the kept bytes (the
  * feature comes after them). It fails when the bound is off by one, when ties are ignored, and
  * when a new snapshot keeps the old entries (each tried).
@@ -317,11 +317,12 @@ static void test_snapshots_change(void **state)
 			long_id(ids[i], below(NC));
 			cs[i] = (struct ent_check){ent_str_c(ids[i]), ENT_STR_LIT("f_1"), 1, T0};
 		}
-		assert_int_equal(ent_view_begin(f->v), 0);
+		assert_int_equal(ent_store_view_begin(f->v), 0);
 		struct cmp_ctx x = {f->v, cs, 0, SIZE_MAX};
-		assert_int_equal(ent_view_check_batch(f->v, cs, 128, compare_cb, &x, NULL), 0);
+		assert_int_equal(ent_store_view_check_batch(f->v, cs, 128, compare_cb, &x, NULL),
+				 0);
 		assert_int_equal(x.seen, 128);
-		ent_view_end(f->v);
+		ent_store_view_end(f->v);
 	}
 	assert_int_equal(f->v->walk_missed, 0);
 	MDB_stat st;
@@ -331,7 +332,7 @@ static void test_snapshots_change(void **state)
 	mdb_txn_abort(txn);
 	assert_true(st.ms_depth >= 4); /* three branch levels */
 	uint64_t routed, narrowed;
-	ent_walk_cache_counts(f->v, &routed, &narrowed);
+	ent_store_walk_cache_counts(f->v, &routed, &narrowed);
 	assert_true(routed > 0);
 	assert_true(narrowed > 0); /* ties were resolved on the page */
 }
@@ -340,11 +341,11 @@ static void test_snapshots_change(void **state)
 static void new_snapshot(struct store_fx *f)
 {
 	struct ent_wtxn *w;
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
 	uint8_t one[4] = {1, 0, 0, 0};
 	put(w, ENT_T_CUSTOMERS, "cus_extra", 9, one, 4);
 	struct ent_err err;
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 }
 
 /* Keys routed by the cache during one batch of \a n random checks. */
@@ -357,12 +358,12 @@ static uint64_t routed_by(struct store_fx *f, unsigned nc, unsigned nf, size_t n
 		cs[i] = (struct ent_check){ent_str_c(names[i][0]), ent_str_c(names[i][1]), 1, T0};
 	}
 	uint64_t before, after, narrowed;
-	ent_walk_cache_counts(f->v, &before, &narrowed);
-	assert_int_equal(ent_view_begin(f->v), 0);
+	ent_store_walk_cache_counts(f->v, &before, &narrowed);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct cmp_ctx x = {f->v, cs, 0, SIZE_MAX};
-	assert_int_equal(ent_view_check_batch(f->v, cs, n, compare_cb, &x, NULL), 0);
-	ent_view_end(f->v);
-	ent_walk_cache_counts(f->v, &after, &narrowed);
+	assert_int_equal(ent_store_view_check_batch(f->v, cs, n, compare_cb, &x, NULL), 0);
+	ent_store_view_end(f->v);
+	ent_store_walk_cache_counts(f->v, &after, &narrowed);
 	return after - before;
 }
 
@@ -403,25 +404,26 @@ static void test_stop_and_corrupt(void **state)
 		cs[i] = (struct ent_check){ent_str_c(names[i][0]), ent_str_c(names[i][1]), 1, T0};
 	}
 	/* A callback's non-zero answer stops the batch and is returned. */
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct cmp_ctx x = {f->v, cs, 0, 20};
-	assert_int_equal(ent_view_check_batch(f->v, cs, 64, compare_cb, &x, NULL), 42);
+	assert_int_equal(ent_store_view_check_batch(f->v, cs, 64, compare_cb, &x, NULL), 42);
 	assert_int_equal(x.seen, 20);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 
 	/* A record that does not decode: -ENT_ECORRUPT, and which check it was. */
 	struct ent_wtxn *w;
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
 	put_key(w, ENT_T_AGG, "cus_37", "f_0", "garbage", 7);
 	struct ent_err err;
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct cmp_ctx y = {f->v, cs, 0, SIZE_MAX};
 	size_t bad = 0;
-	assert_int_equal(ent_view_check_batch(f->v, cs, 64, compare_cb, &y, &bad), -ENT_ECORRUPT);
+	assert_int_equal(ent_store_view_check_batch(f->v, cs, 64, compare_cb, &y, &bad),
+			 -ENT_ECORRUPT);
 	assert_int_equal(bad, 37);
 	assert_int_equal(y.seen, 37);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 }
 
 /*
@@ -443,11 +445,11 @@ static void test_fallbacks_counted(void **state)
 		{ENT_STR_LIT("nobody"), ENT_STR_LIT("f_1"), 1, T0},
 		{ENT_STR_LIT("cus_0"), ENT_STR_LIT("f_0"), 1, T0},
 	};
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct cmp_ctx x = {f->v, cs, 0, SIZE_MAX};
-	assert_int_equal(ent_view_check_batch(f->v, cs, 4, compare_cb, &x, NULL), 0);
+	assert_int_equal(ent_store_view_check_batch(f->v, cs, 4, compare_cb, &x, NULL), 0);
 	assert_int_equal(x.seen, 4);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	assert_int_equal(fallbacks(f) - before, 2);
 }
 
@@ -459,12 +461,12 @@ static void test_fallbacks_counted(void **state)
 static void test_walk_off(void **state)
 {
 	struct store_fx *f = *state;
-	ent_view_free(f->v);
+	ent_store_view_free(f->v);
 	ent_store_close(f->s);
 	struct ent_store_opts o = {.path = f->dir, .map_size = (size_t)1 << 30, .no_walk = true};
 	struct ent_err err = {0};
 	assert_int_equal(ent_store_open(&o, &f->s, &err), 0);
-	assert_int_equal(ent_view_new(f->s, &f->v), 0);
+	assert_int_equal(ent_store_view_new(f->s, &f->v), 0);
 	f->v->walk_low_after = 0;
 	const char *why = NULL;
 	assert_false(ent_store_walk(f->s, &why));
@@ -473,7 +475,7 @@ static void test_walk_off(void **state)
 	fill(f, 9000, 8);
 	run_batches(f, 9000, 8, 50);
 	uint64_t routed, narrowed;
-	ent_walk_cache_counts(f->v, &routed, &narrowed);
+	ent_store_walk_cache_counts(f->v, &routed, &narrowed);
 	assert_int_equal(routed, 0);
 	assert_int_equal(fallbacks(f), 0);
 }
@@ -483,7 +485,8 @@ static void test_view_not_begun(void **state)
 	struct store_fx *f = *state;
 	struct ent_check c = {ENT_STR_LIT("cus_1"), ENT_STR_LIT("f_1"), 1, T0};
 	struct cmp_ctx x = {f->v, &c, 0, SIZE_MAX};
-	assert_int_equal(ent_view_check_batch(f->v, &c, 1, compare_cb, &x, NULL), -ENT_EINVAL);
+	assert_int_equal(ent_store_view_check_batch(f->v, &c, 1, compare_cb, &x, NULL),
+			 -ENT_EINVAL);
 	assert_int_equal(x.seen, 0);
 }
 

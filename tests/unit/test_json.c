@@ -2,7 +2,7 @@
  * The JSON document: conversion to events (shapes, paths in errors, Lago plain map vs extended
  * grants), import into a real store in a temporary LMDB directory (all or nothing, errors from
  * apply prefixed with the path), export -> import -> export byte-identity on deploy/demo, and the
- * synthetic generator checked through ent_view_check.
+ * synthetic generator checked through ent_store_view_check.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -86,13 +86,13 @@ static char *export_db(struct db *d)
 	struct ent_view *v;
 	struct ent_err err = {0};
 	char *out = NULL;
-	assert_int_equal(ent_view_new(d->store, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
+	assert_int_equal(ent_store_view_new(d->store, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
 	int rc = ent_json_export(v, &out, &err);
 	if (rc)
 		fprintf(stderr, "export: %s\n", err.msg);
-	ent_view_end(v);
-	ent_view_free(v);
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 	assert_int_equal(rc, 0);
 	assert_non_null(out);
 	return out;
@@ -448,32 +448,32 @@ static void test_roundtrip_demo(void **state)
 	/* The demo answers what docs/data-format.md says. */
 	struct ent_view *v;
 	struct ent_check_result r;
-	assert_int_equal(ent_view_new(d2.store, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
+	assert_int_equal(ent_store_view_new(d2.store, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
 	struct ent_check c = {ent_str_c("cus_acme"), ent_str_c("api_calls"), 1, ent_now_ms()};
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_true(r.d.allowed);
 	assert_int_equal(r.d.limit, 100000);
 	assert_int_equal(r.d.used, 1234);
 	assert_int_equal(r.d.remaining, 100000 - 1234);
 	c.customer = ent_str_c("cus_umbrella");
 	c.feature = ent_str_c("sso");
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_false(r.d.allowed);
 	assert_int_equal(r.d.reason, ENT_R_DISABLED_BY_OVERRIDE);
 	c.customer = ent_str_c("cus_initech");
 	c.feature = ent_str_c("api_calls");
 	c.quantity = 2;
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_false(r.d.allowed);
 	assert_int_equal(r.d.reason, ENT_R_LIMIT_EXCEEDED);
 	assert_int_equal(r.d.limit, 1000);
 	c.customer = ent_str_c("cus_nobody");
 	c.quantity = 1;
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_int_equal(r.d.reason, ENT_R_UNKNOWN_CUSTOMER);
-	ent_view_end(v);
-	ent_view_free(v);
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 
 	free(e1);
 	free(e2);
@@ -620,14 +620,14 @@ static void test_override_forms(void **state)
 		       "\"updated_at\": \"2024-02-01T00:00:00.000Z\"}");
 	struct ent_view *v;
 	struct ent_check_result r;
-	assert_int_equal(ent_view_new(d.store, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
+	assert_int_equal(ent_store_view_new(d.store, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
 	struct ent_check c = {ent_str_c("c"), ent_str_c("api"), 1, ent_now_ms()};
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_true(r.d.allowed);
 	assert_int_equal(r.d.limit, 50); /* Zenskar's quantity is the limit of a metered feature */
-	ent_view_end(v);
-	ent_view_free(v);
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 
 	/* Merged into a store with state, events happen now: old stamps would recompute usage
 	 * "in the past". */
@@ -650,7 +650,7 @@ static void check(struct ent_view *v, const char *cus, const char *feat, int64_t
 		  struct ent_check_result *r)
 {
 	struct ent_check c = {ent_str_c(cus), ent_str_c(feat), 1, now};
-	assert_int_equal(ent_view_check(v, &c, r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, r), 0);
 }
 
 static void test_generate(void **state)
@@ -680,8 +680,8 @@ static void test_generate(void **state)
 
 	struct ent_view *v;
 	struct ent_check_result r;
-	assert_int_equal(ent_view_new(d1.store, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
+	assert_int_equal(ent_store_view_new(d1.store, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
 
 	/* cus_7: an override raises f_metered_0 to 1000000. */
 	check(v, "cus_7", "f_metered_0", now, &r);
@@ -729,8 +729,8 @@ static void test_generate(void **state)
 		counted += r.d.used > 0;
 	}
 	assert_true(counted > 200); /* a hash mod 1.5 x limit is rarely 0 */
-	ent_view_end(v);
-	ent_view_free(v);
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 
 	/* Same options, same data: a second build exports byte-identically. */
 	rc = ent_json_generate(d2.store, &o, &gs, &err);

@@ -64,7 +64,7 @@ static int encode_sample(uint8_t *buf, size_t cap)
 {
 	static struct ent_agg segs[3];
 	int n = make_segments(segs);
-	return ent_record_encode(&usage, segs, n, buf, cap);
+	return ent_store_record_encode(&usage, segs, n, buf, cap);
 }
 
 static bool str_is(struct ent_str s, const char *want)
@@ -80,7 +80,7 @@ static void test_round_trip(void **state)
 
 	struct ent_usage_state u;
 	struct ent_agg a;
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
 	assert_int_equal(u.feature_type, ENT_FT_METERED);
 	assert_int_equal(u.reset, ENT_RESET_MONTHLY);
 	assert_true(u.anchor == 1700000000000LL);
@@ -124,13 +124,13 @@ static void test_segment_edges(void **state)
 		{1999, 1000},		{2000, 2000},	{2001, 2000},	  {ENT_T_MAX, 2000},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(ent_record_decode(buf, (size_t)len, cases[i].t, &u, &a), 0);
+		assert_int_equal(ent_store_record_decode(buf, (size_t)len, cases[i].t, &u, &a), 0);
 		assert_true(a.from == cases[i].from);
 	}
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 999, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 999, &u, &a), 0);
 	assert_int_equal(a.state, ENT_R_NOT_YET_ACTIVE);
 	assert_false(a.enabled);
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 2000, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 2000, &u, &a), 0);
 	assert_true(a.unlimited);
 	assert_int_equal(a.n_privs, 0);
 }
@@ -145,12 +145,12 @@ static void test_single_segment(void **state)
 	seg.enabled = true;
 	struct ent_usage_state u0 = {ENT_FT_BOOLEAN, ENT_RESET_NEVER, 0, ENT_T_MIN, 0}, u;
 	uint8_t buf[128];
-	int len = ent_record_encode(&u0, &seg, 1, buf, sizeof(buf));
+	int len = ent_store_record_encode(&u0, &seg, 1, buf, sizeof(buf));
 	/* Header, one table entry, payload of 1+1+1+8+8+8+2+1+1 bytes, the CRC32C trailer. */
 	assert_int_equal(len, ENT_REC_HDR + ENT_REC_SEG + 31 + 4);
 	assert_int_equal(buf[0], 0x82); /* version 2, sealed */
 	struct ent_agg a;
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 12345, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 12345, &u, &a), 0);
 	assert_true(a.enabled);
 	assert_true(u.period_start == ENT_T_MIN);
 	assert_int_equal(u.feature_type, ENT_FT_BOOLEAN);
@@ -162,18 +162,18 @@ static void test_encode_refuses(void **state)
 	int n = make_segments(segs);
 	uint8_t buf[ENT_RECORD_MAX];
 	/* Too small a buffer. */
-	assert_int_equal(ent_record_encode(&usage, segs, n, buf, 40), -ENT_EINVAL);
+	assert_int_equal(ent_store_record_encode(&usage, segs, n, buf, 40), -ENT_EINVAL);
 	/* Unsorted or empty segments. */
 	segs[1].from = 500;
-	assert_int_equal(ent_record_encode(&usage, segs, n, buf, sizeof(buf)), -ENT_EINVAL);
+	assert_int_equal(ent_store_record_encode(&usage, segs, n, buf, sizeof(buf)), -ENT_EINVAL);
 	make_segments(segs);
 	segs[2].from = segs[2].to;
-	assert_int_equal(ent_record_encode(&usage, segs, n, buf, sizeof(buf)), -ENT_EINVAL);
+	assert_int_equal(ent_store_record_encode(&usage, segs, n, buf, sizeof(buf)), -ENT_EINVAL);
 	make_segments(segs);
-	assert_int_equal(ent_record_encode(&usage, segs, 0, buf, sizeof(buf)), -ENT_EINVAL);
+	assert_int_equal(ent_store_record_encode(&usage, segs, 0, buf, sizeof(buf)), -ENT_EINVAL);
 	/* An untyped privilege has no encoding. */
 	segs[1].privs[0].type = ENT_PT_UNSPECIFIED;
-	assert_int_equal(ent_record_encode(&usage, segs, n, buf, sizeof(buf)), -ENT_EINVAL);
+	assert_int_equal(ent_store_record_encode(&usage, segs, n, buf, sizeof(buf)), -ENT_EINVAL);
 }
 
 static void test_every_truncation(void **state)
@@ -188,8 +188,9 @@ static void test_every_truncation(void **state)
 		for (size_t k = 0; k < 3; k++) {
 			struct ent_usage_state u;
 			struct ent_agg a;
-			assert_int_equal(ent_record_decode(p, (size_t)cut, instants[k], &u, &a),
-					 -ENT_ECORRUPT);
+			assert_int_equal(
+				ent_store_record_decode(p, (size_t)cut, instants[k], &u, &a),
+				-ENT_ECORRUPT);
 		}
 		free(p);
 	}
@@ -197,8 +198,9 @@ static void test_every_truncation(void **state)
 	struct ent_usage_state u;
 	struct ent_agg a;
 	buf[len] = 0;
-	assert_int_equal(ent_record_decode(buf, (size_t)len + 1, 1500, &u, &a), -ENT_ECORRUPT);
-	assert_int_equal(ent_record_decode(NULL, 0, 0, &u, &a), -ENT_ECORRUPT);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len + 1, 1500, &u, &a),
+			 -ENT_ECORRUPT);
+	assert_int_equal(ent_store_record_decode(NULL, 0, 0, &u, &a), -ENT_ECORRUPT);
 }
 
 /* The standard check value, and the same value whatever the split (hardware and table). */
@@ -224,10 +226,10 @@ static void test_version1(void **state)
 	seg.anchor = 4242;
 	struct ent_usage_state u0 = {ENT_FT_METERED, ENT_RESET_WEEKLY, 99, 0, 3}, u;
 	uint8_t buf[128], v1[128];
-	int len = ent_record_encode(&u0, &seg, 1, buf, sizeof(buf));
+	int len = ent_store_record_encode(&u0, &seg, 1, buf, sizeof(buf));
 	struct ent_agg a;
 	int body = len - 4; /* without the CRC32C trailer: version 1 records had none */
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 5, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 5, &u, &a), 0);
 	assert_int_equal(a.reset, ENT_RESET_DAILY);
 	assert_int_equal(a.anchor, 4242);
 	/* The same record as version 1 wrote it: no reset and anchor after the state byte. */
@@ -237,16 +239,16 @@ static void test_version1(void **state)
 	v1[0] = 1;
 	size_t len1 = (size_t)body - 9;
 	memset(&a, 0, sizeof(a));
-	assert_int_equal(ent_record_decode(v1, len1, 5, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(v1, len1, 5, &u, &a), 0);
 	assert_int_equal(a.reset, ENT_RESET_WEEKLY);
 	assert_int_equal(a.anchor, 99);
 	assert_true(a.enabled && a.limit == 7);
 	assert_int_equal(u.used, 3);
 	/* A version 1 record is not a version 2 one, nor the reverse. */
 	v1[0] = 2;
-	assert_int_equal(ent_record_decode(v1, len1, 5, &u, &a), -ENT_ECORRUPT);
+	assert_int_equal(ent_store_record_decode(v1, len1, 5, &u, &a), -ENT_ECORRUPT);
 	buf[0] = 1;
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 5, &u, &a), -ENT_ECORRUPT);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 5, &u, &a), -ENT_ECORRUPT);
 }
 
 static void test_crafted(void **state)
@@ -266,48 +268,49 @@ static void test_crafted(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memcpy(copy, buf, (size_t)len);
 		copy[bad[i].at] = bad[i].v;
-		ent_record_reseal(copy, (size_t)len);
-		assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+		ent_store_record_reseal(copy, (size_t)len);
+		assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a),
+				 -ENT_ECORRUPT);
 	}
 	/* The payload of segment 1 starts right after segment 0's 31 bytes. */
 	size_t p1 = ENT_REC_HDR + 3 * ENT_REC_SEG + 31;
 	memcpy(copy, buf, (size_t)len);
-	copy[p1] = 0x80;		      /* unknown flag bit */
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	copy[p1] = 0x80;			    /* unknown flag bit */
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
-	copy[p1 + 1] = ENT_R_EXPIRED + 1;     /* state out of range */
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	copy[p1 + 1] = ENT_R_EXPIRED + 1;	    /* state out of range */
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
-	copy[p1 + 2] = ENT_RESET_NEVER + 1;   /* the segment's reset out of range */
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	copy[p1 + 2] = ENT_RESET_NEVER + 1;	    /* the segment's reset out of range */
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* n_static beyond the cap: after flags, state, reset, anchor, limit, expiry and the
 	 * 17-byte reason. */
 	size_t nst = p1 + 1 + 1 + 1 + 8 + 8 + 8 + 2 + 17;
 	assert_int_equal(buf[nst], 2);
 	memcpy(copy, buf, (size_t)len);
 	copy[nst] = ENT_MAX_STATIC + 1;
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* A string length running past the end. */
 	memcpy(copy, buf, (size_t)len);
 	copy[nst + 1] = 0xff;
 	copy[nst + 2] = 0xff;
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* Overlapping segments and an offset outside the record. */
 	memcpy(copy, buf, (size_t)len);
-	ent_le64_put(copy + ENT_REC_HDR + ENT_REC_SEG, 10); /* seg 1 from 10 < seg 0 to */
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	ent_store_le64_put(copy + ENT_REC_HDR + ENT_REC_SEG, 10); /* seg 1 from 10 < seg 0 to */
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	memcpy(copy, buf, (size_t)len);
 	copy[ENT_REC_HDR + 2 * ENT_REC_SEG + 16 + 3] = 0x7f;
-	ent_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
-	assert_int_equal(ent_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+	ent_store_record_reseal(copy, (size_t)len); /* the structure is judged, not the checksum */
+	assert_int_equal(ent_store_record_decode(copy, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
 	/* The untouched record still decodes (the copies above really were the only change). */
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
 }
 
 /*
@@ -331,7 +334,7 @@ static void test_bit_flips(void **state)
 		}
 		struct ent_usage_state u;
 		struct ent_agg a;
-		int r = ent_record_decode(p, (size_t)len, (int64_t)(x % 3000), &u, &a);
+		int r = ent_store_record_decode(p, (size_t)len, (int64_t)(x % 3000), &u, &a);
 		assert_true(r == 0 || r == -ENT_ECORRUPT);
 		if (r == 0) {
 			ok++;
@@ -355,7 +358,8 @@ static void test_every_bit(void **state)
 		p[i / 8] ^= (uint8_t)(1u << (i % 8));
 		struct ent_usage_state u;
 		struct ent_agg a;
-		assert_int_equal(ent_record_decode(p, (size_t)len, 1500, &u, &a), -ENT_ECORRUPT);
+		assert_int_equal(ent_store_record_decode(p, (size_t)len, 1500, &u, &a),
+				 -ENT_ECORRUPT);
 		free(p);
 	}
 }
@@ -369,19 +373,20 @@ static void test_legacy(void **state)
 	buf[0] = 2; /* version 2, unsealed */
 	struct ent_usage_state u;
 	struct ent_agg a;
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 1500, &u, &a), 0);
 	assert_int_equal(a.n_privs, 4);
-	assert_int_equal(ent_record_header(buf, (size_t)len, NULL), 3);
+	assert_int_equal(ent_store_record_header(buf, (size_t)len, NULL), 3);
 	for (int cut = 0; cut < len; cut++) {
 		uint8_t *p = malloc(cut ? (size_t)cut : 1);
 		memcpy(p, buf, (size_t)cut);
-		assert_int_equal(ent_record_decode(p, (size_t)cut, 2500, &u, &a), -ENT_ECORRUPT);
+		assert_int_equal(ent_store_record_decode(p, (size_t)cut, 2500, &u, &a),
+				 -ENT_ECORRUPT);
 		free(p);
 	}
 	/* A legacy record patched in place stays legacy: reseal leaves it alone. */
 	uint8_t before[ENT_RECORD_MAX];
 	memcpy(before, buf, (size_t)len);
-	ent_record_reseal(buf, (size_t)len);
+	ent_store_record_reseal(buf, (size_t)len);
 	assert_memory_equal(before, buf, (size_t)len);
 }
 
@@ -389,16 +394,16 @@ static void test_patch_usage(void **state)
 {
 	uint8_t buf[ENT_RECORD_MAX];
 	int len = encode_sample(buf, sizeof(buf));
-	ent_record_set_usage(buf, 5000, 9);
+	ent_store_record_set_usage(buf, 5000, 9);
 	struct ent_usage_state u;
 	struct ent_agg a;
 	/* Patched without resealing, the record no longer matches its checksum. */
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 2500, &u, &a), -ENT_ECORRUPT);
-	ent_record_reseal(buf, (size_t)len);
-	assert_int_equal(ent_record_decode(buf, (size_t)len, 2500, &u, &a), 0);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 2500, &u, &a), -ENT_ECORRUPT);
+	ent_store_record_reseal(buf, (size_t)len);
+	assert_int_equal(ent_store_record_decode(buf, (size_t)len, 2500, &u, &a), 0);
 	assert_int_equal(u.period_start, 5000);
 	assert_int_equal(u.used, 9);
-	assert_int_equal(ent_record_header(buf, (size_t)len, NULL), 3);
+	assert_int_equal(ent_store_record_header(buf, (size_t)len, NULL), 3);
 }
 
 int main(void)

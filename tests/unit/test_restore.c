@@ -75,10 +75,10 @@ static void apply_ok(struct fx *f, struct ent_store *s, Ent__V1__Event *ev)
 	struct ent_apply_result res;
 	struct ent_err err = {0};
 	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_wtxn_begin(s, &w), 0);
-	if (ent_apply(w, ev, &f->arena, &res))
+	assert_int_equal(ent_store_wtxn_begin(s, &w), 0);
+	if (ent_store_apply(w, ev, &f->arena, &res))
 		fail_msg("event kind %d: %s", (int)ev->kind_case, res.err.msg);
-	if (ent_wtxn_commit(w, &err))
+	if (ent_store_wtxn_commit(w, &err))
 		fail_msg("commit: %s", err.msg);
 }
 
@@ -129,10 +129,10 @@ static void stamp(struct ent_store *s, uint64_t seq, const char *stream)
 {
 	struct ent_wtxn *w;
 	struct ent_err err = {0};
-	assert_int_equal(ent_wtxn_begin(s, &w), 0);
-	assert_int_equal(ent_wtxn_set_seq(w, seq), 0);
-	assert_int_equal(ent_wtxn_put_meta(w, "fleet_stream", stream), 0);
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_wtxn_begin(s, &w), 0);
+	assert_int_equal(ent_store_wtxn_set_seq(w, seq), 0);
+	assert_int_equal(ent_store_wtxn_put_meta(w, "fleet_stream", stream), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 }
 
 /* Whether \a customer is entitled to \a feat in the view's current snapshot. */
@@ -140,14 +140,14 @@ static bool allowed(struct ent_view *v, const char *customer, const char *feat)
 {
 	static struct ent_check_result r;
 	struct ent_check c = {ent_str_c(customer), ent_str_c(feat), 1, T0 + 1000};
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	return r.d.allowed;
 }
 
 static bool has(struct ent_view *v, enum ent_table t, const char *key)
 {
 	struct ent_str val;
-	return ent_view_get(v, t, ent_str_c(key), &val) == 0;
+	return ent_store_view_get(v, t, ent_str_c(key), &val) == 0;
 }
 
 static int count_kv(void *ctx, struct ent_str key, struct ent_str val)
@@ -187,40 +187,40 @@ static void test_restore_swaps_everything_at_commit(void **state)
 	ent_store_close(src);
 
 	struct ent_view *old, *v;
-	assert_int_equal(ent_view_new(live, &old), 0);
-	assert_int_equal(ent_view_new(live, &v), 0);
+	assert_int_equal(ent_store_view_new(live, &old), 0);
+	assert_int_equal(ent_store_view_new(live, &v), 0);
 	/* A reader in the middle of a check across the swap. */
-	assert_int_equal(ent_view_begin(old), 0);
+	assert_int_equal(ent_store_view_begin(old), 0);
 	assert_true(allowed(old, "old_cust", "old_feat"));
 
 	struct ent_wtxn *w;
 	struct ent_err err = {0};
 	struct ent_store_restore_stats st;
-	assert_int_equal(ent_wtxn_begin(live, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(live, &w), 0);
 	int r = ent_store_restore(w, f->src, &st, &err);
 	if (r)
 		fail_msg("restore: %s", err.msg);
 	assert_int_equal(st.seq, 777);
-	assert_int_equal(ent_wtxn_seq(w), 777);
+	assert_int_equal(ent_store_wtxn_seq(w), 777);
 	assert_true(st.entries > 2000);
 	assert_true(st.src_bytes > 0);
 	/* Before the commit a new reader still sees the whole old state. */
-	assert_int_equal(ent_view_begin(v), 0);
-	assert_int_equal(ent_view_seq(v), 5);
+	assert_int_equal(ent_store_view_begin(v), 0);
+	assert_int_equal(ent_store_view_seq(v), 5);
 	assert_true(allowed(v, "old_cust", "old_feat"));
 	assert_false(has(v, ENT_T_FEATURES, "f_0000"));
-	ent_view_end(v);
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	ent_store_view_end(v);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 
 	/* The reader that began before keeps its snapshot, whole. */
-	assert_int_equal(ent_view_seq(old), 5);
+	assert_int_equal(ent_store_view_seq(old), 5);
 	assert_true(allowed(old, "old_cust", "old_feat"));
 	assert_false(has(old, ENT_T_FEATURES, "f_1999"));
-	ent_view_end(old);
+	ent_store_view_end(old);
 
 	/* Every new snapshot is the source's, whole: old rows gone, every table copied. */
-	assert_int_equal(ent_view_begin(v), 0);
-	assert_int_equal(ent_view_seq(v), 777);
+	assert_int_equal(ent_store_view_begin(v), 0);
+	assert_int_equal(ent_store_view_seq(v), 777);
 	assert_false(has(v, ENT_T_FEATURES, "old_feat"));
 	assert_false(has(v, ENT_T_PLANS, "old_plan"));
 	assert_true(has(v, ENT_T_FEATURES, "f_0000"));
@@ -230,11 +230,11 @@ static void test_restore_swaps_everything_at_commit(void **state)
 	assert_false(allowed(v, "c00", "f_0008"));
 	assert_false(allowed(v, "old_cust", "old_feat"));
 	uint64_t dups = 0;
-	assert_int_equal(ent_view_scan(v, ENT_T_PLAN_SUBS, ENT_STR_LIT("p"),
-				       (struct ent_str){"", 0}, 0, count_kv, &dups),
+	assert_int_equal(ent_store_view_scan(v, ENT_T_PLAN_SUBS, ENT_STR_LIT("p"),
+					     (struct ent_str){"", 0}, 0, count_kv, &dups),
 			 0);
 	assert_int_equal(dups, 50);
-	ent_view_end(v);
+	ent_store_view_end(v);
 	struct ent_store_stats got;
 	assert_int_equal(ent_store_stats(live, &got), 0);
 	assert_int_equal(got.seq, 777);
@@ -246,8 +246,8 @@ static void test_restore_swaps_everything_at_commit(void **state)
 	char id[64];
 	assert_int_equal(ent_store_get_meta(live, "fleet_stream", id, sizeof(id)), 0);
 	assert_string_equal(id, "S/1");
-	ent_view_free(old);
-	ent_view_free(v);
+	ent_store_view_free(old);
+	ent_store_view_free(v);
 	ent_store_close(live);
 
 	/* Durable: a reopen finds the new state. */
@@ -266,10 +266,10 @@ static void test_restore_refuses_a_small_map(void **state)
 	ent_store_close(src);
 	struct ent_wtxn *w;
 	struct ent_err err = {0};
-	assert_int_equal(ent_wtxn_begin(live, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(live, &w), 0);
 	assert_int_equal(ent_store_restore(w, f->src, NULL, &err), -ENT_EFULL);
 	assert_non_null(strstr(err.msg, "db.map_size"));
-	ent_wtxn_abort(w);
+	ent_store_wtxn_abort(w);
 	/* Nothing changed. */
 	struct ent_store_stats got;
 	assert_int_equal(ent_store_stats(live, &got), 0);
@@ -285,11 +285,11 @@ static void test_restore_refuses_a_non_database(void **state)
 	feature(f, live, "old_feat");
 	struct ent_wtxn *w;
 	struct ent_err err = {0};
-	assert_int_equal(ent_wtxn_begin(live, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(live, &w), 0);
 	/* f->src is an empty directory: no data.mdb. */
 	assert_true(ent_store_restore(w, f->src, NULL, &err) < 0);
 	assert_true(err.msg[0] != '\0');
-	ent_wtxn_abort(w);
+	ent_store_wtxn_abort(w);
 	struct ent_store_stats got;
 	assert_int_equal(ent_store_stats(live, &got), 0);
 	assert_int_equal(got.features, 1);

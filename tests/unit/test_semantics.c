@@ -1,6 +1,6 @@
 /*
  * Properties of answers in time (issue 16), over random change sequences applied through
- * ent_apply to a real LMDB store, answers read through ent_view_check:
+ * ent_store_apply to a real LMDB store, answers read through ent_store_view_check:
  *
  *  P1  an answer about instant t is the same whenever it is asked: a cleanup Tick at now'
  *      (the writer's timer: recomputes, usage rolls, ended subscriptions and expired overrides
@@ -76,7 +76,7 @@ static void sem_open(struct fx *f)
 
 static void sem_close(struct fx *f)
 {
-	ent_view_free(f->v);
+	ent_store_view_free(f->v);
 	ent_store_close(f->s);
 	fx_rm_rf(f->dir);
 }
@@ -87,10 +87,10 @@ static int apply(struct fx *f, Ent__V1__Event *ev)
 {
 	struct ent_wtxn *w;
 	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
-	int r = ent_apply(w, ev, &f->arena, &f->res);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
+	int r = ent_store_apply(w, ev, &f->arena, &f->res);
 	struct ent_err err = {0};
-	if (ent_wtxn_commit(w, &err))
+	if (ent_store_wtxn_commit(w, &err))
 		fail_msg("commit: %s", err.msg);
 	f->events++;
 	if (r)
@@ -364,8 +364,8 @@ static void answer(struct fx *f, int c, int k, int64_t t, char *out, size_t cap)
 	struct ent_check chk = {ent_str_c(customers[c]), ent_str_c(features[k]), 5, t};
 	struct ent_check_result r;
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(ent_view_begin(f->v), 0);
-	int rc = ent_view_check(f->v, &chk, &r);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	int rc = ent_store_view_check(f->v, &chk, &r);
 	if (rc)
 		fail_msg("check: %d", rc);
 	const struct ent_decision *d = &r.d;
@@ -391,7 +391,7 @@ static void answer(struct fx *f, int c, int k, int64_t t, char *out, size_t cap)
 					      (int)g->privs[i].s.len, g->privs[i].s.p,
 					      (long long)g->privs[i].i, g->privs[i].b);
 	}
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	f->checks++;
 }
 
@@ -495,20 +495,20 @@ static void export_import_is_neutral(struct fx *f)
 	take(f, &s1);
 	char *doc = NULL;
 	struct ent_err err = {0};
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	int rc = ent_json_export(f->v, &doc, &err);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	if (rc)
 		fail_msg("export: %s", err.msg);
 	struct ent_wtxn *w;
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
 	ent_arena_reset(&f->arena);
 	rc = ent_json_apply(w, doc, strlen(doc), true, f->now, &f->arena, &err, NULL);
 	if (rc) {
-		ent_wtxn_abort(w);
+		ent_store_wtxn_abort(w);
 		fail_msg("case %ld: the export does not import: %s\n%s", f->case_no, err.msg, doc);
 	}
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 	memcpy(s2.t, s1.t, sizeof(s1.t));
 	take(f, &s2);
 	same(f, &s1, &s2, "export -> import(replace)");

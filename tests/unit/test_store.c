@@ -1,6 +1,6 @@
 /*
- * The store end to end: events applied through ent_apply in write transactions, answers read
- * back through read views (ent_view_check), in a temporary LMDB directory under /tmp that is
+ * The store end to end: events applied through ent_store_apply in write transactions, answers read
+ * back through read views (ent_store_view_check), in a temporary LMDB directory under /tmp that is
  * removed at the end. Instants are fixed (no wall clock), so nothing depends on timing.
  */
 #define _GNU_SOURCE
@@ -217,9 +217,9 @@ static struct answer check(struct store_fx *f, const char *customer, const char 
 	static struct ent_check_result r;
 	struct answer a;
 	memset(&a, 0, sizeof(a));
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct ent_check c = {ent_str_c(customer), ent_str_c(feature), q, at};
-	assert_int_equal(ent_view_check(f->v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(f->v, &c, &r), 0);
 	a.d = r.d;
 	a.d.agg = NULL;
 	if (r.d.agg) {
@@ -228,8 +228,8 @@ static struct answer check(struct store_fx *f, const char *customer, const char 
 			 (int)r.d.agg->override_reason.len, r.d.agg->override_reason.p);
 		a.override_expires_at = r.d.agg->override_expires_at;
 	}
-	a.seq = ent_view_seq(f->v);
-	ent_view_end(f->v);
+	a.seq = ent_store_view_seq(f->v);
+	ent_store_view_end(f->v);
 	return a;
 }
 
@@ -535,8 +535,8 @@ static void test_group_bad_event_fails_alone(void **state)
 	struct store_fx *f = *state;
 	catalog(f);
 	struct ent_wtxn *w;
-	assert_int_equal(ent_wtxn_begin(f->s, &w), 0);
-	uint64_t seq0 = ent_wtxn_seq(w);
+	assert_int_equal(ent_store_wtxn_begin(f->s, &w), 0);
+	uint64_t seq0 = ent_store_wtxn_seq(w);
 
 	Ent__V1__Subscription a = ENT__V1__SUBSCRIPTION__INIT, b = a, c = a;
 	a.id = "s1", a.customer_id = "acme", a.plan_code = "startup";
@@ -549,7 +549,7 @@ static void test_group_bad_event_fails_alone(void **state)
 		ev.kind_case = ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION;
 		ev.upsert_subscription = subs[i];
 		struct ent_apply_result res;
-		assert_int_equal(ent_apply(w, &ev, &f->arena, &res), want[i]);
+		assert_int_equal(ent_store_apply(w, &ev, &f->arena, &res), want[i]);
 		if (want[i]) {
 			assert_int_equal(res.err.code, ENT_EINVAL);
 			assert_string_equal(res.err.msg, "subscription.plan_code: no plan 'gold'");
@@ -558,9 +558,9 @@ static void test_group_bad_event_fails_alone(void **state)
 			assert_int_equal(res.err.code, 0);
 		}
 	}
-	assert_int_equal(ent_wtxn_seq(w), seq0 + 2);
+	assert_int_equal(ent_store_wtxn_seq(w), seq0 + 2);
 	struct ent_err err;
-	assert_int_equal(ent_wtxn_commit(w, &err), 0);
+	assert_int_equal(ent_store_wtxn_commit(w, &err), 0);
 
 	assert_true(check(f, "acme", "sso", 1, T0).d.allowed);
 	assert_true(check(f, "initech", "sso", 1, T0).d.allowed);
@@ -605,15 +605,15 @@ static void test_seq_and_reopen(void **state)
 	struct ent_store *s2;
 	assert_int_equal(ent_store_open(&o, &s2, &err), 0);
 	struct ent_view *v2;
-	assert_int_equal(ent_view_new(s2, &v2), 0);
-	assert_int_equal(ent_view_begin(v2), 0);
-	assert_int_equal(ent_view_seq(v2), 5);
+	assert_int_equal(ent_store_view_new(s2, &v2), 0);
+	assert_int_equal(ent_store_view_begin(v2), 0);
+	assert_int_equal(ent_store_view_seq(v2), 5);
 	struct ent_check c = {ENT_STR_LIT("acme"), ENT_STR_LIT("sso"), 1, T0};
 	static struct ent_check_result r;
-	assert_int_equal(ent_view_check(v2, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v2, &c, &r), 0);
 	assert_true(r.d.allowed);
-	ent_view_end(v2);
-	ent_view_free(v2);
+	ent_store_view_end(v2);
+	ent_store_view_free(v2);
 	ent_store_close(s2);
 	/* A read-only open of a missing database says so. */
 	snprintf(copy, sizeof(copy), "%s/none", f->dir);
@@ -691,12 +691,13 @@ static void test_map_full(void **state)
 	/* Everything acknowledged is there after a reopen, and the store still reads. */
 	fx_close(f);
 	fx_open(f, 64 * 1024);
-	assert_int_equal(ent_view_begin(f->v), 0);
-	assert_int_equal(ent_view_seq(f->v), (uint64_t)committed);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_seq(f->v), (uint64_t)committed);
 	struct ent_str val;
-	assert_int_equal(ent_view_get(f->v, ENT_T_FEATURES, ENT_STR_LIT("feature_0000"), &val), 0);
+	assert_int_equal(
+		ent_store_view_get(f->v, ENT_T_FEATURES, ENT_STR_LIT("feature_0000"), &val), 0);
 	assert_true(val.len > 1000);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	assert_int_equal(check(f, "x", "feature_0000", 1, T0).d.reason, ENT_R_UNKNOWN_CUSTOMER);
 }
 
@@ -713,11 +714,11 @@ static uint64_t count_bounds_at(struct store_fx *f, int64_t t)
 	for (int i = 0; i < 8; i++)
 		k[i] = (uint8_t)(u >> (56 - 8 * i));
 	uint64_t n = 0;
-	assert_int_equal(ent_view_begin(f->v), 0);
-	assert_int_equal(ent_view_scan(f->v, ENT_T_BOUNDS, (struct ent_str){(char *)k, 8},
-				       (struct ent_str){"", 0}, 0, count_bound, &n),
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_scan(f->v, ENT_T_BOUNDS, (struct ent_str){(char *)k, 8},
+					     (struct ent_str){"", 0}, 0, count_bound, &n),
 			 0);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	return n;
 }
 
@@ -846,11 +847,11 @@ static void test_cleanup_keeps_answers(void **state)
 	struct ent_arena ar;
 	ent_arena_init(&ar, 0);
 	int listed = 0;
-	assert_int_equal(ent_view_begin(f->v), 0);
-	assert_int_equal(ent_view_customer_features(f->v, ENT_STR_LIT("gone"), NULL, 0, at, &ar,
-						    list_count, &listed),
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_customer_features(f->v, ENT_STR_LIT("gone"), NULL, 0, at,
+							  &ar, list_count, &listed),
 			 0);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	ent_arena_deinit(&ar);
 	assert_int_equal(listed, 2);
 
@@ -883,11 +884,12 @@ static void test_cleanup_keeps_answers(void **state)
 	assert_int_equal(check(f, "solo", "api_calls", 1, at).d.reason, ENT_R_UNKNOWN_CUSTOMER);
 	assert_true(check(f, "gone", "sso", 1, at).d.allowed);
 	/* Its usage row outlives the record, as for any customer left without a source. */
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct ent_str row;
-	assert_int_equal(
-		ent_view_get(f->v, ENT_T_USAGE, (struct ent_str){"solo\0api_calls", 14}, &row), 0);
-	ent_view_end(f->v);
+	assert_int_equal(ent_store_view_get(f->v, ENT_T_USAGE,
+					    (struct ent_str){"solo\0api_calls", 14}, &row),
+			 0);
+	ent_store_view_end(f->v);
 }
 
 /* A one-grant patch recomputes that feature for each customer, not every feature. */
@@ -1308,10 +1310,10 @@ static void test_customer_features(void **state)
 	struct ent_arena a;
 	ent_arena_init(&a, 0);
 	struct listed l = {0};
-	assert_int_equal(ent_view_begin(f->v), 0);
-	assert_int_equal(
-		ent_view_customer_features(f->v, ENT_STR_LIT("acme"), NULL, 0, T0, &a, list_cb, &l),
-		0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_customer_features(f->v, ENT_STR_LIT("acme"), NULL, 0, T0,
+							  &a, list_cb, &l),
+			 0);
 	assert_int_equal(l.n, 2);
 	assert_string_equal(l.codes[0], "api_calls");
 	assert_int_equal(l.sources[0], 2); /* plan + add-on */
@@ -1322,14 +1324,14 @@ static void test_customer_features(void **state)
 
 	struct ent_str only = ENT_STR_LIT("sso");
 	memset(&l, 0, sizeof(l));
-	assert_int_equal(ent_view_customer_features(f->v, ENT_STR_LIT("acme"), &only, 1, T0, &a,
-						    list_cb, &l),
+	assert_int_equal(ent_store_view_customer_features(f->v, ENT_STR_LIT("acme"), &only, 1, T0,
+							  &a, list_cb, &l),
 			 0);
 	assert_int_equal(l.n, 1);
-	assert_int_equal(ent_view_customer_features(f->v, ENT_STR_LIT("nobody"), NULL, 0, T0, &a,
-						    list_cb, &l),
+	assert_int_equal(ent_store_view_customer_features(f->v, ENT_STR_LIT("nobody"), NULL, 0, T0,
+							  &a, list_cb, &l),
 			 -ENT_ENOTFOUND);
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	ent_arena_deinit(&a);
 }
 
@@ -1371,17 +1373,17 @@ static void test_scan_paging(void **state)
 	for (int i = 0; i < 5; i++)
 		upsert_feature(f, codes[i], ENT__V1__FEATURE_TYPE__FEATURE_TYPE_BOOLEAN);
 	uint64_t n = 0;
-	assert_int_equal(ent_view_begin(f->v), 0);
-	assert_int_equal(ent_view_scan(f->v, ENT_T_FEATURES, (struct ent_str){"", 0},
-				       ENT_STR_LIT("b"), 2, count_bound, &n),
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_scan(f->v, ENT_T_FEATURES, (struct ent_str){"", 0},
+					     ENT_STR_LIT("b"), 2, count_bound, &n),
 			 0);
 	assert_int_equal(n, 2); /* c, d */
 	n = 0;
-	assert_int_equal(ent_view_scan(f->v, ENT_T_FEATURES, (struct ent_str){"", 0},
-				       ENT_STR_LIT("d"), 0, count_bound, &n),
+	assert_int_equal(ent_store_view_scan(f->v, ENT_T_FEATURES, (struct ent_str){"", 0},
+					     ENT_STR_LIT("d"), 0, count_bound, &n),
 			 0);
 	assert_int_equal(n, 1); /* e */
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 }
 
 /* A database written before the `ended` table existed opens read-only and reads as before. */
@@ -1409,29 +1411,30 @@ static void test_readonly_without_ended(void **state)
 	if (ent_store_open(&o, &s, &err))
 		fail_msg("read-only open: %s", err.msg);
 	struct ent_view *v;
-	assert_int_equal(ent_view_new(s, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
+	assert_int_equal(ent_store_view_new(s, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
 	struct ent_check c = {ENT_STR_LIT("acme"), ENT_STR_LIT("api_calls"), 1, T0};
 	static struct ent_check_result r;
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_int_equal(r.d.limit, 100);
 	struct ent_str val;
-	assert_int_equal(ent_view_get(v, ENT_T_ENDED, ENT_STR_LIT("acme"), &val), -ENT_ENOTFOUND);
+	assert_int_equal(ent_store_view_get(v, ENT_T_ENDED, ENT_STR_LIT("acme"), &val),
+			 -ENT_ENOTFOUND);
 	uint64_t n = 0;
-	assert_int_equal(ent_view_scan(v, ENT_T_ENDED, (struct ent_str){"", 0},
-				       (struct ent_str){"", 0}, 0, count_bound, &n),
+	assert_int_equal(ent_store_view_scan(v, ENT_T_ENDED, (struct ent_str){"", 0},
+					     (struct ent_str){"", 0}, 0, count_bound, &n),
 			 0);
 	assert_int_equal(n, 0);
 	struct ent_arena a;
 	ent_arena_init(&a, 0);
 	struct listed l = {0};
-	assert_int_equal(
-		ent_view_customer_features(v, ENT_STR_LIT("acme"), NULL, 0, T0, &a, list_cb, &l),
-		0);
+	assert_int_equal(ent_store_view_customer_features(v, ENT_STR_LIT("acme"), NULL, 0, T0, &a,
+							  list_cb, &l),
+			 0);
 	assert_int_equal(l.n, 2);
 	ent_arena_deinit(&a);
-	ent_view_end(v);
-	ent_view_free(v);
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 	struct ent_store_stats st;
 	assert_int_equal(ent_store_stats(s, &st), 0);
 	assert_int_equal(st.tombstones, 0);

@@ -1,8 +1,8 @@
 /*
- * The ReportUsageBatch event through ent_apply (src/store/apply_usage_batch.c), in a temporary
- * LMDB directory: per-record results, duplicates within and across batches and single reports,
- * refusals that fail alone and write nothing, period rules, one sequence per batch, the same
- * state as the same records reported one by one (determinism: only the event's `at` counts),
+ * The ReportUsageBatch event through ent_store_apply (src/store/apply_usage_batch.c), in a
+ * temporary LMDB directory: per-record results, duplicates within and across batches and single
+ * reports, refusals that fail alone and write nothing, period rules, one sequence per batch, the
+ * same state as the same records reported one by one (determinism: only the event's `at` counts),
  * and a full map that fails the whole batch and leaves nothing behind.
  */
 #define _GNU_SOURCE
@@ -116,19 +116,19 @@ static int send(struct store_fx *f, struct batch *b, int64_t at)
 static int64_t used(struct store_fx *f, const char *customer, int64_t at)
 {
 	static struct ent_check_result r;
-	assert_int_equal(ent_view_begin(f->v), 0);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
 	struct ent_check c = {ent_str_c(customer), ent_str_c("api_calls"), 1, at};
-	assert_int_equal(ent_view_check(f->v, &c, &r), 0);
+	assert_int_equal(ent_store_view_check(f->v, &c, &r), 0);
 	int64_t u = r.d.used;
-	ent_view_end(f->v);
+	ent_store_view_end(f->v);
 	return u;
 }
 
 static uint64_t seq(struct store_fx *f)
 {
-	assert_int_equal(ent_view_begin(f->v), 0);
-	uint64_t s = ent_view_seq(f->v);
-	ent_view_end(f->v);
+	assert_int_equal(ent_store_view_begin(f->v), 0);
+	uint64_t s = ent_store_view_seq(f->v);
+	ent_store_view_end(f->v);
 	return s;
 }
 

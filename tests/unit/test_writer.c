@@ -385,15 +385,15 @@ static void check_now(struct ent_store *s, const char *customer, const char *fea
 			      .feature = ent_str_c(feature),
 			      .quantity = 1,
 			      .at = ent_now_ms()};
-	assert_int_equal(ent_view_new(s, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
-	assert_int_equal(ent_view_check(v, &c, &r), 0);
+	assert_int_equal(ent_store_view_new(s, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
+	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	*d = r.d;
-	d->agg = NULL; /* borrowed from the snapshot, gone after ent_view_end */
+	d->agg = NULL; /* borrowed from the snapshot, gone after ent_store_view_end */
 	if (seq)
-		*seq = ent_view_seq(v);
-	ent_view_end(v);
-	ent_view_free(v);
+		*seq = ent_store_view_seq(v);
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 }
 
 static uint64_t store_count(struct ent_store *s, size_t field_offset)
@@ -603,9 +603,9 @@ static int txn_apply_two(void *ctx, struct ent_wtxn *txn, struct ent_arena *aren
 			 struct ent_apply_result *res)
 {
 	struct txn_job *j = ctx;
-	int rc = ent_apply(txn, &j->a.ev, arena, res);
+	int rc = ent_store_apply(txn, &j->a.ev, arena, res);
 	if (rc == 0)
-		rc = ent_apply(txn, &j->b.ev, arena, res);
+		rc = ent_store_apply(txn, &j->b.ev, arena, res);
 	return rc;
 }
 
@@ -624,11 +624,11 @@ static bool feature_stored(struct ent_store *s, const char *code)
 {
 	struct ent_view *v;
 	struct ent_str val;
-	assert_int_equal(ent_view_new(s, &v), 0);
-	assert_int_equal(ent_view_begin(v), 0);
-	bool found = ent_view_get(v, ENT_T_FEATURES, ent_str_c(code), &val) == 0;
-	ent_view_end(v);
-	ent_view_free(v);
+	assert_int_equal(ent_store_view_new(s, &v), 0);
+	assert_int_equal(ent_store_view_begin(v), 0);
+	bool found = ent_store_view_get(v, ENT_T_FEATURES, ent_str_c(code), &val) == 0;
+	ent_store_view_end(v);
+	ent_store_view_free(v);
 	return found;
 }
 
@@ -796,9 +796,9 @@ static void test_boundary_passed_while_down_fires_at_start(void **state)
 	struct ent_apply_result res = {0};
 	struct ent_err err = {0};
 	ent_arena_init(&arena, 0);
-	assert_int_equal(ent_wtxn_begin(f->store, &txn), 0);
-	assert_int_equal(ent_apply(txn, (const void *)&o.ev, &arena, &res), 0);
-	assert_int_equal(ent_wtxn_commit(txn, &err), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->store, &txn), 0);
+	assert_int_equal(ent_store_apply(txn, (const void *)&o.ev, &arena, &res), 0);
+	assert_int_equal(ent_store_wtxn_commit(txn, &err), 0);
 	ent_arena_deinit(&arena);
 	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, overrides)), 1);
 
@@ -834,15 +834,15 @@ static void test_boundary_tick_runs_in_pieces(void **state)
 	ent_arena_init(&arena, 0);
 	struct ent_wtxn *txn;
 	struct ent_err err = {0};
-	assert_int_equal(ent_wtxn_begin(f->store, &txn), 0);
+	assert_int_equal(ent_store_wtxn_begin(f->store, &txn), 0);
 	for (int i = 0; i < CUSTOMERS; i++) {
 		struct ev_override o;
 		mk_override(&o, cust[i], "beta", now + 200);
 		o.ev.at = now;
 		struct ent_apply_result res = {0};
-		assert_int_equal(ent_apply(txn, (const void *)&o.ev, &arena, &res), 0);
+		assert_int_equal(ent_store_apply(txn, (const void *)&o.ev, &arena, &res), 0);
 	}
-	assert_int_equal(ent_wtxn_commit(txn, &err), 0);
+	assert_int_equal(ent_store_wtxn_commit(txn, &err), 0);
 	ent_arena_deinit(&arena);
 	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, overrides)),
 			 CUSTOMERS);
