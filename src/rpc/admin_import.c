@@ -44,30 +44,30 @@ static void import_done(void *ctx, const struct ent_apply_result *res)
 	Ent__V1__ImportResponse resp = ENT__V1__IMPORT_RESPONSE__INIT;
 
 	if (res->err.code) {
-		ent_admin_fail_err(im->call, &res->err);
+		ent_rpc_admin_fail_err(im->call, &res->err);
 		return;
 	}
 	ent_log(ENT_LOG_INFO, "admin import applied", "replace",
 		im->request->replace ? "true" : "false", NULL);
 	resp.sequence = res->seq;
 	resp.changes = im->stats.changes;
-	ent_call_reply(im->call, &resp.base);
+	ent_rpc_call_reply(im->call, &resp.base);
 }
 
-void ent_admin_import(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_import(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__ImportRequest *r = (const Ent__V1__ImportRequest *)req;
-	const struct ent_rpc_opts *opts = ent_call_opts(call);
-	struct ent_arena *arena = ent_call_arena(call);
+	const struct ent_rpc_opts *opts = ent_rpc_call_opts(call);
+	struct ent_arena *arena = ent_rpc_call_arena(call);
 	struct admin_import *im;
 	int rc;
 
 	if (!r->json || !*r->json) {
-		ent_call_fail(call, ENT_EINVAL, "json: required");
+		ent_rpc_call_fail(call, ENT_EINVAL, "json: required");
 		return;
 	}
 	if (!opts->writer) {
-		ent_call_fail(call, ENT_EUNAVAIL, "admin: no writer (read-only daemon)");
+		ent_rpc_call_fail(call, ENT_EUNAVAIL, "admin: no writer (read-only daemon)");
 		return;
 	}
 	/*
@@ -83,14 +83,14 @@ void ent_admin_import(struct ent_call *call, const ProtobufCMessage *req)
 		if (rc < 0) {
 			if (!err.code)
 				ent_err_set(&err, -rc, "json: %s", ent_strerror(rc));
-			ent_admin_fail_err(call, &err);
+			ent_rpc_admin_fail_err(call, &err);
 			return;
 		}
 	}
 
 	im = ent_arena_alloc(arena, sizeof(*im));
 	if (!im) {
-		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return;
 	}
 	*im = (struct admin_import){.call = call, .request = r};
@@ -99,15 +99,15 @@ void ent_admin_import(struct ent_call *call, const ProtobufCMessage *req)
 	im->txn.req.ctx = im;
 	rc = ent_writer_submit_txn(opts->writer, &im->txn);
 	if (rc < 0)
-		ent_call_fail(call, rc, "admin: writer is stopping");
+		ent_rpc_call_fail(call, rc, "admin: writer is stopping");
 }
 
-void ent_admin_export(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_export(struct ent_call *call, const ProtobufCMessage *req)
 {
-	const struct ent_rpc_opts *opts = ent_call_opts(call);
+	const struct ent_rpc_opts *opts = ent_rpc_call_opts(call);
 	Ent__V1__ExportResponse resp = ENT__V1__EXPORT_RESPONSE__INIT;
 	size_t max = opts->max_message_bytes ? opts->max_message_bytes : DEFAULT_MAX_MESSAGE;
-	struct ent_view *v = ent_call_worker(call)->view;
+	struct ent_view *v = ent_rpc_call_worker(call)->view;
 	struct ent_err err = {0};
 	char *doc = NULL;
 	size_t len;
@@ -115,7 +115,7 @@ void ent_admin_export(struct ent_call *call, const ProtobufCMessage *req)
 
 	rc = ent_store_view_begin(v);
 	if (rc < 0) {
-		ent_call_fail(call, rc, "admin: cannot open a read snapshot");
+		ent_rpc_call_fail(call, rc, "admin: cannot open a read snapshot");
 		return;
 	}
 	/* One snapshot for the whole document, so it is consistent with its sequence. */
@@ -126,7 +126,7 @@ void ent_admin_export(struct ent_call *call, const ProtobufCMessage *req)
 		free(doc);
 		if (!err.code)
 			ent_err_set(&err, -rc, "export: %s", ent_strerror(rc));
-		ent_admin_fail_err(call, &err);
+		ent_rpc_admin_fail_err(call, &err);
 		return;
 	}
 	len = strlen(doc);
@@ -138,10 +138,10 @@ void ent_admin_export(struct ent_call *call, const ProtobufCMessage *req)
 			"export: the document is %zu bytes, more than the %zu-byte message limit; "
 			"use `entctl export --db DIR` on the database directory",
 			len, max);
-		ent_admin_fail_err(call, &err);
+		ent_rpc_admin_fail_err(call, &err);
 		return;
 	}
 	resp.json = doc;
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 	free(doc);
 }

@@ -19,11 +19,11 @@
 /* Begin the worker's view, or answer the call and return NULL. */
 static struct ent_view *view_begin(struct ent_call *call)
 {
-	struct ent_view *v = ent_call_worker(call)->view;
+	struct ent_view *v = ent_rpc_call_worker(call)->view;
 	int rc = ent_store_view_begin(v);
 
 	if (rc < 0) {
-		ent_call_fail(call, rc, "admin: cannot open a read snapshot");
+		ent_rpc_call_fail(call, rc, "admin: cannot open a read snapshot");
 		return NULL;
 	}
 	return v;
@@ -36,23 +36,23 @@ static void fail_not_found(struct ent_call *call, const char *field, const char 
 
 	/* Identifiers were validated as printable ASCII, so echoing them is safe. */
 	snprintf(msg, sizeof(msg), "%s: unknown %s '%s'", field, what, id);
-	ent_call_fail(call, ENT_ENOTFOUND, msg);
+	ent_rpc_call_fail(call, ENT_ENOTFOUND, msg);
 }
 
 /* Stored features are [u8 feature type][ent.v1.Feature]: the byte spares checks an unpack. */
 static Ent__V1__Feature *unpack_feature(struct ent_call *call, struct ent_str val)
 {
 	if (val.len < 1) {
-		ent_call_fail(call, ENT_ECORRUPT, "stored feature is empty");
+		ent_rpc_call_fail(call, ENT_ECORRUPT, "stored feature is empty");
 		return NULL;
 	}
-	return (Ent__V1__Feature *)ent_admin_unpack(call, &ent__v1__feature__descriptor, val.p + 1,
-						    val.len - 1, "feature");
+	return (Ent__V1__Feature *)ent_rpc_admin_unpack(call, &ent__v1__feature__descriptor,
+							val.p + 1, val.len - 1, "feature");
 }
 
 /* ---- features ------------------------------------------------------------------------------ */
 
-void ent_admin_get_feature(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_get_feature(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__GetFeatureRequest *r = (const Ent__V1__GetFeatureRequest *)req;
 	Ent__V1__FeatureResponse resp = ENT__V1__FEATURE_RESPONSE__INIT;
@@ -60,11 +60,11 @@ void ent_admin_get_feature(struct ent_call *call, const ProtobufCMessage *req)
 	struct ent_str val;
 	int rc;
 
-	if (!ent_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
+	if (!ent_rpc_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
 		return;
 	if (!(v = view_begin(call)))
 		return;
-	rc = ent_store_view_get(v, ENT_T_FEATURES, ent_admin_str(r->code), &val);
+	rc = ent_store_view_get(v, ENT_T_FEATURES, ent_rpc_admin_str(r->code), &val);
 	if (rc == -ENT_ENOTFOUND) {
 		ent_store_view_end(v);
 		fail_not_found(call, "code", "feature", r->code);
@@ -72,14 +72,14 @@ void ent_admin_get_feature(struct ent_call *call, const ProtobufCMessage *req)
 	}
 	if (rc < 0) {
 		ent_store_view_end(v);
-		ent_call_fail(call, rc, "features: read failed");
+		ent_rpc_call_fail(call, rc, "features: read failed");
 		return;
 	}
 	resp.feature = unpack_feature(call, val);
 	resp.sequence = ent_store_view_seq(v);
 	ent_store_view_end(v);
 	if (resp.feature)
-		ent_call_reply(call, &resp.base);
+		ent_rpc_call_reply(call, &resp.base);
 }
 
 struct feature_page {
@@ -104,28 +104,28 @@ static int page_add(void *ctx, struct ent_str key, struct ent_str val)
 	return 0;
 }
 
-void ent_admin_list_features(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_list_features(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__ListFeaturesRequest *r = (const Ent__V1__ListFeaturesRequest *)req;
 	Ent__V1__ListFeaturesResponse resp = ENT__V1__LIST_FEATURES_RESPONSE__INIT;
-	struct ent_str after = ent_admin_str(r->page_token);
+	struct ent_str after = ent_rpc_admin_str(r->page_token);
 	struct feature_page page = {.call = call};
 	size_t size = r->page_size ? r->page_size : LIST_DEFAULT_PAGE;
 	struct ent_view *v;
 	int rc;
 
 	if (r->page_size > LIST_MAX_PAGE) {
-		ent_call_fail(call, ENT_EINVAL, "page_size: at most 1000");
+		ent_rpc_call_fail(call, ENT_EINVAL, "page_size: at most 1000");
 		return;
 	}
 	/* The token is the last code of the previous page: a valid code or nothing. */
-	if (after.len && !ent_admin_check_id(call, r->page_token, ENT_MAX_CODE, "page_token"))
+	if (after.len && !ent_rpc_admin_check_id(call, r->page_token, ENT_MAX_CODE, "page_token"))
 		return;
 	/* One more than the page tells whether another page follows, so the last page says so. */
 	page.cap = size + 1;
-	page.items = ent_arena_alloc(ent_call_arena(call), page.cap * sizeof(*page.items));
+	page.items = ent_arena_alloc(ent_rpc_call_arena(call), page.cap * sizeof(*page.items));
 	if (!page.items) {
-		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return;
 	}
 	if (!(v = view_begin(call)))
@@ -136,7 +136,7 @@ void ent_admin_list_features(struct ent_call *call, const ProtobufCMessage *req)
 	if (page.answered)
 		return;
 	if (rc < 0) {
-		ent_call_fail(call, rc, "features: scan failed");
+		ent_rpc_call_fail(call, rc, "features: scan failed");
 		return;
 	}
 	if (page.n > size) {
@@ -145,7 +145,7 @@ void ent_admin_list_features(struct ent_call *call, const ProtobufCMessage *req)
 	}
 	resp.n_features = page.n;
 	resp.features = page.items;
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }
 
 /* ---- plans and add-ons --------------------------------------------------------------------- */
@@ -160,11 +160,11 @@ static void get_entitlements(struct ent_call *call, const ProtobufCMessage *req,
 	struct ent_str val;
 	int rc;
 
-	if (!ent_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
+	if (!ent_rpc_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
 		return;
 	if (!(v = view_begin(call)))
 		return;
-	rc = ent_store_view_get(v, table, ent_admin_str(r->code), &val);
+	rc = ent_store_view_get(v, table, ent_rpc_admin_str(r->code), &val);
 	if (rc == -ENT_ENOTFOUND) {
 		ent_store_view_end(v);
 		fail_not_found(call, "code", what, r->code);
@@ -172,10 +172,10 @@ static void get_entitlements(struct ent_call *call, const ProtobufCMessage *req,
 	}
 	if (rc < 0) {
 		ent_store_view_end(v);
-		ent_call_fail(call, rc, "entitlements: read failed");
+		ent_rpc_call_fail(call, rc, "entitlements: read failed");
 		return;
 	}
-	s = (const Ent__V1__SetEntitlementsRequest *)ent_admin_unpack(
+	s = (const Ent__V1__SetEntitlementsRequest *)ent_rpc_admin_unpack(
 		call, &ent__v1__set_entitlements_request__descriptor, val.p, val.len, what);
 	resp.sequence = ent_store_view_seq(v);
 	ent_store_view_end(v);
@@ -185,15 +185,15 @@ static void get_entitlements(struct ent_call *call, const ProtobufCMessage *req,
 	resp.name = s->name;
 	resp.n_entitlements = s->n_entitlements;
 	resp.entitlements = s->entitlements;
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }
 
-void ent_admin_get_plan(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_get_plan(struct ent_call *call, const ProtobufCMessage *req)
 {
 	get_entitlements(call, req, ENT_T_PLANS, "plan");
 }
 
-void ent_admin_get_addon(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_get_addon(struct ent_call *call, const ProtobufCMessage *req)
 {
 	get_entitlements(call, req, ENT_T_ADDONS, "add-on");
 }
@@ -215,9 +215,9 @@ static int override_add(void *ctx, struct ent_str key, struct ent_str val)
 	/* A customer has at most one override per feature: grow by doubling in the arena. */
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
-		void *items = ent_arena_alloc(ent_call_arena(l->call), cap * sizeof(*l->items));
+		void *items = ent_arena_alloc(ent_rpc_call_arena(l->call), cap * sizeof(*l->items));
 		if (!items) {
-			ent_call_fail(l->call, ENT_ENOMEM, "admin: out of memory");
+			ent_rpc_call_fail(l->call, ENT_ENOMEM, "admin: out of memory");
 			l->answered = true;
 			return -ENT_ENOMEM;
 		}
@@ -226,7 +226,7 @@ static int override_add(void *ctx, struct ent_str key, struct ent_str val)
 		l->items = items;
 		l->cap = cap;
 	}
-	o = (Ent__V1__CustomerOverride *)ent_admin_unpack(
+	o = (Ent__V1__CustomerOverride *)ent_rpc_admin_unpack(
 		l->call, &ent__v1__customer_override__descriptor, val.p, val.len, "override");
 	if (!o) {
 		l->answered = true;
@@ -254,25 +254,25 @@ static int64_t used_now(struct ent_view *v, struct ent_str customer, struct ent_
 	return r.usage.feature_type == ENT_FT_METERED && r.d.metered ? r.d.used : 0;
 }
 
-void ent_admin_list_overrides(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_list_overrides(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__ListCustomerEntitlementsRequest *r =
 		(const Ent__V1__ListCustomerEntitlementsRequest *)req;
 	Ent__V1__ListCustomerEntitlementsResponse resp =
 		ENT__V1__LIST_CUSTOMER_ENTITLEMENTS_RESPONSE__INIT;
 	struct override_list list = {.call = call};
-	struct ent_str customer = ent_admin_str(r->customer_id), prefix, val;
+	struct ent_str customer = ent_rpc_admin_str(r->customer_id), prefix, val;
 	int64_t now = ent_now_ms();
 	struct ent_view *v;
 	char *key;
 	int rc;
 
-	if (!ent_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id"))
+	if (!ent_rpc_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id"))
 		return;
 	/* Override keys are customer NUL feature: the prefix includes the NUL. */
-	key = ent_arena_alloc(ent_call_arena(call), customer.len + 1);
+	key = ent_arena_alloc(ent_rpc_call_arena(call), customer.len + 1);
 	if (!key) {
-		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return;
 	}
 	memcpy(key, customer.p, customer.len);
@@ -296,24 +296,24 @@ void ent_admin_list_overrides(struct ent_call *call, const ProtobufCMessage *req
 	}
 	if (rc < 0) {
 		ent_store_view_end(v);
-		ent_call_fail(call, rc, "overrides: scan failed");
+		ent_rpc_call_fail(call, rc, "overrides: scan failed");
 		return;
 	}
 	/* After the scan, not inside it: lookups while a cursor walks are legal but needless. */
 	for (size_t i = 0; i < list.n; i++)
 		list.items[i]->quantity_used =
-			used_now(v, customer, ent_admin_str(list.items[i]->feature_code), now);
+			used_now(v, customer, ent_rpc_admin_str(list.items[i]->feature_code), now);
 	ent_store_view_end(v);
 	resp.n_entitlements = list.n;
 	resp.entitlements = list.items;
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }
 
 /* ---- status -------------------------------------------------------------------------------- */
 
-void ent_admin_get_status(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_get_status(struct ent_call *call, const ProtobufCMessage *req)
 {
-	const struct ent_rpc_opts *opts = ent_call_opts(call);
+	const struct ent_rpc_opts *opts = ent_rpc_call_opts(call);
 	Ent__V1__StatusResponse resp = ENT__V1__STATUS_RESPONSE__INIT;
 	struct ent_store_stats st;
 	int rc;
@@ -321,7 +321,7 @@ void ent_admin_get_status(struct ent_call *call, const ProtobufCMessage *req)
 	memset(&st, 0, sizeof(st));
 	rc = ent_store_stats(opts->store, &st);
 	if (rc < 0) {
-		ent_call_fail(call, rc, "status: cannot read store statistics");
+		ent_rpc_call_fail(call, rc, "status: cannot read store statistics");
 		return;
 	}
 	resp.sequence = st.seq;
@@ -364,5 +364,5 @@ void ent_admin_get_status(struct ent_call *call, const ProtobufCMessage *req)
 		resp.skipped_events = fs.skipped;
 		resp.published_events = fs.published;
 	}
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }

@@ -13,7 +13,7 @@
  * struct admin_write holding the event and the writer request is allocated from the same arena,
  * so all of it stays valid until the callback has answered the call. res->object (the stored
  * object echoed back) is only valid during the callback, which is why the response is packed
- * there: ent_call_reply packs synchronously.
+ * there: ent_rpc_call_reply packs synchronously.
  */
 #include <math.h>
 #include <string.h>
@@ -45,7 +45,7 @@ static void reply_entitlements(struct admin_write *w, const struct ent_apply_res
 	r.n_entitlements = s->n_entitlements;
 	r.entitlements = s->entitlements;
 	r.sequence = res->seq;
-	ent_call_reply(w->call, &r.base);
+	ent_rpc_call_reply(w->call, &r.base);
 }
 
 static void reply_override(struct admin_write *w, const struct ent_apply_result *res)
@@ -86,7 +86,7 @@ static void reply_override(struct admin_write *w, const struct ent_apply_result 
 	}
 	r.entitlement = &echo;
 	r.sequence = res->seq;
-	ent_call_reply(w->call, &r.base);
+	ent_rpc_call_reply(w->call, &r.base);
 }
 
 /* Writer thread: turn the result of the event into the RPC's response. */
@@ -95,7 +95,7 @@ static void write_done(void *ctx, const struct ent_apply_result *res)
 	struct admin_write *w = ctx;
 
 	if (res->err.code) {
-		ent_admin_fail_err(w->call, &res->err);
+		ent_rpc_admin_fail_err(w->call, &res->err);
 		return;
 	}
 	switch (w->ev.kind_case) {
@@ -103,7 +103,7 @@ static void write_done(void *ctx, const struct ent_apply_result *res)
 		Ent__V1__FeatureResponse r = ENT__V1__FEATURE_RESPONSE__INIT;
 		r.feature = res->object ? (Ent__V1__Feature *)res->object : w->ev.upsert_feature;
 		r.sequence = res->seq;
-		ent_call_reply(w->call, &r.base);
+		ent_rpc_call_reply(w->call, &r.base);
 		return;
 	}
 	case ENT__V1__EVENT__KIND_SET_PLAN:
@@ -119,7 +119,7 @@ static void write_done(void *ctx, const struct ent_apply_result *res)
 		if (!r.subscription && w->ev.kind_case == ENT__V1__EVENT__KIND_UPSERT_SUBSCRIPTION)
 			r.subscription = w->ev.upsert_subscription;
 		r.sequence = res->seq;
-		ent_call_reply(w->call, &r.base);
+		ent_rpc_call_reply(w->call, &r.base);
 		return;
 	}
 	case ENT__V1__EVENT__KIND_SET_OVERRIDE:
@@ -133,11 +133,11 @@ static void write_done(void *ctx, const struct ent_apply_result *res)
 		Ent__V1__DeleteResponse r = ENT__V1__DELETE_RESPONSE__INIT;
 		r.deleted = res->deleted;
 		r.sequence = res->seq;
-		ent_call_reply(w->call, &r.base);
+		ent_rpc_call_reply(w->call, &r.base);
 		return;
 	}
 	default:
-		ent_call_fail(w->call, ENT_EIO, "admin: unexpected event kind");
+		ent_rpc_call_fail(w->call, ENT_EIO, "admin: unexpected event kind");
 		return;
 	}
 }
@@ -145,10 +145,10 @@ static void write_done(void *ctx, const struct ent_apply_result *res)
 /* A zeroed write for \a call in its arena, or NULL after answering RESOURCE_EXHAUSTED. */
 static struct admin_write *write_new(struct ent_call *call, const ProtobufCMessage *req)
 {
-	struct admin_write *w = ent_arena_alloc(ent_call_arena(call), sizeof(*w));
+	struct admin_write *w = ent_arena_alloc(ent_rpc_call_arena(call), sizeof(*w));
 
 	if (!w) {
-		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return NULL;
 	}
 	*w = (struct admin_write){.call = call, .request = req};
@@ -160,11 +160,11 @@ static struct admin_write *write_new(struct ent_call *call, const ProtobufCMessa
 
 static void write_submit(struct admin_write *w)
 {
-	struct ent_writer *writer = ent_call_opts(w->call)->writer;
+	struct ent_writer *writer = ent_rpc_call_opts(w->call)->writer;
 	int rc;
 
 	if (!writer) {
-		ent_call_fail(w->call, ENT_EUNAVAIL, "admin: no writer (read-only daemon)");
+		ent_rpc_call_fail(w->call, ENT_EUNAVAIL, "admin: no writer (read-only daemon)");
 		return;
 	}
 	w->req.event = &w->ev;
@@ -173,7 +173,7 @@ static void write_submit(struct admin_write *w)
 	rc = ent_writer_submit(writer, &w->req);
 	/* On success the callback answers; on failure it never runs, so answer here. */
 	if (rc < 0)
-		ent_call_fail(w->call, rc, "admin: writer is stopping");
+		ent_rpc_call_fail(w->call, rc, "admin: writer is stopping");
 }
 
 static bool check_not_negative(struct ent_call *call, int64_t v, const char *field)
@@ -183,23 +183,23 @@ static bool check_not_negative(struct ent_call *call, int64_t v, const char *fie
 	if (v >= 0)
 		return true;
 	ent_err_set(&err, ENT_EINVAL, "%s: must not be negative", field);
-	ent_admin_fail_err(call, &err);
+	ent_rpc_admin_fail_err(call, &err);
 	return false;
 }
 
 /* ---- features ------------------------------------------------------------------------------ */
 
-void ent_admin_upsert_feature(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_upsert_feature(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__UpsertFeatureRequest *r = (const Ent__V1__UpsertFeatureRequest *)req;
 	struct admin_write *w;
 	Ent__V1__Feature *f;
 
 	if (!r->feature) {
-		ent_call_fail(call, ENT_EINVAL, "feature: required");
+		ent_rpc_call_fail(call, ENT_EINVAL, "feature: required");
 		return;
 	}
-	if (!ent_admin_check_id(call, r->feature->code, ENT_MAX_CODE, "feature.code"))
+	if (!ent_rpc_admin_check_id(call, r->feature->code, ENT_MAX_CODE, "feature.code"))
 		return;
 	if (!(w = write_new(call, req)))
 		return;
@@ -208,9 +208,9 @@ void ent_admin_upsert_feature(struct ent_call *call, const ProtobufCMessage *req
 	 * created_at (kept across updates) and updated_at from the event time. Only an import
 	 * carries them through, to round-trip an export.
 	 */
-	f = ent_arena_alloc(ent_call_arena(call), sizeof(*f));
+	f = ent_arena_alloc(ent_rpc_call_arena(call), sizeof(*f));
 	if (!f) {
-		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return;
 	}
 	*f = *r->feature;
@@ -221,12 +221,12 @@ void ent_admin_upsert_feature(struct ent_call *call, const ProtobufCMessage *req
 	write_submit(w);
 }
 
-void ent_admin_delete_feature(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_delete_feature(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__DeleteFeatureRequest *r = (const Ent__V1__DeleteFeatureRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
+	if (!ent_rpc_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
 		return;
 	if (!(w = write_new(call, req)))
 		return;
@@ -243,17 +243,17 @@ static void set_entitlements(struct ent_call *call, const ProtobufCMessage *req,
 	const Ent__V1__SetEntitlementsRequest *r = (const Ent__V1__SetEntitlementsRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
+	if (!ent_rpc_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
 		return;
 	if (r->name && strlen(r->name) > ENT_MAX_TEXT) {
-		ent_call_fail(call, ENT_EINVAL, "name: longer than 1024 bytes");
+		ent_rpc_call_fail(call, ENT_EINVAL, "name: longer than 1024 bytes");
 		return;
 	}
 	/* Each grant's feature_code is named by ent_store_apply ("entitlements[2].feature_code:
 	 * ..."). */
 	for (size_t i = 0; i < r->n_entitlements; i++) {
 		if (!r->entitlements[i]) {
-			ent_call_fail(call, ENT_EINVAL, "entitlements: empty grant");
+			ent_rpc_call_fail(call, ENT_EINVAL, "entitlements: empty grant");
 			return;
 		}
 	}
@@ -284,7 +284,7 @@ static void delete_entitlements(struct ent_call *call, const ProtobufCMessage *r
 	const Ent__V1__GetEntitlementsRequest *r = (const Ent__V1__GetEntitlementsRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
+	if (!ent_rpc_admin_check_id(call, r->code, ENT_MAX_CODE, "code"))
 		return;
 	if (!(w = write_new(call, req)))
 		return;
@@ -296,39 +296,39 @@ static void delete_entitlements(struct ent_call *call, const ProtobufCMessage *r
 	write_submit(w);
 }
 
-void ent_admin_set_plan(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_set_plan(struct ent_call *call, const ProtobufCMessage *req)
 {
 	set_entitlements(call, req, ENT__V1__EVENT__KIND_SET_PLAN);
 }
 
-void ent_admin_patch_plan(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_patch_plan(struct ent_call *call, const ProtobufCMessage *req)
 {
 	set_entitlements(call, req, ENT__V1__EVENT__KIND_PATCH_PLAN);
 }
 
-void ent_admin_delete_plan(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_delete_plan(struct ent_call *call, const ProtobufCMessage *req)
 {
 	delete_entitlements(call, req, ENT__V1__EVENT__KIND_DELETE_PLAN);
 }
 
-void ent_admin_set_addon(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_set_addon(struct ent_call *call, const ProtobufCMessage *req)
 {
 	set_entitlements(call, req, ENT__V1__EVENT__KIND_SET_ADDON);
 }
 
-void ent_admin_patch_addon(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_patch_addon(struct ent_call *call, const ProtobufCMessage *req)
 {
 	set_entitlements(call, req, ENT__V1__EVENT__KIND_PATCH_ADDON);
 }
 
-void ent_admin_delete_addon(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_delete_addon(struct ent_call *call, const ProtobufCMessage *req)
 {
 	delete_entitlements(call, req, ENT__V1__EVENT__KIND_DELETE_ADDON);
 }
 
 /* ---- subscriptions ------------------------------------------------------------------------- */
 
-void ent_admin_upsert_subscription(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_upsert_subscription(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__UpsertSubscriptionRequest *r =
 		(const Ent__V1__UpsertSubscriptionRequest *)req;
@@ -337,12 +337,12 @@ void ent_admin_upsert_subscription(struct ent_call *call, const ProtobufCMessage
 	Ent__V1__Subscription *copy;
 
 	if (!s) {
-		ent_call_fail(call, ENT_EINVAL, "subscription: required");
+		ent_rpc_call_fail(call, ENT_EINVAL, "subscription: required");
 		return;
 	}
-	if (!ent_admin_check_id(call, s->id, ENT_MAX_CODE, "subscription.id") ||
-	    !ent_admin_check_id(call, s->customer_id, ENT_MAX_CUSTOMER_ID,
-				"subscription.customer_id") ||
+	if (!ent_rpc_admin_check_id(call, s->id, ENT_MAX_CODE, "subscription.id") ||
+	    !ent_rpc_admin_check_id(call, s->customer_id, ENT_MAX_CUSTOMER_ID,
+				    "subscription.customer_id") ||
 	    !check_not_negative(call, s->quantity, "subscription.quantity") ||
 	    !check_not_negative(call, s->active_from, "subscription.active_from") ||
 	    !check_not_negative(call, s->ends_at, "subscription.ends_at") ||
@@ -350,9 +350,9 @@ void ent_admin_upsert_subscription(struct ent_call *call, const ProtobufCMessage
 		return;
 	if (!(w = write_new(call, req)))
 		return;
-	copy = ent_arena_alloc(ent_call_arena(call), sizeof(*copy));
+	copy = ent_arena_alloc(ent_rpc_call_arena(call), sizeof(*copy));
 	if (!copy) {
-		ent_call_fail(call, ENT_ENOMEM, "admin: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "admin: out of memory");
 		return;
 	}
 	*copy = *s;
@@ -363,14 +363,14 @@ void ent_admin_upsert_subscription(struct ent_call *call, const ProtobufCMessage
 	write_submit(w);
 }
 
-void ent_admin_cancel_subscription(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_cancel_subscription(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__CancelSubscriptionRequest *r =
 		(const Ent__V1__CancelSubscriptionRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
-	    !ent_admin_check_id(call, r->subscription_id, ENT_MAX_CODE, "subscription_id") ||
+	if (!ent_rpc_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
+	    !ent_rpc_admin_check_id(call, r->subscription_id, ENT_MAX_CODE, "subscription_id") ||
 	    !check_not_negative(call, r->at, "at"))
 		return;
 	if (!(w = write_new(call, req)))
@@ -382,27 +382,27 @@ void ent_admin_cancel_subscription(struct ent_call *call, const ProtobufCMessage
 
 /* ---- customer overrides -------------------------------------------------------------------- */
 
-void ent_admin_set_override(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_set_override(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__SetCustomerEntitlementRequest *r =
 		(const Ent__V1__SetCustomerEntitlementRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
-	    !ent_admin_check_id(call, r->feature_code, ENT_MAX_CODE, "feature_code"))
+	if (!ent_rpc_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
+	    !ent_rpc_admin_check_id(call, r->feature_code, ENT_MAX_CODE, "feature_code"))
 		return;
 	/* Hyperline's value is required: a boolean or a number. */
 	if (!r->value || r->value->kind_case == ENT__V1__OVERRIDE_VALUE__KIND__NOT_SET) {
-		ent_call_fail(call, ENT_EINVAL, "value: required (bool_value or number_value)");
+		ent_rpc_call_fail(call, ENT_EINVAL, "value: required (bool_value or number_value)");
 		return;
 	}
 	if (r->value->kind_case == ENT__V1__OVERRIDE_VALUE__KIND_NUMBER_VALUE &&
 	    !isfinite(r->value->number_value)) {
-		ent_call_fail(call, ENT_EINVAL, "value.number_value: must be a finite number");
+		ent_rpc_call_fail(call, ENT_EINVAL, "value.number_value: must be a finite number");
 		return;
 	}
 	if (r->reason && strlen(r->reason) > ENT_MAX_TEXT) {
-		ent_call_fail(call, ENT_EINVAL, "reason: longer than 1024 bytes");
+		ent_rpc_call_fail(call, ENT_EINVAL, "reason: longer than 1024 bytes");
 		return;
 	}
 	if (!check_not_negative(call, r->expires_at, "expires_at") ||
@@ -415,20 +415,20 @@ void ent_admin_set_override(struct ent_call *call, const ProtobufCMessage *req)
 	write_submit(w);
 }
 
-void ent_admin_update_override(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_update_override(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__UpdateCustomerEntitlementRequest *r =
 		(const Ent__V1__UpdateCustomerEntitlementRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
-	    !ent_admin_check_id(call, r->feature_code, ENT_MAX_CODE, "feature_code"))
+	if (!ent_rpc_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
+	    !ent_rpc_admin_check_id(call, r->feature_code, ENT_MAX_CODE, "feature_code"))
 		return;
 	/* A PATCH that changes nothing would still create an empty override: refuse it. */
 	if (!r->quantity && !r->quantity_used && !r->active_from && !r->expiry_at) {
-		ent_call_fail(call, ENT_EINVAL,
-			      "nothing to update: set quantity, quantity_used, active_from or "
-			      "expiry_at");
+		ent_rpc_call_fail(call, ENT_EINVAL,
+				  "nothing to update: set quantity, quantity_used, active_from or "
+				  "expiry_at");
 		return;
 	}
 	if ((r->quantity && !check_not_negative(call, r->quantity->value, "quantity")) ||
@@ -444,14 +444,14 @@ void ent_admin_update_override(struct ent_call *call, const ProtobufCMessage *re
 	write_submit(w);
 }
 
-void ent_admin_delete_override(struct ent_call *call, const ProtobufCMessage *req)
+void ent_rpc_admin_delete_override(struct ent_call *call, const ProtobufCMessage *req)
 {
 	const Ent__V1__DeleteCustomerEntitlementRequest *r =
 		(const Ent__V1__DeleteCustomerEntitlementRequest *)req;
 	struct admin_write *w;
 
-	if (!ent_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
-	    !ent_admin_check_id(call, r->feature_code, ENT_MAX_CODE, "feature_code"))
+	if (!ent_rpc_admin_check_id(call, r->customer_id, ENT_MAX_CUSTOMER_ID, "customer_id") ||
+	    !ent_rpc_admin_check_id(call, r->feature_code, ENT_MAX_CODE, "feature_code"))
 		return;
 	if (!(w = write_new(call, req)))
 		return;

@@ -69,7 +69,7 @@ static struct ent_str bearer_token(struct ent_str h)
 	return (struct ent_str){h.p + i, end - i};
 }
 
-int ent_auth_check(const char *expected, struct ent_str authorization, struct ent_str api_key)
+int ent_rpc_auth_check(const char *expected, struct ent_str authorization, struct ent_str api_key)
 {
 	/* No configured token means the admin service is closed, not open. */
 	if (!expected || !*expected)

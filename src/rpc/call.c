@@ -36,27 +36,27 @@ static struct ent_rpc *call_rpc(const struct ent_call *c)
 	return c->ws->w.rpc;
 }
 
-struct ent_arena *ent_call_arena(struct ent_call *call)
+struct ent_arena *ent_rpc_call_arena(struct ent_call *call)
 {
 	return &call->arena;
 }
 
-struct ent_worker *ent_call_worker(struct ent_call *call)
+struct ent_worker *ent_rpc_call_worker(struct ent_call *call)
 {
 	return &call->ws->w;
 }
 
-const struct ent_rpc_opts *ent_call_opts(struct ent_call *call)
+const struct ent_rpc_opts *ent_rpc_call_opts(struct ent_call *call)
 {
 	return &call_rpc(call)->opts;
 }
 
-void ent_call_drop_arena(struct ent_call *c)
+void ent_rpc_call_drop_arena(struct ent_call *c)
 {
 	c->drop_arena = true;
 }
 
-struct ent_call *ent_call_new(struct ent_wstate *ws)
+struct ent_call *ent_rpc_call_new(struct ent_wstate *ws)
 {
 	struct ent_call *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -77,11 +77,11 @@ struct ent_call *ent_call_new(struct ent_wstate *ws)
 	return c;
 }
 
-void ent_call_free(struct ent_call *c)
+void ent_rpc_call_free(struct ent_call *c)
 {
 	if (c->call)
 		grpc_call_unref(c->call);
-	ent_call_drop_answer(c);
+	ent_rpc_call_drop_answer(c);
 	grpc_byte_buffer_destroy(c->payload);
 	grpc_byte_buffer_destroy(c->recv);
 	grpc_byte_buffer_destroy(c->held);
@@ -139,7 +139,7 @@ static void observe_decision(struct ent_call *c, const Ent__V1__CheckEntitlement
  * place. They are always sent on the worker thread (checks never go through the writer), which
  * owns the counter block. c->req is the request being answered.
  */
-void ent_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp)
+void ent_rpc_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp)
 {
 	const ProtobufCMessage *rq = c->req;
 	if (resp->descriptor == &ent__v1__check_entitlement_response__descriptor) {
@@ -163,8 +163,8 @@ void ent_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp)
 
 /* The same counting for the check path's hand-written answers (check.c), which have no
    protobuf-c messages to look at: one call per decided check, on the worker thread. */
-void ent_call_observe_check(struct ent_call *c, const struct ent_check *chk,
-			    const struct ent_decision *d, uint64_t seq)
+void ent_rpc_call_observe_check(struct ent_call *c, const struct ent_check *chk,
+				const struct ent_decision *d, uint64_t seq)
 {
 	struct ent_metrics_block *mb = c->ws->mb;
 	ent_metrics_count_reason(mb, d->reason);
@@ -184,7 +184,7 @@ void ent_call_observe_check(struct ent_call *c, const struct ent_check *chk,
 	ent_decision_log_write(dl, mb, &rec);
 }
 
-struct ent_call *ent_call_get(struct ent_wstate *ws)
+struct ent_call *ent_rpc_call_get(struct ent_wstate *ws)
 {
 	struct ent_call *c = ws->free;
 	if (c) {
@@ -192,7 +192,7 @@ struct ent_call *ent_call_get(struct ent_wstate *ws)
 		c->next = NULL;
 		return c;
 	}
-	return ent_call_new(ws);
+	return ent_rpc_call_new(ws);
 }
 
 /* Back to the free list with every per-call resource released; runs on the worker thread. */
@@ -205,7 +205,7 @@ static void recycle(struct ent_call *c)
 
 	/* An answer prepared ahead but never sent (the call was refused or ended first) must not
 	   reach the next call this struct serves. */
-	ent_call_drop_answer(c);
+	ent_rpc_call_drop_answer(c);
 	/* grpc_byte_buffer_destroy accepts NULL. */
 	grpc_byte_buffer_destroy(c->payload);
 	grpc_byte_buffer_destroy(c->recv);
@@ -266,7 +266,7 @@ static void orphan(struct ent_call *c)
 	ent_rpc_notify(ws);
 }
 
-void ent_call_collect_orphans(struct ent_wstate *ws)
+void ent_rpc_call_collect_orphans(struct ent_wstate *ws)
 {
 	struct ent_call *c = atomic_exchange(&ws->orphans, NULL);
 	while (c) {
@@ -282,7 +282,7 @@ void ent_call_collect_orphans(struct ent_wstate *ws)
  * and the worker woken, because the thread whose commit ended the wait (the writer) must not
  * decide checks (the read view and the counters are the worker's).
  */
-void ent_call_resume(struct ent_call *c)
+void ent_rpc_call_resume(struct ent_call *c)
 {
 	struct ent_wstate *ws = c->ws;
 	struct ent_call *head = atomic_load(&ws->resumed);
@@ -292,7 +292,7 @@ void ent_call_resume(struct ent_call *c)
 	ent_rpc_notify(ws);
 }
 
-void ent_call_collect_resumed(struct ent_wstate *ws)
+void ent_rpc_call_collect_resumed(struct ent_wstate *ws)
 {
 	struct ent_call *c = atomic_exchange(&ws->resumed, NULL), *fifo = NULL;
 	/* Pushed LIFO: answer in the order the waits ended. */
@@ -305,7 +305,7 @@ void ent_call_collect_resumed(struct ent_wstate *ws)
 	while (fifo) {
 		struct ent_call *n = fifo->resume_next;
 		fifo->resume_next = NULL;
-		ent_check_resume(fifo);
+		ent_rpc_check_resume(fifo);
 		fifo = n;
 	}
 }
@@ -317,14 +317,14 @@ static bool is_streaming(const struct ent_call *c)
 }
 
 /* The call is over without a status of ours (the client left or a batch failed). */
-void ent_call_kill(struct ent_call *c)
+void ent_rpc_call_kill(struct ent_call *c)
 {
 	if (c->call)
 		grpc_call_cancel(c->call, NULL);
 	c->finished = true;
 }
 
-int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm)
+int ent_rpc_call_arm(struct ent_call *c, const struct ent_rmethod *rm)
 {
 	struct ent_wstate *ws = c->ws;
 	grpc_server *server = rm->srv->server;
@@ -357,7 +357,7 @@ int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm)
  * once written: gRPC may keep a sent slice past the batch completion (the socket write is
  * asynchronous), so it cannot point into the call's arena.
  */
-int ent_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out)
+int ent_rpc_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	if (len > call_rpc(c)->opts.max_message_bytes)
@@ -372,7 +372,7 @@ int ent_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buf
 }
 
 /* Start the call's last batch. On failure no completion will come: hand the call back. */
-void ent_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status)
+void ent_rpc_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status)
 {
 	/* For the metrics, before the batch: its completion may run on the worker before
 	   grpc_call_start_batch returns here. Without metrics, no clock is read at all. */
@@ -395,7 +395,8 @@ void ent_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_statu
 		orphan(c);
 }
 
-void ent_call_fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status, const char *msg)
+void ent_rpc_call_fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status,
+			      const char *msg)
 {
 	op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	op->data.send_status_from_server.status = status;
@@ -420,48 +421,48 @@ static void reply_bb(struct ent_call *c, grpc_byte_buffer *bb)
 	ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[3].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->md_sent = true;
-	ent_call_start_final(c, ops, 4, GRPC_STATUS_OK);
+	ent_rpc_call_start_final(c, ops, 4, GRPC_STATUS_OK);
 }
 
-void ent_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
+void ent_rpc_call_reply(struct ent_call *c, const ProtobufCMessage *resp)
 {
 	grpc_byte_buffer *bb;
-	if (ent_call_pack(c, resp, &bb)) {
-		ent_call_fail_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				     "response is larger than the maximum message size");
+	if (ent_rpc_call_pack(c, resp, &bb)) {
+		ent_rpc_call_fail_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+					 "response is larger than the maximum message size");
 		return;
 	}
-	ent_call_observe_response(c, resp);
+	ent_rpc_call_observe_response(c, resp);
 	reply_bb(c, bb);
 }
 
-void ent_call_reply_slice(struct ent_call *c, grpc_slice msg)
+void ent_rpc_call_reply_slice(struct ent_call *c, grpc_slice msg)
 {
 	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&msg, 1);
 	grpc_slice_unref(msg);
 	reply_bb(c, bb);
 }
 
-void ent_call_fail_status(struct ent_call *c, grpc_status_code status, const char *msg)
+void ent_rpc_call_fail_status(struct ent_call *c, grpc_status_code status, const char *msg)
 {
 	if (is_streaming(c)) {
-		ent_call_stream_end(c, status, msg);
+		ent_rpc_call_stream_end(c, status, msg);
 		return;
 	}
 	grpc_op ops[3];
 	size_t n = 0;
 	memset(ops, 0, sizeof(ops));
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ent_call_fill_status(c, &ops[n++], status, msg);
+	ent_rpc_call_fill_status(c, &ops[n++], status, msg);
 	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->md_sent = true;
-	ent_call_start_final(c, ops, n, status);
+	ent_rpc_call_start_final(c, ops, n, status);
 }
 
-void ent_call_fail(struct ent_call *c, int ent_code, const char *msg)
+void ent_rpc_call_fail(struct ent_call *c, int ent_code, const char *msg)
 {
-	ent_call_fail_status(c, ent_rpc_status(ent_code), msg);
+	ent_rpc_call_fail_status(c, ent_rpc_status(ent_code), msg);
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */
@@ -489,8 +490,8 @@ static ProtobufCMessage *unpack_checked(struct ent_call *c, const ProtobufCMessa
 	return m;
 }
 
-ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
-				  grpc_byte_buffer *bb)
+ProtobufCMessage *ent_rpc_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
+				      grpc_byte_buffer *bb)
 {
 	c->bad_request = NULL;
 	/* The common case: one uncompressed slice, unpacked in place without a copy. */
@@ -520,7 +521,7 @@ static struct ent_str slice_str(const grpc_slice *s)
 				(uint32_t)GRPC_SLICE_LENGTH(*s)};
 }
 
-int ent_call_auth(struct ent_call *c)
+int ent_rpc_call_auth(struct ent_call *c)
 {
 	struct ent_str authz = {"", 0}, key = {"", 0};
 	/* Keys arrive lower-case (HTTP/2). The values are borrowed from the call, which outlives
@@ -534,7 +535,7 @@ int ent_call_auth(struct ent_call *c)
 	}
 	/* One load: SIGHUP may swap the token, never free it while we run (server.c). */
 	const char *token = atomic_load_explicit(&call_rpc(c)->token, memory_order_acquire);
-	return ent_auth_check(token, authz, key);
+	return ent_rpc_auth_check(token, authz, key);
 }
 
 static bool deadline_passed(gpr_timespec deadline)
@@ -560,12 +561,12 @@ static const char *auth_failure(const struct ent_call *c)
 static bool gate(struct ent_call *c, gpr_timespec deadline)
 {
 	if (deadline_passed(deadline)) {
-		ent_call_fail_status(c, GRPC_STATUS_DEADLINE_EXCEEDED,
-				     "deadline exceeded before the call was handled");
+		ent_rpc_call_fail_status(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+					 "deadline exceeded before the call was handled");
 		return false;
 	}
-	if (c->rm->auth && ent_call_auth(c) != 0) {
-		ent_call_fail_status(c, GRPC_STATUS_UNAUTHENTICATED, auth_failure(c));
+	if (c->rm->auth && ent_rpc_call_auth(c) != 0) {
+		ent_rpc_call_fail_status(c, GRPC_STATUS_UNAUTHENTICATED, auth_failure(c));
 		return false;
 	}
 	return true;
@@ -587,7 +588,7 @@ static bool bb_flat(const grpc_byte_buffer *bb, const uint8_t **p, size_t *n)
 	return true;
 }
 
-bool ent_call_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n)
+bool ent_rpc_call_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n)
 {
 	*hold = grpc_empty_slice();
 	if (bb_flat(bb, p, n))
@@ -608,8 +609,8 @@ static void dispatch_raw(struct ent_call *c)
 	grpc_slice hold;
 	const uint8_t *p;
 	size_t n;
-	if (!ent_call_bytes(c->payload, &hold, &p, &n)) {
-		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	if (!ent_rpc_call_bytes(c->payload, &hold, &p, &n)) {
+		ent_rpc_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
 	c->rm->m->raw(c, p, n);
@@ -623,20 +624,21 @@ static void dispatch_unary(struct ent_call *c)
 	if (!gate(c, c->deadline))
 		return;
 	if (!c->payload) {
-		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+		ent_rpc_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT,
+					 "missing request message");
 		return;
 	}
 	if (c->rm->m->raw) {
 		dispatch_raw(c);
 		return;
 	}
-	ProtobufCMessage *req = ent_call_unpack(c, c->rm->m->request, c->payload);
+	ProtobufCMessage *req = ent_rpc_call_unpack(c, c->rm->m->request, c->payload);
 	/* Strings were copied into the arena: the received bytes can go now. */
 	grpc_byte_buffer_destroy(c->payload);
 	c->payload = NULL;
 	if (!req) {
-		ent_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT,
-				     c->bad_request ? c->bad_request : "malformed request");
+		ent_rpc_call_fail_status(c, GRPC_STATUS_INVALID_ARGUMENT,
+					 c->bad_request ? c->bad_request : "malformed request");
 		return;
 	}
 	c->req = req;
@@ -653,12 +655,12 @@ static void dispatch_generic(struct ent_call *c)
 		len = 200;
 	snprintf(msg, sizeof(msg), "unknown method '%.*s'", len,
 		 (const char *)GRPC_SLICE_START_PTR(m));
-	ent_call_fail_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+	ent_rpc_call_fail_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
 }
 
 /* ---- answering ahead: the drain pass --------------------------------------------------- */
 
-void ent_call_drop_answer(struct ent_call *c)
+void ent_rpc_call_drop_answer(struct ent_call *c)
 {
 	if (c->ans.ok) {
 		grpc_slice_unref(c->ans.out);
@@ -667,13 +669,13 @@ void ent_call_drop_answer(struct ent_call *c)
 }
 
 /*
- * Only completions that ent_call_on_event will answer at once, with the check in hand, are
+ * Only completions that ent_rpc_call_on_event will answer at once, with the check in hand, are
  * taken: a CheckEntitlement request that passes the gate (the gate runs again at dispatch, so
  * a call refused there just drops its answer), and a check stream message received with
  * nothing in flight. Anything else is left to the normal path; an answer that ends up unused
  * is dropped when the call is recycled.
  */
-void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
+void ent_rpc_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
 {
 	struct ent_answer *ans[ENT_DRAIN_MAX];
 	size_t m = 0;
@@ -685,8 +687,9 @@ void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
 		grpc_byte_buffer *bb;
 		if (t->kind == ENT_TAG_REQUEST) {
 			if (c->rm->kind != ENT_MK_UNARY || !c->rm->m->raw ||
-			    !ent_check_is_unary_check(c->rm->m) || deadline_passed(c->deadline) ||
-			    (c->rm->auth && ent_call_auth(c) != 0))
+			    !ent_rpc_check_is_unary_check(c->rm->m) ||
+			    deadline_passed(c->deadline) ||
+			    (c->rm->auth && ent_rpc_call_auth(c) != 0))
 				continue;
 			bb = c->payload;
 		} else if (t->kind == ENT_TAG_RECV) {
@@ -701,7 +704,7 @@ void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n)
 		ans[m++] = &c->ans;
 	}
 	if (m >= 2)
-		(void)ent_check_decide(ws, ans, m, NULL);
+		(void)ent_rpc_check_decide(ws, ans, m, NULL);
 }
 
 /* ---- completions --------------------------------------------------------------------- */
@@ -723,8 +726,8 @@ static void on_request(struct ent_call *c, bool success)
 	/* Re-arm first: a unary handler may hand this call to the writer, after which this
 	   thread must not touch it. */
 	if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
-		struct ent_call *n = ent_call_get(ws);
-		if (!n || ent_call_arm(n, c->rm) != 0)
+		struct ent_call *n = ent_rpc_call_get(ws);
+		if (!n || ent_rpc_call_arm(n, c->rm) != 0)
 			ent_log(ENT_LOG_ERROR, "rpc: cannot re-arm a call slot", "method",
 				c->rm->path, NULL);
 	}
@@ -738,18 +741,18 @@ static void on_request(struct ent_call *c, bool success)
 	case ENT_MK_CHECK_STREAM:
 	case ENT_MK_REFLECTION:
 		if (gate(c, c->deadline))
-			ent_stream_recv(c);
+			ent_rpc_stream_recv(c);
 		break;
 	case ENT_MK_WATCH:
 		if (gate(c, c->deadline))
-			ent_health_watch_start(c);
+			ent_rpc_health_watch_start(c);
 		break;
 	}
 	if (c->pending == 0 && c->finished)
 		recycle(c);
 }
 
-void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
+void ent_rpc_call_on_event(struct ent_call *c, uint8_t kind, bool success)
 {
 	switch (kind) {
 	case ENT_TAG_REQUEST:
@@ -767,7 +770,7 @@ void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
 			grpc_byte_buffer_destroy(c->sent);
 			c->sent = NULL;
 		}
-		ent_stream_on_recv(c, success);
+		ent_rpc_stream_on_recv(c, success);
 		break;
 	case ENT_TAG_SEND:
 		c->pending--;
@@ -777,19 +780,19 @@ void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success)
 		if (c->finished)
 			break;
 		if (!success) {
-			ent_call_kill(c);
+			ent_rpc_call_kill(c);
 		} else if (c->end_pending) {
 			c->end_pending = false;
-			ent_call_stream_end(c, c->end_status, c->end_msg);
+			ent_rpc_call_stream_end(c, c->end_status, c->end_msg);
 		} else if (c->rm->kind == ENT_MK_WATCH) {
-			ent_health_watch_sent(c);
+			ent_rpc_health_watch_sent(c);
 		} else {
-			ent_stream_on_sent(c);
+			ent_rpc_stream_on_sent(c);
 		}
 		break;
 	case ENT_TAG_CLOSE:
 		c->pending--;
-		ent_health_watch_closed(c);
+		ent_rpc_health_watch_closed(c);
 		break;
 	}
 	if (c->pending == 0 && c->finished)

@@ -11,8 +11,8 @@
  * happens before the view ends. No lock is taken: the view belongs to the worker thread.
  * docs/performance.md has what each of these steps bought. Under load, the unary checks and stream
  * messages that arrive together are decided ahead as one batched walk; a lone one is the same
- * routine with one check (ent_check_decide, below), and check_one sends the answer it finds in the
- * call.
+ * routine with one check (ent_rpc_check_decide, below), and check_one sends the answer it finds in
+ * the call.
  *
  * GetCustomerEntitlements builds its (larger, rarer) answer with protobuf-c in the call's arena:
  * protobuf-c wants NUL-terminated strings, so the strings it carries are copied there (the
@@ -194,8 +194,8 @@ static int begin_min(struct ent_view *v, uint64_t min_seq, uint64_t *behind, str
  * request bytes stay in it) waits in the writer's list of waits (ent_writer_wait) instead of
  * being refused, and the worker goes on serving. The commit that applies the sequence (a local
  * write, or the stream's messages in fleet mode) releases it from the writer thread, which
- * only hands the call back to its worker (ent_call_resume); the worker decides it again from
- * the start with a fresh snapshot (ent_check_resume). The check is not decided on the writer
+ * only hands the call back to its worker (ent_rpc_call_resume); the worker decides it again from
+ * the start with a fresh snapshot (ent_rpc_check_resume). The check is not decided on the writer
  * thread because the read view, the counters and the decision log belong to the worker, and
  * the writer's time is the apply rate's. Only this rare path takes a lock (the writer's list).
  */
@@ -210,7 +210,7 @@ static void wait_done(struct ent_writer_wait *wt, int end, uint64_t applied)
 	struct ent_call *c = wt->ctx;
 	c->wait_end = (uint8_t)end;
 	c->wait_applied = applied;
-	ent_call_resume(c);
+	ent_rpc_call_resume(c);
 }
 
 /*
@@ -220,7 +220,7 @@ static void wait_done(struct ent_writer_wait *wt, int end, uint64_t applied)
  */
 static int park(struct ent_call *call, uint64_t want, struct ent_err *err)
 {
-	const struct ent_rpc_opts *o = ent_call_opts(call);
+	const struct ent_rpc_opts *o = ent_rpc_call_opts(call);
 	if (!o->writer || o->min_seq_wait_ms <= 0 || call->resumed ||
 	    call->rm->kind != ENT_MK_UNARY)
 		return PARK_NO;
@@ -260,7 +260,7 @@ static int park(struct ent_call *call, uint64_t want, struct ent_err *err)
 	return PARK_NO;
 }
 
-void ent_check_resume(struct ent_call *c)
+void ent_rpc_check_resume(struct ent_call *c)
 {
 	char msg[sizeof(((struct ent_err *)0)->msg)];
 	c->resumed = true;
@@ -269,8 +269,8 @@ void ent_check_resume(struct ent_call *c)
 			grpc_slice hold;
 			const uint8_t *p;
 			size_t n;
-			if (!ent_call_bytes(c->payload, &hold, &p, &n)) {
-				ent_call_fail(c, ENT_EINVAL, "malformed request");
+			if (!ent_rpc_call_bytes(c->payload, &hold, &p, &n)) {
+				ent_rpc_call_fail(c, ENT_EINVAL, "malformed request");
 				return;
 			}
 			c->rm->m->raw(c, p, n);
@@ -292,7 +292,7 @@ void ent_check_resume(struct ent_call *c)
 			 "min_sequence %" PRIu64 " is not applied on this node yet (applied "
 			 "sequence %" PRIu64 ") and the server is shutting down",
 			 c->wait.seq, c->wait_applied);
-	ent_call_fail(c, ENT_EUNAVAIL, msg);
+	ent_rpc_call_fail(c, ENT_EUNAVAIL, msg);
 }
 
 static int view_error(int rc, struct ent_err *err)
@@ -309,11 +309,11 @@ static int view_error(int rc, struct ent_err *err)
  */
 static int encode_check(const struct ent_decision *d, uint64_t seq, size_t max, grpc_slice *out)
 {
-	size_t n = ent_wire_check_resp_size(d, seq);
+	size_t n = ent_rpc_wire_check_resp_size(d, seq);
 	if (n > max)
 		return -ENT_EFULL;
 	grpc_slice s = grpc_slice_malloc(n);
-	ent_wire_check_resp_write(GRPC_SLICE_START_PTR(s), d, seq);
+	ent_rpc_wire_check_resp_write(GRPC_SLICE_START_PTR(s), d, seq);
 	*out = s;
 	return 0;
 }
@@ -337,17 +337,17 @@ static int check_one(struct ent_call *call, const uint8_t *req, size_t len, grpc
 		/* Decided ahead for other bytes: cannot happen while every answer decided ahead is
 		   sent or dropped before the call's next message; kept as the guard that makes it
 		   so. */
-		ent_call_drop_answer(call);
+		ent_rpc_call_drop_answer(call);
 		a->req = req;
 		a->len = len;
-		int rc = ent_check_decide(call->ws, &a, 1, err);
+		int rc = ent_rpc_check_decide(call->ws, &a, 1, err);
 		if (rc)
 			return rc;
 	}
 	a->ok = false;
 	*out = a->out;
 	struct ent_decision d = {.allowed = a->allowed, .reason = a->reason};
-	ent_call_observe_check(call, &a->chk, &d, a->seq);
+	ent_rpc_call_observe_check(call, &a->chk, &d, a->seq);
 	return 0;
 }
 
@@ -360,15 +360,15 @@ static void h_check(struct ent_call *call, const uint8_t *req, size_t len)
 		if (p == PARK_PARKED)
 			return;
 		if (p == PARK_NO) {
-			ent_call_fail(call, err.code, err.msg);
+			ent_rpc_call_fail(call, err.code, err.msg);
 			return;
 		}
 	}
-	ent_call_reply_slice(call, out);
+	ent_rpc_call_reply_slice(call, out);
 }
 
-int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
-			    struct ent_err *err)
+int ent_rpc_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
+				struct ent_err *err)
 {
 	return check_one(c, req, len, out, err);
 }
@@ -379,9 +379,9 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
  * A lookup of one random key is a chain of dependent cache and TLB misses that a single check
  * cannot overlap; ent_store_view_check_batch interleaves the walks of a group of keys (WALK_GROUP
  * in store/walk.h, as many as one drain takes) so their misses overlap (docs/performance.md has the
- * figures). The worker's drain pass (server.c, call.c: ent_call_prepare) hands over the checks of
- * the unary calls and stream messages that arrived together, which are decided in one snapshot: as
- * fresh as the one each would have begun alone, since all of them had arrived before it.
+ * figures). The worker's drain pass (server.c, call.c: ent_rpc_call_prepare) hands over the checks
+ * of the unary calls and stream messages that arrived together, which are decided in one snapshot:
+ * as fresh as the one each would have begun alone, since all of them had arrived before it.
  */
 struct decided {
 	struct ent_answer **who;
@@ -405,8 +405,8 @@ static int decided_answer(void *ctx, size_t i, const struct ent_check_result *r)
 	return 0;
 }
 
-int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
-		     struct ent_err *err)
+int ent_rpc_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
+			 struct ent_err *err)
 {
 	struct ent_check cs[ENT_DRAIN_MAX];
 	struct ent_answer *who[ENT_DRAIN_MAX];
@@ -419,7 +419,7 @@ int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t 
 	for (size_t i = 0; i < n && m < ENT_DRAIN_MAX; i++) {
 		struct ent_wire_check w;
 		int rc;
-		if (ent_wire_check_decode(a[i]->req, a[i]->len, &w))
+		if (ent_rpc_wire_check_decode(a[i]->req, a[i]->len, &w))
 			rc = ent_err_set(e, ENT_EINVAL, "malformed request");
 		else
 			rc = parse_check(&w, now, &cs[m], e);
@@ -470,7 +470,7 @@ int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t 
 	return view_error(rc, err);
 }
 
-bool ent_check_is_unary_check(const struct ent_method *m)
+bool ent_rpc_check_is_unary_check(const struct ent_method *m)
 {
 	return m->raw == h_check;
 }
@@ -504,9 +504,9 @@ static int batch_grow(struct ent_wire_batch *b, size_t cap)
 static int batch_answer(void *ctx, size_t i, const struct ent_check_result *r)
 {
 	struct batch_out *o = ctx;
-	int rc = ent_wire_batch_add(&o->b, &r->d);
+	int rc = ent_rpc_wire_batch_add(&o->b, &r->d);
 	if (!rc)
-		ent_call_observe_check(o->call, &o->cs[i], &r->d, o->b.seq);
+		ent_rpc_call_observe_check(o->call, &o->cs[i], &r->d, o->b.seq);
 	return rc;
 }
 
@@ -516,21 +516,21 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 	char msg[sizeof(err.msg) + 64];
 	size_t n;
 
-	if (ent_wire_batch_items(req, len, &n)) {
-		ent_call_fail(call, ENT_EINVAL, "malformed request");
+	if (ent_rpc_wire_batch_items(req, len, &n)) {
+		ent_rpc_call_fail(call, ENT_EINVAL, "malformed request");
 		return;
 	}
 	if (n == 0 || n > MAX_BATCH) {
 		snprintf(msg, sizeof(msg), "checks: must hold 1..%d checks (got %zu)", MAX_BATCH,
 			 n);
-		ent_call_fail(call, ENT_EINVAL, msg);
+		ent_rpc_call_fail(call, ENT_EINVAL, msg);
 		return;
 	}
 	if (n > BIG_BATCH)
-		ent_call_drop_arena(call);
-	struct ent_check *cs = ent_arena_alloc(ent_call_arena(call), n * sizeof(*cs));
+		ent_rpc_call_drop_arena(call);
+	struct ent_check *cs = ent_arena_alloc(ent_rpc_call_arena(call), n * sizeof(*cs));
 	if (!cs) {
-		ent_call_fail(call, ENT_ENOMEM, "checks: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "checks: out of memory");
 		return;
 	}
 	/* Validate everything before reading: a bad batch is refused as a whole. */
@@ -538,34 +538,34 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 	uint64_t min_seq = 0;
 	struct ent_wire_iter it;
 	struct ent_wire_check w;
-	ent_wire_iter_init(&it, req, len);
+	ent_rpc_wire_iter_init(&it, req, len);
 	for (size_t i = 0; i < n; i++) {
-		if (ent_wire_batch_next(&it, &w) != 1) {
-			ent_call_fail(call, ENT_EINVAL, "malformed request");
+		if (ent_rpc_wire_batch_next(&it, &w) != 1) {
+			ent_rpc_call_fail(call, ENT_EINVAL, "malformed request");
 			return;
 		}
 		if (parse_check(&w, now, &cs[i], &err) != 0) {
 			snprintf(msg, sizeof(msg), "checks[%zu].%s", i, err.msg);
-			ent_call_fail(call, err.code, msg);
+			ent_rpc_call_fail(call, err.code, msg);
 			return;
 		}
 		if (w.min_sequence > min_seq)
 			min_seq = w.min_sequence;
 	}
-	struct ent_view *v = ent_call_worker(call)->view;
+	struct ent_view *v = ent_rpc_call_worker(call)->view;
 	uint64_t behind = 0;
 	if (begin_min(v, min_seq, &behind, &err) != 0) {
 		int p = behind ? park(call, behind, &err) : PARK_NO;
 		if (p == PARK_AGAIN)
 			h_batch(call, req, len);
 		else if (p == PARK_NO)
-			ent_call_fail(call, err.code, err.msg);
+			ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
 	/* One snapshot for all: the answers are consistent with each other. */
 	struct batch_out o = {.call = call, .cs = cs};
 	o.b.seq = ent_store_view_seq(v);
-	o.b.max = ent_call_opts(call)->max_message_bytes;
+	o.b.max = ent_rpc_call_opts(call)->max_message_bytes;
 	o.b.cap = n * BATCH_ITEM_GUESS + BATCH_SEQ_ROOM;
 	o.b.grow = batch_grow;
 	o.s = grpc_slice_malloc(o.b.cap);
@@ -574,21 +574,21 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 	int rc = ent_store_view_check_batch(v, cs, n, batch_answer, &o, &bad);
 	ent_store_view_end(v);
 	if (!rc)
-		rc = ent_wire_batch_finish(&o.b);
+		rc = ent_rpc_wire_batch_finish(&o.b);
 	if (rc == -ENT_EFULL) {
 		grpc_slice_unref(o.s);
-		ent_call_fail_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				     "response is larger than the maximum message size");
+		ent_rpc_call_fail_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+					 "response is larger than the maximum message size");
 		return;
 	}
 	if (rc) {
 		grpc_slice_unref(o.s);
 		snprintf(msg, sizeof(msg), "checks[%zu]: %s", bad, ent_strerror(rc));
-		ent_call_fail(call, rc, msg);
+		ent_rpc_call_fail(call, rc, msg);
 		return;
 	}
 	/* The answer is the first o.b.used bytes; the slice's reference goes with it. */
-	ent_call_reply_slice(call, grpc_slice_sub_no_ref(o.s, 0, o.b.used));
+	ent_rpc_call_reply_slice(call, grpc_slice_sub_no_ref(o.s, 0, o.b.used));
 }
 
 /* ---- GetCustomerEntitlements ---------------------------------------------------------- */
@@ -729,60 +729,60 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 	struct ent_str customer = ent_str_c(req->customer_id);
 
 	if (ent_check_id(customer, ENT_MAX_CUSTOMER_ID, "customer_id", &err) != 0) {
-		ent_call_fail(call, err.code, err.msg);
+		ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
 	if (req->at < 0) {
-		ent_call_fail(call, ENT_EINVAL, "at: must not be negative");
+		ent_rpc_call_fail(call, ENT_EINVAL, "at: must not be negative");
 		return;
 	}
 	if (req->at > ENT_WIRE_TIME_MAX) {
-		ent_call_fail(call, ENT_EINVAL, "at: beyond the largest instant, 2^53-1 ms");
+		ent_rpc_call_fail(call, ENT_EINVAL, "at: beyond the largest instant, 2^53-1 ms");
 		return;
 	}
-	struct gce g = {.b = {ent_call_arena(call), false}};
+	struct gce g = {.b = {ent_rpc_call_arena(call), false}};
 	g.at = req->at ? req->at : ent_now_ms();
 	struct ent_str *filter = NULL;
 	if (req->n_feature_codes) {
 		filter = bld_alloc(&g.b, req->n_feature_codes * sizeof(*filter));
 		if (!filter) {
-			ent_call_fail(call, ENT_ENOMEM, "feature_codes: out of memory");
+			ent_rpc_call_fail(call, ENT_ENOMEM, "feature_codes: out of memory");
 			return;
 		}
 		for (size_t i = 0; i < req->n_feature_codes; i++) {
 			filter[i] = ent_str_c(req->feature_codes[i]);
 			if (ent_check_id(filter[i], ENT_MAX_CODE, "feature_code", &err) != 0) {
 				snprintf(msg, sizeof(msg), "feature_codes[%zu]: %s", i, err.msg);
-				ent_call_fail(call, err.code, msg);
+				ent_rpc_call_fail(call, err.code, msg);
 				return;
 			}
 		}
 	}
-	struct ent_view *v = ent_call_worker(call)->view;
+	struct ent_view *v = ent_rpc_call_worker(call)->view;
 	uint64_t behind = 0;
 	if (begin_min(v, req->min_sequence, &behind, &err) != 0) {
 		int p = behind ? park(call, behind, &err) : PARK_NO;
 		if (p == PARK_AGAIN)
 			h_customer(call, m);
 		else if (p == PARK_NO)
-			ent_call_fail(call, err.code, err.msg);
+			ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
 	/* Sources are gathered from the base tables: this answer is larger than a check's. */
-	ent_call_drop_arena(call);
+	ent_rpc_call_drop_arena(call);
 	int rc = ent_store_view_customer_features(v, customer, filter, req->n_feature_codes, g.at,
-						  ent_call_arena(call), gce_feature, &g);
+						  ent_rpc_call_arena(call), gce_feature, &g);
 	if (rc == -ENT_ENOTFOUND) {
 		ent_store_view_end(v);
 		snprintf(msg, sizeof(msg), "customer_id: unknown customer '%s'", req->customer_id);
-		ent_call_fail(call, ENT_ENOTFOUND, msg);
+		ent_rpc_call_fail(call, ENT_ENOTFOUND, msg);
 		return;
 	}
 	if (rc) {
 		ent_store_view_end(v);
 		snprintf(msg, sizeof(msg), "customer_id: cannot read '%s': %s", req->customer_id,
 			 ent_strerror(rc));
-		ent_call_fail(call, rc, msg);
+		ent_rpc_call_fail(call, rc, msg);
 		return;
 	}
 	Ent__V1__GetCustomerEntitlementsResponse resp =
@@ -791,7 +791,7 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 	resp.n_features = g.n;
 	resp.features = g.items;
 	resp.sequence = ent_store_view_seq(v);
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 	ent_store_view_end(v);
 }
 
@@ -802,7 +802,7 @@ static void report_done(void *ctx, const struct ent_apply_result *res)
 {
 	struct ent_call *call = ctx;
 	if (res->err.code) {
-		ent_call_fail(call, res->err.code, res->err.msg);
+		ent_rpc_call_fail(call, res->err.code, res->err.msg);
 		return;
 	}
 	Ent__V1__ReportUsageResponse resp = ENT__V1__REPORT_USAGE_RESPONSE__INIT;
@@ -811,14 +811,14 @@ static void report_done(void *ctx, const struct ent_apply_result *res)
 	resp.duplicate = res->duplicate;
 	resp.usage = &usage;
 	resp.sequence = res->seq;
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }
 
 static void consume_done(void *ctx, const struct ent_apply_result *res)
 {
 	struct ent_call *call = ctx;
 	if (res->err.code) {
-		ent_call_fail(call, res->err.code, res->err.msg);
+		ent_rpc_call_fail(call, res->err.code, res->err.msg);
 		return;
 	}
 	Ent__V1__ConsumeEntitlementResponse resp = ENT__V1__CONSUME_ENTITLEMENT_RESPONSE__INIT;
@@ -829,7 +829,7 @@ static void consume_done(void *ctx, const struct ent_apply_result *res)
 	resp.usage = &usage;
 	resp.sequence = res->seq;
 	resp.duplicate = res->duplicate;
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }
 
 /*
@@ -838,14 +838,14 @@ static void consume_done(void *ctx, const struct ent_apply_result *res)
  */
 static void submit(struct ent_call *call, Ent__V1__Event *ev, ent_writer_done_cb cb)
 {
-	struct ent_writer *w = ent_call_opts(call)->writer;
+	struct ent_writer *w = ent_rpc_call_opts(call)->writer;
 	if (!w) {
-		ent_call_fail(call, ENT_EUNAVAIL, "writes are not available on this server");
+		ent_rpc_call_fail(call, ENT_EUNAVAIL, "writes are not available on this server");
 		return;
 	}
-	struct ent_writer_req *wr = ent_arena_alloc(ent_call_arena(call), sizeof(*wr));
+	struct ent_writer_req *wr = ent_arena_alloc(ent_rpc_call_arena(call), sizeof(*wr));
 	if (!wr) {
-		ent_call_fail(call, ENT_ENOMEM, "request: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "request: out of memory");
 		return;
 	}
 	memset(wr, 0, sizeof(*wr));
@@ -854,13 +854,13 @@ static void submit(struct ent_call *call, Ent__V1__Event *ev, ent_writer_done_cb
 	wr->ctx = call;
 	int rc = ent_writer_submit(w, wr);
 	if (rc)
-		ent_call_fail(call, rc, "writer: not accepting writes (shutting down)");
+		ent_rpc_call_fail(call, rc, "writer: not accepting writes (shutting down)");
 	/* On success the call belongs to the writer until cb runs: do not touch it here. */
 }
 
 static Ent__V1__Event *new_event(struct ent_call *call)
 {
-	Ent__V1__Event *ev = ent_arena_alloc(ent_call_arena(call), sizeof(*ev));
+	Ent__V1__Event *ev = ent_arena_alloc(ent_rpc_call_arena(call), sizeof(*ev));
 	if (ev)
 		ent__v1__event__init(ev);
 	return ev;
@@ -881,24 +881,25 @@ static void h_report(struct ent_call *call, const ProtobufCMessage *m)
 	if (check_ids(req->customer_id, req->feature_code, &err) ||
 	    ent_check_id(ent_str_c(req->idempotency_key), ENT_MAX_IDEM_KEY, "idempotency_key",
 			 &err)) {
-		ent_call_fail(call, err.code, err.msg);
+		ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
 	if (req->quantity <= 0) {
-		ent_call_fail(call, ENT_EINVAL, "quantity: must be positive");
+		ent_rpc_call_fail(call, ENT_EINVAL, "quantity: must be positive");
 		return;
 	}
 	if (req->timestamp < 0) {
-		ent_call_fail(call, ENT_EINVAL, "timestamp: must not be negative");
+		ent_rpc_call_fail(call, ENT_EINVAL, "timestamp: must not be negative");
 		return;
 	}
 	if (req->timestamp > ENT_WIRE_TIME_MAX) {
-		ent_call_fail(call, ENT_EINVAL, "timestamp: beyond the largest instant, 2^53-1 ms");
+		ent_rpc_call_fail(call, ENT_EINVAL,
+				  "timestamp: beyond the largest instant, 2^53-1 ms");
 		return;
 	}
 	Ent__V1__Event *ev = new_event(call);
 	if (!ev) {
-		ent_call_fail(call, ENT_ENOMEM, "request: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "request: out of memory");
 		return;
 	}
 	ev->kind_case = ENT__V1__EVENT__KIND_REPORT_USAGE;
@@ -913,11 +914,11 @@ static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
 	if (check_ids(req->customer_id, req->feature_code, &err) ||
 	    (*req->idempotency_key && ent_check_id(ent_str_c(req->idempotency_key),
 						   ENT_MAX_IDEM_KEY, "idempotency_key", &err))) {
-		ent_call_fail(call, err.code, err.msg);
+		ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
 	if (req->quantity < 0) {
-		ent_call_fail(call, ENT_EINVAL, "quantity: must not be negative");
+		ent_rpc_call_fail(call, ENT_EINVAL, "quantity: must not be negative");
 		return;
 	}
 	/* The request lives in the arena and is ours: say what 0 means before it is logged as
@@ -926,7 +927,7 @@ static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
 		req->quantity = 1;
 	Ent__V1__Event *ev = new_event(call);
 	if (!ev) {
-		ent_call_fail(call, ENT_ENOMEM, "request: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "request: out of memory");
 		return;
 	}
 	ev->kind_case = ENT__V1__EVENT__KIND_CONSUME;
@@ -934,7 +935,7 @@ static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
 	submit(call, ev, consume_done);
 }
 
-const struct ent_method ent_check_methods[] = {
+const struct ent_method ent_rpc_check_methods[] = {
 	/* The check path decodes its requests itself (rpc/wire.c): raw handlers. */
 	{.path = "/ent.v1.EntitlementService/CheckEntitlement",
 	 .request = &ent__v1__check_entitlement_request__descriptor,
@@ -953,6 +954,7 @@ const struct ent_method ent_check_methods[] = {
 	 .handler = h_consume},
 	{.path = "/ent.v1.EntitlementService/BatchReportUsage",
 	 .request = &ent__v1__batch_report_usage_wire__descriptor,
-	 .handler = ent_usage_batch_handler},
+	 .handler = ent_rpc_usage_batch_handler},
 };
-const size_t ent_check_methods_count = sizeof(ent_check_methods) / sizeof(ent_check_methods[0]);
+const size_t ent_rpc_check_methods_count =
+	sizeof(ent_rpc_check_methods) / sizeof(ent_rpc_check_methods[0]);

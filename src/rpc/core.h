@@ -9,8 +9,8 @@
  * A call object is requested on its worker's queue and every batch it starts reports back to
  * that same queue, so all of its state changes happen on one thread and need no lock. The one
  * exception is a unary handler that hands its work to the writer: from then on the writer
- * thread owns the call until ent_call_reply()/ent_call_fail() has started the final batch; the
- * worker does not touch the call in between, and the completion comes back to the worker.
+ * thread owns the call until ent_rpc_call_reply()/ent_rpc_call_fail() has started the final batch;
+ * the worker does not touch the call in between, and the completion comes back to the worker.
  *
  * A call object is recycled (back on its worker's free list, its arena reset) when no batch is
  * in flight (pending == 0) and the call is over (finished). Recycling never frees memory of our
@@ -115,23 +115,23 @@ struct ent_tls {
 
 /**
  * Read and check the PEM files of TLS listener \a l and add its state to r->tls (freed by
- * ent_tls_free at teardown). \return 0, or -ENT_E* with \a err naming the file.
+ * ent_rpc_tls_free at teardown). \return 0, or -ENT_E* with \a err naming the file.
  */
-int ent_tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct ent_tls **out,
-		struct ent_err *err);
+int ent_rpc_tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct ent_tls **out,
+		    struct ent_err *err);
 /** gRPC's certificate config fetcher for \a user, a struct ent_tls (any gRPC thread). */
-grpc_ssl_certificate_config_reload_status ent_tls_fetch(void *user,
-							grpc_ssl_server_certificate_config **out);
+grpc_ssl_certificate_config_reload_status
+ent_rpc_tls_fetch(void *user, grpc_ssl_server_certificate_config **out);
 /** Free a listener's TLS state (teardown, once every server is destroyed). */
-void ent_tls_free(struct ent_tls *t);
+void ent_rpc_tls_free(struct ent_tls *t);
 
 /*
- * One check decided by ent_check_decide (check.c): its encoded response and what the metrics
+ * One check decided by ent_rpc_check_decide (check.c): its encoded response and what the metrics
  * count when it is sent. Each call holds one (struct ent_call.ans). The worker's drain pass may
  * decide it before the call's completion is dispatched; the answer then waits in the call and
  * is recognised by the request bytes it answers (req, len), so it can only be sent for them.
  * Invariant: out holds a slice reference exactly when ok is set; whoever clears ok sends or
- * unrefs out (ent_call_drop_answer).
+ * unrefs out (ent_rpc_call_drop_answer).
  */
 struct ent_answer {
 	const uint8_t *req; /**< the request bytes it answers (borrowed from the call's buffer) */
@@ -193,7 +193,7 @@ struct ent_call {
 	bool half_closed;	 /**< stream: the client finished sending */
 	bool close_armed;	 /**< RECV_CLOSE_ON_SERVER was started */
 	bool drop_arena;	 /**< free the arena's blocks on recycle (a large call) */
-	const char *bad_request; /**< why ent_call_unpack refused the request (in the arena) */
+	const char *bad_request; /**< why ent_rpc_call_unpack refused the request (in the arena) */
 
 	/* A final status that waits for the send in flight (stream, watch). */
 	bool end_pending;
@@ -225,7 +225,7 @@ struct ent_call {
 
 /*
  * Per worker thread. The public part (struct ent_worker) comes first so a handler's
- * ent_call_worker() pointer converts back. Only notify_armed and orphans are touched by other
+ * ent_rpc_call_worker() pointer converts back. Only notify_armed and orphans are touched by other
  * threads; everything else belongs to the worker thread.
  */
 struct ent_wstate {
@@ -272,7 +272,7 @@ struct ent_rpc {
 	unsigned n_workers;
 	atomic_bool serving;
 	atomic_bool stopping;
-	bool reflection;  /**< ent_reflection_init succeeded */
+	bool reflection;  /**< ent_rpc_reflection_init succeeded */
 	unsigned m_other; /**< metrics index of unknown methods */
 
 	pthread_mutex_t mu;
@@ -283,20 +283,20 @@ struct ent_rpc {
 /* ---- call.c --------------------------------------------------------------------------- */
 
 /** Set up a call object of \a ws (no gRPC state yet). NULL on allocation failure. */
-struct ent_call *ent_call_new(struct ent_wstate *ws);
+struct ent_call *ent_rpc_call_new(struct ent_wstate *ws);
 /** Free a recycled call object (stop only). */
-void ent_call_free(struct ent_call *c);
+void ent_rpc_call_free(struct ent_call *c);
 /** Request \a c for \a rm on its worker's queue. \return 0 or -ENT_EUNAVAIL. */
-int ent_call_arm(struct ent_call *c, const struct ent_rmethod *rm);
+int ent_rpc_call_arm(struct ent_call *c, const struct ent_rmethod *rm);
 /** A completion for \a c arrived on its worker thread. */
-void ent_call_on_event(struct ent_call *c, uint8_t kind, bool success);
+void ent_rpc_call_on_event(struct ent_call *c, uint8_t kind, bool success);
 /** Recycle every call in the worker's orphan stack (worker thread). */
-void ent_call_collect_orphans(struct ent_wstate *ws);
+void ent_rpc_call_collect_orphans(struct ent_wstate *ws);
 /** The worker's idle call object, or a new one. NULL on allocation failure. */
-struct ent_call *ent_call_get(struct ent_wstate *ws);
+struct ent_call *ent_rpc_call_get(struct ent_wstate *ws);
 
 /** Note that the call's arena grew large: its blocks are freed instead of kept on recycle. */
-void ent_call_drop_arena(struct ent_call *c);
+void ent_rpc_call_drop_arena(struct ent_call *c);
 
 /** A message larger than this frees the call's arena blocks on recycle (not kept pooled). */
 #define ENT_CALL_BIG_MESSAGE (64 * 1024)
@@ -304,81 +304,81 @@ void ent_call_drop_arena(struct ent_call *c);
 /* The state machine's steps that the streams (stream.c) build on. */
 
 /** The call is over without a status of ours (the client left or a batch failed). */
-void ent_call_kill(struct ent_call *c);
+void ent_rpc_call_kill(struct ent_call *c);
 /**
  * Pack \a msg into a new byte buffer of one gRPC slice (the transport frees it once written).
  * \return 0, or -ENT_EFULL when larger than the maximum message size.
  */
-int ent_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out);
+int ent_rpc_call_pack(struct ent_call *c, const ProtobufCMessage *msg, grpc_byte_buffer **out);
 /** Fill \a op with SEND_STATUS_FROM_SERVER \a status / \a msg (copied into the call). */
-void ent_call_fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status,
-			  const char *msg);
+void ent_rpc_call_fill_status(struct ent_call *c, grpc_op *op, grpc_status_code status,
+			      const char *msg);
 /** Start the call's last batch (\a n \a ops); on failure the call is cancelled and recycled. */
-void ent_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status);
+void ent_rpc_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_status_code status);
 /**
  * The bytes of \a bb: in place when it is one uncompressed slice, else a copy held in \a hold
  * (unref it after use). \return false when it cannot be read.
  */
-bool ent_call_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n);
-/** Count a protobuf-c check answer for the metrics (what ent_call_reply does). */
-void ent_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp);
+bool ent_rpc_call_bytes(grpc_byte_buffer *bb, grpc_slice *hold, const uint8_t **p, size_t *n);
+/** Count a protobuf-c check answer for the metrics (what ent_rpc_call_reply does). */
+void ent_rpc_call_observe_response(struct ent_call *c, const ProtobufCMessage *resp);
 
 /* ---- stream.c ------------------------------------------------------------------------- */
 
 /** Start a RECV_MESSAGE on a check or reflection stream. */
-void ent_stream_recv(struct ent_call *c);
+void ent_rpc_stream_recv(struct ent_call *c);
 /** The stream's RECV_MESSAGE finished (\a success: gRPC's). */
-void ent_stream_on_recv(struct ent_call *c, bool success);
+void ent_rpc_stream_on_recv(struct ent_call *c, bool success);
 /** The stream's SEND_MESSAGE finished successfully and no final status is waiting. */
-void ent_stream_on_sent(struct ent_call *c);
+void ent_rpc_stream_on_sent(struct ent_call *c);
 
 /**
  * Stream/watch: start a SEND_MESSAGE of \a msg (initial metadata with the first).
  * \return 0, or -ENT_E* (nothing started).
  */
-int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg);
+int ent_rpc_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg);
 /**
  * Stream/watch: end with \a status / \a msg once no send is in flight. The final batch carries
  * RECV_CLOSE_ON_SERVER except for Watch, whose close is already pending.
  */
-void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg);
+void ent_rpc_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg);
 
 /**
  * Stream: start a SEND_MESSAGE of \a len bytes at \a data (copied), initial metadata with the
  * first. \return 0, or -ENT_E* (nothing started).
  */
-int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len);
+int ent_rpc_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len);
 
 /**
  * Finish a unary call with OK and the serialized answer \a msg (its reference is taken over).
- * Like ent_call_reply, for handlers that encode their answer themselves (check.c).
+ * Like ent_rpc_call_reply, for handlers that encode their answer themselves (check.c).
  */
-void ent_call_reply_slice(struct ent_call *c, grpc_slice msg);
+void ent_rpc_call_reply_slice(struct ent_call *c, grpc_slice msg);
 
 /**
  * Count one decided check for the metrics and the sampled decision log (worker thread): what
- * ent_call_reply does by looking at a CheckEntitlementResponse, for hand-written answers.
+ * ent_rpc_call_reply does by looking at a CheckEntitlementResponse, for hand-written answers.
  */
-void ent_call_observe_check(struct ent_call *c, const struct ent_check *chk,
-			    const struct ent_decision *d, uint64_t seq);
+void ent_rpc_call_observe_check(struct ent_call *c, const struct ent_check *chk,
+				const struct ent_decision *d, uint64_t seq);
 
 /** The credential check for a call whose method needs it (0 or -ENT_EAUTH). */
-int ent_call_auth(struct ent_call *c);
+int ent_rpc_call_auth(struct ent_call *c);
 
 /** Unpack \a bb into the call's arena. NULL: malformed. The buffer is not consumed. */
-ProtobufCMessage *ent_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
-				  grpc_byte_buffer *bb);
+ProtobufCMessage *ent_rpc_call_unpack(struct ent_call *c, const ProtobufCMessageDescriptor *desc,
+				      grpc_byte_buffer *bb);
 
 /**
  * Hand the parked call \a c back to its worker (any thread: the wait's callback), which then
- * runs ent_check_resume on it.
+ * runs ent_rpc_check_resume on it.
  */
-void ent_call_resume(struct ent_call *c);
-/** Run ent_check_resume on every call handed back to the worker (worker thread). */
-void ent_call_collect_resumed(struct ent_wstate *ws);
+void ent_rpc_call_resume(struct ent_call *c);
+/** Run ent_rpc_check_resume on every call handed back to the worker (worker thread). */
+void ent_rpc_call_collect_resumed(struct ent_wstate *ws);
 
 /** Drop a check answer decided ahead that was not sent (the call ended another way). */
-void ent_call_drop_answer(struct ent_call *c);
+void ent_rpc_call_drop_answer(struct ent_call *c);
 
 /** At most this many completions are taken from the queue per drain cycle (server.c). */
 #define ENT_DRAIN_MAX 32
@@ -386,10 +386,10 @@ void ent_call_drop_answer(struct ent_call *c);
 /**
  * The drain pass (worker thread): among the \a n completions just taken from the queue, find
  * the CheckEntitlement requests and check stream messages that will be answered as soon as
- * they are dispatched, and decide them ahead together (ent_check_decide).
+ * they are dispatched, and decide them ahead together (ent_rpc_check_decide).
  * Nothing is sent: each answer waits in its call (c->ans) until its completion is dispatched.
  */
-void ent_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n);
+void ent_rpc_call_prepare(struct ent_wstate *ws, const grpc_event *evs, size_t n);
 
 /* ---- server.c ------------------------------------------------------------------------- */
 
@@ -398,8 +398,8 @@ void ent_rpc_notify(struct ent_wstate *ws);
 
 /* ---- check.c -------------------------------------------------------------------------- */
 
-extern const struct ent_method ent_check_methods[];
-extern const size_t ent_check_methods_count;
+extern const struct ent_method ent_rpc_check_methods[];
+extern const size_t ent_rpc_check_methods_count;
 /** The path of the bidirectional check stream. */
 #define ENT_CHECK_STREAM_PATH "/ent.v1.EntitlementService/StreamCheckEntitlements"
 /**
@@ -407,8 +407,8 @@ extern const size_t ent_check_methods_count;
  * check, and write the answer into a new slice \a out (the caller's reference).
  * \return 0, or -ENT_E* with \a err naming the field (the stream ends with that status).
  */
-int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
-			    struct ent_err *err);
+int ent_rpc_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, grpc_slice *out,
+				struct ent_err *err);
 
 /**
  * Decide the checks \a a[i] (\a n of them, each with its request bytes in req / len) in one
@@ -425,28 +425,28 @@ int ent_check_stream_answer(struct ent_call *c, const uint8_t *req, size_t len, 
  * \return 0, or -ENT_E* (only with \a err).
  * \note every a[i]->ok must be unset on entry.
  */
-int ent_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
-		     struct ent_err *err);
+int ent_rpc_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, size_t n,
+			 struct ent_err *err);
 /**
  * A parked check's wait ended (worker thread): decide it again now that its min_sequence is
  * applied, or answer UNAVAILABLE naming min_sequence and the applied sequence.
  */
-void ent_check_resume(struct ent_call *c);
+void ent_rpc_check_resume(struct ent_call *c);
 /** True when \a m is CheckEntitlement (its request can be answered ahead). */
-bool ent_check_is_unary_check(const struct ent_method *m);
+bool ent_rpc_check_is_unary_check(const struct ent_method *m);
 
 /* ---- health.c ------------------------------------------------------------------------- */
 
-extern const struct ent_method ent_health_methods[];
-extern const size_t ent_health_methods_count;
+extern const struct ent_method ent_rpc_health_methods[];
+extern const size_t ent_rpc_health_methods_count;
 #define ENT_HEALTH_WATCH_PATH "/grpc.health.v1.Health/Watch"
 /** A Watch call arrived with its request in c->payload. */
-void ent_health_watch_start(struct ent_call *c);
+void ent_rpc_health_watch_start(struct ent_call *c);
 /** The Watch's send finished successfully and no final status is waiting. */
-void ent_health_watch_sent(struct ent_call *c);
+void ent_rpc_health_watch_sent(struct ent_call *c);
 /** The Watch's RECV_CLOSE_ON_SERVER finished: the client left or the call ended. */
-void ent_health_watch_closed(struct ent_call *c);
+void ent_rpc_health_watch_closed(struct ent_call *c);
 /** The serving status or the stopping flag may have changed: update the worker's watches. */
-void ent_health_watch_update(struct ent_wstate *ws);
+void ent_rpc_health_watch_update(struct ent_wstate *ws);
 
 #endif

@@ -39,20 +39,21 @@ static void h_check(struct ent_call *call, const ProtobufCMessage *m)
 	if (!known_service(req->service)) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "unknown service '%.200s'", req->service);
-		ent_call_fail_status(call, GRPC_STATUS_NOT_FOUND, msg);
+		ent_rpc_call_fail_status(call, GRPC_STATUS_NOT_FOUND, msg);
 		return;
 	}
 	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 	resp.status = current_status(call->ws->w.rpc);
-	ent_call_reply(call, &resp.base);
+	ent_rpc_call_reply(call, &resp.base);
 }
 
-const struct ent_method ent_health_methods[] = {
+const struct ent_method ent_rpc_health_methods[] = {
 	{.path = "/grpc.health.v1.Health/Check",
 	 .request = &grpc__health__v1__health_check_request__descriptor,
 	 .handler = h_check},
 };
-const size_t ent_health_methods_count = sizeof(ent_health_methods) / sizeof(ent_health_methods[0]);
+const size_t ent_rpc_health_methods_count =
+	sizeof(ent_rpc_health_methods) / sizeof(ent_rpc_health_methods[0]);
 
 /* ---- Watch ----------------------------------------------------------------------------- */
 
@@ -78,7 +79,7 @@ static void send_current(struct ent_call *c)
 		return;
 	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 	resp.status = st;
-	if (ent_call_stream_send(c, &resp.base) == 0)
+	if (ent_rpc_call_stream_send(c, &resp.base) == 0)
 		c->watch_sent = st;
 }
 
@@ -92,22 +93,22 @@ static void watch_step(struct ent_call *c)
 		return;
 	send_current(c);
 	if (atomic_load(&c->ws->w.rpc->stopping))
-		ent_call_stream_end(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+		ent_rpc_call_stream_end(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
 }
 
-void ent_health_watch_start(struct ent_call *c)
+void ent_rpc_health_watch_start(struct ent_call *c)
 {
 	if (!c->payload) {
-		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+		ent_rpc_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
 		return;
 	}
 	const Grpc__Health__V1__HealthCheckRequest *req =
-		(const Grpc__Health__V1__HealthCheckRequest *)ent_call_unpack(
+		(const Grpc__Health__V1__HealthCheckRequest *)ent_rpc_call_unpack(
 			c, &grpc__health__v1__health_check_request__descriptor, c->payload);
 	grpc_byte_buffer_destroy(c->payload);
 	c->payload = NULL;
 	if (!req) {
-		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		ent_rpc_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
 	c->watch_unknown = !known_service(req->service);
@@ -131,12 +132,12 @@ void ent_health_watch_start(struct ent_call *c)
 	watch_step(c);
 }
 
-void ent_health_watch_sent(struct ent_call *c)
+void ent_rpc_health_watch_sent(struct ent_call *c)
 {
 	watch_step(c);
 }
 
-void ent_health_watch_closed(struct ent_call *c)
+void ent_rpc_health_watch_closed(struct ent_call *c)
 {
 	unlist(c);
 	/* The client left (or our status went out): nothing more will be sent. A send still in
@@ -144,7 +145,7 @@ void ent_health_watch_closed(struct ent_call *c)
 	c->finished = true;
 }
 
-void ent_health_watch_update(struct ent_wstate *ws)
+void ent_rpc_health_watch_update(struct ent_wstate *ws)
 {
 	/* The list only changes on close completions, never inside watch_step. */
 	for (struct ent_call *c = ws->watches; c; c = c->next)

@@ -1,6 +1,6 @@
 /*
  * gRPC Server Reflection: answers ServerReflectionRequests from the FileDescriptorSet that protoc
- * wrote at build time (gen/ent_descriptors.pb, linked in as ent_reflection_fds).
+ * wrote at build time (gen/ent_descriptors.pb, linked in as ent_rpc_reflection_fds).
  *
  * At start the set is split into its files without re-encoding them, because clients must get
  * each FileDescriptorProto exactly as protoc serialized it; each file is then decoded once with
@@ -69,8 +69,8 @@ struct refl_sym {
 };
 
 /*
- * The tables. Written only by ent_reflection_init_set() and ent_reflection_deinit(), which run
- * before the server threads start and after they stop; in between everything here is read-only,
+ * The tables. Written only by ent_rpc_reflection_init_set() and ent_rpc_reflection_deinit(), which
+ * run before the server threads start and after they stop; in between everything here is read-only,
  * which is what lets any number of rpc threads answer at once without a lock.
  *
  * Invariants while ready: files[].bytes point into the caller's set (borrowed, never freed
@@ -350,7 +350,7 @@ static void free_dep_names(char ***dep_names)
 	free(dep_names);
 }
 
-int ent_reflection_init_set(const uint8_t *fds, size_t len)
+int ent_rpc_reflection_init_set(const uint8_t *fds, size_t len)
 {
 	if (g.ready)
 		return 0;
@@ -376,19 +376,19 @@ out:
 	/* Before deinit: freeing the names walks g.files. */
 	free_dep_names(dep_names);
 	if (rc != 0) {
-		ent_reflection_deinit();
+		ent_rpc_reflection_deinit();
 		return rc;
 	}
 	g.ready = true;
 	return 0;
 }
 
-int ent_reflection_init(void)
+int ent_rpc_reflection_init(void)
 {
-	return ent_reflection_init_set(ent_reflection_fds, ent_reflection_fds_len);
+	return ent_rpc_reflection_init_set(ent_rpc_reflection_fds, ent_rpc_reflection_fds_len);
 }
 
-void ent_reflection_deinit(void)
+void ent_rpc_reflection_deinit(void)
 {
 	for (size_t i = 0; i < g.n_files; i++) {
 		free(g.files[i].name);
@@ -526,8 +526,8 @@ static int answer_request(refl_resp *r, const refl_req *rq, struct ent_arena *ar
 	}
 }
 
-int ent_reflection_answer(const uint8_t *req, size_t len, struct ent_arena *arena, uint8_t **resp,
-			  size_t *resp_len)
+int ent_rpc_reflection_answer(const uint8_t *req, size_t len, struct ent_arena *arena,
+			      uint8_t **resp, size_t *resp_len)
 {
 	if ((!req && len) || !arena || !resp || !resp_len)
 		return -ENT_EINVAL;

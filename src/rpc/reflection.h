@@ -16,8 +16,8 @@
  *
  * Answers come from a FileDescriptorSet of every served proto file (and their imports), made by
  * protoc at build time and linked into the library (cmake/embed_bytes.cmake). It is parsed once
- * by ent_reflection_init() into read-only tables; after that ent_reflection_answer() may run on
- * any number of threads at once without a lock.
+ * by ent_rpc_reflection_init() into read-only tables; after that ent_rpc_reflection_answer() may
+ * run on any number of threads at once without a lock.
  */
 #ifndef ENT_RPC_REFLECTION_H
 #define ENT_RPC_REFLECTION_H
@@ -33,24 +33,24 @@
 #define ENT_REFLECTION_PATH_V1 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 
 /** The FileDescriptorSet generated at build time (gen/ent_descriptors.c). */
-extern const unsigned char ent_reflection_fds[];
-extern const size_t ent_reflection_fds_len;
+extern const unsigned char ent_rpc_reflection_fds[];
+extern const size_t ent_rpc_reflection_fds_len;
 
 /**
  * Parse the embedded FileDescriptorSet into the lookup tables. Call once at start, before any
- * thread calls ent_reflection_answer(); calling it again while initialised does nothing.
+ * thread calls ent_rpc_reflection_answer(); calling it again while initialised does nothing.
  * \return 0, -ENT_ENOMEM, or -ENT_ECORRUPT if the set does not decode, a dependency is
  *         missing, or a served service is not in the set.
  */
-ENT_API int ent_reflection_init(void);
+ENT_API int ent_rpc_reflection_init(void);
 
 /**
- * Like ent_reflection_init() but from the set \a fds of \a len bytes (tests, tools).
- * \note \a fds is borrowed: it must stay valid and unchanged until ent_reflection_deinit(),
+ * Like ent_rpc_reflection_init() but from the set \a fds of \a len bytes (tests, tools).
+ * \note \a fds is borrowed: it must stay valid and unchanged until ent_rpc_reflection_deinit(),
  *       because answers point into it instead of copying each file.
- * \return as ent_reflection_init().
+ * \return as ent_rpc_reflection_init().
  */
-ENT_API int ent_reflection_init_set(const uint8_t *fds, size_t len);
+ENT_API int ent_rpc_reflection_init_set(const uint8_t *fds, size_t len);
 
 /**
  * Answer one ServerReflectionRequest (\a req, \a len bytes, any content).
@@ -70,12 +70,12 @@ ENT_API int ent_reflection_init_set(const uint8_t *fds, size_t len);
  * \param[out] resp_len its length.
  * \return 0 (a response was produced), -ENT_EINVAL (NULL argument), -ENT_EUNAVAIL (not
  *         initialised), -ENT_ENOMEM (arena exhausted).
- * \note Thread-safe after ent_reflection_init(): reads only the tables built there.
+ * \note Thread-safe after ent_rpc_reflection_init(): reads only the tables built there.
  */
-ENT_API int ent_reflection_answer(const uint8_t *req, size_t len, struct ent_arena *arena,
-				  uint8_t **resp, size_t *resp_len);
+ENT_API int ent_rpc_reflection_answer(const uint8_t *req, size_t len, struct ent_arena *arena,
+				      uint8_t **resp, size_t *resp_len);
 
-/** Free the tables. No call to ent_reflection_answer() may be running or follow. */
-ENT_API void ent_reflection_deinit(void);
+/** Free the tables. No call to ent_rpc_reflection_answer() may be running or follow. */
+ENT_API void ent_rpc_reflection_deinit(void);
 
 #endif

@@ -123,11 +123,11 @@ static struct mindex method_indexes(void)
 {
 	struct mindex x;
 	x.check = 0;
-	x.stream = x.check + (unsigned)ent_check_methods_count;
+	x.stream = x.check + (unsigned)ent_rpc_check_methods_count;
 	x.health = x.stream + 1;
-	x.watch = x.health + (unsigned)ent_health_methods_count;
+	x.watch = x.health + (unsigned)ent_rpc_health_methods_count;
 	x.admin = x.watch + 1;
-	x.refl_alpha = x.admin + (unsigned)ent_admin_methods_count;
+	x.refl_alpha = x.admin + (unsigned)ent_rpc_admin_methods_count;
 	x.refl_v1 = x.refl_alpha + 1;
 	x.other = x.refl_v1 + 1;
 	return x;
@@ -140,15 +140,15 @@ size_t ent_rpc_method_names(const char **names, size_t cap)
 	for (size_t i = 0; i < n && i < cap; i++) {
 		const char *p;
 		if (i < x.stream)
-			p = ent_check_methods[i - x.check].path;
+			p = ent_rpc_check_methods[i - x.check].path;
 		else if (i == x.stream)
 			p = ENT_CHECK_STREAM_PATH;
 		else if (i < x.watch)
-			p = ent_health_methods[i - x.health].path;
+			p = ent_rpc_health_methods[i - x.health].path;
 		else if (i == x.watch)
 			p = ENT_HEALTH_WATCH_PATH;
 		else if (i < x.refl_alpha)
-			p = ent_admin_methods[i - x.admin].path;
+			p = ent_rpc_admin_methods[i - x.admin].path;
 		else if (i == x.refl_alpha)
 			p = ENT_REFLECTION_PATH_V1ALPHA;
 		else if (i == x.refl_v1)
@@ -216,12 +216,12 @@ static int add_listener(struct ent_rpc *r, grpc_server *server, const struct ent
 	grpc_server_credentials *creds;
 	if (l->tls) {
 		struct ent_tls *t = NULL;
-		int rc = ent_tls_new(r, l, &t, err);
+		int rc = ent_rpc_tls_new(r, l, &t, err);
 		if (rc)
 			return rc;
 		grpc_ssl_server_credentials_options *o =
 			grpc_ssl_server_credentials_create_options_using_config_fetcher(
-				t->request, ent_tls_fetch, t);
+				t->request, ent_rpc_tls_fetch, t);
 		creds = o ? grpc_ssl_server_credentials_create_with_options(o) : NULL;
 		if (!creds)
 			return ent_err_set(err, ENT_EIO, "listen %s: cannot create TLS credentials",
@@ -262,8 +262,8 @@ static void add_method(struct ent_srv *s, const char *path, const struct ent_met
 /* The method table of one server: only the services it serves (health always). */
 static int build_methods(struct ent_rpc *r, struct ent_srv *s, struct ent_err *err)
 {
-	size_t n = ent_check_methods_count + 1 + ent_health_methods_count + 1 +
-		   ent_admin_methods_count + 2;
+	size_t n = ent_rpc_check_methods_count + 1 + ent_rpc_health_methods_count + 1 +
+		   ent_rpc_admin_methods_count + 2;
 	s->methods = calloc(n, sizeof(*s->methods));
 	if (!s->methods)
 		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
@@ -273,20 +273,20 @@ static int build_methods(struct ent_rpc *r, struct ent_srv *s, struct ent_err *e
 	struct mindex x = method_indexes();
 
 	if (s->services & ENT_SVC_CHECKS) {
-		for (size_t i = 0; i < ent_check_methods_count; i++)
-			add_method(s, ent_check_methods[i].path, &ent_check_methods[i],
+		for (size_t i = 0; i < ent_rpc_check_methods_count; i++)
+			add_method(s, ent_rpc_check_methods[i].path, &ent_rpc_check_methods[i],
 				   ENT_MK_UNARY, protect, hot, x.check + (unsigned)i);
 		add_method(s, ENT_CHECK_STREAM_PATH, NULL, ENT_MK_CHECK_STREAM, protect,
 			   hot / 4 > few ? hot / 4 : few, x.stream);
 	}
 	/* Health stays open even when checks are protected: probes carry no credential. */
-	for (size_t i = 0; i < ent_health_methods_count; i++)
-		add_method(s, ent_health_methods[i].path, &ent_health_methods[i], ENT_MK_UNARY,
-			   false, few, x.health + (unsigned)i);
+	for (size_t i = 0; i < ent_rpc_health_methods_count; i++)
+		add_method(s, ent_rpc_health_methods[i].path, &ent_rpc_health_methods[i],
+			   ENT_MK_UNARY, false, few, x.health + (unsigned)i);
 	add_method(s, ENT_HEALTH_WATCH_PATH, NULL, ENT_MK_WATCH, false, few, x.watch);
 	if (s->services & ENT_SVC_ADMIN)
-		for (size_t i = 0; i < ent_admin_methods_count; i++)
-			add_method(s, ent_admin_methods[i].path, &ent_admin_methods[i],
+		for (size_t i = 0; i < ent_rpc_admin_methods_count; i++)
+			add_method(s, ent_rpc_admin_methods[i].path, &ent_rpc_admin_methods[i],
 				   ENT_MK_UNARY, true, few, x.admin + (unsigned)i);
 	/* Reflection describes the API, so it is where the API is: not on a listener that
 	   serves health alone (a probe port on the pod network). Protected like the checks. */
@@ -322,10 +322,10 @@ static int register_methods(struct ent_srv *s, struct ent_err *err)
 static int prearm(struct ent_wstate *ws, const struct ent_rmethod *rm, struct ent_err *err)
 {
 	for (unsigned i = 0; i < rm->prearm; i++) {
-		struct ent_call *c = ent_call_get(ws);
+		struct ent_call *c = ent_rpc_call_get(ws);
 		if (!c)
 			return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
-		if (ent_call_arm(c, rm) != 0)
+		if (ent_rpc_call_arm(c, rm) != 0)
 			return ent_err_set(err, ENT_EUNAVAIL, "rpc: cannot request calls for %s",
 					   rm->path);
 	}
@@ -432,9 +432,9 @@ static void on_notify(struct ent_wstate *ws)
 	grpc_metadata_array_destroy(&ws->notify_md);
 	grpc_metadata_array_init(&ws->notify_md);
 	atomic_store(&ws->notify_armed, 0);
-	ent_call_collect_orphans(ws);
-	ent_call_collect_resumed(ws);
-	ent_health_watch_update(ws);
+	ent_rpc_call_collect_orphans(ws);
+	ent_rpc_call_collect_resumed(ws);
+	ent_rpc_health_watch_update(ws);
 }
 
 static void on_shutdown_tag(struct ent_rpc *r)
@@ -456,7 +456,7 @@ static void dispatch(struct ent_wstate *ws, const grpc_event *ev)
 		on_shutdown_tag(t->owner);
 		break;
 	default:
-		ent_call_on_event(t->owner, t->kind, ev->success != 0);
+		ent_rpc_call_on_event(t->owner, t->kind, ev->success != 0);
 		break;
 	}
 }
@@ -464,7 +464,7 @@ static void dispatch(struct ent_wstate *ws, const grpc_event *ev)
 /*
  * After each blocking wait the worker also takes the completions that are already waiting
  * (zero deadline), so that the checks among them are looked up as one batched B-tree walk
- * whose cache misses overlap (call.c: ent_call_prepare); then every completion taken is
+ * whose cache misses overlap (call.c: ent_rpc_call_prepare); then every completion taken is
  * dispatched, in queue order, before the worker waits again. No answer is ever left for a
  * later cycle.
  *
@@ -521,7 +521,7 @@ static void *worker_main(void *arg)
 				skip = DRAIN_BACKOFF;
 		}
 		if (n > 1)
-			ent_call_prepare(ws, evs, n);
+			ent_rpc_call_prepare(ws, evs, n);
 		for (size_t i = 0; i < n; i++)
 			dispatch(ws, &evs[i]);
 	}
@@ -702,7 +702,7 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 		struct ent_call *c = ws->all;
 		while (c) {
 			struct ent_call *n = c->all_next;
-			ent_call_free(c);
+			ent_rpc_call_free(c);
 			c = n;
 		}
 		grpc_metadata_array_destroy(&ws->notify_md);
@@ -721,7 +721,7 @@ static void teardown(struct ent_rpc *r, int64_t grace_ms)
 	free(r->workers);
 	/* Every server is destroyed: gRPC holds no fetcher that could still read these. */
 	for (size_t i = 0; i < r->n_tls; i++)
-		ent_tls_free(r->tls[i]);
+		ent_rpc_tls_free(r->tls[i]);
 	free(r->tls);
 	wipe_free(atomic_load(&r->token));
 	for (size_t i = 0; i < r->n_old_tokens; i++)
@@ -817,7 +817,7 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 	bool ls_owned = false;
 	if ((rc = listeners_of(opts, &ls, &n_ls, &ls_owned, err)) != 0)
 		goto fail;
-	int refl = ent_reflection_init();
+	int refl = ent_rpc_reflection_init();
 	r->reflection = refl == 0;
 	if (refl)
 		ent_log(ENT_LOG_ERROR, "rpc: server reflection unavailable", "error",

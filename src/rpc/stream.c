@@ -50,26 +50,26 @@ static int stream_send_bb(struct ent_call *c, grpc_byte_buffer *bb, bool recv)
 		if (recv)
 			c->recv_busy = false;
 		c->pending--;
-		ent_call_kill(c);
+		ent_rpc_call_kill(c);
 		return -ENT_EIO;
 	}
 	c->md_sent = true;
 	return 0;
 }
 
-int ent_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
+int ent_rpc_call_stream_send(struct ent_call *c, const ProtobufCMessage *msg)
 {
 	grpc_byte_buffer *bb;
-	int rc = ent_call_pack(c, msg, &bb);
+	int rc = ent_rpc_call_pack(c, msg, &bb);
 	if (rc)
 		return rc;
-	ent_call_observe_response(c, msg);
+	ent_rpc_call_observe_response(c, msg);
 	return stream_send_bb(c, bb, false);
 }
 
-int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
+int ent_rpc_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
 {
-	if (len > ent_call_opts(c)->max_message_bytes)
+	if (len > ent_rpc_call_opts(c)->max_message_bytes)
 		return -ENT_EFULL;
 	/* A copy: the bytes may live in the arena, which the next message resets, while gRPC
 	   may keep a sent slice past the batch. */
@@ -79,7 +79,7 @@ int ent_call_stream_send_bytes(struct ent_call *c, const void *data, size_t len)
 	return stream_send_bb(c, bb, false);
 }
 
-void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg)
+void ent_rpc_call_stream_end(struct ent_call *c, grpc_status_code status, const char *msg)
 {
 	if (c->finished)
 		return;
@@ -95,19 +95,19 @@ void ent_call_stream_end(struct ent_call *c, grpc_status_code status, const char
 	memset(ops, 0, sizeof(ops));
 	if (!c->md_sent)
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ent_call_fill_status(c, &ops[n++], status, msg);
+	ent_rpc_call_fill_status(c, &ops[n++], status, msg);
 	if (!c->close_armed) {
 		ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 		ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
 		c->close_armed = true;
 	}
 	c->md_sent = true;
-	ent_call_start_final(c, ops, n, status);
+	ent_rpc_call_start_final(c, ops, n, status);
 }
 
 /* ---- the check stream ---------------------------------------------------------------- */
 
-void ent_stream_recv(struct ent_call *c)
+void ent_rpc_stream_recv(struct ent_call *c)
 {
 	grpc_op op;
 	memset(&op, 0, sizeof(op));
@@ -118,7 +118,7 @@ void ent_stream_recv(struct ent_call *c)
 	if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) != GRPC_CALL_OK) {
 		c->recv_busy = false;
 		c->pending--;
-		ent_call_kill(c);
+		ent_rpc_call_kill(c);
 	}
 }
 
@@ -146,7 +146,7 @@ static void reflection_process(struct ent_call *c, grpc_byte_buffer *bb)
 	grpc_byte_buffer_reader r;
 	if (!grpc_byte_buffer_reader_init(&r, bb)) {
 		grpc_byte_buffer_destroy(bb);
-		ent_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		ent_rpc_call_stream_end(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
 	grpc_slice s = grpc_byte_buffer_reader_readall(&r);
@@ -154,23 +154,24 @@ static void reflection_process(struct ent_call *c, grpc_byte_buffer *bb)
 	grpc_byte_buffer_destroy(bb);
 	uint8_t *resp;
 	size_t len;
-	int rc = ent_reflection_answer(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &c->arena,
-				       &resp, &len);
+	int rc = ent_rpc_reflection_answer(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &c->arena,
+					   &resp, &len);
 	grpc_slice_unref(s);
 	if (rc) {
-		ent_call_stream_end(c, ent_rpc_status(rc), "reflection: cannot answer");
+		ent_rpc_call_stream_end(c, ent_rpc_status(rc), "reflection: cannot answer");
 		return;
 	}
 	/* A whole file set can be large: do not keep those arena blocks pooled. */
 	if (len > ENT_CALL_BIG_MESSAGE)
 		c->drop_arena = true;
-	if (ent_call_stream_send_bytes(c, resp, len) != 0) {
-		ent_call_stream_end(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				    "reflection: response larger than the maximum message size");
+	if (ent_rpc_call_stream_send_bytes(c, resp, len) != 0) {
+		ent_rpc_call_stream_end(
+			c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			"reflection: response larger than the maximum message size");
 		return;
 	}
 	if (!c->finished)
-		ent_stream_recv(c);
+		ent_rpc_stream_recv(c);
 }
 
 /* Answer one received message; the next receive starts only once this one is answered, so
@@ -190,27 +191,27 @@ static void stream_process(struct ent_call *c, grpc_byte_buffer *bb)
 	size_t n;
 	struct ent_err err = {0};
 	int rc = -ENT_EINVAL;
-	if (ent_call_bytes(bb, &hold, &p, &n)) {
-		rc = ent_check_stream_answer(c, p, n, &answer, &err);
+	if (ent_rpc_call_bytes(bb, &hold, &p, &n)) {
+		rc = ent_rpc_check_stream_answer(c, p, n, &answer, &err);
 		grpc_slice_unref(hold);
 	} else {
 		ent_err_set(&err, ENT_EINVAL, "malformed request");
 	}
 	grpc_byte_buffer_destroy(bb);
 	if (rc) {
-		ent_call_stream_end(c, ent_rpc_status(err.code), err.msg);
+		ent_rpc_call_stream_end(c, ent_rpc_status(err.code), err.msg);
 		return;
 	}
 	check_stream_next(c, answer);
 }
 
-void ent_stream_on_recv(struct ent_call *c, bool success)
+void ent_rpc_stream_on_recv(struct ent_call *c, bool success)
 {
 	grpc_byte_buffer *bb = c->recv;
 	c->recv = NULL;
 	if (c->finished || !success) {
 		grpc_byte_buffer_destroy(bb);
-		ent_call_kill(c);
+		ent_rpc_call_kill(c);
 		return;
 	}
 	if (!bb) {
@@ -218,7 +219,7 @@ void ent_stream_on_recv(struct ent_call *c, bool success)
 		if (c->send_busy)
 			c->half_closed = true;
 		else
-			ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
+			ent_rpc_call_stream_end(c, GRPC_STATUS_OK, NULL);
 		return;
 	}
 	if (c->send_busy)
@@ -227,13 +228,13 @@ void ent_stream_on_recv(struct ent_call *c, bool success)
 		stream_process(c, bb);
 }
 
-void ent_stream_on_sent(struct ent_call *c)
+void ent_rpc_stream_on_sent(struct ent_call *c)
 {
 	if (c->held) {
 		grpc_byte_buffer *bb = c->held;
 		c->held = NULL;
 		stream_process(c, bb);
 	} else if (c->half_closed) {
-		ent_call_stream_end(c, GRPC_STATUS_OK, NULL);
+		ent_rpc_call_stream_end(c, GRPC_STATUS_OK, NULL);
 	}
 }

@@ -4,7 +4,7 @@
  * that a key belongs to its certificate and to name the certificate in the log). Which
  * credentials a listener gets is still decided in one place, server.c's add_listener.
  *
- * Threads: ent_tls_new and ent_rpc_reload_tls run on the main thread; ent_tls_fetch on any
+ * Threads: ent_rpc_tls_new and ent_rpc_reload_tls run on the main thread; ent_rpc_tls_fetch on any
  * gRPC thread. struct ent_tls (core.h) says what each may touch.
  */
 #include <stdio.h>
@@ -104,8 +104,8 @@ static int tls_read(const struct ent_config_listener *l, char **cert, char **key
  * TLS handshake, on whatever gRPC thread accepts the connection. Established connections keep
  * the handshake they had, so a new certificate never drops a connection.
  */
-grpc_ssl_certificate_config_reload_status ent_tls_fetch(void *user,
-							grpc_ssl_server_certificate_config **out)
+grpc_ssl_certificate_config_reload_status
+ent_rpc_tls_fetch(void *user, grpc_ssl_server_certificate_config **out)
 {
 	struct ent_tls *t = user;
 	if (atomic_load_explicit(&t->gen, memory_order_acquire) ==
@@ -124,7 +124,7 @@ grpc_ssl_certificate_config_reload_status ent_tls_fetch(void *user,
 		    : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
 }
 
-void ent_tls_free(struct ent_tls *t)
+void ent_rpc_tls_free(struct ent_tls *t)
 {
 	if (!t)
 		return;
@@ -144,8 +144,8 @@ client_cert_request(const struct ent_config_listener *l)
 	return GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
 }
 
-int ent_tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct ent_tls **out,
-		struct ent_err *err)
+int ent_rpc_tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct ent_tls **out,
+		    struct ent_err *err)
 {
 	struct ent_tls *t = calloc(1, sizeof(*t));
 	if (!t || !(t->address = strdup(l->address))) {
@@ -159,12 +159,12 @@ int ent_tls_new(struct ent_rpc *r, const struct ent_config_listener *l, struct e
 	char info[512];
 	int rc = tls_read(l, &t->cert, &t->key, &t->ca, info, sizeof(info), err);
 	if (rc) {
-		ent_tls_free(t);
+		ent_rpc_tls_free(t);
 		return rc;
 	}
 	struct ent_tls **v = realloc(r->tls, (r->n_tls + 1) * sizeof(*v));
 	if (!v) {
-		ent_tls_free(t);
+		ent_rpc_tls_free(t);
 		return ent_err_set(err, ENT_ENOMEM, "rpc: out of memory");
 	}
 	r->tls = v;

@@ -71,7 +71,7 @@ static const char *record_msg(struct ent_call *call, size_t i, const char *msg)
 		return "refused";
 	if ((size_t)len >= sizeof(buf))
 		len = (int)sizeof(buf) - 1;
-	const char *m = ent_arena_strndup(ent_call_arena(call), buf, (size_t)len);
+	const char *m = ent_arena_strndup(ent_rpc_call_arena(call), buf, (size_t)len);
 	return m ? m : "refused";
 }
 
@@ -101,7 +101,7 @@ static void answer(struct batch *b, const struct ent_apply_result *res)
 	}
 	b->resp.n_results = b->n;
 	b->resp.results = b->resp_ptrs;
-	ent_call_reply(b->call, &b->resp.base);
+	ent_rpc_call_reply(b->call, &b->resp.base);
 }
 
 /* Runs on the writer thread after the batch's group committed (or failed as a whole). */
@@ -117,14 +117,15 @@ static void batch_done(void *ctx, const struct ent_apply_result *res)
 		    j < b->n_ok) {
 			char msg[sizeof(res->err.msg) + 32];
 			snprintf(msg, sizeof(msg), "records[%u]%s", b->idx[j], res->err.msg + used);
-			ent_call_fail(b->call, res->err.code, msg);
+			ent_rpc_call_fail(b->call, res->err.code, msg);
 			return;
 		}
-		ent_call_fail(b->call, res->err.code, res->err.msg);
+		ent_rpc_call_fail(b->call, res->err.code, res->err.msg);
 		return;
 	}
 	if (res->n_records != b->n_ok) {
-		ent_call_fail(b->call, ENT_EIO, "records: the writer answered a different count");
+		ent_rpc_call_fail(b->call, ENT_EIO,
+				  "records: the writer answered a different count");
 		return;
 	}
 	b->resp.sequence = res->seq;
@@ -133,7 +134,7 @@ static void batch_done(void *ctx, const struct ent_apply_result *res)
 
 static struct batch *batch_new(struct ent_call *call, size_t n)
 {
-	struct ent_arena *a = ent_call_arena(call);
+	struct ent_arena *a = ent_rpc_call_arena(call);
 	struct batch *b = ent_arena_alloc(a, sizeof(*b));
 	if (!b)
 		return NULL;
@@ -159,7 +160,7 @@ static struct batch *batch_new(struct ent_call *call, size_t n)
 	return b;
 }
 
-void ent_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m)
+void ent_rpc_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m)
 {
 	const Ent__V1__BatchReportUsageWire *req = (const Ent__V1__BatchReportUsageWire *)m;
 	size_t n = req->n_records;
@@ -167,16 +168,16 @@ void ent_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m)
 	if (n == 0 || n > ENT_MAX_USAGE_BATCH) {
 		snprintf(msg, sizeof(msg), "records: must hold 1..%d records (got %zu)",
 			 ENT_MAX_USAGE_BATCH, n);
-		ent_call_fail(call, ENT_EINVAL, msg);
+		ent_rpc_call_fail(call, ENT_EINVAL, msg);
 		return;
 	}
 	struct batch *b = batch_new(call, n);
 	if (!b) {
-		ent_call_fail(call, ENT_ENOMEM, "records: out of memory");
+		ent_rpc_call_fail(call, ENT_ENOMEM, "records: out of memory");
 		return;
 	}
 	ProtobufCAllocator alloc;
-	ent_pb_allocator(&alloc, ent_call_arena(call));
+	ent_pb_allocator(&alloc, ent_rpc_call_arena(call));
 	struct ent_err err;
 	for (size_t i = 0; i < n; i++) {
 		const ProtobufCBinaryData *d = &req->records[i];
@@ -194,7 +195,7 @@ void ent_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m)
 		b->idx[b->n_ok] = (uint32_t)i;
 		b->payload.records[b->n_ok++] = (Ent__V1__ReportUsageRequest *)rec;
 	}
-	struct ent_writer *w = ent_call_opts(call)->writer;
+	struct ent_writer *w = ent_rpc_call_opts(call)->writer;
 	if (b->n_ok == 0) {
 		/* Nothing reaches the writer: every record was refused here. */
 		b->resp.sequence = w ? ent_writer_seq(w) : 0;
@@ -202,7 +203,7 @@ void ent_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m)
 		return;
 	}
 	if (!w) {
-		ent_call_fail(call, ENT_EUNAVAIL, "writes are not available on this server");
+		ent_rpc_call_fail(call, ENT_EUNAVAIL, "writes are not available on this server");
 		return;
 	}
 	b->payload.n_records = b->n_ok;
@@ -212,6 +213,7 @@ void ent_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m)
 	b->wr.cb = batch_done;
 	b->wr.ctx = b;
 	if (ent_writer_submit(w, &b->wr))
-		ent_call_fail(call, ENT_EUNAVAIL, "writer: not accepting writes (shutting down)");
+		ent_rpc_call_fail(call, ENT_EUNAVAIL,
+				  "writer: not accepting writes (shutting down)");
 	/* On success the call belongs to the writer until batch_done runs: not touched here. */
 }

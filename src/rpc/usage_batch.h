@@ -7,6 +7,6 @@
 #include "rpc/impl.h"
 
 /** The request is an Ent__V1__BatchReportUsageWire; answers once, now or from the writer. */
-void ent_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m);
+void ent_rpc_usage_batch_handler(struct ent_call *call, const ProtobufCMessage *m);
 
 #endif

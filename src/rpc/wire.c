@@ -150,7 +150,7 @@ static const uint8_t *skip_value(const uint8_t *p, const uint8_t *end, unsigned 
 	}
 }
 
-int ent_wire_check_decode(const uint8_t *p, size_t n, struct ent_wire_check *out)
+int ent_rpc_wire_check_decode(const uint8_t *p, size_t n, struct ent_wire_check *out)
 {
 	const uint8_t *end = p + n;
 	out->customer_id = (struct ent_str){"", 0};
@@ -219,23 +219,23 @@ static int batch_item(struct ent_wire_iter *it, const uint8_t **item, size_t *le
 	return 0;
 }
 
-int ent_wire_batch_next(struct ent_wire_iter *it, struct ent_wire_check *out)
+int ent_rpc_wire_batch_next(struct ent_wire_iter *it, struct ent_wire_check *out)
 {
 	const uint8_t *item;
 	size_t len;
 	int rc = batch_item(it, &item, &len);
 	if (rc <= 0)
 		return rc;
-	return ent_wire_check_decode(item, len, out) ? -ENT_EINVAL : 1;
+	return ent_rpc_wire_check_decode(item, len, out) ? -ENT_EINVAL : 1;
 }
 
-int ent_wire_batch_items(const uint8_t *p, size_t n, size_t *count)
+int ent_rpc_wire_batch_items(const uint8_t *p, size_t n, size_t *count)
 {
 	struct ent_wire_iter it;
 	const uint8_t *item;
 	size_t len, k = 0;
 	int rc;
-	ent_wire_iter_init(&it, p, n);
+	ent_rpc_wire_iter_init(&it, p, n);
 	while ((rc = batch_item(&it, &item, &len)) == 1)
 		k++;
 	if (rc < 0)
@@ -244,14 +244,14 @@ int ent_wire_batch_items(const uint8_t *p, size_t n, size_t *count)
 	return 0;
 }
 
-int ent_wire_batch_count(const uint8_t *p, size_t n, size_t *count)
+int ent_rpc_wire_batch_count(const uint8_t *p, size_t n, size_t *count)
 {
 	struct ent_wire_iter it;
 	struct ent_wire_check c;
 	size_t k = 0;
 	int rc;
-	ent_wire_iter_init(&it, p, n);
-	while ((rc = ent_wire_batch_next(&it, &c)) == 1)
+	ent_rpc_wire_iter_init(&it, p, n);
+	while ((rc = ent_rpc_wire_batch_next(&it, &c)) == 1)
 		k++;
 	if (rc < 0)
 		return rc;
@@ -342,23 +342,23 @@ static inline uint8_t *put_str(uint8_t *p, uint32_t field, struct ent_str s)
 	return s.len ? put_bytes(p, field, s.p, s.len) : p;
 }
 
-size_t ent_wire_len_header_size(uint32_t field, size_t len)
+size_t ent_rpc_wire_len_header_size(uint32_t field, size_t len)
 {
 	return tag_size(field) + vsize(len);
 }
 
-uint8_t *ent_wire_len_header_write(uint8_t *out, uint32_t field, size_t len)
+uint8_t *ent_rpc_wire_len_header_write(uint8_t *out, uint32_t field, size_t len)
 {
 	out = put_tag(out, field, WT_LEN);
 	return put_varint(out, len);
 }
 
-size_t ent_wire_u64_field_size(uint32_t field, uint64_t v)
+size_t ent_rpc_wire_u64_field_size(uint32_t field, uint64_t v)
 {
 	return sz_u64(field, v);
 }
 
-uint8_t *ent_wire_u64_field_write(uint8_t *out, uint32_t field, uint64_t v)
+uint8_t *ent_rpc_wire_u64_field_write(uint8_t *out, uint32_t field, uint64_t v)
 {
 	return put_u64(out, field, v);
 }
@@ -446,7 +446,7 @@ static uint32_t value_field(const struct ent_decision *d)
 	}
 }
 
-size_t ent_wire_check_resp_bound(const struct ent_decision *d)
+size_t ent_rpc_wire_check_resp_bound(const struct ent_decision *d)
 {
 	/* Fixed fields: 3 small ones, the value, usage (2 + 61), override flag and time, next
 	   change and sequence: under 160 bytes. Strings add their length and a 3-byte header
@@ -463,7 +463,7 @@ size_t ent_wire_check_resp_bound(const struct ent_decision *d)
 	return n;
 }
 
-size_t ent_wire_check_resp_size(const struct ent_decision *d, uint64_t seq)
+size_t ent_rpc_wire_check_resp_size(const struct ent_decision *d, uint64_t seq)
 {
 	const struct ent_agg *g = d->agg;
 	size_t n = sz_bool(RESP_ALLOWED, d->allowed) + sz_u64(RESP_REASON, d->reason) +
@@ -495,7 +495,7 @@ size_t ent_wire_check_resp_size(const struct ent_decision *d, uint64_t seq)
 	       sz_u64(RESP_SEQUENCE, seq);
 }
 
-uint8_t *ent_wire_check_resp_write(uint8_t *p, const struct ent_decision *d, uint64_t seq)
+uint8_t *ent_rpc_wire_check_resp_write(uint8_t *p, const struct ent_decision *d, uint64_t seq)
 {
 	const struct ent_agg *g = d->agg;
 	p = put_bool(p, RESP_ALLOWED, d->allowed);
@@ -523,7 +523,8 @@ uint8_t *ent_wire_check_resp_write(uint8_t *p, const struct ent_decision *d, uin
 		for (uint32_t i = 0; i < g->n_static; i++)
 			p = put_bytes(p, RESP_STATIC_VALUES, g->statics[i].p, g->statics[i].len);
 		for (uint32_t i = 0; i < g->n_privs; i++) {
-			p = ent_wire_len_header_write(p, RESP_PRIVILEGES, priv_size(&g->privs[i]));
+			p = ent_rpc_wire_len_header_write(p, RESP_PRIVILEGES,
+							  priv_size(&g->privs[i]));
 			p = priv_write(p, &g->privs[i]);
 		}
 	}
@@ -555,42 +556,44 @@ static int batch_room(struct ent_wire_batch *b, size_t need)
 	return b->grow(b, cap);
 }
 
-int ent_wire_batch_add(struct ent_wire_batch *b, const struct ent_decision *d)
+int ent_rpc_wire_batch_add(struct ent_wire_batch *b, const struct ent_decision *d)
 {
 	/*
 	 * The fast way writes the result first, two bytes after where it starts (the tag and a
 	 * one-byte length: a result is usually under 128 bytes), measures it, and moves a longer
-	 * one up to make room for its longer length. ent_wire_check_resp_bound guarantees the room
-	 * (plus up to 4 length bytes: results are below 2^28 bytes), so no field is sized twice.
-	 * Near the size limit, where the bound could refuse what fits, the exact size decides.
+	 * one up to make room for its longer length. ent_rpc_wire_check_resp_bound guarantees the
+	 * room (plus up to 4 length bytes: results are below 2^28 bytes), so no field is sized
+	 * twice. Near the size limit, where the bound could refuse what fits, the exact size
+	 * decides.
 	 */
-	size_t room = 5 + ent_wire_check_resp_bound(d);
+	size_t room = 5 + ent_rpc_wire_check_resp_bound(d);
 	if (b->used + room > b->max) {
-		size_t n = ent_wire_check_resp_size(d, b->seq);
-		size_t need = ent_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n) + n;
+		size_t n = ent_rpc_wire_check_resp_size(d, b->seq);
+		size_t need = ent_rpc_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n) + n;
 		if (b->used + need > b->max)
 			return -ENT_EFULL;
 		int rc = batch_room(b, need);
 		if (rc)
 			return rc;
-		uint8_t *at = ent_wire_len_header_write(b->p + b->used, ENT_WIRE_BATCH_RESULTS, n);
-		b->used = (size_t)(ent_wire_check_resp_write(at, d, b->seq) - b->p);
+		uint8_t *at =
+			ent_rpc_wire_len_header_write(b->p + b->used, ENT_WIRE_BATCH_RESULTS, n);
+		b->used = (size_t)(ent_rpc_wire_check_resp_write(at, d, b->seq) - b->p);
 		return 0;
 	}
 	int rc = batch_room(b, room);
 	if (rc)
 		return rc;
 	uint8_t *at = b->p + b->used, *start = at + 2;
-	size_t n = (size_t)(ent_wire_check_resp_write(start, d, b->seq) - start);
-	size_t hdr = ent_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n);
+	size_t n = (size_t)(ent_rpc_wire_check_resp_write(start, d, b->seq) - start);
+	size_t hdr = ent_rpc_wire_len_header_size(ENT_WIRE_BATCH_RESULTS, n);
 	if (hdr != 2)
 		memmove(at + hdr, start, n);
-	ent_wire_len_header_write(at, ENT_WIRE_BATCH_RESULTS, n);
+	ent_rpc_wire_len_header_write(at, ENT_WIRE_BATCH_RESULTS, n);
 	b->used += hdr + n;
 	return 0;
 }
 
-int ent_wire_batch_finish(struct ent_wire_batch *b)
+int ent_rpc_wire_batch_finish(struct ent_wire_batch *b)
 {
 	size_t n = sz_u64(ENT_WIRE_BATCH_SEQUENCE, b->seq);
 	if (b->used + n > b->max)

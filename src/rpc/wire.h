@@ -42,27 +42,27 @@ struct ent_wire_check {
  * \return 0, or -ENT_EINVAL when protobuf-c would refuse the bytes.
  * \note out's strings point into \a p: valid as long as the bytes are.
  */
-int ent_wire_check_decode(const uint8_t *p, size_t n, struct ent_wire_check *out);
+int ent_rpc_wire_check_decode(const uint8_t *p, size_t n, struct ent_wire_check *out);
 
 /**
  * Validate a BatchCheckEntitlementsRequest and count its checks (field 1), decoding each.
  * \return 0 with *count set, or -ENT_EINVAL when protobuf-c would refuse the bytes.
  */
-int ent_wire_batch_count(const uint8_t *p, size_t n, size_t *count);
+int ent_rpc_wire_batch_count(const uint8_t *p, size_t n, size_t *count);
 
 /**
  * Count the checks of a BatchCheckEntitlementsRequest checking only its own fields, not the
- * checks inside (ent_wire_batch_next decodes and refuses those): one pass for a handler that
+ * checks inside (ent_rpc_wire_batch_next decodes and refuses those): one pass for a handler that
  * decodes every check anyway. \return 0 with *count set, or -ENT_EINVAL.
  */
-int ent_wire_batch_items(const uint8_t *p, size_t n, size_t *count);
+int ent_rpc_wire_batch_items(const uint8_t *p, size_t n, size_t *count);
 
-/** Walks the checks of a batch request that ent_wire_batch_count accepted. */
+/** Walks the checks of a batch request that ent_rpc_wire_batch_count accepted. */
 struct ent_wire_iter {
 	const uint8_t *p, *end;
 };
 
-static inline void ent_wire_iter_init(struct ent_wire_iter *it, const uint8_t *p, size_t n)
+static inline void ent_rpc_wire_iter_init(struct ent_wire_iter *it, const uint8_t *p, size_t n)
 {
 	it->p = p;
 	it->end = p + n;
@@ -71,37 +71,37 @@ static inline void ent_wire_iter_init(struct ent_wire_iter *it, const uint8_t *p
 /**
  * The next check of the batch into \a out.
  * \return 1 (one decoded), 0 (no more), or -ENT_EINVAL (malformed: not after a successful
- * ent_wire_batch_count of the same bytes).
+ * ent_rpc_wire_batch_count of the same bytes).
  */
-int ent_wire_batch_next(struct ent_wire_iter *it, struct ent_wire_check *out);
+int ent_rpc_wire_batch_next(struct ent_wire_iter *it, struct ent_wire_check *out);
 
 /**
  * Encoded size of the CheckEntitlementResponse for decision \a d read at snapshot sequence
  * \a seq. The value, static values, privileges and override details come from d->agg when it
  * is set (a decision without an aggregate answers only allowed, reason and type).
  */
-size_t ent_wire_check_resp_size(const struct ent_decision *d, uint64_t seq);
+size_t ent_rpc_wire_check_resp_size(const struct ent_decision *d, uint64_t seq);
 
 /**
- * Write that response at \a out, which has ent_wire_check_resp_size() bytes.
+ * Write that response at \a out, which has ent_rpc_wire_check_resp_size() bytes.
  * \return the end of what was written.
  */
-uint8_t *ent_wire_check_resp_write(uint8_t *out, const struct ent_decision *d, uint64_t seq);
+uint8_t *ent_rpc_wire_check_resp_write(uint8_t *out, const struct ent_decision *d, uint64_t seq);
 
 /**
- * An upper bound of ent_wire_check_resp_size(d, any seq), cheaper to compute: a writer with
+ * An upper bound of ent_rpc_wire_check_resp_size(d, any seq), cheaper to compute: a writer with
  * this much room can write first and measure after.
  */
-size_t ent_wire_check_resp_bound(const struct ent_decision *d);
+size_t ent_rpc_wire_check_resp_bound(const struct ent_decision *d);
 
 /** Bytes of a length-delimited field header (tag and length) for field \a field. */
-size_t ent_wire_len_header_size(uint32_t field, size_t len);
+size_t ent_rpc_wire_len_header_size(uint32_t field, size_t len);
 /** Write a length-delimited field header; \return the end. */
-uint8_t *ent_wire_len_header_write(uint8_t *out, uint32_t field, size_t len);
+uint8_t *ent_rpc_wire_len_header_write(uint8_t *out, uint32_t field, size_t len);
 /** Bytes of an unsigned varint field (0 when \a v is 0: proto3 omits it). */
-size_t ent_wire_u64_field_size(uint32_t field, uint64_t v);
+size_t ent_rpc_wire_u64_field_size(uint32_t field, uint64_t v);
 /** Write an unsigned varint field unless \a v is 0; \return the end. */
-uint8_t *ent_wire_u64_field_write(uint8_t *out, uint32_t field, uint64_t v);
+uint8_t *ent_rpc_wire_u64_field_write(uint8_t *out, uint32_t field, uint64_t v);
 
 /** BatchCheckEntitlementsResponse field numbers. */
 #define ENT_WIRE_BATCH_RESULTS	1
@@ -126,8 +126,8 @@ struct ent_wire_batch {
 };
 
 /** Append the result of decision \a d. \return 0, -ENT_EFULL, or grow()'s error. */
-int ent_wire_batch_add(struct ent_wire_batch *b, const struct ent_decision *d);
+int ent_rpc_wire_batch_add(struct ent_wire_batch *b, const struct ent_decision *d);
 /** Append the sequence. \return 0 (b->used is the message length), -ENT_EFULL, or grow's error. */
-int ent_wire_batch_finish(struct ent_wire_batch *b);
+int ent_rpc_wire_batch_finish(struct ent_wire_batch *b);
 
 #endif

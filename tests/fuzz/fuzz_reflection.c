@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int ready;
 	if (!ready) {
-		if (ent_reflection_init() != 0)
+		if (ent_rpc_reflection_init() != 0)
 			abort();
 		ent_arena_init(&arena, 4096);
 		ready = 1;
@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ent_arena_reset(&arena);
 	uint8_t *out;
 	size_t n;
-	if (ent_reflection_answer(p, size, &arena, &out, &n) != 0)
+	if (ent_rpc_reflection_answer(p, size, &arena, &out, &n) != 0)
 		abort();
 	check_response(out, n);
 	free(p);

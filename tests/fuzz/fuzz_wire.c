@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ent_pb_allocator(&alloc, &a);
 
 	struct ent_wire_check w;
-	int rc = ent_wire_check_decode(p, size, &w);
+	int rc = ent_rpc_wire_check_decode(p, size, &w);
 	Ent__V1__CheckEntitlementRequest *r =
 		ent__v1__check_entitlement_request__unpack(&alloc, size, p);
 	if ((rc == 0) != (r != NULL))
@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		same(&w, r);
 
 	size_t count = 0;
-	rc = ent_wire_batch_count(p, size, &count);
+	rc = ent_rpc_wire_batch_count(p, size, &count);
 	Ent__V1__BatchCheckEntitlementsRequest *b =
 		ent__v1__batch_check_entitlements_request__unpack(&alloc, size, p);
 	if ((rc == 0) != (b != NULL))
@@ -67,13 +67,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (count != b->n_checks)
 			abort();
 		struct ent_wire_iter it;
-		ent_wire_iter_init(&it, p, size);
+		ent_rpc_wire_iter_init(&it, p, size);
 		for (size_t i = 0; i < count; i++) {
-			if (ent_wire_batch_next(&it, &w) != 1)
+			if (ent_rpc_wire_batch_next(&it, &w) != 1)
 				abort();
 			same(&w, b->checks[i]);
 		}
-		if (ent_wire_batch_next(&it, &w) != 0)
+		if (ent_rpc_wire_batch_next(&it, &w) != 0)
 			abort();
 	}
 	ent_arena_deinit(&a);

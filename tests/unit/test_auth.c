@@ -1,4 +1,4 @@
-/* ent_auth_check: the admin credential in `authorization: Bearer` or `x-api-key`. */
+/* ent_rpc_auth_check: the admin credential in `authorization: Bearer` or `x-api-key`. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,12 +14,12 @@ static const struct ent_str none = {"", 0};
 
 static int bearer(const char *expected, const char *header)
 {
-	return ent_auth_check(expected, ent_str_c(header), none);
+	return ent_rpc_auth_check(expected, ent_str_c(header), none);
 }
 
 static int api_key(const char *expected, const char *key)
 {
-	return ent_auth_check(expected, none, ent_str_c(key));
+	return ent_rpc_auth_check(expected, none, ent_str_c(key));
 }
 
 static void test_bearer_good(void **state)
@@ -48,7 +48,7 @@ static void test_bad_token(void **state)
 
 static void test_missing(void **state)
 {
-	assert_int_equal(ent_auth_check(TOKEN, none, none), -ENT_EAUTH);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, none, none), -ENT_EAUTH);
 	assert_int_equal(bearer(TOKEN, ""), -ENT_EAUTH);
 	assert_int_equal(api_key(TOKEN, ""), -ENT_EAUTH);
 }
@@ -65,7 +65,7 @@ static void test_prefix_shorter_longer(void **state)
 	assert_int_equal(api_key(TOKEN, TOKEN TOKEN), -ENT_EAUTH);
 	/* A token that is a zero-padded version of the expected one must not match either. */
 	struct ent_str padded = {TOKEN "\0", sizeof(TOKEN)};
-	assert_int_equal(ent_auth_check(TOKEN, none, padded), -ENT_EAUTH);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, none, padded), -ENT_EAUTH);
 }
 
 static void test_malformed_authorization(void **state)
@@ -90,10 +90,10 @@ static void test_both_headers(void **state)
 	struct ent_str bad_key = ent_str_c("nope");
 
 	/* Either header carrying the right token is enough. */
-	assert_int_equal(ent_auth_check(TOKEN, good_auth, good_key), 0);
-	assert_int_equal(ent_auth_check(TOKEN, good_auth, bad_key), 0);
-	assert_int_equal(ent_auth_check(TOKEN, bad_auth, good_key), 0);
-	assert_int_equal(ent_auth_check(TOKEN, bad_auth, bad_key), -ENT_EAUTH);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, good_auth, good_key), 0);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, good_auth, bad_key), 0);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, bad_auth, good_key), 0);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, bad_auth, bad_key), -ENT_EAUTH);
 }
 
 static void test_empty_expected_refuses_all(void **state)
@@ -111,10 +111,10 @@ static void test_not_nul_terminated(void **state)
 	/* Header values are borrowed slices, not C strings: only len bytes count. */
 	char buf[] = TOKEN "GARBAGE";
 	struct ent_str key = {buf, sizeof(TOKEN) - 1};
-	assert_int_equal(ent_auth_check(TOKEN, none, key), 0);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, none, key), 0);
 	char hdr[] = "Bearer " TOKEN "GARBAGE";
 	struct ent_str auth = {hdr, sizeof("Bearer " TOKEN) - 1};
-	assert_int_equal(ent_auth_check(TOKEN, auth, none), 0);
+	assert_int_equal(ent_rpc_auth_check(TOKEN, auth, none), 0);
 }
 
 int main(void)

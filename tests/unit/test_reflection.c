@@ -34,7 +34,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	if (!f || ent_reflection_init() != 0)
+	if (!f || ent_rpc_reflection_init() != 0)
 		return -1;
 	ent_arena_init(&f->arena, 4096);
 	*state = f;
@@ -45,7 +45,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	ent_arena_deinit(&f->arena);
-	ent_reflection_deinit();
+	ent_rpc_reflection_deinit();
 	free(f);
 	return 0;
 }
@@ -54,7 +54,7 @@ static int teardown(void **state)
 static resp_t *ask_raw(struct fixture *f, const uint8_t *buf, size_t len)
 {
 	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_reflection_answer(buf, len, &f->arena, &f->out, &f->out_len), 0);
+	assert_int_equal(ent_rpc_reflection_answer(buf, len, &f->arena, &f->out, &f->out_len), 0);
 	resp_t *r = grpc__reflection__v1alpha__server_reflection_response__unpack(NULL, f->out_len,
 										  f->out);
 	assert_non_null(r);
@@ -185,8 +185,8 @@ static void test_file_by_filename(void **state)
 
 	/* Byte for byte what protoc wrote into the set, not a re-encoding. */
 	bool inside = false;
-	for (size_t off = 0; off + b->len <= ent_reflection_fds_len && !inside; off++)
-		inside = memcmp(ent_reflection_fds + off, b->data, b->len) == 0;
+	for (size_t off = 0; off + b->len <= ent_rpc_reflection_fds_len && !inside; off++)
+		inside = memcmp(ent_rpc_reflection_fds + off, b->data, b->len) == 0;
 	assert_true(inside);
 	grpc__reflection__v1alpha__server_reflection_response__free_unpacked(r, NULL);
 
@@ -341,8 +341,8 @@ static void test_malformed(void **state)
 	/* Argument errors are returns, not answers. */
 	uint8_t *out;
 	size_t n;
-	assert_int_equal(ent_reflection_answer(NULL, 3, &f->arena, &out, &n), -ENT_EINVAL);
-	assert_int_equal(ent_reflection_answer((const uint8_t *)"", 0, NULL, &out, &n),
+	assert_int_equal(ent_rpc_reflection_answer(NULL, 3, &f->arena, &out, &n), -ENT_EINVAL);
+	assert_int_equal(ent_rpc_reflection_answer((const uint8_t *)"", 0, NULL, &out, &n),
 			 -ENT_EINVAL);
 }
 
@@ -388,7 +388,7 @@ static void test_v1_layout(void **state)
 	uint8_t buf[256];
 	size_t len = grpc__reflection__v1__server_reflection_request__pack(&rq, buf);
 	ent_arena_reset(&f->arena);
-	assert_int_equal(ent_reflection_answer(buf, len, &f->arena, &f->out, &f->out_len), 0);
+	assert_int_equal(ent_rpc_reflection_answer(buf, len, &f->arena, &f->out, &f->out_len), 0);
 	Grpc__Reflection__V1__ServerReflectionResponse *r =
 		grpc__reflection__v1__server_reflection_response__unpack(NULL, f->out_len, f->out);
 	assert_non_null(r);
@@ -419,21 +419,22 @@ static size_t one_file_set(uint8_t *out, const uint8_t *file, size_t len)
 static void test_init_failures(void **state)
 {
 	struct fixture *f = *state;
-	ent_reflection_deinit();
+	ent_rpc_reflection_deinit();
 	uint8_t *out;
 	size_t n;
-	assert_int_equal(ent_reflection_answer((const uint8_t *)"", 0, &f->arena, &out, &n),
+	assert_int_equal(ent_rpc_reflection_answer((const uint8_t *)"", 0, &f->arena, &out, &n),
 			 -ENT_EUNAVAIL);
 
 	/* Truncated: the last file's length runs past the end. */
-	assert_int_equal(ent_reflection_init_set(ent_reflection_fds, ent_reflection_fds_len - 1),
-			 -ENT_ECORRUPT);
+	assert_int_equal(
+		ent_rpc_reflection_init_set(ent_rpc_reflection_fds, ent_rpc_reflection_fds_len - 1),
+		-ENT_ECORRUPT);
 	static const uint8_t junk[] = {0x0a, 0x03, 0xff, 0xff, 0xff};
-	assert_int_equal(ent_reflection_init_set(junk, sizeof(junk)), -ENT_ECORRUPT);
-	assert_int_equal(ent_reflection_init_set(NULL, 0), -ENT_EINVAL);
+	assert_int_equal(ent_rpc_reflection_init_set(junk, sizeof(junk)), -ENT_ECORRUPT);
+	assert_int_equal(ent_rpc_reflection_init_set(NULL, 0), -ENT_EINVAL);
 
 	/* entitlement.proto alone: its imports are missing. Found in the set by its answer. */
-	assert_int_equal(ent_reflection_init(), 0);
+	assert_int_equal(ent_rpc_reflection_init(), 0);
 	req_t rq = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__INIT;
 	rq.message_request_case = REQ(FILE_BY_FILENAME);
 	rq.file_by_filename = "ent/v1/entitlement.proto";
@@ -443,24 +444,24 @@ static void test_init_failures(void **state)
 	assert_non_null(set);
 	size_t set_len = one_file_set(set, b->data, b->len);
 	grpc__reflection__v1alpha__server_reflection_response__free_unpacked(r, NULL);
-	ent_reflection_deinit();
-	assert_int_equal(ent_reflection_init_set(set, set_len), -ENT_ECORRUPT);
+	ent_rpc_reflection_deinit();
+	assert_int_equal(ent_rpc_reflection_init_set(set, set_len), -ENT_ECORRUPT);
 
 	/* wrappers.proto alone decodes and resolves but lacks the served services. */
 	rq.file_by_filename = "google/protobuf/wrappers.proto";
-	assert_int_equal(ent_reflection_init(), 0);
+	assert_int_equal(ent_rpc_reflection_init(), 0);
 	r = ask(f, &rq);
 	b = &r->file_descriptor_response->file_descriptor_proto[0];
 	uint8_t *set2 = malloc(b->len + 16);
 	assert_non_null(set2);
 	size_t set2_len = one_file_set(set2, b->data, b->len);
 	grpc__reflection__v1alpha__server_reflection_response__free_unpacked(r, NULL);
-	ent_reflection_deinit();
-	assert_int_equal(ent_reflection_init_set(set2, set2_len), -ENT_ECORRUPT);
+	ent_rpc_reflection_deinit();
+	assert_int_equal(ent_rpc_reflection_init_set(set2, set2_len), -ENT_ECORRUPT);
 
 	/* After every failure a clean start still works, and a second init is a no-op. */
-	assert_int_equal(ent_reflection_init(), 0);
-	assert_int_equal(ent_reflection_init(), 0);
+	assert_int_equal(ent_rpc_reflection_init(), 0);
+	assert_int_equal(ent_rpc_reflection_init(), 0);
 	r = ask_symbol(f, "ent.v1.Reason");
 	assert_int_equal(r->message_response_case, RESP(FILE_DESCRIPTOR_RESPONSE));
 	grpc__reflection__v1alpha__server_reflection_response__free_unpacked(r, NULL);

@@ -289,7 +289,7 @@ static void test_decode_random(void **state)
 			ent__v1__check_entitlement_request__unpack(&alloc, n, buf);
 		assert_non_null(pc);
 		struct ent_wire_check w;
-		assert_int_equal(ent_wire_check_decode(buf, n, &w), 0);
+		assert_int_equal(ent_rpc_wire_check_decode(buf, n, &w), 0);
 		assert_same_request(&w, pc);
 		/* And both agree with what was packed (the merge, when two were). */
 		assert_same_request(&w, &expect);
@@ -344,7 +344,7 @@ static void test_decode_corrupt(void **state)
 		Ent__V1__CheckEntitlementRequest *pc =
 			ent__v1__check_entitlement_request__unpack(&alloc, n, buf);
 		struct ent_wire_check w;
-		int rc = ent_wire_check_decode(buf, n, &w);
+		int rc = ent_rpc_wire_check_decode(buf, n, &w);
 		if (!pc) {
 			assert_int_equal(rc, -ENT_EINVAL);
 			refused++;
@@ -400,7 +400,7 @@ static void test_batch(void **state)
 		Ent__V1__BatchCheckEntitlementsRequest *pc =
 			ent__v1__batch_check_entitlements_request__unpack(&alloc, n, buf);
 		size_t count = 0;
-		int rc = ent_wire_batch_count(buf, n, &count);
+		int rc = ent_rpc_wire_batch_count(buf, n, &count);
 		if (!pc) {
 			assert_int_equal(rc, -ENT_EINVAL);
 			refused++;
@@ -412,12 +412,12 @@ static void test_batch(void **state)
 			assert_int_equal(count, k);
 		struct ent_wire_iter it;
 		struct ent_wire_check w;
-		ent_wire_iter_init(&it, buf, n);
+		ent_rpc_wire_iter_init(&it, buf, n);
 		for (size_t j = 0; j < count; j++) {
-			assert_int_equal(ent_wire_batch_next(&it, &w), 1);
+			assert_int_equal(ent_rpc_wire_batch_next(&it, &w), 1);
 			assert_same_request(&w, pc->checks[j]);
 		}
-		assert_int_equal(ent_wire_batch_next(&it, &w), 0);
+		assert_int_equal(ent_rpc_wire_batch_next(&it, &w), 0);
 	}
 	assert_true(refused > 0);
 	ent_arena_deinit(&a);
@@ -817,9 +817,9 @@ static void test_encode_random(void **state)
 		struct ent_decision d;
 		rnd_decision(&a, &d, &g);
 		uint64_t seq = below(3) == 0 ? 0 : (uint64_t)rnd_i64();
-		size_t n = ent_wire_check_resp_size(&d, seq);
-		assert_true(n <= ent_wire_check_resp_bound(&d));
-		uint8_t *end = ent_wire_check_resp_write(ours, &d, seq);
+		size_t n = ent_rpc_wire_check_resp_size(&d, seq);
+		assert_true(n <= ent_rpc_wire_check_resp_bound(&d));
+		uint8_t *end = ent_rpc_wire_check_resp_write(ours, &d, seq);
 		assert_int_equal((size_t)(end - ours), n);
 		Ent__V1__CheckEntitlementResponse *want;
 		assert_answer(&a, &d, seq, ours, n, &want);
@@ -847,13 +847,13 @@ static void test_encode_batch(void **state)
 		uint8_t *p = ours;
 		for (size_t j = 0; j < k; j++) {
 			rnd_decision(&a, &d[j], &g[j]);
-			size_t len = ent_wire_check_resp_size(&d[j], seq);
-			p = ent_wire_len_header_write(p, ENT_WIRE_BATCH_RESULTS, len);
+			size_t len = ent_rpc_wire_check_resp_size(&d[j], seq);
+			p = ent_rpc_wire_len_header_write(p, ENT_WIRE_BATCH_RESULTS, len);
 			uint8_t *item = p;
-			p = ent_wire_check_resp_write(p, &d[j], seq);
+			p = ent_rpc_wire_check_resp_write(p, &d[j], seq);
 			assert_answer(&a, &d[j], seq, item, len, &rp[j]);
 		}
-		p = ent_wire_u64_field_write(p, ENT_WIRE_BATCH_SEQUENCE, seq);
+		p = ent_rpc_wire_u64_field_write(p, ENT_WIRE_BATCH_SEQUENCE, seq);
 		Ent__V1__BatchCheckEntitlementsResponse b =
 			ENT__V1__BATCH_CHECK_ENTITLEMENTS_RESPONSE__INIT;
 		b.n_results = k;
@@ -900,10 +900,10 @@ static void test_batch_writer(void **state)
 			rnd_decision(&a, &d[j], &g[j]);
 			rp[j] = want_response(&a, &d[j], b.seq);
 			if (!rc)
-				rc = ent_wire_batch_add(&b, &d[j]);
+				rc = ent_rpc_wire_batch_add(&b, &d[j]);
 		}
 		if (!rc)
-			rc = ent_wire_batch_finish(&b);
+			rc = ent_rpc_wire_batch_finish(&b);
 		Ent__V1__BatchCheckEntitlementsResponse r =
 			ENT__V1__BATCH_CHECK_ENTITLEMENTS_RESPONSE__INIT;
 		r.n_results = k;
@@ -966,7 +966,7 @@ static void test_decode_edges(void **state)
 		Ent__V1__CheckEntitlementRequest *pc =
 			ent__v1__check_entitlement_request__unpack(&alloc, cases[i].n, b);
 		struct ent_wire_check w;
-		int rc = ent_wire_check_decode(b, cases[i].n, &w);
+		int rc = ent_rpc_wire_check_decode(b, cases[i].n, &w);
 		if (pc) {
 			assert_int_equal(rc, 0);
 			assert_same_request(&w, pc);
