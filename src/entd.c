@@ -116,7 +116,7 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 	ent_metrics_fill_writer(g, &ws);
 	if (d->fleet) {
 		struct ent_fleet_stats fs;
-		ent_fleet_get_stats(d->fleet, &fs);
+		ent_sync_fleet_get_stats(d->fleet, &fs);
 		g->sync_lag = (double)fs.lag;
 		g->sync_last_heard_seconds = fs.last_heard_ms < 0 ? NAN : fs.last_heard_ms / 1000.0;
 		g->sync_connected = fs.connected;
@@ -133,7 +133,7 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 	}
 	if (d->snapshotter) {
 		struct ent_snapshotter_stats ss;
-		ent_snapshotter_get_stats(d->snapshotter, &ss);
+		ent_sync_snapshotter_get_stats(d->snapshotter, &ss);
 		g->sync_snapshots_published_total = (double)ss.published;
 		g->sync_snapshot_failed_total = (double)ss.failed;
 		g->sync_snapshot_last_timestamp_seconds = (double)ss.last_ms / 1000.0;
@@ -160,9 +160,9 @@ static bool is_ready(void *ctx, char *why, size_t len)
 	else if (!(ready = ent_rpc_serving(d->rpc))) {
 		struct ent_fleet_stats fs;
 		if (d->fleet) {
-			ent_fleet_get_stats(d->fleet, &fs);
+			ent_sync_fleet_get_stats(d->fleet, &fs);
 			snprintf(why, len, "fleet: %s (applied %" PRIu64 " of %" PRIu64 ")",
-				 ent_fleet_state_name(&fs), fs.applied_seq, fs.head_seq);
+				 ent_sync_fleet_state_name(&fs), fs.applied_seq, fs.head_seq);
 		} else {
 			snprintf(why, len, "not serving");
 		}
@@ -378,7 +378,7 @@ static int open_fleet(struct daemon *d)
 		.snapshot_bucket = c->fleet_snapshot_bucket,
 		.db_path = c->db_path,
 	};
-	if (ent_fleet_open(&fo, &d->fleet, &err)) {
+	if (ent_sync_fleet_open(&fo, &d->fleet, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start", "error", err.msg, NULL);
 		return -1;
 	}
@@ -403,16 +403,16 @@ static int bootstrap(struct daemon *d)
 	if (has_database(d->cfg.db_path))
 		return 0;
 	struct ent_err err = {0};
-	struct ent_snapshot_info info;
-	jsCtx *js = ent_fleet_js(d->fleet);
-	int rc = ent_snapshot_info(js, d->cfg.fleet_snapshot_bucket, NULL, &info, &err);
+	struct ent_sync_snapshot_info info;
+	jsCtx *js = ent_sync_fleet_js(d->fleet);
+	int rc = ent_sync_snapshot_info(js, d->cfg.fleet_snapshot_bucket, NULL, &info, &err);
 	if (rc == -ENT_ENOTFOUND) {
 		ent_log(ENT_LOG_INFO, "fleet: no snapshot yet; starting empty", "bucket",
 			d->cfg.fleet_snapshot_bucket, NULL);
 		return 0;
 	}
 	struct ent_fleet_stats fs;
-	ent_fleet_get_stats(d->fleet, &fs);
+	ent_sync_fleet_get_stats(d->fleet, &fs);
 	if (rc == 0 && strcmp(info.stream, fs.identity) != 0) {
 		ent_log(ENT_LOG_WARN,
 			"fleet: the newest snapshot follows another stream; starting empty",
@@ -423,8 +423,8 @@ static int bootstrap(struct daemon *d)
 	int64_t t0 = ent_now_ms();
 	uint64_t seq = 0;
 	if (rc == 0)
-		rc = ent_snapshot_fetch(js, d->cfg.fleet_snapshot_bucket, d->cfg.db_path, &seq,
-					&err);
+		rc = ent_sync_snapshot_fetch(js, d->cfg.fleet_snapshot_bucket, d->cfg.db_path, &seq,
+					     &err);
 	if (rc) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot bootstrap from the snapshot", "error",
 			err.msg, NULL);
@@ -441,7 +441,7 @@ static int bootstrap(struct daemon *d)
 
 /*
  * The opened database must follow this stream with no hole. Behind the stream's retention it
- * is replaced by a snapshot at or past the stream's first sequence - 1 (ent_snapshot_restore:
+ * is replaced by a snapshot at or past the stream's first sequence - 1 (ent_sync_snapshot_restore:
  * the old directory stays as it was unless the new copy is complete and verified), then
  * reopened. Anything else (embedded-mode data, another stream) is refused: an operator
  * decides.
@@ -455,7 +455,7 @@ static int open_replica(struct daemon *d, const struct ent_store_opts *so)
 		return -1;
 	}
 	uint64_t first = 0;
-	int rc = ent_fleet_check_store(d->fleet, d->store, &first, &err);
+	int rc = ent_sync_fleet_check_store(d->fleet, d->store, &first, &err);
 	if (!rc || !first) {
 		if (rc)
 			ent_log(ENT_LOG_ERROR, "fleet: the database cannot follow the stream",
@@ -468,10 +468,10 @@ static int open_replica(struct daemon *d, const struct ent_store_opts *so)
 		"reason", err.msg, NULL);
 	ent_store_close(d->store);
 	d->store = NULL;
-	struct ent_snapshot_info info;
+	struct ent_sync_snapshot_info info;
 	memset(&err, 0, sizeof(err));
-	rc = ent_snapshot_restore(ent_fleet_js(d->fleet), d->cfg.fleet_snapshot_bucket,
-				  d->cfg.db_path, first ? first - 1 : 0, NULL, &info, &err);
+	rc = ent_sync_snapshot_restore(ent_sync_fleet_js(d->fleet), d->cfg.fleet_snapshot_bucket,
+				       d->cfg.db_path, first ? first - 1 : 0, NULL, &info, &err);
 	if (rc) {
 		ent_log(ENT_LOG_ERROR,
 			"fleet: the newest snapshot does not fit; cannot re-bootstrap (the replica "
@@ -488,7 +488,7 @@ static int open_replica(struct daemon *d, const struct ent_store_opts *so)
 			err.msg, NULL);
 		return -1;
 	}
-	if (ent_fleet_check_store(d->fleet, d->store, NULL, &err)) {
+	if (ent_sync_fleet_check_store(d->fleet, d->store, NULL, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: the snapshot cannot follow the stream", "error",
 			err.msg, NULL);
 		return -1;
@@ -501,7 +501,7 @@ static bool snapshot_ready(void *ctx)
 {
 	struct daemon *d = ctx;
 	struct ent_fleet_stats fs;
-	ent_fleet_get_stats(d->fleet, &fs);
+	ent_sync_fleet_get_stats(d->fleet, &fs);
 	return fs.connected && fs.caught_up && !fs.hole && !fs.rebootstrapping &&
 	       !fs.stream_changed;
 }
@@ -517,7 +517,7 @@ static bool snapshot_ready(void *ctx)
 static void fleet_readiness(struct daemon *d, struct ent_rpc *rpc, int64_t started)
 {
 	struct ent_fleet_stats fs;
-	ent_fleet_get_stats(d->fleet, &fs);
+	ent_sync_fleet_get_stats(d->fleet, &fs);
 	bool broken = fs.hole || fs.rebootstrapping || fs.stream_changed;
 	bool want = !broken && fs.caught_up;
 	bool stale = false;
@@ -540,8 +540,8 @@ static void fleet_readiness(struct daemon *d, struct ent_rpc *rpc, int64_t start
 			      : "fleet: caught up with the stream; serving",
 			"applied", a, "head", h, NULL);
 	else
-		ent_log(ENT_LOG_ERROR, "fleet: not serving", "state", ent_fleet_state_name(&fs),
-			"applied", a, "head", h, NULL);
+		ent_log(ENT_LOG_ERROR, "fleet: not serving", "state",
+			ent_sync_fleet_state_name(&fs), "applied", a, "head", h, NULL);
 }
 
 static const char *signal_name(int sig)
@@ -628,19 +628,19 @@ int main(int argc, char **argv)
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
 				     .idem_retention_ms = d.cfg.writer_idem_retention_ms,
-				     .fleet = d.fleet ? ent_fleet_hooks(d.fleet) : NULL};
+				     .fleet = d.fleet ? ent_sync_fleet_hooks(d.fleet) : NULL};
 	if ((rc = ent_writer_start(&wo, &d.writer)) != 0) {
 		ent_log(ENT_LOG_ERROR, "cannot start the writer", "error", ent_strerror(rc), NULL);
 		goto fail_writer;
 	}
-	if (d.fleet && ent_fleet_start(d.fleet, d.writer, d.store, &err)) {
+	if (d.fleet && ent_sync_fleet_start(d.fleet, d.writer, d.store, &err)) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot consume the stream", "error", err.msg, NULL);
 		goto fail_metrics;
 	}
 	if (d.fleet && d.cfg.fleet_snapshot_interval_ms > 0 &&
-	    (rc = ent_snapshotter_start(ent_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
-					d.cfg.fleet_snapshot_interval_ms, NULL, snapshot_ready, &d,
-					&d.snapshotter))) {
+	    (rc = ent_sync_snapshotter_start(
+		     ent_sync_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
+		     d.cfg.fleet_snapshot_interval_ms, NULL, snapshot_ready, &d, &d.snapshotter))) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start the snapshotter", "error",
 			ent_strerror(rc), NULL);
 		goto fail_metrics;
@@ -730,12 +730,12 @@ fail_metrics:
 	/* The HTTP thread may be reading store and writer: it stops before they do. */
 	ent_metrics_free(d.metrics);
 	/* The fleet first: its parked requests are answered by the still running writer. */
-	ent_snapshotter_stop(d.snapshotter);
-	ent_fleet_close(d.fleet);
+	ent_sync_snapshotter_stop(d.snapshotter);
+	ent_sync_fleet_close(d.fleet);
 	ent_writer_stop(d.writer);
 fail_writer:
 	if (!d.writer)
-		ent_fleet_close(d.fleet);
+		ent_sync_fleet_close(d.fleet);
 	if (d.store)
 		ent_store_close(d.store);
 out:

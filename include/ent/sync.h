@@ -11,12 +11,12 @@
  *
  * Start-up sequence of a main():
  *
- *     ent_fleet_open(&opts, &f, &err);          // connect, create or verify the stream
- *     ent_fleet_check_store(f, store, &err);     // the directory follows this stream, no hole
- *     ent_writer_start(&wo with .fleet = ent_fleet_hooks(f), &w);
- *     ent_fleet_start(f, w, store, &err);        // consume from the applied sequence + 1
+ *     ent_sync_fleet_open(&opts, &f, &err);          // connect, create or verify the stream
+ *     ent_sync_fleet_check_store(f, store, &err);     // the directory follows this stream, no hole
+ *     ent_writer_start(&wo with .fleet = ent_sync_fleet_hooks(f), &w);
+ *     ent_sync_fleet_start(f, w, store, &err);        // consume from the applied sequence + 1
  *     ... ent_fleet_caught_up(f) for readiness ...
- *     ent_fleet_close(f);                        // before ent_writer_stop
+ *     ent_sync_fleet_close(f);                        // before ent_writer_stop
  *
  * Threads: nats.c's own threads deliver messages and publish acknowledgements; they only hand
  * work to the writer (a mutex-guarded queue and uv_async_send). A poller thread refreshes the
@@ -84,10 +84,10 @@ struct ent_fleet_stats {
  * opts' settings if missing, or refuse one whose settings differ (replicas, subjects, storage,
  * retention) with an error naming the key.
  * \return 0, or -ENT_EUNAVAIL / -ENT_EINVAL / -ENT_EPRECOND with \a err filled.
- * \note the handle is freed by ent_fleet_close.
+ * \note the handle is freed by ent_sync_fleet_close.
  */
-ENT_API int ent_fleet_open(const struct ent_fleet_opts *opts, struct ent_fleet **out,
-			   struct ent_err *err);
+ENT_API int ent_sync_fleet_open(const struct ent_fleet_opts *opts, struct ent_fleet **out,
+				struct ent_err *err);
 
 /**
  * Check that \a store can follow the stream: an empty store, or one whose meta
@@ -98,33 +98,33 @@ ENT_API int ent_fleet_open(const struct ent_fleet_opts *opts, struct ent_fleet *
  * \return 0, or -ENT_EPRECOND with \a err explaining (behind retention, embedded-mode data,
  *         another stream, ahead of the stream).
  */
-ENT_API int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store,
-				  uint64_t *behind_first, struct ent_err *err);
+ENT_API int ent_sync_fleet_check_store(struct ent_fleet *f, struct ent_store *store,
+				       uint64_t *behind_first, struct ent_err *err);
 
-/** The writer hooks of this fleet (valid until ent_fleet_close). */
-ENT_API const struct ent_writer_fleet *ent_fleet_hooks(struct ent_fleet *f);
+/** The writer hooks of this fleet (valid until ent_sync_fleet_close). */
+ENT_API const struct ent_writer_fleet *ent_sync_fleet_hooks(struct ent_fleet *f);
 
 /**
  * Start consuming the stream into \a w from the store's applied sequence + 1.
  * \return 0 or -ENT_E* with \a err.
  */
-ENT_API int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store *store,
-			    struct ent_err *err);
+ENT_API int ent_sync_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store *store,
+				 struct ent_err *err);
 
 /** Fill \a out (any thread). */
-ENT_API void ent_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out);
+ENT_API void ent_sync_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out);
 
 /** "ok", "catching_up", "disconnected", "stopped_hole", "rebootstrapping" or
     "stream_changed" (static). */
-ENT_API const char *ent_fleet_state_name(const struct ent_fleet_stats *s);
+ENT_API const char *ent_sync_fleet_state_name(const struct ent_fleet_stats *s);
 
-/** The JetStream context (for the snapshot functions), valid until ent_fleet_close. */
-ENT_API void *ent_fleet_js(struct ent_fleet *f);
+/** The JetStream context (for the snapshot functions), valid until ent_sync_fleet_close. */
+ENT_API void *ent_sync_fleet_js(struct ent_fleet *f);
 
 /**
  * Stop consuming, answer every parked request UNAVAILABLE (through the writer), close the
  * connection, free \a f. Call before ent_writer_stop.
  */
-ENT_API void ent_fleet_close(struct ent_fleet *f);
+ENT_API void ent_sync_fleet_close(struct ent_fleet *f);
 
 #endif

@@ -252,8 +252,8 @@ static int snap_publish(int argc, char **argv)
 		const char *stream = a.stream ? a.stream : "ENTD_EVENTS";
 		uint64_t last = 0;
 		struct ent_err ierr = {0};
-		int ir = ent_snapshot_stream_identity(js, stream, identity, sizeof(identity), NULL,
-						      &last, &ierr);
+		int ir = ent_sync_snapshot_stream_identity(js, stream, identity, sizeof(identity),
+							   NULL, &last, &ierr);
 		if (ir == -ENT_ENOTFOUND) {
 			fprintf(stderr,
 				"entctl fleet snapshot publish: --seed: stream '%s' does not exist: "
@@ -279,12 +279,12 @@ static int snap_publish(int argc, char **argv)
 	}
 	uint64_t seq = 0;
 	double t0 = now_s();
-	int r = ent_snapshot_publish_opts(js, a.bucket, st, &o, &seq, &err);
+	int r = ent_sync_snapshot_publish_opts(js, a.bucket, st, &o, &seq, &err);
 	double dt = now_s() - t0;
 	ent_store_close(st);
-	struct ent_snapshot_info si = {0};
+	struct ent_sync_snapshot_info si = {0};
 	if (!r)
-		r = ent_snapshot_info(js, a.bucket, a.name, &si, &err);
+		r = ent_sync_snapshot_info(js, a.bucket, a.name, &si, &err);
 	disconnect(nc, js);
 	if (r) {
 		fprintf(stderr, "entctl fleet snapshot publish: %s\n", err.msg);
@@ -313,12 +313,12 @@ static int snap_fetch(int argc, char **argv)
 		return 1;
 	struct ent_err err = {0};
 	struct ent_snapshot_opts o = {.name = a.name};
-	struct ent_snapshot_info si;
+	struct ent_sync_snapshot_info si;
 	double t0 = now_s();
 	/* --replace: the directory holds a (stopped) replica's database, e.g. one behind the
 	 * stream's retention; it is swapped only once the new copy is complete and checked. */
-	int r = a.replace ? ent_snapshot_restore(js, a.bucket, a.db, 0, &o, &si, &err)
-			  : ent_snapshot_fetch_opts(js, a.bucket, a.db, &o, &si, &err);
+	int r = a.replace ? ent_sync_snapshot_restore(js, a.bucket, a.db, 0, &o, &si, &err)
+			  : ent_sync_snapshot_fetch_opts(js, a.bucket, a.db, &o, &si, &err);
 	double dt = now_s() - t0;
 	disconnect(nc, js);
 	if (r) {
@@ -342,8 +342,8 @@ static int snap_info(int argc, char **argv)
 	if (connect(&a, "info", &nc, &js))
 		return 1;
 	struct ent_err err = {0};
-	struct ent_snapshot_info si;
-	int r = ent_snapshot_info(js, a.bucket, a.name, &si, &err);
+	struct ent_sync_snapshot_info si;
+	int r = ent_sync_snapshot_info(js, a.bucket, a.name, &si, &err);
 	disconnect(nc, js);
 	if (r) {
 		fprintf(stderr, "entctl fleet snapshot info: %s\n", err.msg);

@@ -350,7 +350,7 @@ void ent_rpc_admin_get_status(struct ent_call *call, const ProtobufCMessage *req
 	resp.version = (char *)ENT_VERSION;
 	struct ent_fleet_stats fs;
 	if (opts->fleet) {
-		ent_fleet_get_stats(opts->fleet, &fs);
+		ent_sync_fleet_get_stats(opts->fleet, &fs);
 		resp.fleet = true;
 		resp.stream = fs.identity;
 		if (fs.applied_seq > resp.sequence)
@@ -360,7 +360,7 @@ void ent_rpc_admin_get_status(struct ent_call *call, const ProtobufCMessage *req
 		resp.last_heard_ms = fs.last_heard_ms;
 		resp.engine_connected = fs.connected;
 		resp.caught_up = fs.caught_up;
-		resp.fleet_state = (char *)ent_fleet_state_name(&fs);
+		resp.fleet_state = (char *)ent_sync_fleet_state_name(&fs);
 		resp.skipped_events = fs.skipped;
 		resp.published_events = fs.published;
 	}

@@ -34,8 +34,8 @@
  * - fed_seq, gen and the decision to feed a message are under feed_mu, held by the delivery
  *   thread across ent_writer_feed, so a consumer being replaced never feeds at the old
  *   position after the new one started (at most one consumer's generation is current).
- * - sub is created and destroyed by the thread calling ent_fleet_start, then only by the
- *   re-bootstrap thread, which ent_fleet_close joins before it touches sub.
+ * - sub is created and destroyed by the thread calling ent_sync_fleet_start, then only by the
+ *   re-bootstrap thread, which ent_sync_fleet_close joins before it touches sub.
  * - The atomics are written by nats.c's threads, the poller and the re-bootstrap thread,
  *   read by anyone.
  */
@@ -105,7 +105,7 @@ struct ent_fleet {
 	uint64_t fed_seq;	 /* under feed_mu */
 	uint64_t gen;		 /* under feed_mu: the current consumer's generation */
 	struct subctx *subctxs;	 /* every consumer's closure, freed at close */
-	struct ent_store *store; /* set by ent_fleet_start */
+	struct ent_store *store; /* set by ent_sync_fleet_start */
 	char *db_path, *bucket;	 /* re-bootstrap in place; db_path NULL: off */
 
 	pthread_t poller;
@@ -664,7 +664,7 @@ static bool creds_file_fault(const struct ent_fleet_opts *o, const char *text)
 	       (strstr(text, o->creds_file) || strstr(text, "uthorization"));
 }
 
-int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struct ent_err *err)
+int ent_sync_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struct ent_err *err)
 {
 	if (!o || !o->urls || !*o->urls || !o->stream || !o->subject)
 		return ent_err_set(err, ENT_EINVAL, "fleet.nats: not set");
@@ -749,12 +749,12 @@ int ent_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, struc
 	*out = f;
 	return 0;
 fail:
-	ent_fleet_close(f);
+	ent_sync_fleet_close(f);
 	return rc < 0 ? rc : -rc;
 }
 
-int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, uint64_t *behind_first,
-			  struct ent_err *err)
+int ent_sync_fleet_check_store(struct ent_fleet *f, struct ent_store *store, uint64_t *behind_first,
+			       struct ent_err *err)
 {
 	struct ent_store_stats st;
 	int rc = ent_store_stats(store, &st);
@@ -804,12 +804,12 @@ int ent_fleet_check_store(struct ent_fleet *f, struct ent_store *store, uint64_t
 	return 0;
 }
 
-const struct ent_writer_fleet *ent_fleet_hooks(struct ent_fleet *f)
+const struct ent_writer_fleet *ent_sync_fleet_hooks(struct ent_fleet *f)
 {
 	return &f->hooks;
 }
 
-void *ent_fleet_js(struct ent_fleet *f)
+void *ent_sync_fleet_js(struct ent_fleet *f)
 {
 	return f->js;
 }
@@ -1008,8 +1008,8 @@ static bool rebootstrap_round(struct ent_fleet *f, struct rb_log *lg)
 	}
 
 	jsCtx *js = f->js;
-	struct ent_snapshot_info info;
-	rc = ent_snapshot_info(js, f->bucket, NULL, &info, &err);
+	struct ent_sync_snapshot_info info;
+	rc = ent_sync_snapshot_info(js, f->bucket, NULL, &info, &err);
 	if (rc == 0 && strcmp(info.stream, f->identity) != 0) {
 		snprintf(detail, sizeof(detail),
 			 "the newest snapshot follows '%.150s', not '%.150s'", info.stream,
@@ -1036,7 +1036,7 @@ static bool rebootstrap_round(struct ent_fleet *f, struct rb_log *lg)
 	snprintf(dir, sizeof(dir), "%s/%s", f->db_path, REBOOT_DIR);
 	remove_dir(dir);
 	int64_t t0 = mono_ms();
-	rc = ent_snapshot_fetch_opts(js, f->bucket, dir, NULL, &info, &err);
+	rc = ent_sync_snapshot_fetch_opts(js, f->bucket, dir, NULL, &info, &err);
 	if (!rc && (strcmp(info.stream, f->identity) != 0 || info.seq + 1 < first))
 		rc = ent_err_set(&err, ENT_EPRECOND,
 				 "the fetched snapshot (sequence %" PRIu64
@@ -1132,8 +1132,8 @@ static void *rebooter_main(void *arg)
 	return NULL;
 }
 
-int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store *store,
-		    struct ent_err *err)
+int ent_sync_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store *store,
+			 struct ent_err *err)
 {
 	struct ent_store_stats st;
 	int rc = ent_store_stats(store, &st);
@@ -1159,7 +1159,7 @@ int ent_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_store 
 	return 0;
 }
 
-void ent_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out)
+void ent_sync_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->connected = atomic_load(&f->connected);
@@ -1185,7 +1185,7 @@ void ent_fleet_get_stats(struct ent_fleet *f, struct ent_fleet_stats *out)
 	snprintf(out->identity, sizeof(out->identity), "%s", f->identity);
 }
 
-const char *ent_fleet_state_name(const struct ent_fleet_stats *s)
+const char *ent_sync_fleet_state_name(const struct ent_fleet_stats *s)
 {
 	if (s->stream_changed)
 		return "stream_changed";
@@ -1200,7 +1200,7 @@ const char *ent_fleet_state_name(const struct ent_fleet_stats *s)
 	return "ok";
 }
 
-void ent_fleet_close(struct ent_fleet *f)
+void ent_sync_fleet_close(struct ent_fleet *f)
 {
 	if (!f)
 		return;

@@ -19,7 +19,7 @@
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-int ent_objstore_b64url_encode(const void *in, size_t len, char *out, size_t cap)
+int ent_sync_objstore_b64url_encode(const void *in, size_t len, char *out, size_t cap)
 {
 	const uint8_t *p = in;
 	size_t need = (len + 2) / 3 * 4;
@@ -56,7 +56,7 @@ static int b64url_val(char c)
 	return -1;
 }
 
-int ent_objstore_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap)
+int ent_sync_objstore_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 {
 	/* Padding is optional on input: strip it, then the remainder length must be valid. */
 	while (len > 0 && in[len - 1] == '=')
@@ -85,7 +85,7 @@ int ent_objstore_b64url_decode(const char *in, size_t len, uint8_t *out, size_t 
 	return (int)o;
 }
 
-bool ent_objstore_bucket_valid(const char *bucket)
+bool ent_sync_objstore_bucket_valid(const char *bucket)
 {
 	size_t n = bucket ? strlen(bucket) : 0;
 	if (n == 0 || n > ENT_OBJ_MAX_BUCKET)
@@ -103,32 +103,32 @@ bool ent_objstore_bucket_valid(const char *bucket)
 		n_ < 0 || (size_t)n_ >= (cap) ? -ENT_EINVAL : 0;                                   \
 	})
 
-int ent_objstore_stream_name(const char *bucket, char *buf, size_t cap)
+int ent_sync_objstore_stream_name(const char *bucket, char *buf, size_t cap)
 {
-	if (!ent_objstore_bucket_valid(bucket))
+	if (!ent_sync_objstore_bucket_valid(bucket))
 		return -ENT_EINVAL;
 	return FMT(buf, cap, "OBJ_%s", bucket);
 }
 
-int ent_objstore_meta_subject(const char *bucket, const char *name, char *buf, size_t cap)
+int ent_sync_objstore_meta_subject(const char *bucket, const char *name, char *buf, size_t cap)
 {
 	char enc[(ENT_OBJ_MAX_NAME + 2) / 3 * 4 + 1];
-	if (!ent_objstore_bucket_valid(bucket) || !name || !*name ||
+	if (!ent_sync_objstore_bucket_valid(bucket) || !name || !*name ||
 	    strlen(name) > ENT_OBJ_MAX_NAME)
 		return -ENT_EINVAL;
-	if (ent_objstore_b64url_encode(name, strlen(name), enc, sizeof(enc)) < 0)
+	if (ent_sync_objstore_b64url_encode(name, strlen(name), enc, sizeof(enc)) < 0)
 		return -ENT_EINVAL;
 	return FMT(buf, cap, "$O.%s.M.%s", bucket, enc);
 }
 
-int ent_objstore_chunk_subject(const char *bucket, const char *nuid, char *buf, size_t cap)
+int ent_sync_objstore_chunk_subject(const char *bucket, const char *nuid, char *buf, size_t cap)
 {
-	if (!ent_objstore_bucket_valid(bucket) || !nuid || !*nuid || strpbrk(nuid, ". *>"))
+	if (!ent_sync_objstore_bucket_valid(bucket) || !nuid || !*nuid || strpbrk(nuid, ". *>"))
 		return -ENT_EINVAL;
 	return FMT(buf, cap, "$O.%s.C.%s", bucket, nuid);
 }
 
-void ent_objstore_digest_fmt(const uint8_t sha[32], char *out, size_t cap)
+void ent_sync_objstore_digest_fmt(const uint8_t sha[32], char *out, size_t cap)
 {
 	size_t p = strlen(ENT_OBJ_DIGEST_PREFIX);
 	if (cap < p + 45) {
@@ -137,24 +137,24 @@ void ent_objstore_digest_fmt(const uint8_t sha[32], char *out, size_t cap)
 		return;
 	}
 	memcpy(out, ENT_OBJ_DIGEST_PREFIX, p);
-	ent_objstore_b64url_encode(sha, 32, out + p, cap - p);
+	ent_sync_objstore_b64url_encode(sha, 32, out + p, cap - p);
 }
 
-int ent_objstore_digest_parse(const char *s, uint8_t sha[32])
+int ent_sync_objstore_digest_parse(const char *s, uint8_t sha[32])
 {
 	size_t p = strlen(ENT_OBJ_DIGEST_PREFIX);
 	/* The algorithm name is matched case-insensitively: some clients write "sha-256=". */
 	if (!s || strncasecmp(s, ENT_OBJ_DIGEST_PREFIX, p) != 0)
 		return -ENT_EINVAL;
 	uint8_t buf[48];
-	int n = ent_objstore_b64url_decode(s + p, strlen(s + p), buf, sizeof(buf));
+	int n = ent_sync_objstore_b64url_decode(s + p, strlen(s + p), buf, sizeof(buf));
 	if (n != 32)
 		return -ENT_EINVAL;
 	memcpy(sha, buf, 32);
 	return 0;
 }
 
-const char *ent_objstore_header(const struct ent_obj_info *info, const char *key)
+const char *ent_sync_objstore_header(const struct ent_obj_info *info, const char *key)
 {
 	for (int i = 0; i < info->n_headers; i++)
 		if (!strcasecmp(info->headers[i].key, key))
@@ -162,7 +162,7 @@ const char *ent_objstore_header(const struct ent_obj_info *info, const char *key
 	return NULL;
 }
 
-int ent_objstore_header_set(struct ent_obj_info *info, const char *key, const char *value)
+int ent_sync_objstore_header_set(struct ent_obj_info *info, const char *key, const char *value)
 {
 	if (!key || !*key || strlen(key) >= sizeof(info->headers[0].key) || !value ||
 	    strlen(value) >= sizeof(info->headers[0].value))
@@ -184,7 +184,7 @@ int ent_objstore_header_set(struct ent_obj_info *info, const char *key, const ch
 /* ---- ObjectInfo JSON --------------------------------------------------------------------------
  */
 
-char *ent_objstore_meta_encode(const struct ent_obj_info *info)
+char *ent_sync_objstore_meta_encode(const struct ent_obj_info *info)
 {
 	char mtime[40];
 	json_t *o = json_object();
@@ -258,8 +258,8 @@ static int get_uint(json_t *o, const char *key, uint64_t max, uint64_t *out, str
 	return 0;
 }
 
-int ent_objstore_meta_decode(const char *json, size_t len, struct ent_obj_info *info,
-			     struct ent_err *err)
+int ent_sync_objstore_meta_decode(const char *json, size_t len, struct ent_obj_info *info,
+				  struct ent_err *err)
 {
 	memset(info, 0, sizeof(*info));
 	json_error_t jerr;
@@ -306,7 +306,7 @@ int ent_objstore_meta_decode(const char *json, size_t len, struct ent_obj_info *
 			json_t *v = json_is_array(vals) ? json_array_get(vals, 0) : vals;
 			if (!json_is_string(v))
 				continue;
-			if (ent_objstore_header_set(info, k, json_string_value(v))) {
+			if (ent_sync_objstore_header_set(info, k, json_string_value(v))) {
 				r = ent_err_set(err, ENT_ECORRUPT,
 						"object meta: header '%.60s' too long or too many "
 						"headers",
@@ -322,8 +322,9 @@ int ent_objstore_meta_decode(const char *json, size_t len, struct ent_obj_info *
 /* ---- chunking ---------------------------------------------------------------------------------
  */
 
-int ent_objstore_chunk_fd(int fd, uint32_t chunk_size, ent_objstore_chunk_cb cb, void *ctx,
-			  uint8_t sha[32], uint64_t *size, uint32_t *chunks, struct ent_err *err)
+int ent_sync_objstore_chunk_fd(int fd, uint32_t chunk_size, ent_objstore_chunk_cb cb, void *ctx,
+			       uint8_t sha[32], uint64_t *size, uint32_t *chunks,
+			       struct ent_err *err)
 {
 	if (chunk_size == 0 || chunk_size > ENT_OBJ_MAX_CHUNK)
 		return ent_err_set(err, ENT_EINVAL, "chunk size: must be 1..%d bytes",
@@ -374,7 +375,7 @@ out:
 	return r;
 }
 
-int ent_objstore_nuid(char out[ENT_OBJ_NUID_LEN + 1])
+int ent_sync_objstore_nuid(char out[ENT_OBJ_NUID_LEN + 1])
 {
 	static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 	uint8_t rnd[ENT_OBJ_NUID_LEN * 2];
@@ -399,7 +400,7 @@ int ent_objstore_nuid(char out[ENT_OBJ_NUID_LEN + 1])
 /* ---- JetStream --------------------------------------------------------------------------------
  */
 
-int ent_objstore_nats_err(natsStatus s, jsErrCode jerr, struct ent_err *err, const char *what)
+int ent_sync_objstore_nats_err(natsStatus s, jsErrCode jerr, struct ent_err *err, const char *what)
 {
 	if (jerr == JSStreamNotFoundErr)
 		return ent_err_set(err, ENT_ENOTFOUND, "%s: no such stream on the NATS server",
@@ -428,12 +429,12 @@ int ent_objstore_nats_err(natsStatus s, jsErrCode jerr, struct ent_err *err, con
 	}
 }
 
-int ent_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_err *err)
+int ent_sync_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_err *err)
 {
 	char stream[96], chunks[96], meta[96];
-	if (!ent_objstore_bucket_valid(bucket))
+	if (!ent_sync_objstore_bucket_valid(bucket))
 		return ent_err_set(err, ENT_EINVAL, "bucket: must be 1..64 of A-Z a-z 0-9 _ -");
-	ent_objstore_stream_name(bucket, stream, sizeof(stream));
+	ent_sync_objstore_stream_name(bucket, stream, sizeof(stream));
 	snprintf(chunks, sizeof(chunks), "$O.%s.C.>", bucket);
 	snprintf(meta, sizeof(meta), "$O.%s.M.>", bucket);
 	jsStreamInfo *si = NULL;
@@ -461,7 +462,7 @@ int ent_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_
 		return 0;
 	}
 	if (jerr != JSStreamNotFoundErr && s != NATS_NOT_FOUND)
-		return ent_objstore_nats_err(s, jerr, err, stream);
+		return ent_sync_objstore_nats_err(s, jerr, err, stream);
 	jsStreamConfig cfg;
 	jsStreamConfig_Init(&cfg);
 	const char *subjects[] = {chunks, meta};
@@ -483,7 +484,7 @@ int ent_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_
 	if (s != NATS_OK && jerr == JSStreamNameExistErr)
 		return 0;
 	if (s != NATS_OK)
-		return ent_objstore_nats_err(s, jerr, err, stream);
+		return ent_sync_objstore_nats_err(s, jerr, err, stream);
 	return 0;
 }
 
@@ -497,9 +498,9 @@ static int get_meta(jsCtx *js, const char *bucket, const char *name, struct ent_
 	if (no_bucket)
 		*no_bucket = false;
 	char stream[96], subj[512];
-	if (ent_objstore_stream_name(bucket, stream, sizeof(stream)))
+	if (ent_sync_objstore_stream_name(bucket, stream, sizeof(stream)))
 		return ent_err_set(err, ENT_EINVAL, "bucket: must be 1..64 of A-Z a-z 0-9 _ -");
-	if (ent_objstore_meta_subject(bucket, name, subj, sizeof(subj)))
+	if (ent_sync_objstore_meta_subject(bucket, name, subj, sizeof(subj)))
 		return ent_err_set(err, ENT_EINVAL, "object name: must be 1..%d bytes",
 				   ENT_OBJ_MAX_NAME);
 	natsMsg *m = NULL;
@@ -516,10 +517,10 @@ static int get_meta(jsCtx *js, const char *bucket, const char *name, struct ent_
 		if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND)
 			return ent_err_set(err, ENT_ENOTFOUND, "bucket '%s' has no object '%s'",
 					   bucket, name);
-		return ent_objstore_nats_err(s, jerr, err, stream);
+		return ent_sync_objstore_nats_err(s, jerr, err, stream);
 	}
-	int r = ent_objstore_meta_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), info,
-					 err);
+	int r = ent_sync_objstore_meta_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+					      info, err);
 	int64_t t = natsMsg_GetTime(m);
 	if (!r && t > 0)
 		info->mtime_ms = t / 1000000;
@@ -527,8 +528,8 @@ static int get_meta(jsCtx *js, const char *bucket, const char *name, struct ent_
 	return r;
 }
 
-int ent_objstore_info(jsCtx *js, const char *bucket, const char *name, struct ent_obj_info *info,
-		      struct ent_err *err)
+int ent_sync_objstore_info(jsCtx *js, const char *bucket, const char *name,
+			   struct ent_obj_info *info, struct ent_err *err)
 {
 	int r = get_meta(js, bucket, name, info, NULL, err);
 	if (!r && info->deleted)
@@ -544,7 +545,7 @@ static int purge_subject(jsCtx *js, const char *stream, const char *subject, str
 	o.Stream.Purge.Subject = subject;
 	jsErrCode jerr = 0;
 	natsStatus s = js_PurgeStream(js, stream, &o, &jerr);
-	return s == NATS_OK ? 0 : ent_objstore_nats_err(s, jerr, err, subject);
+	return s == NATS_OK ? 0 : ent_sync_objstore_nats_err(s, jerr, err, subject);
 }
 
 struct put_ctx {
@@ -565,11 +566,11 @@ static int put_chunk(void *ctx, const uint8_t *data, size_t len)
 	jsErrCode jerr = 0;
 	natsStatus s = js_Publish(&ack, p->js, p->subject, data, (int)len, &po, &jerr);
 	jsPubAck_Destroy(ack);
-	return s == NATS_OK ? 0 : ent_objstore_nats_err(s, jerr, p->err, "publishing a chunk");
+	return s == NATS_OK ? 0 : ent_sync_objstore_nats_err(s, jerr, p->err, "publishing a chunk");
 }
 
-int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_size,
-			struct ent_obj_info *info, struct ent_err *err)
+int ent_sync_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_size,
+			     struct ent_obj_info *info, struct ent_err *err)
 {
 	char stream[96], csubj[128], msubj[512];
 	if (!chunk_size)
@@ -577,9 +578,9 @@ int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_si
 	if (chunk_size > ENT_OBJ_MAX_CHUNK)
 		return ent_err_set(err, ENT_EINVAL, "chunk size: at most %d bytes",
 				   ENT_OBJ_MAX_CHUNK);
-	if (ent_objstore_stream_name(bucket, stream, sizeof(stream)))
+	if (ent_sync_objstore_stream_name(bucket, stream, sizeof(stream)))
 		return ent_err_set(err, ENT_EINVAL, "bucket: must be 1..64 of A-Z a-z 0-9 _ -");
-	if (ent_objstore_meta_subject(bucket, info->name, msubj, sizeof(msubj)))
+	if (ent_sync_objstore_meta_subject(bucket, info->name, msubj, sizeof(msubj)))
 		return ent_err_set(err, ENT_EINVAL, "object name: must be 1..%d bytes",
 				   ENT_OBJ_MAX_NAME);
 
@@ -594,15 +595,15 @@ int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_si
 		return r;
 	}
 
-	if (ent_objstore_nuid(info->nuid))
+	if (ent_sync_objstore_nuid(info->nuid))
 		return ent_err_set(err, ENT_EIO, "no random bytes for the object's nuid");
 	snprintf(info->bucket, sizeof(info->bucket), "%s", bucket);
-	ent_objstore_chunk_subject(bucket, info->nuid, csubj, sizeof(csubj));
+	ent_sync_objstore_chunk_subject(bucket, info->nuid, csubj, sizeof(csubj));
 	struct put_ctx pc = {js, csubj, stream, err};
 	uint8_t sha[32];
 	uint64_t size;
 	uint32_t chunks;
-	r = ent_objstore_chunk_fd(fd, chunk_size, put_chunk, &pc, sha, &size, &chunks, err);
+	r = ent_sync_objstore_chunk_fd(fd, chunk_size, put_chunk, &pc, sha, &size, &chunks, err);
 	if (r) {
 		struct ent_err ignored;
 		purge_subject(js, stream, csubj, &ignored);
@@ -613,9 +614,9 @@ int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_si
 	info->chunk_size = chunk_size;
 	info->deleted = false;
 	info->mtime_ms = ent_now_ms();
-	ent_objstore_digest_fmt(sha, info->digest, sizeof(info->digest));
+	ent_sync_objstore_digest_fmt(sha, info->digest, sizeof(info->digest));
 
-	char *json = ent_objstore_meta_encode(info);
+	char *json = ent_sync_objstore_meta_encode(info);
 	natsMsg *m = NULL;
 	if (!json || natsMsg_Create(&m, msubj, NULL, json, (int)strlen(json)) != NATS_OK ||
 	    natsMsgHeader_Set(m, "Nats-Rollup", "sub") != NATS_OK) {
@@ -635,7 +636,7 @@ int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_si
 	jsPubAck_Destroy(ack);
 	natsMsg_Destroy(m);
 	if (s != NATS_OK) {
-		r = ent_objstore_nats_err(s, jerr, err, "publishing the object's meta");
+		r = ent_sync_objstore_nats_err(s, jerr, err, "publishing the object's meta");
 		struct ent_err ignored;
 		purge_subject(js, stream, csubj, &ignored);
 		return r;
@@ -644,7 +645,7 @@ int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_si
 	 * them behind (reported, not fatal: the object itself is complete). */
 	if (have_old && strcmp(old.nuid, info->nuid)) {
 		char osubj[128];
-		if (!ent_objstore_chunk_subject(bucket, old.nuid, osubj, sizeof(osubj))) {
+		if (!ent_sync_objstore_chunk_subject(bucket, old.nuid, osubj, sizeof(osubj))) {
 			struct ent_err perr = {0};
 			if (purge_subject(js, stream, osubj, &perr))
 				ent_log(ENT_LOG_WARN, "object store: old chunks not purged",
@@ -661,19 +662,19 @@ static bool is_control(natsMsg *m)
 	return natsMsgHeader_Get(m, "Status", &st) == NATS_OK && st;
 }
 
-int ent_objstore_get_fd(jsCtx *js, const char *bucket, const char *name, int fd, int idle_ms,
-			struct ent_obj_info *info, struct ent_err *err)
+int ent_sync_objstore_get_fd(jsCtx *js, const char *bucket, const char *name, int fd, int idle_ms,
+			     struct ent_obj_info *info, struct ent_err *err)
 {
-	int r = ent_objstore_info(js, bucket, name, info, err);
+	int r = ent_sync_objstore_info(js, bucket, name, info, err);
 	if (r)
 		return r;
 	uint8_t want[32], got[32];
-	if (ent_objstore_digest_parse(info->digest, want))
+	if (ent_sync_objstore_digest_parse(info->digest, want))
 		return ent_err_set(err, ENT_ECORRUPT, "object '%s': digest '%.60s' is not SHA-256",
 				   name, info->digest);
 	char stream[96], csubj[128];
-	ent_objstore_stream_name(bucket, stream, sizeof(stream));
-	if (ent_objstore_chunk_subject(bucket, info->nuid, csubj, sizeof(csubj)))
+	ent_sync_objstore_stream_name(bucket, stream, sizeof(stream));
+	if (ent_sync_objstore_chunk_subject(bucket, info->nuid, csubj, sizeof(csubj)))
 		return ent_err_set(err, ENT_ECORRUPT, "object '%s': bad nuid '%.60s'", name,
 				   info->nuid);
 	if (idle_ms <= 0)
@@ -697,7 +698,7 @@ int ent_objstore_get_fd(jsCtx *js, const char *bucket, const char *name, int fd,
 		jsErrCode jerr = 0;
 		natsStatus s = js_SubscribeSync(&sub, js, csubj, NULL, &so, &jerr);
 		if (s != NATS_OK) {
-			r = ent_objstore_nats_err(s, jerr, err, csubj);
+			r = ent_sync_objstore_nats_err(s, jerr, err, csubj);
 			goto out;
 		}
 		/* The library queues whole chunks: allow a good number in flight. */
@@ -714,7 +715,7 @@ int ent_objstore_get_fd(jsCtx *js, const char *bucket, const char *name, int fd,
 			goto out;
 		}
 		if (s != NATS_OK) {
-			r = ent_objstore_nats_err(s, 0, err, csubj);
+			r = ent_sync_objstore_nats_err(s, 0, err, csubj);
 			goto out;
 		}
 		if (is_control(m)) {
@@ -768,15 +769,15 @@ out:
 	return r;
 }
 
-int ent_objstore_delete(jsCtx *js, const char *bucket, const char *name, struct ent_err *err)
+int ent_sync_objstore_delete(jsCtx *js, const char *bucket, const char *name, struct ent_err *err)
 {
 	struct ent_obj_info info;
-	int r = ent_objstore_info(js, bucket, name, &info, err);
+	int r = ent_sync_objstore_info(js, bucket, name, &info, err);
 	if (r)
 		return r;
 	char stream[96], msubj[512], csubj[128];
-	ent_objstore_stream_name(bucket, stream, sizeof(stream));
-	ent_objstore_meta_subject(bucket, name, msubj, sizeof(msubj));
+	ent_sync_objstore_stream_name(bucket, stream, sizeof(stream));
+	ent_sync_objstore_meta_subject(bucket, name, msubj, sizeof(msubj));
 	char old_nuid[64];
 	snprintf(old_nuid, sizeof(old_nuid), "%s", info.nuid);
 	info.deleted = true;
@@ -784,7 +785,7 @@ int ent_objstore_delete(jsCtx *js, const char *bucket, const char *name, struct 
 	info.chunks = 0;
 	info.digest[0] = '\0';
 	info.mtime_ms = ent_now_ms();
-	char *json = ent_objstore_meta_encode(&info);
+	char *json = ent_sync_objstore_meta_encode(&info);
 	natsMsg *m = NULL;
 	if (!json || natsMsg_Create(&m, msubj, NULL, json, (int)strlen(json)) != NATS_OK ||
 	    natsMsgHeader_Set(m, "Nats-Rollup", "sub") != NATS_OK) {
@@ -799,8 +800,8 @@ int ent_objstore_delete(jsCtx *js, const char *bucket, const char *name, struct 
 	jsPubAck_Destroy(ack);
 	natsMsg_Destroy(m);
 	if (s != NATS_OK)
-		return ent_objstore_nats_err(s, jerr, err, "publishing the delete marker");
-	if (!ent_objstore_chunk_subject(bucket, old_nuid, csubj, sizeof(csubj)))
+		return ent_sync_objstore_nats_err(s, jerr, err, "publishing the delete marker");
+	if (!ent_sync_objstore_chunk_subject(bucket, old_nuid, csubj, sizeof(csubj)))
 		return purge_subject(js, stream, csubj, err);
 	return 0;
 }

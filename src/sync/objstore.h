@@ -63,46 +63,46 @@ struct ent_obj_info {
  * layout uses for names and digests).
  * \return the length written (NUL-terminated), or -ENT_EINVAL if \a cap is too small.
  */
-int ent_objstore_b64url_encode(const void *in, size_t len, char *out, size_t cap);
+int ent_sync_objstore_b64url_encode(const void *in, size_t len, char *out, size_t cap);
 /**
  * Decode base64url, padded or not. \return bytes written, or -ENT_EINVAL on a bad character,
  * bad length or too small \a cap.
  */
-int ent_objstore_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap);
+int ent_sync_objstore_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 
 /** Is \a bucket a valid bucket name (1..64 of [A-Za-z0-9_-], as the layout requires)? */
-bool ent_objstore_bucket_valid(const char *bucket);
+bool ent_sync_objstore_bucket_valid(const char *bucket);
 
 /**
  * The subjects and the stream name of the layout into \a buf.
  * \return 0, or -ENT_EINVAL when they do not fit or the name is empty.
  */
-int ent_objstore_stream_name(const char *bucket, char *buf, size_t cap);
-int ent_objstore_meta_subject(const char *bucket, const char *name, char *buf, size_t cap);
-int ent_objstore_chunk_subject(const char *bucket, const char *nuid, char *buf, size_t cap);
+int ent_sync_objstore_stream_name(const char *bucket, char *buf, size_t cap);
+int ent_sync_objstore_meta_subject(const char *bucket, const char *name, char *buf, size_t cap);
+int ent_sync_objstore_chunk_subject(const char *bucket, const char *nuid, char *buf, size_t cap);
 
 /** "SHA-256=" + base64url of a 32-byte digest, into \a out (>= 54 bytes). */
-void ent_objstore_digest_fmt(const uint8_t sha[32], char *out, size_t cap);
+void ent_sync_objstore_digest_fmt(const uint8_t sha[32], char *out, size_t cap);
 /** Parse a "SHA-256=..." digest. \return 0 or -ENT_EINVAL (unknown algorithm, bad length). */
-int ent_objstore_digest_parse(const char *s, uint8_t sha[32]);
+int ent_sync_objstore_digest_parse(const char *s, uint8_t sha[32]);
 
 /**
  * Encode \a info as the ObjectInfo JSON of the layout (mtime as RFC 3339 UTC).
  * \return a malloc'ed NUL-terminated string (caller frees), or NULL when out of memory.
  */
-char *ent_objstore_meta_encode(const struct ent_obj_info *info);
+char *ent_sync_objstore_meta_encode(const struct ent_obj_info *info);
 /**
  * Decode ObjectInfo JSON written by us or by any NATS client. Unknown fields are ignored;
  * a header with several values keeps the first.
  * \return 0, or -ENT_ECORRUPT with \a err naming the field.
  */
-int ent_objstore_meta_decode(const char *json, size_t len, struct ent_obj_info *info,
-			     struct ent_err *err);
+int ent_sync_objstore_meta_decode(const char *json, size_t len, struct ent_obj_info *info,
+				  struct ent_err *err);
 
 /** The value of header \a key (case-insensitive, as NATS headers are), or NULL. */
-const char *ent_objstore_header(const struct ent_obj_info *info, const char *key);
+const char *ent_sync_objstore_header(const struct ent_obj_info *info, const char *key);
 /** Add or replace a header. \return 0 or -ENT_EINVAL when full or too long. */
-int ent_objstore_header_set(struct ent_obj_info *info, const char *key, const char *value);
+int ent_sync_objstore_header_set(struct ent_obj_info *info, const char *key, const char *value);
 
 /** Receives each chunk of a file, in order. Non-zero stops the chunking with that value. */
 typedef int (*ent_objstore_chunk_cb)(void *ctx, const uint8_t *data, size_t len);
@@ -112,11 +112,12 @@ typedef int (*ent_objstore_chunk_cb)(void *ctx, const uint8_t *data, size_t len)
  * file), hand each to \a cb and compute the SHA-256 of the whole.
  * \return 0, the callback's non-zero value, or -ENT_EIO with \a err set.
  */
-int ent_objstore_chunk_fd(int fd, uint32_t chunk_size, ent_objstore_chunk_cb cb, void *ctx,
-			  uint8_t sha[32], uint64_t *size, uint32_t *chunks, struct ent_err *err);
+int ent_sync_objstore_chunk_fd(int fd, uint32_t chunk_size, ent_objstore_chunk_cb cb, void *ctx,
+			       uint8_t sha[32], uint64_t *size, uint32_t *chunks,
+			       struct ent_err *err);
 
 /** A fresh 22-character base62 identifier (the layout's NUID shape), from OpenSSL's RNG. */
-int ent_objstore_nuid(char out[ENT_OBJ_NUID_LEN + 1]);
+int ent_sync_objstore_nuid(char out[ENT_OBJ_NUID_LEN + 1]);
 
 /* ---- JetStream calls ----------------------------------------------------------------------- */
 
@@ -125,7 +126,7 @@ int ent_objstore_nuid(char out[ENT_OBJ_NUID_LEN + 1]);
  * existing stream is accepted when its subjects are the layout's; anything else is refused
  * with -ENT_EPRECOND naming the difference.
  */
-int ent_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_err *err);
+int ent_sync_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_err *err);
 
 /**
  * Upload the whole of \a fd as object info->name (info->headers/description are kept; the
@@ -135,15 +136,15 @@ int ent_objstore_ensure(jsCtx *js, const char *bucket, int replicas, struct ent_
  *         out), -ENT_EIO (reading the file) with \a err set. A failed upload leaves the
  *         previous version in place and purges its own partial chunks when it can.
  */
-int ent_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_size,
-			struct ent_obj_info *info, struct ent_err *err);
+int ent_sync_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chunk_size,
+			     struct ent_obj_info *info, struct ent_err *err);
 
 /**
  * Read the newest meta of \a name. \return 0, -ENT_ENOTFOUND (no bucket, no object, or the
  * object is deleted; \a err says which), -ENT_ECORRUPT (meta does not decode), -ENT_EUNAVAIL.
  */
-int ent_objstore_info(jsCtx *js, const char *bucket, const char *name, struct ent_obj_info *info,
-		      struct ent_err *err);
+int ent_sync_objstore_info(jsCtx *js, const char *bucket, const char *name,
+			   struct ent_obj_info *info, struct ent_err *err);
 
 /**
  * Download object \a name into \a fd (written from its current offset; not synced), checking
@@ -153,16 +154,16 @@ int ent_objstore_info(jsCtx *js, const char *bucket, const char *name, struct en
  *         used), -ENT_EUNAVAIL (a chunk did not arrive, e.g. a newer version purged this one
  *         meanwhile: the caller may retry), -ENT_EIO (writing \a fd).
  */
-int ent_objstore_get_fd(jsCtx *js, const char *bucket, const char *name, int fd, int idle_ms,
-			struct ent_obj_info *info, struct ent_err *err);
+int ent_sync_objstore_get_fd(jsCtx *js, const char *bucket, const char *name, int fd, int idle_ms,
+			     struct ent_obj_info *info, struct ent_err *err);
 
 /**
  * Delete object \a name the way the layout does: a meta with deleted=true (rollup), then a
  * purge of its chunks. \return 0 or -ENT_ENOTFOUND / -ENT_EUNAVAIL.
  */
-int ent_objstore_delete(jsCtx *js, const char *bucket, const char *name, struct ent_err *err);
+int ent_sync_objstore_delete(jsCtx *js, const char *bucket, const char *name, struct ent_err *err);
 
 /** Map a nats.c status (and JetStream error code) to an ENT_E* code and a message. */
-int ent_objstore_nats_err(natsStatus s, jsErrCode jerr, struct ent_err *err, const char *what);
+int ent_sync_objstore_nats_err(natsStatus s, jsErrCode jerr, struct ent_err *err, const char *what);
 
 #endif

@@ -104,14 +104,14 @@ static int stamp_seed(const char *dir, const char *identity, struct ent_err *err
 	return r;
 }
 
-int ent_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_t cap,
-				 uint64_t *first_seq, uint64_t *last_seq, struct ent_err *err)
+int ent_sync_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_t cap,
+				      uint64_t *first_seq, uint64_t *last_seq, struct ent_err *err)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
 	if (s != NATS_OK)
-		return ent_objstore_nats_err(s, jerr, err, stream);
+		return ent_sync_objstore_nats_err(s, jerr, err, stream);
 	/* The same format as src/sync/fleet.c writes into every transaction. */
 	snprintf(buf, cap, "%s/%" PRId64, stream, si->Created);
 	if (first_seq)
@@ -131,9 +131,9 @@ static void remove_copy(const char *dir)
 	rmdir(dir);
 }
 
-int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s,
-			      const struct ent_snapshot_opts *o, uint64_t *seq_out,
-			      struct ent_err *err)
+int ent_sync_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s,
+				   const struct ent_snapshot_opts *o, uint64_t *seq_out,
+				   struct ent_err *err)
 {
 	struct ent_snapshot_opts def = {0};
 	struct ent_err local;
@@ -143,7 +143,7 @@ int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s
 		o = &def;
 	if (!bucket || !*bucket)
 		bucket = ENT_SNAPSHOT_DEFAULT_BUCKET;
-	if (!ent_objstore_bucket_valid(bucket))
+	if (!ent_sync_objstore_bucket_valid(bucket))
 		return ent_err_set(err, ENT_EINVAL, "bucket: must be 1..64 of A-Z a-z 0-9 _ -");
 	const char *tmp = o->tmp_dir;
 	if (!tmp || !*tmp)
@@ -169,7 +169,7 @@ int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s
 				"the database follows no stream (meta 'fleet_stream' is empty): "
 				"only a fleet replica's database can be a snapshot");
 	if (!r)
-		r = ent_objstore_ensure(js, bucket, o->replicas, err);
+		r = ent_sync_objstore_ensure(js, bucket, o->replicas, err);
 	if (!r) {
 		char path[PATH_MAX + 16], num[32];
 		snprintf(path, sizeof(path), "%s/data.mdb", dir);
@@ -184,13 +184,13 @@ int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s
 			snprintf(info.description, sizeof(info.description),
 				 "entd database snapshot (LMDB data.mdb, compacted)");
 			snprintf(num, sizeof(num), "%" PRIu64, seq);
-			ent_objstore_header_set(&info, HDR_SEQ, num);
-			ent_objstore_header_set(&info, HDR_STREAM, stream);
+			ent_sync_objstore_header_set(&info, HDR_SEQ, num);
+			ent_sync_objstore_header_set(&info, HDR_STREAM, stream);
 			snprintf(num, sizeof(num), "%" PRIu64, schema);
-			ent_objstore_header_set(&info, HDR_SCHEMA, num);
-			r = ent_objstore_put_fd(js, bucket, fd,
-						o->chunk_size ? o->chunk_size : ENT_SNAPSHOT_CHUNK,
-						&info, err);
+			ent_sync_objstore_header_set(&info, HDR_SCHEMA, num);
+			r = ent_sync_objstore_put_fd(
+				js, bucket, fd, o->chunk_size ? o->chunk_size : ENT_SNAPSHOT_CHUNK,
+				&info, err);
 			close(fd);
 		}
 	}
@@ -200,18 +200,18 @@ int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s
 	return r;
 }
 
-int ent_snapshot_publish(jsCtx *js, const char *bucket, struct ent_store *s, uint64_t *seq_out,
-			 struct ent_err *err)
+int ent_sync_snapshot_publish(jsCtx *js, const char *bucket, struct ent_store *s, uint64_t *seq_out,
+			      struct ent_err *err)
 {
-	return ent_snapshot_publish_opts(js, bucket, s, NULL, seq_out, err);
+	return ent_sync_snapshot_publish_opts(js, bucket, s, NULL, seq_out, err);
 }
 
-static int info_from_obj(const struct ent_obj_info *oi, struct ent_snapshot_info *out,
+static int info_from_obj(const struct ent_obj_info *oi, struct ent_sync_snapshot_info *out,
 			 struct ent_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	const char *seq = ent_objstore_header(oi, HDR_SEQ);
-	const char *stream = ent_objstore_header(oi, HDR_STREAM);
+	const char *seq = ent_sync_objstore_header(oi, HDR_SEQ);
+	const char *stream = ent_sync_objstore_header(oi, HDR_STREAM);
 	char *end;
 	if (!seq || !*seq)
 		return ent_err_set(err, ENT_ECORRUPT,
@@ -230,12 +230,12 @@ static int info_from_obj(const struct ent_obj_info *oi, struct ent_snapshot_info
 	return 0;
 }
 
-int ent_snapshot_info(jsCtx *js, const char *bucket, const char *name,
-		      struct ent_snapshot_info *out, struct ent_err *err)
+int ent_sync_snapshot_info(jsCtx *js, const char *bucket, const char *name,
+			   struct ent_sync_snapshot_info *out, struct ent_err *err)
 {
 	struct ent_obj_info oi;
-	int r = ent_objstore_info(js, bucket && *bucket ? bucket : ENT_SNAPSHOT_DEFAULT_BUCKET,
-				  name && *name ? name : ENT_SNAPSHOT_DEFAULT_NAME, &oi, err);
+	int r = ent_sync_objstore_info(js, bucket && *bucket ? bucket : ENT_SNAPSHOT_DEFAULT_BUCKET,
+				       name && *name ? name : ENT_SNAPSHOT_DEFAULT_NAME, &oi, err);
 	return r ? r : info_from_obj(&oi, out, err);
 }
 
@@ -284,9 +284,9 @@ static int fsync_path(const char *path, int flags)
 	return rc;
 }
 
-int ent_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
-			    const struct ent_snapshot_opts *o, struct ent_snapshot_info *info_out,
-			    struct ent_err *err)
+int ent_sync_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
+				 const struct ent_snapshot_opts *o,
+				 struct ent_sync_snapshot_info *info_out, struct ent_err *err)
 {
 	struct ent_snapshot_opts def = {0};
 	struct ent_err local;
@@ -307,7 +307,7 @@ int ent_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
 	snprintf(final, sizeof(final), "%s/data.mdb", dir);
 
 	struct ent_obj_info oi;
-	struct ent_snapshot_info si;
+	struct ent_sync_snapshot_info si;
 	/*
 	 * A publisher that replaces the snapshot purges the old chunks right after its new meta
 	 * is in, so a download that started just before can lose its chunks: it then fails with
@@ -318,7 +318,7 @@ int ent_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
 		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0)
 			return ent_err_set(err, ENT_EIO, "%s: %s", tmp, strerror(errno));
-		r = ent_objstore_get_fd(js, bucket, name, fd, o->idle_ms, &oi, err);
+		r = ent_sync_objstore_get_fd(js, bucket, name, fd, o->idle_ms, &oi, err);
 		if (!r)
 			r = info_from_obj(&oi, &si, err);
 		if (!r && fsync(fd) != 0)
@@ -369,11 +369,11 @@ fail:
 	return r;
 }
 
-int ent_snapshot_fetch(jsCtx *js, const char *bucket, const char *dir, uint64_t *seq_out,
-		       struct ent_err *err)
+int ent_sync_snapshot_fetch(jsCtx *js, const char *bucket, const char *dir, uint64_t *seq_out,
+			    struct ent_err *err)
 {
-	struct ent_snapshot_info si;
-	int r = ent_snapshot_fetch_opts(js, bucket, dir, NULL, &si, err);
+	struct ent_sync_snapshot_info si;
+	int r = ent_sync_snapshot_fetch_opts(js, bucket, dir, NULL, &si, err);
 	if (!r && seq_out)
 		*seq_out = si.seq;
 	return r;
@@ -401,9 +401,9 @@ static pid_t env_user(const char *dir)
 	return pid;
 }
 
-int ent_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_t min_seq,
-			 const struct ent_snapshot_opts *o, struct ent_snapshot_info *info_out,
-			 struct ent_err *err)
+int ent_sync_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_t min_seq,
+			      const struct ent_snapshot_opts *o,
+			      struct ent_sync_snapshot_info *info_out, struct ent_err *err)
 {
 	struct ent_err local;
 	if (!err)
@@ -430,8 +430,8 @@ int ent_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_
 		closedir(d);
 	}
 	remove_copy(side);
-	struct ent_snapshot_info si;
-	int r = ent_snapshot_fetch_opts(js, bucket, side, o, &si, err);
+	struct ent_sync_snapshot_info si;
+	int r = ent_sync_snapshot_fetch_opts(js, bucket, side, o, &si, err);
 	if (r) {
 		remove_copy(side);
 		return r;
@@ -504,9 +504,9 @@ static void snapshotter_round(struct ent_snapshotter *sn)
 	struct ent_store_stats ss;
 	if (ent_store_stats(sn->store, &ss))
 		return;
-	struct ent_snapshot_info si;
+	struct ent_sync_snapshot_info si;
 	struct ent_err err = {0};
-	int r = ent_snapshot_info(sn->js, sn->bucket, sn->o.name, &si, &err);
+	int r = ent_sync_snapshot_info(sn->js, sn->bucket, sn->o.name, &si, &err);
 	if (r == 0) {
 		int64_t age = ent_now_ms() - si.mtime_ms;
 		if (age < sn->interval_ms || si.seq >= ss.seq)
@@ -518,7 +518,7 @@ static void snapshotter_round(struct ent_snapshotter *sn)
 	}
 	int64_t t0 = ent_mono_ns();
 	uint64_t seq = 0;
-	r = ent_snapshot_publish_opts(sn->js, sn->bucket, sn->store, &sn->o, &seq, &err);
+	r = ent_sync_snapshot_publish_opts(sn->js, sn->bucket, sn->store, &sn->o, &seq, &err);
 	double secs = (double)(ent_mono_ns() - t0) / 1e9;
 	pthread_mutex_lock(&sn->mu);
 	if (r) {
@@ -570,13 +570,14 @@ static void *snapshotter_main(void *arg)
 	return NULL;
 }
 
-int ent_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s, int64_t interval_ms,
-			  const struct ent_snapshot_opts *o, ent_snapshot_ready_fn ready,
-			  void *ready_ctx, struct ent_snapshotter **out)
+int ent_sync_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s,
+			       int64_t interval_ms, const struct ent_snapshot_opts *o,
+			       ent_snapshot_ready_fn ready, void *ready_ctx,
+			       struct ent_snapshotter **out)
 {
 	if (!bucket || !*bucket)
 		bucket = ENT_SNAPSHOT_DEFAULT_BUCKET;
-	if (!js || !s || interval_ms <= 0 || !ent_objstore_bucket_valid(bucket))
+	if (!js || !s || interval_ms <= 0 || !ent_sync_objstore_bucket_valid(bucket))
 		return -ENT_EINVAL;
 	struct ent_snapshotter *sn = calloc(1, sizeof(*sn));
 	if (!sn)
@@ -605,7 +606,7 @@ int ent_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s, in
 	return 0;
 }
 
-void ent_snapshotter_stop(struct ent_snapshotter *sn)
+void ent_sync_snapshotter_stop(struct ent_snapshotter *sn)
 {
 	if (!sn)
 		return;
@@ -619,7 +620,7 @@ void ent_snapshotter_stop(struct ent_snapshotter *sn)
 	free(sn);
 }
 
-void ent_snapshotter_get_stats(struct ent_snapshotter *sn, struct ent_snapshotter_stats *out)
+void ent_sync_snapshotter_get_stats(struct ent_snapshotter *sn, struct ent_snapshotter_stats *out)
 {
 	pthread_mutex_lock(&sn->mu);
 	*out = sn->st;

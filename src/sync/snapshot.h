@@ -39,12 +39,12 @@ struct ent_snapshot_opts {
 	/** publish: seed a new fleet with this database: the copy (never the source) is
 	    stamped with meta "fleet_stream" = seed_identity and "seq" = 0 before upload, so
 	    replicas start from it and apply the stream from sequence 1. Only valid while the
-	    stream is empty (ent_snapshot_stream_identity says). NULL: no seeding. */
+	    stream is empty (ent_sync_snapshot_stream_identity says). NULL: no seeding. */
 	const char *seed_identity;
 };
 
 /** What a snapshot object says about itself (its meta, not its bytes). */
-struct ent_snapshot_info {
+struct ent_sync_snapshot_info {
 	uint64_t seq;	  /**< Ent-Stream-Seq */
 	char stream[256]; /**< Ent-Stream ("" when the copy followed no stream) */
 	uint64_t size;	  /**< bytes of data.mdb */
@@ -58,8 +58,8 @@ struct ent_snapshot_info {
  * sequence (0: nothing ever published); \a first_seq may be NULL.
  * \return 0, -ENT_ENOTFOUND (no such stream), -ENT_EUNAVAIL.
  */
-int ent_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_t cap,
-				 uint64_t *first_seq, uint64_t *last_seq, struct ent_err *err);
+int ent_sync_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_t cap,
+				      uint64_t *first_seq, uint64_t *last_seq, struct ent_err *err);
 
 /**
  * Publish a snapshot of \a s: compact copy to a temporary directory, read the copy's meta
@@ -70,12 +70,12 @@ int ent_snapshot_stream_identity(jsCtx *js, const char *stream, char *buf, size_
  *         (copy), -ENT_EUNAVAIL (NATS), ... with \a err set.
  * \note any thread; takes one LMDB read transaction for the duration of the copy only.
  */
-int ent_snapshot_publish(jsCtx *js, const char *bucket, struct ent_store *s, uint64_t *seq_out,
-			 struct ent_err *err);
-/** ent_snapshot_publish with options (\a o may be NULL). */
-int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s,
-			      const struct ent_snapshot_opts *o, uint64_t *seq_out,
+int ent_sync_snapshot_publish(jsCtx *js, const char *bucket, struct ent_store *s, uint64_t *seq_out,
 			      struct ent_err *err);
+/** ent_sync_snapshot_publish with options (\a o may be NULL). */
+int ent_sync_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s,
+				   const struct ent_snapshot_opts *o, uint64_t *seq_out,
+				   struct ent_err *err);
 
 /**
  * Fetch the newest snapshot into \a dir, which must be empty or missing: data.mdb is written
@@ -87,19 +87,19 @@ int ent_snapshot_publish_opts(jsCtx *js, const char *bucket, struct ent_store *s
  *         -ENT_ECORRUPT (digest mismatch or not a database: nothing is left in \a dir),
  *         -ENT_EEXIST (\a dir is not empty), -ENT_EUNAVAIL (NATS; retrying may help).
  */
-int ent_snapshot_fetch(jsCtx *js, const char *bucket, const char *dir, uint64_t *seq_out,
-		       struct ent_err *err);
-/** ent_snapshot_fetch with options (\a o may be NULL); \a info_out may be NULL. */
-int ent_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
-			    const struct ent_snapshot_opts *o, struct ent_snapshot_info *info_out,
+int ent_sync_snapshot_fetch(jsCtx *js, const char *bucket, const char *dir, uint64_t *seq_out,
 			    struct ent_err *err);
+/** ent_sync_snapshot_fetch with options (\a o may be NULL); \a info_out may be NULL. */
+int ent_sync_snapshot_fetch_opts(jsCtx *js, const char *bucket, const char *dir,
+				 const struct ent_snapshot_opts *o,
+				 struct ent_sync_snapshot_info *info_out, struct ent_err *err);
 
 /**
  * Read only the meta of the newest snapshot (no download): enough to decide whether it is
  * new enough to re-bootstrap from. \return 0, -ENT_ENOTFOUND, -ENT_ECORRUPT, -ENT_EUNAVAIL.
  */
-int ent_snapshot_info(jsCtx *js, const char *bucket, const char *name,
-		      struct ent_snapshot_info *out, struct ent_err *err);
+int ent_sync_snapshot_info(jsCtx *js, const char *bucket, const char *name,
+			   struct ent_sync_snapshot_info *out, struct ent_err *err);
 
 /**
  * Replace the database in \a dir (closed by the caller: no environment may be open on it)
@@ -111,11 +111,11 @@ int ent_snapshot_info(jsCtx *js, const char *bucket, const char *name,
  * \param min_seq refuse (-ENT_EPRECOND, \a dir untouched) a snapshot older than this: a
  *        replica behind the stream's retention needs one at or past the stream's first
  *        sequence - 1 (0: any).
- * \return as ent_snapshot_fetch_opts, or -ENT_EPRECOND.
+ * \return as ent_sync_snapshot_fetch_opts, or -ENT_EPRECOND.
  */
-int ent_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_t min_seq,
-			 const struct ent_snapshot_opts *o, struct ent_snapshot_info *info_out,
-			 struct ent_err *err);
+int ent_sync_snapshot_restore(jsCtx *js, const char *bucket, const char *dir, uint64_t min_seq,
+			      const struct ent_snapshot_opts *o,
+			      struct ent_sync_snapshot_info *info_out, struct ent_err *err);
 
 /** Answers whether this replica may publish now (e.g. caught up, not degraded). */
 typedef bool (*ent_snapshot_ready_fn)(void *ctx);
@@ -129,13 +129,14 @@ struct ent_snapshotter;
  * this replica's applied sequence, and \a ready says yes. Several replicas may run it; one of
  * them does the work each period (docs/fleet.md, "Snapshots").
  * \param o copied (its strings must outlive the snapshotter).
- * \return 0 or -ENT_ENOMEM / -ENT_EINVAL. Free with ent_snapshotter_stop.
+ * \return 0 or -ENT_ENOMEM / -ENT_EINVAL. Free with ent_sync_snapshotter_stop.
  */
-int ent_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s, int64_t interval_ms,
-			  const struct ent_snapshot_opts *o, ent_snapshot_ready_fn ready,
-			  void *ready_ctx, struct ent_snapshotter **out);
+int ent_sync_snapshotter_start(jsCtx *js, const char *bucket, struct ent_store *s,
+			       int64_t interval_ms, const struct ent_snapshot_opts *o,
+			       ent_snapshot_ready_fn ready, void *ready_ctx,
+			       struct ent_snapshotter **out);
 /** Stop and join the thread (waits for a publish in progress), free \a sn. NULL is a no-op. */
-void ent_snapshotter_stop(struct ent_snapshotter *sn);
+void ent_sync_snapshotter_stop(struct ent_snapshotter *sn);
 
 /** Counters of a snapshotter (any thread). */
 struct ent_snapshotter_stats {
@@ -145,6 +146,6 @@ struct ent_snapshotter_stats {
 	int64_t last_ms;     /**< when (wall clock ms), 0: never */
 	double last_seconds; /**< how long the last publish took */
 };
-void ent_snapshotter_get_stats(struct ent_snapshotter *sn, struct ent_snapshotter_stats *out);
+void ent_sync_snapshotter_get_stats(struct ent_snapshotter *sn, struct ent_snapshotter_stats *out);
 
 #endif

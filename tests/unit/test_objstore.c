@@ -27,18 +27,18 @@ static void test_b64url_vectors(void **state)
 	char buf[64];
 	uint8_t dec[64];
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
-		int n = ent_objstore_b64url_encode(in[i], strlen(in[i]), buf, sizeof(buf));
+		int n = ent_sync_objstore_b64url_encode(in[i], strlen(in[i]), buf, sizeof(buf));
 		assert_int_equal(n, strlen(out[i]));
 		assert_string_equal(buf, out[i]);
-		n = ent_objstore_b64url_decode(out[i], strlen(out[i]), dec, sizeof(dec));
+		n = ent_sync_objstore_b64url_decode(out[i], strlen(out[i]), dec, sizeof(dec));
 		assert_int_equal(n, strlen(in[i]));
 		assert_memory_equal(dec, in[i], (size_t)n);
 	}
 	const uint8_t hi[] = {0xfb, 0xff};
-	assert_int_equal(ent_objstore_b64url_encode(hi, 2, buf, sizeof(buf)), 4);
+	assert_int_equal(ent_sync_objstore_b64url_encode(hi, 2, buf, sizeof(buf)), 4);
 	assert_string_equal(buf, "-_8=");
 	/* Unpadded input decodes too (some clients strip padding). */
-	assert_int_equal(ent_objstore_b64url_decode("-_8", 3, dec, sizeof(dec)), 2);
+	assert_int_equal(ent_sync_objstore_b64url_decode("-_8", 3, dec, sizeof(dec)), 2);
 	assert_memory_equal(dec, hi, 2);
 }
 
@@ -47,47 +47,49 @@ static void test_b64url_refuses(void **state)
 	char buf[8];
 	uint8_t dec[8];
 	/* Output buffer one byte short of the NUL. */
-	assert_int_equal(ent_objstore_b64url_encode("foo", 3, buf, 4), -ENT_EINVAL);
-	assert_int_equal(ent_objstore_b64url_encode("foo", 3, buf, 5), 4);
+	assert_int_equal(ent_sync_objstore_b64url_encode("foo", 3, buf, 4), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_b64url_encode("foo", 3, buf, 5), 4);
 	/* The standard alphabet's '+' and '/' are not the URL alphabet. */
-	assert_int_equal(ent_objstore_b64url_decode("+/8=", 4, dec, sizeof(dec)), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_b64url_decode("+/8=", 4, dec, sizeof(dec)), -ENT_EINVAL);
 	/* A length of 4k+1 symbols cannot be base64. */
-	assert_int_equal(ent_objstore_b64url_decode("Zm9vY", 5, dec, sizeof(dec)), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_b64url_decode("Zm9vY", 5, dec, sizeof(dec)),
+			 -ENT_EINVAL);
 	/* Non-zero leftover bits: "Zh==" would also decode to "f". */
-	assert_int_equal(ent_objstore_b64url_decode("Zh==", 4, dec, sizeof(dec)), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_b64url_decode("Zh==", 4, dec, sizeof(dec)), -ENT_EINVAL);
 	/* Too small an output. */
-	assert_int_equal(ent_objstore_b64url_decode("Zm9vYmFy", 8, dec, 5), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_b64url_decode("Zm9vYmFy", 8, dec, 5), -ENT_EINVAL);
 }
 
 static void test_subjects(void **state)
 {
 	char buf[256];
-	assert_int_equal(ent_objstore_stream_name("entd_snapshots", buf, sizeof(buf)), 0);
+	assert_int_equal(ent_sync_objstore_stream_name("entd_snapshots", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "OBJ_entd_snapshots");
 	/* base64.URLEncoding.EncodeToString([]byte("snapshot")) in Go. */
-	assert_int_equal(ent_objstore_meta_subject("b-1", "snapshot", buf, sizeof(buf)), 0);
+	assert_int_equal(ent_sync_objstore_meta_subject("b-1", "snapshot", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "$O.b-1.M.c25hcHNob3Q=");
 	/* Names with dots or spaces stay one subject token thanks to the encoding. */
-	assert_int_equal(ent_objstore_meta_subject("b", "a.b c", buf, sizeof(buf)), 0);
+	assert_int_equal(ent_sync_objstore_meta_subject("b", "a.b c", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "$O.b.M.YS5iIGM=");
-	assert_int_equal(ent_objstore_chunk_subject("b", "abcDEF123", buf, sizeof(buf)), 0);
+	assert_int_equal(ent_sync_objstore_chunk_subject("b", "abcDEF123", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "$O.b.C.abcDEF123");
 
-	assert_int_equal(ent_objstore_chunk_subject("b", "a.b", buf, sizeof(buf)), -ENT_EINVAL);
-	assert_int_equal(ent_objstore_chunk_subject("b", "*", buf, sizeof(buf)), -ENT_EINVAL);
-	assert_int_equal(ent_objstore_meta_subject("b", "", buf, sizeof(buf)), -ENT_EINVAL);
-	assert_int_equal(ent_objstore_meta_subject("b", "snapshot", buf, 10), -ENT_EINVAL);
-	assert_false(ent_objstore_bucket_valid(""));
-	assert_false(ent_objstore_bucket_valid("a.b"));
-	assert_false(ent_objstore_bucket_valid("a b"));
-	assert_false(ent_objstore_bucket_valid("a>"));
-	assert_true(ent_objstore_bucket_valid("Entd_snap-1"));
+	assert_int_equal(ent_sync_objstore_chunk_subject("b", "a.b", buf, sizeof(buf)),
+			 -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_chunk_subject("b", "*", buf, sizeof(buf)), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_meta_subject("b", "", buf, sizeof(buf)), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_meta_subject("b", "snapshot", buf, 10), -ENT_EINVAL);
+	assert_false(ent_sync_objstore_bucket_valid(""));
+	assert_false(ent_sync_objstore_bucket_valid("a.b"));
+	assert_false(ent_sync_objstore_bucket_valid("a b"));
+	assert_false(ent_sync_objstore_bucket_valid("a>"));
+	assert_true(ent_sync_objstore_bucket_valid("Entd_snap-1"));
 	char longname[70];
 	memset(longname, 'x', 65);
 	longname[65] = '\0';
-	assert_false(ent_objstore_bucket_valid(longname));
+	assert_false(ent_sync_objstore_bucket_valid(longname));
 	longname[64] = '\0';
-	assert_true(ent_objstore_bucket_valid(longname));
+	assert_true(ent_sync_objstore_bucket_valid(longname));
 }
 
 static void test_digest(void **state)
@@ -95,17 +97,17 @@ static void test_digest(void **state)
 	uint8_t sha[32], back[32];
 	char d[80];
 	SHA256((const unsigned char *)"", 0, sha);
-	ent_objstore_digest_fmt(sha, d, sizeof(d));
+	ent_sync_objstore_digest_fmt(sha, d, sizeof(d));
 	/* The SHA-256 of nothing, as Go's object store writes it. */
 	assert_string_equal(d, "SHA-256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU=");
-	assert_int_equal(ent_objstore_digest_parse(d, back), 0);
+	assert_int_equal(ent_sync_objstore_digest_parse(d, back), 0);
 	assert_memory_equal(sha, back, 32);
-	assert_int_equal(ent_objstore_digest_parse(
+	assert_int_equal(ent_sync_objstore_digest_parse(
 				 "sha-256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU", back),
 			 0);
-	assert_int_equal(ent_objstore_digest_parse("SHA-1=47DEQpj8HBSa", back), -ENT_EINVAL);
-	assert_int_equal(ent_objstore_digest_parse("SHA-256=Zm9v", back), -ENT_EINVAL);
-	assert_int_equal(ent_objstore_digest_parse(NULL, back), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_digest_parse("SHA-1=47DEQpj8HBSa", back), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_digest_parse("SHA-256=Zm9v", back), -ENT_EINVAL);
+	assert_int_equal(ent_sync_objstore_digest_parse(NULL, back), -ENT_EINVAL);
 }
 
 static void test_meta_round_trip(void **state)
@@ -121,13 +123,13 @@ static void test_meta_round_trip(void **state)
 	in.chunk_size = 262144;
 	in.mtime_ms = 1796652856825;
 	strcpy(in.digest, "SHA-256=aSNE5ImhxQu8bpz9n8aHyqTkTs9DH-aI-pCbsOB-g5M=");
-	assert_int_equal(ent_objstore_header_set(&in, "Ent-Stream-Seq", "2626"), 0);
-	assert_int_equal(ent_objstore_header_set(&in, "Ent-Stream", "ENTD_EVENTS/17"), 0);
+	assert_int_equal(ent_sync_objstore_header_set(&in, "Ent-Stream-Seq", "2626"), 0);
+	assert_int_equal(ent_sync_objstore_header_set(&in, "Ent-Stream", "ENTD_EVENTS/17"), 0);
 	/* Setting again replaces, case-insensitively (NATS header names are). */
-	assert_int_equal(ent_objstore_header_set(&in, "ent-stream-seq", "2627"), 0);
+	assert_int_equal(ent_sync_objstore_header_set(&in, "ent-stream-seq", "2627"), 0);
 	assert_int_equal(in.n_headers, 2);
 
-	char *json = ent_objstore_meta_encode(&in);
+	char *json = ent_sync_objstore_meta_encode(&in);
 	assert_non_null(json);
 	/* The layout's field names and shapes, which a Go client unmarshals. */
 	assert_non_null(strstr(json, "\"name\":\"snapshot\""));
@@ -140,7 +142,7 @@ static void test_meta_round_trip(void **state)
 	assert_null(strstr(json, "\"deleted\""));
 
 	struct ent_err err = {0};
-	assert_int_equal(ent_objstore_meta_decode(json, strlen(json), &out, &err), 0);
+	assert_int_equal(ent_sync_objstore_meta_decode(json, strlen(json), &out, &err), 0);
 	free(json);
 	assert_string_equal(out.name, in.name);
 	assert_string_equal(out.description, in.description);
@@ -152,14 +154,14 @@ static void test_meta_round_trip(void **state)
 	assert_int_equal(out.chunk_size, in.chunk_size);
 	assert_int_equal(out.mtime_ms, in.mtime_ms);
 	assert_false(out.deleted);
-	assert_string_equal(ent_objstore_header(&out, "ENT-STREAM-SEQ"), "2627");
-	assert_string_equal(ent_objstore_header(&out, "Ent-Stream"), "ENTD_EVENTS/17");
-	assert_null(ent_objstore_header(&out, "Ent-Schema"));
+	assert_string_equal(ent_sync_objstore_header(&out, "ENT-STREAM-SEQ"), "2627");
+	assert_string_equal(ent_sync_objstore_header(&out, "Ent-Stream"), "ENTD_EVENTS/17");
+	assert_null(ent_sync_objstore_header(&out, "Ent-Schema"));
 
 	in.deleted = true;
-	json = ent_objstore_meta_encode(&in);
+	json = ent_sync_objstore_meta_encode(&in);
 	assert_non_null(strstr(json, "\"deleted\":true"));
-	assert_int_equal(ent_objstore_meta_decode(json, strlen(json), &out, &err), 0);
+	assert_int_equal(ent_sync_objstore_meta_decode(json, strlen(json), &out, &err), 0);
 	assert_true(out.deleted);
 	free(json);
 }
@@ -176,15 +178,15 @@ static void test_meta_from_go(void **state)
 			 "\"metadata\":{\"k\":\"v\"}}";
 	struct ent_obj_info o;
 	struct ent_err err = {0};
-	assert_int_equal(ent_objstore_meta_decode(go, strlen(go), &o, &err), 0);
+	assert_int_equal(ent_sync_objstore_meta_decode(go, strlen(go), &o, &err), 0);
 	assert_string_equal(o.name, "blob");
 	assert_int_equal(o.size, 3000000);
 	assert_int_equal(o.chunks, 23);
 	assert_int_equal(o.chunk_size, 131072);
-	assert_string_equal(ent_objstore_header(&o, "Ent-Stream-Seq"), "7");
+	assert_string_equal(ent_sync_objstore_header(&o, "Ent-Stream-Seq"), "7");
 	assert_int_equal(o.mtime_ms % 1000, 825);
 	uint8_t sha[32];
-	assert_int_equal(ent_objstore_digest_parse(o.digest, sha), 0);
+	assert_int_equal(ent_sync_objstore_digest_parse(o.digest, sha), 0);
 }
 
 static void test_meta_hostile(void **state)
@@ -204,7 +206,7 @@ static void test_meta_hostile(void **state)
 	struct ent_obj_info o;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct ent_err err = {0};
-		assert_int_equal(ent_objstore_meta_decode(bad[i], strlen(bad[i]), &o, &err),
+		assert_int_equal(ent_sync_objstore_meta_decode(bad[i], strlen(bad[i]), &o, &err),
 				 -ENT_ECORRUPT);
 		assert_int_equal(err.code, ENT_ECORRUPT);
 		assert_true(strlen(err.msg) > 0);
@@ -215,12 +217,13 @@ static void test_meta_hostile(void **state)
 		sprintf(many + strlen(many), "%s\"H%d\":[\"v\"]", i ? "," : "", i);
 	strcat(many, "}}");
 	struct ent_err err = {0};
-	assert_int_equal(ent_objstore_meta_decode(many, strlen(many), &o, &err), -ENT_ECORRUPT);
+	assert_int_equal(ent_sync_objstore_meta_decode(many, strlen(many), &o, &err),
+			 -ENT_ECORRUPT);
 	/* A name longer than the limit is refused (it cannot be a subject token we made). */
 	char longname[400] = "{\"name\":\"";
 	memset(longname + strlen(longname), 'n', 300);
 	strcat(longname, "\"}");
-	assert_int_equal(ent_objstore_meta_decode(longname, strlen(longname), &o, &err),
+	assert_int_equal(ent_sync_objstore_meta_decode(longname, strlen(longname), &o, &err),
 			 -ENT_ECORRUPT);
 }
 
@@ -263,9 +266,9 @@ static void test_chunking(void **state)
 		uint64_t size;
 		uint32_t chunks;
 		struct ent_err err = {0};
-		assert_int_equal(
-			ent_objstore_chunk_fd(fd, cs, collect_cb, &c, sha, &size, &chunks, &err),
-			0);
+		assert_int_equal(ent_sync_objstore_chunk_fd(fd, cs, collect_cb, &c, sha, &size,
+							    &chunks, &err),
+				 0);
 		assert_int_equal(size, sizes[k]);
 		assert_int_equal(chunks, (sizes[k] + cs - 1) / cs);
 		assert_int_equal(c.calls, chunks);
@@ -282,8 +285,8 @@ static void test_chunking(void **state)
 		/* A callback error stops the chunking and comes back unchanged. */
 		if (chunks >= 2) {
 			struct collect f = {.buf = got, .fail_at = 2};
-			assert_int_equal(ent_objstore_chunk_fd(fd, cs, collect_cb, &f, sha, &size,
-							       &chunks, &err),
+			assert_int_equal(ent_sync_objstore_chunk_fd(fd, cs, collect_cb, &f, sha,
+								    &size, &chunks, &err),
 					 -ENT_EUNAVAIL);
 			assert_int_equal(f.calls, 1);
 		}
@@ -293,10 +296,12 @@ static void test_chunking(void **state)
 	uint8_t sha[32];
 	uint64_t size;
 	uint32_t chunks;
-	assert_int_equal(ent_objstore_chunk_fd(0, 0, collect_cb, NULL, sha, &size, &chunks, &err),
-			 -ENT_EINVAL);
-	assert_int_equal(ent_objstore_chunk_fd(-1, cs, collect_cb, NULL, sha, &size, &chunks, &err),
-			 -ENT_EIO);
+	assert_int_equal(
+		ent_sync_objstore_chunk_fd(0, 0, collect_cb, NULL, sha, &size, &chunks, &err),
+		-ENT_EINVAL);
+	assert_int_equal(
+		ent_sync_objstore_chunk_fd(-1, cs, collect_cb, NULL, sha, &size, &chunks, &err),
+		-ENT_EIO);
 	free(data);
 	free(got);
 }
@@ -304,15 +309,15 @@ static void test_chunking(void **state)
 static void test_nuid(void **state)
 {
 	char a[ENT_OBJ_NUID_LEN + 1], b[ENT_OBJ_NUID_LEN + 1];
-	assert_int_equal(ent_objstore_nuid(a), 0);
-	assert_int_equal(ent_objstore_nuid(b), 0);
+	assert_int_equal(ent_sync_objstore_nuid(a), 0);
+	assert_int_equal(ent_sync_objstore_nuid(b), 0);
 	assert_int_equal(strlen(a), ENT_OBJ_NUID_LEN);
 	assert_string_not_equal(a, b);
 	for (int i = 0; i < ENT_OBJ_NUID_LEN; i++)
 		assert_true((a[i] >= '0' && a[i] <= '9') || (a[i] >= 'A' && a[i] <= 'Z') ||
 			    (a[i] >= 'a' && a[i] <= 'z'));
 	char subj[128];
-	assert_int_equal(ent_objstore_chunk_subject("b", a, subj, sizeof(subj)), 0);
+	assert_int_equal(ent_sync_objstore_chunk_subject("b", a, subj, sizeof(subj)), 0);
 }
 
 int main(void)
