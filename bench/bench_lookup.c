@@ -80,7 +80,7 @@ static double run_check(struct ent_view *v, const struct key *k, size_t n, bool 
 {
 	static struct ent_check_result res;
 	uint64_t t0 = now_ns(), acc = 0;
-	int64_t at = ent_now_ms();
+	int64_t at = ent_time_now_ms();
 	for (size_t i = 0; i < n; i += (per_key ? 1 : GROUP)) {
 		if (ent_store_view_begin(v))
 			return -1;
@@ -132,7 +132,7 @@ static double run_batch(struct ent_view *v, const struct key *k, size_t n)
 {
 	struct ent_check cs[GROUP];
 	struct batch_ctx b = {0};
-	int64_t at = ent_now_ms();
+	int64_t at = ent_time_now_ms();
 	uint64_t t0 = now_ns();
 	for (size_t i = 0; i < n; i += GROUP) {
 		size_t m = n - i < GROUP ? n - i : GROUP;
@@ -152,7 +152,7 @@ static size_t verify_batch(struct ent_view *v, const struct key *k, size_t n)
 	static struct ent_check_result expect[GROUP];
 	struct ent_check cs[GROUP];
 	struct batch_ctx b = {0, expect, 0};
-	int64_t at = ent_now_ms();
+	int64_t at = ent_time_now_ms();
 	for (size_t i = 0; i < n; i += GROUP) {
 		size_t m = n - i < GROUP ? n - i : GROUP;
 		make_checks(k + i, m, at, cs);

@@ -110,7 +110,7 @@ static void fill_gauges(void *ctx, struct ent_metrics_gauges *g)
 	struct daemon *d = ctx;
 	struct ent_store_stats st;
 	if (ent_store_stats(d->store, &st) == 0)
-		ent_metrics_fill_store(g, &st, ent_now_ms());
+		ent_metrics_fill_store(g, &st, ent_time_now_ms());
 	struct ent_writer_stats ws;
 	ent_writer_get_stats(d->writer, &ws);
 	ent_metrics_fill_writer(g, &ws);
@@ -189,11 +189,11 @@ static int verify_at_start(struct daemon *d)
 	if (!d->cfg.verify_below || stat(path, &fst) != 0 ||
 	    (uint64_t)fst.st_size > d->cfg.verify_below)
 		return 0;
-	int64_t t0 = ent_now_ms();
+	int64_t t0 = ent_time_now_ms();
 	struct ent_store_verify_report r;
 	int rc = ent_store_verify(d->store, &r);
 	char ms[24], recs[24];
-	snprintf(ms, sizeof(ms), "%lld", (long long)(ent_now_ms() - t0));
+	snprintf(ms, sizeof(ms), "%lld", (long long)(ent_time_now_ms() - t0));
 	snprintf(recs, sizeof(recs), "%" PRIu64, r.records);
 	if (rc == -ENT_ECORRUPT) {
 		ent_log(ENT_LOG_ERROR,
@@ -204,7 +204,7 @@ static int verify_at_start(struct daemon *d)
 	}
 	if (rc) {
 		ent_log(ENT_LOG_ERROR, "cannot verify the database", "db", d->cfg.db_path, "error",
-			ent_strerror(rc), NULL);
+			ent_err_strerror(rc), NULL);
 		return rc;
 	}
 	ent_log(ENT_LOG_INFO, "database verified", "records", recs, "ms", ms, NULL);
@@ -221,7 +221,8 @@ static int start_metrics(struct daemon *d)
 	}
 	int rc = ent_metrics_new(names, n, &d->metrics);
 	if (rc) {
-		ent_log(ENT_LOG_ERROR, "metrics: cannot start", "error", ent_strerror(rc), NULL);
+		ent_log(ENT_LOG_ERROR, "metrics: cannot start", "error", ent_err_strerror(rc),
+			NULL);
 		return rc;
 	}
 	ent_metrics_set_gauge_cb(d->metrics, fill_gauges, d);
@@ -420,7 +421,7 @@ static int bootstrap(struct daemon *d)
 		return 0;
 	}
 	mkdir(d->cfg.db_path, 0755);
-	int64_t t0 = ent_now_ms();
+	int64_t t0 = ent_time_now_ms();
 	uint64_t seq = 0;
 	if (rc == 0)
 		rc = ent_sync_snapshot_fetch(js, d->cfg.fleet_snapshot_bucket, d->cfg.db_path, &seq,
@@ -432,7 +433,7 @@ static int bootstrap(struct daemon *d)
 	}
 	char s[24], secs[24], bytes[24];
 	snprintf(s, sizeof(s), "%" PRIu64, seq);
-	snprintf(secs, sizeof(secs), "%.2f", (double)(ent_now_ms() - t0) / 1000.0);
+	snprintf(secs, sizeof(secs), "%.2f", (double)(ent_time_now_ms() - t0) / 1000.0);
 	snprintf(bytes, sizeof(bytes), "%" PRIu64, info.size);
 	ent_log(ENT_LOG_INFO, "fleet: bootstrapped from the snapshot", "bucket",
 		d->cfg.fleet_snapshot_bucket, "seq", s, "bytes", bytes, "seconds", secs, NULL);
@@ -522,7 +523,7 @@ static void fleet_readiness(struct daemon *d, struct ent_rpc *rpc, int64_t start
 	bool want = !broken && fs.caught_up;
 	bool stale = false;
 	if (!broken && !fs.caught_up && d->cfg.fleet_serve_stale &&
-	    ent_now_ms() - started >= d->cfg.fleet_ready_wait_ms) {
+	    ent_time_now_ms() - started >= d->cfg.fleet_ready_wait_ms) {
 		want = true;
 		stale = true;
 	}
@@ -630,7 +631,8 @@ int main(int argc, char **argv)
 				     .idem_retention_ms = d.cfg.writer_idem_retention_ms,
 				     .fleet = d.fleet ? ent_sync_fleet_hooks(d.fleet) : NULL};
 	if ((rc = ent_writer_start(&wo, &d.writer)) != 0) {
-		ent_log(ENT_LOG_ERROR, "cannot start the writer", "error", ent_strerror(rc), NULL);
+		ent_log(ENT_LOG_ERROR, "cannot start the writer", "error", ent_err_strerror(rc),
+			NULL);
 		goto fail_writer;
 	}
 	if (d.fleet && ent_sync_fleet_start(d.fleet, d.writer, d.store, &err)) {
@@ -642,7 +644,7 @@ int main(int argc, char **argv)
 		     ent_sync_fleet_js(d.fleet), d.cfg.fleet_snapshot_bucket, d.store,
 		     d.cfg.fleet_snapshot_interval_ms, NULL, snapshot_ready, &d, &d.snapshotter))) {
 		ent_log(ENT_LOG_ERROR, "fleet: cannot start the snapshotter", "error",
-			ent_strerror(rc), NULL);
+			ent_err_strerror(rc), NULL);
 		goto fail_metrics;
 	}
 	if (d.cfg.metrics_listen && *d.cfg.metrics_listen && start_metrics(&d))
@@ -682,7 +684,7 @@ int main(int argc, char **argv)
 		ent_log(ENT_LOG_ERROR, "cannot start the server", "error", err.msg, NULL);
 		goto fail_rpc;
 	}
-	int64_t started = ent_now_ms();
+	int64_t started = ent_time_now_ms();
 	if (d.fleet) {
 		/* Not ready before the first catch-up (fleet_readiness). */
 		d.fleet_serving = false;

@@ -35,6 +35,6 @@ ENT_API void ent_pb_drop_unknown(ProtobufCMessage *m);
 
 /** True if \a s[0..len) is valid UTF-8 (no overlong forms, surrogates or code points past
  *  U+10FFFF). */
-ENT_API bool ent_utf8_valid(const uint8_t *s, size_t len);
+ENT_API bool ent_pb_utf8_valid(const uint8_t *s, size_t len);
 
 #endif

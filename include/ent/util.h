@@ -32,7 +32,7 @@ enum {
 };
 
 /** Human-readable name of an ENT_E* code (positive or negative). Static storage. */
-ENT_API const char *ent_strerror(int code);
+ENT_API const char *ent_err_strerror(int code);
 
 /**
  * An error with a message naming the offending field, e.g. code ENT_EINVAL and
@@ -66,13 +66,13 @@ ENT_API int ent_str_cmp(struct ent_str a, struct ent_str b);
 #define ENT_T_MIN INT64_MIN
 #define ENT_T_MAX INT64_MAX
 /** Wall clock now, in ms (CLOCK_REALTIME; vDSO, no syscall on Linux). */
-ENT_API int64_t ent_now_ms(void);
+ENT_API int64_t ent_time_now_ms(void);
 /** Monotonic clock now, in ns (CLOCK_MONOTONIC; for durations, never for instants). */
-ENT_API int64_t ent_mono_ns(void);
+ENT_API int64_t ent_time_mono_ns(void);
 /** Days since 1970-01-01 of a proleptic Gregorian date (month 1..12, day 1..31). */
-ENT_API int64_t ent_days_from_civil(int64_t y, unsigned m, unsigned d);
-/** The proleptic Gregorian date of a day number (inverse of ent_days_from_civil). */
-ENT_API void ent_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+ENT_API int64_t ent_time_days_from_civil(int64_t y, unsigned m, unsigned d);
+/** The proleptic Gregorian date of a day number (inverse of ent_time_days_from_civil). */
+ENT_API void ent_time_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 /** Format \a ms as RFC 3339 UTC ("2024-12-20T16:04:11.000Z") into \a buf (>= 32 bytes). */
 ENT_API char *ent_time_fmt(int64_t ms, char *buf, size_t len);
 /** Parse RFC 3339 ("2024-12-20T16:04:11Z", fractional seconds and offsets allowed). */
@@ -88,7 +88,7 @@ ENT_API int ent_time_parse(const char *s, int64_t *ms);
  * Validate an identifier: 1..max bytes, printable ASCII without spaces or NUL.
  * On failure fills \a err naming \a field and returns -ENT_EINVAL.
  */
-ENT_API int ent_check_id(struct ent_str s, size_t max, const char *field, struct ent_err *err);
+ENT_API int ent_str_check_id(struct ent_str s, size_t max, const char *field, struct ent_err *err);
 
 /* ---- logging -------------------------------------------------------------------------- */
 

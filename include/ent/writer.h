@@ -143,7 +143,7 @@ typedef void (*ent_writer_wait_cb)(struct ent_writer_wait *wt, int end, uint64_t
 struct ent_writer_wait {
 	struct ent_writer_wait *next; /**< list link, the writer's while parked */
 	uint64_t seq;		      /**< released once a commit reaches this sequence */
-	int64_t deadline_ns;	      /**< ent_mono_ns() instant: released ENT_WAIT_TIMEOUT */
+	int64_t deadline_ns;	      /**< ent_time_mono_ns() instant: released ENT_WAIT_TIMEOUT */
 	ent_writer_wait_cb cb;
 	void *ctx;
 	int end; /**< the writer's, while releasing */

@@ -458,7 +458,7 @@ int ent_ctl_health(int argc, char **argv)
 	 * --wait polls until SERVING or the time is up: meant for scripts that start entd and
 	 * must not race it. Each attempt is bounded by the call timeout.
 	 */
-	int64_t until = ent_now_ms() + wait_s * 1000;
+	int64_t until = ent_time_now_ms() + wait_s * 1000;
 	grpc_status_code st;
 	char details[1024];
 	int serving;
@@ -469,7 +469,7 @@ int ent_ctl_health(int argc, char **argv)
 		else
 			r = ent_client_health_check(cl, service, co.timeout_ms, &serving, &st,
 						    details, sizeof(details));
-		if ((r == 0 && serving == 1) || ent_now_ms() >= until)
+		if ((r == 0 && serving == 1) || ent_time_now_ms() >= until)
 			break;
 		struct timespec ts = {0, 100 * 1000 * 1000};
 		nanosleep(&ts, NULL);
@@ -477,7 +477,7 @@ int ent_ctl_health(int argc, char **argv)
 	ent_client_free(cl);
 	if (r) {
 		fprintf(stderr, "entctl: %s: %s\n", ent_client_status_name(st),
-			details[0] ? details : ent_strerror(r));
+			details[0] ? details : ent_err_strerror(r));
 		return ENT_CTL_EXIT_RPC;
 	}
 	if (co.json)

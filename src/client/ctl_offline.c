@@ -152,7 +152,7 @@ int ent_ctl_import(int argc, char **argv)
 	struct ent_store_opts so = {.path = db, .map_size = map_size};
 	int rc = ent_store_open(&so, &store, &err);
 	if (rc) {
-		fprintf(stderr, "entctl import: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl import: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		free(text);
 		return 1;
 	}
@@ -161,7 +161,7 @@ int ent_ctl_import(int argc, char **argv)
 	free(text);
 	ent_store_close(store);
 	if (rc) {
-		fprintf(stderr, "entctl import: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl import: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		return 1;
 	}
 	printf("imported %u changes, sequence %llu\n", st.changes, (unsigned long long)st.seq);
@@ -197,7 +197,7 @@ int ent_ctl_export(int argc, char **argv)
 	char *json = NULL;
 	int rc = ent_store_open(&so, &store, &err);
 	if (rc) {
-		fprintf(stderr, "entctl export: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl export: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		return 1;
 	}
 	if (!(rc = ent_store_view_new(store, &view))) {
@@ -209,7 +209,7 @@ int ent_ctl_export(int argc, char **argv)
 	}
 	ent_store_close(store);
 	if (rc) {
-		fprintf(stderr, "entctl export: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl export: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		return 1;
 	}
 	FILE *f = file && strcmp(file, "-") ? fopen(file, "wb") : stdout;
@@ -319,7 +319,7 @@ int ent_ctl_generate(int argc, char **argv)
 	struct ent_store_opts so = {.path = db, .map_size = map_size, .no_sync = true};
 	int rc = ent_store_open(&so, &store, &err);
 	if (rc) {
-		fprintf(stderr, "entctl generate: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl generate: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		return 1;
 	}
 	struct ent_gen_stats gs = {0};
@@ -329,7 +329,7 @@ int ent_ctl_generate(int argc, char **argv)
 		ent_store_stats(store, &ss);
 	ent_store_close(store);
 	if (rc) {
-		fprintf(stderr, "entctl generate: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl generate: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		return 1;
 	}
 	if (sync_data_file(db)) {

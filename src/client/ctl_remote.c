@@ -82,7 +82,7 @@ int ent_ctl_open_client(const struct ent_ctl_common *co, ent_client **c)
 	int rc = ent_client_new(co->addr, co->token, c);
 	if (rc) {
 		fprintf(stderr, "entctl: cannot open a channel to '%s': %s\n", co->addr,
-			ent_strerror(rc));
+			ent_err_strerror(rc));
 		return ENT_CTL_EXIT_RPC;
 	}
 	return 0;
@@ -99,7 +99,7 @@ int ent_ctl_call(ent_client *c, const struct ent_ctl_common *co, const char *met
 				 sizeof(details));
 	if (rc) {
 		fprintf(stderr, "entctl: %s: %s\n", ent_client_status_name(st),
-			details[0] ? details : ent_strerror(rc));
+			details[0] ? details : ent_err_strerror(rc));
 		return ENT_CTL_EXIT_RPC;
 	}
 	return 0;

@@ -143,7 +143,7 @@ static int open_client(const struct opts *o, ent_client **cl)
 	int rc = ent_client_new(o->addr, o->token, cl);
 	if (rc) {
 		fprintf(stderr, "entctl: cannot open a channel to '%s': %s\n", o->addr,
-			ent_strerror(rc));
+			ent_err_strerror(rc));
 		return EXIT_FAIL;
 	}
 	return 0;
@@ -193,7 +193,7 @@ int ent_ctl_usage_report(int argc, char **argv)
 			    o.timeout_ms, &resp, &st, details, sizeof(details));
 	if (r) {
 		fprintf(stderr, "entctl: %s: %s\n", ent_client_status_name(st),
-			details[0] ? details : ent_strerror(r));
+			details[0] ? details : ent_err_strerror(r));
 		ent_client_free(cl);
 		return EXIT_FAIL;
 	}
@@ -359,7 +359,7 @@ static int flush(struct import *im)
 		snprintf(im->fail_msg, sizeof(im->fail_msg),
 			 "lines %" PRIu64 "-%" PRIu64 " and the rest were not imported: %s: %s",
 			 im->rec_line[0], im->rec_line[im->n - 1], ent_client_status_name(st),
-			 details[0] ? details : ent_strerror(r));
+			 details[0] ? details : ent_err_strerror(r));
 		im->failed = true;
 		free_batch(im);
 		return -1;

@@ -33,7 +33,7 @@ int ent_ctl_verify(int argc, char **argv)
 	struct ent_store_opts so = {.path = db, .read_only = true};
 	int rc = ent_store_open(&so, &store, &err);
 	if (rc) {
-		fprintf(stderr, "entctl verify: %s\n", err.code ? err.msg : ent_strerror(rc));
+		fprintf(stderr, "entctl verify: %s\n", err.code ? err.msg : ent_err_strerror(rc));
 		return 1;
 	}
 	struct ent_store_verify_report r;
@@ -50,7 +50,7 @@ int ent_ctl_verify(int argc, char **argv)
 		return 1;
 	}
 	if (rc) {
-		fprintf(stderr, "entctl verify: %s: %s\n", db, ent_strerror(rc));
+		fprintf(stderr, "entctl verify: %s: %s\n", db, ent_err_strerror(rc));
 		return 1;
 	}
 	printf("%s: OK\n", db);

@@ -438,7 +438,7 @@ int ent_json_export(struct ent_view *view, char **out, struct ent_err *err)
 					 (struct ent_str){"", 0}, 0, record_cb, &x);
 		if (rc) {
 			if (!err || !err->code)
-				ent_err_set(err, rc, "%s: %s", x.name, ent_strerror(rc));
+				ent_err_set(err, rc, "%s: %s", x.name, ent_err_strerror(rc));
 			goto fail;
 		}
 		if (x.count)

@@ -83,7 +83,7 @@ static int gen_apply(struct gen *g, Ent__V1__Event *ev, const char *what)
 {
 	int rc;
 	if (!g->w && (rc = ent_store_wtxn_begin(g->store, &g->w)))
-		return ent_err_set(g->err, rc, "begin write transaction: %s", ent_strerror(rc));
+		return ent_err_set(g->err, rc, "begin write transaction: %s", ent_err_strerror(rc));
 	struct ent_apply_result res;
 	memset(&res, 0, sizeof(res));
 	ev->at = g->now;
@@ -92,7 +92,7 @@ static int gen_apply(struct gen *g, Ent__V1__Event *ev, const char *what)
 	if (rc || res.err.code) {
 		int code = res.err.code ? res.err.code : -rc;
 		ent_err_set(g->err, code, "%s: %s", what,
-			    res.err.msg[0] ? res.err.msg : ent_strerror(code));
+			    res.err.msg[0] ? res.err.msg : ent_err_strerror(code));
 		ent_store_wtxn_abort(g->w);
 		g->w = NULL;
 		return -code;
@@ -460,7 +460,7 @@ int ent_json_generate(struct ent_store *store, const struct ent_gen_opts *opts,
 		o.plans = 4;
 	struct gen g = {.store = store, .o = &o, .stats = &st, .err = err};
 	g.batch = o.batch ? o.batch : 10000;
-	g.now = o.now ? o.now : ent_now_ms();
+	g.now = o.now ? o.now : ent_time_now_ms();
 	ent_gen_feature_counts(o.features, &g.nm, &g.nb, &g.ns);
 	ent_arena_init(&g.arena, 0);
 

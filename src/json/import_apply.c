@@ -69,7 +69,7 @@ static int apply_one(struct ent_wtxn *w, Ent__V1__Event *ev, const char *path,
 	if (rc == 0 && res.err.code == 0)
 		return 0;
 	int code = res.err.code ? res.err.code : (rc < 0 ? -rc : ENT_EIO);
-	apply_error(err, code, path, ev, res.err.msg[0] ? res.err.msg : ent_strerror(code));
+	apply_error(err, code, path, ev, res.err.msg[0] ? res.err.msg : ent_err_strerror(code));
 	return -code;
 }
 
@@ -83,7 +83,7 @@ int ent_json_apply(struct ent_wtxn *w, const char *text, size_t len, bool replac
 	if (rc)
 		return rc;
 	if (!now)
-		now = ent_now_ms();
+		now = ent_time_now_ms();
 	/* apply() results (echoed objects) are dropped after each event, so a large document does
 	 * not keep one copy of every object it stores. */
 	struct ent_arena scratch;
@@ -131,7 +131,7 @@ int ent_json_import(struct ent_store *store, const char *text, size_t len, bool 
 	struct ent_arena arena;
 	int rc = ent_store_wtxn_begin(store, &w);
 	if (rc)
-		return ent_err_set(err, rc, "begin write transaction: %s", ent_strerror(rc));
+		return ent_err_set(err, rc, "begin write transaction: %s", ent_err_strerror(rc));
 	ent_arena_init(&arena, 0);
 	rc = ent_json_apply(w, text, len, replace, 0, &arena, err, &st);
 	ent_arena_deinit(&arena);

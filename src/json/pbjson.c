@@ -117,7 +117,7 @@ int ent_client_parse_time(const char *s, int64_t *ms)
 	if (!s || !*s)
 		return -ENT_EINVAL;
 	if (!strncasecmp(s, "now", 3)) {
-		int64_t t = ent_now_ms();
+		int64_t t = ent_time_now_ms();
 		s += 3;
 		if (!*s) {
 			*ms = t;

@@ -153,7 +153,7 @@ void ent_decision_log_write(struct ent_decision_log *l, struct ent_metrics_block
 		return;
 	char buf[1024], ts[40], at_s[40];
 	const size_t cap = sizeof(buf) - 2;
-	ent_time_fmt(ent_now_ms(), ts, sizeof(ts));
+	ent_time_fmt(ent_time_now_ms(), ts, sizeof(ts));
 	ent_time_fmt(r->at, at_s, sizeof(at_s));
 	const char *reason = ent_model_reason_name(r->reason);
 	size_t at;

@@ -65,7 +65,7 @@ static struct civil civil_of(int64_t ms)
 	int64_t days = floor_div64(ms, DAY_MS);
 	int64_t y;
 	unsigned m, d;
-	ent_civil_from_days(days, &y, &m, &d);
+	ent_time_civil_from_days(days, &y, &m, &d);
 	return (struct civil){y * 12 + (int64_t)m - 1, d,
 			      (int64_t)((i128)ms - (i128)days * DAY_MS)};
 }
@@ -81,7 +81,7 @@ static i128 month_start(const struct civil *a, int64_t k)
 	unsigned m = (unsigned)(mi - y * 12) + 1;
 	unsigned dim = days_in_month(y, m);
 	unsigned d = a->day < dim ? a->day : dim;
-	return (i128)ent_days_from_civil(y, m, d) * DAY_MS + a->tod;
+	return (i128)ent_time_days_from_civil(y, m, d) * DAY_MS + a->tod;
 }
 
 void ent_model_period(uint8_t reset, int64_t anchor, int64_t t, int64_t *start, int64_t *end)

@@ -68,7 +68,7 @@ bool ent_rpc_admin_check_id(struct ent_call *call, const char *s, size_t max, co
 {
 	struct ent_err err = {0};
 
-	if (ent_check_id(ent_rpc_admin_str(s), max, field, &err) == 0)
+	if (ent_str_check_id(ent_rpc_admin_str(s), max, field, &err) == 0)
 		return true;
 	ent_rpc_admin_fail_err(call, &err);
 	return false;
@@ -77,7 +77,7 @@ bool ent_rpc_admin_check_id(struct ent_call *call, const char *s, size_t max, co
 void ent_rpc_admin_fail_err(struct ent_call *call, const struct ent_err *err)
 {
 	int code = err->code ? err->code : ENT_EIO;
-	ent_rpc_call_fail(call, code, err->msg[0] ? err->msg : ent_strerror(code));
+	ent_rpc_call_fail(call, code, err->msg[0] ? err->msg : ent_err_strerror(code));
 }
 
 ProtobufCMessage *ent_rpc_admin_unpack(struct ent_call *call,

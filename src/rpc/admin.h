@@ -22,7 +22,7 @@
 struct ent_str ent_rpc_admin_str(const char *s);
 
 /**
- * Validate an identifier field with ent_check_id(); on failure answer the call with
+ * Validate an identifier field with ent_str_check_id(); on failure answer the call with
  * INVALID_ARGUMENT naming \a field. \return true when valid (the call is still unanswered).
  */
 bool ent_rpc_admin_check_id(struct ent_call *call, const char *s, size_t max, const char *field);

@@ -82,7 +82,7 @@ void ent_rpc_admin_import(struct ent_call *call, const ProtobufCMessage *req)
 		rc = ent_json_to_events(r->json, strlen(r->json), arena, &events, &n, &err);
 		if (rc < 0) {
 			if (!err.code)
-				ent_err_set(&err, -rc, "json: %s", ent_strerror(rc));
+				ent_err_set(&err, -rc, "json: %s", ent_err_strerror(rc));
 			ent_rpc_admin_fail_err(call, &err);
 			return;
 		}
@@ -125,7 +125,7 @@ void ent_rpc_admin_export(struct ent_call *call, const ProtobufCMessage *req)
 	if (rc < 0) {
 		free(doc);
 		if (!err.code)
-			ent_err_set(&err, -rc, "export: %s", ent_strerror(rc));
+			ent_err_set(&err, -rc, "export: %s", ent_err_strerror(rc));
 		ent_rpc_admin_fail_err(call, &err);
 		return;
 	}

@@ -262,7 +262,7 @@ void ent_rpc_admin_list_overrides(struct ent_call *call, const ProtobufCMessage 
 		ENT__V1__LIST_CUSTOMER_ENTITLEMENTS_RESPONSE__INIT;
 	struct override_list list = {.call = call};
 	struct ent_str customer = ent_rpc_admin_str(r->customer_id), prefix, val;
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	struct ent_view *v;
 	char *key;
 	int rc;

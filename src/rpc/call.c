@@ -104,7 +104,7 @@ static void observe_call(struct ent_call *c)
 	struct ent_metrics_block *mb = c->ws->mb;
 	if (!mb || !c->rm)
 		return;
-	int64_t end = c->t_done_ns ? c->t_done_ns : ent_mono_ns();
+	int64_t end = c->t_done_ns ? c->t_done_ns : ent_time_mono_ns();
 	int64_t us = (end - c->t_arrive_ns) / 1000;
 	ent_metrics_observe_call(mb, c->rm->mindex,
 				 c->t_done_ns ? c->status : GRPC_STATUS_CANCELLED,
@@ -128,7 +128,7 @@ static void observe_decision(struct ent_call *c, const Ent__V1__CheckEntitlement
 		.allowed = resp->allowed,
 		.reason = (uint8_t)resp->reason,
 		.seq = resp->sequence,
-		.at = req->at ? req->at : ent_now_ms(),
+		.at = req->at ? req->at : ent_time_now_ms(),
 	};
 	ent_decision_log_write(dl, mb, &rec);
 }
@@ -378,7 +378,7 @@ void ent_rpc_call_start_final(struct ent_call *c, grpc_op *ops, size_t n, grpc_s
 	   grpc_call_start_batch returns here. Without metrics, no clock is read at all. */
 	if (c->ws->mb) {
 		c->status = (uint8_t)status;
-		c->t_done_ns = ent_mono_ns();
+		c->t_done_ns = ent_time_mono_ns();
 	}
 	c->finished = true;
 	c->pending++;
@@ -722,7 +722,7 @@ static void on_request(struct ent_call *c, bool success)
 	}
 	atomic_fetch_add_explicit(&ws->live, 1, memory_order_relaxed);
 	if (ws->mb)
-		c->t_arrive_ns = ent_mono_ns();
+		c->t_arrive_ns = ent_time_mono_ns();
 	/* Re-arm first: a unary handler may hand this call to the writer, after which this
 	   thread must not touch it. */
 	if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {

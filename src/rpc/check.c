@@ -143,9 +143,9 @@ static int parse_check(const struct ent_wire_check *r, int64_t now, struct ent_c
 	int rc;
 	c->customer = r->customer_id;
 	c->feature = r->feature_code;
-	if ((rc = ent_check_id(c->customer, ENT_MAX_CUSTOMER_ID, "customer_id", err)) != 0)
+	if ((rc = ent_str_check_id(c->customer, ENT_MAX_CUSTOMER_ID, "customer_id", err)) != 0)
 		return rc;
-	if ((rc = ent_check_id(c->feature, ENT_MAX_CODE, "feature_code", err)) != 0)
+	if ((rc = ent_str_check_id(c->feature, ENT_MAX_CODE, "feature_code", err)) != 0)
 		return rc;
 	if (r->quantity < 0)
 		return ent_err_set(err, ENT_EINVAL, "quantity: must not be negative");
@@ -170,7 +170,7 @@ static int begin_min(struct ent_view *v, uint64_t min_seq, uint64_t *behind, str
 	for (int i = 0;; i++) {
 		int rc = ent_store_view_begin(v);
 		if (rc)
-			return ent_err_set(err, rc, "snapshot: %s", ent_strerror(rc));
+			return ent_err_set(err, rc, "snapshot: %s", ent_err_strerror(rc));
 		uint64_t seq = ent_store_view_seq(v);
 		if (seq >= min_seq)
 			return 0;
@@ -224,7 +224,7 @@ static int park(struct ent_call *call, uint64_t want, struct ent_err *err)
 	if (!o->writer || o->min_seq_wait_ms <= 0 || call->resumed ||
 	    call->rm->kind != ENT_MK_UNARY)
 		return PARK_NO;
-	int64_t now = ent_mono_ns();
+	int64_t now = ent_time_mono_ns();
 	int64_t until = now + o->min_seq_wait_ms * 1000000;
 	gpr_timespec dl = call->deadline;
 	if (dl.clock_type != GPR_TIMESPAN && dl.tv_sec != INT64_MAX) {
@@ -297,7 +297,7 @@ void ent_rpc_check_resume(struct ent_call *c)
 
 static int view_error(int rc, struct ent_err *err)
 {
-	return ent_err_set(err, rc, "check: %s", ent_strerror(rc));
+	return ent_err_set(err, rc, "check: %s", ent_err_strerror(rc));
 }
 
 /* ---- answers straight into a gRPC slice --------------------------------------------- */
@@ -414,7 +414,7 @@ int ent_rpc_check_decide(struct ent_wstate *ws, struct ent_answer *const *a, siz
 	struct ent_err ignored;
 	struct ent_err *e = err ? err : &ignored;
 	bool lone = err != NULL;
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	size_t m = 0;
 	for (size_t i = 0; i < n && m < ENT_DRAIN_MAX; i++) {
 		struct ent_wire_check w;
@@ -534,7 +534,7 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 		return;
 	}
 	/* Validate everything before reading: a bad batch is refused as a whole. */
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	uint64_t min_seq = 0;
 	struct ent_wire_iter it;
 	struct ent_wire_check w;
@@ -583,7 +583,7 @@ static void h_batch(struct ent_call *call, const uint8_t *req, size_t len)
 	}
 	if (rc) {
 		grpc_slice_unref(o.s);
-		snprintf(msg, sizeof(msg), "checks[%zu]: %s", bad, ent_strerror(rc));
+		snprintf(msg, sizeof(msg), "checks[%zu]: %s", bad, ent_err_strerror(rc));
 		ent_rpc_call_fail(call, rc, msg);
 		return;
 	}
@@ -728,7 +728,7 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 	char msg[sizeof(err.msg) + 64];
 	struct ent_str customer = ent_str_c(req->customer_id);
 
-	if (ent_check_id(customer, ENT_MAX_CUSTOMER_ID, "customer_id", &err) != 0) {
+	if (ent_str_check_id(customer, ENT_MAX_CUSTOMER_ID, "customer_id", &err) != 0) {
 		ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
@@ -741,7 +741,7 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 		return;
 	}
 	struct gce g = {.b = {ent_rpc_call_arena(call), false}};
-	g.at = req->at ? req->at : ent_now_ms();
+	g.at = req->at ? req->at : ent_time_now_ms();
 	struct ent_str *filter = NULL;
 	if (req->n_feature_codes) {
 		filter = bld_alloc(&g.b, req->n_feature_codes * sizeof(*filter));
@@ -751,7 +751,7 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 		}
 		for (size_t i = 0; i < req->n_feature_codes; i++) {
 			filter[i] = ent_str_c(req->feature_codes[i]);
-			if (ent_check_id(filter[i], ENT_MAX_CODE, "feature_code", &err) != 0) {
+			if (ent_str_check_id(filter[i], ENT_MAX_CODE, "feature_code", &err) != 0) {
 				snprintf(msg, sizeof(msg), "feature_codes[%zu]: %s", i, err.msg);
 				ent_rpc_call_fail(call, err.code, msg);
 				return;
@@ -781,7 +781,7 @@ static void h_customer(struct ent_call *call, const ProtobufCMessage *m)
 	if (rc) {
 		ent_store_view_end(v);
 		snprintf(msg, sizeof(msg), "customer_id: cannot read '%s': %s", req->customer_id,
-			 ent_strerror(rc));
+			 ent_err_strerror(rc));
 		ent_rpc_call_fail(call, rc, msg);
 		return;
 	}
@@ -868,9 +868,9 @@ static Ent__V1__Event *new_event(struct ent_call *call)
 
 static int check_ids(const char *customer, const char *feature, struct ent_err *err)
 {
-	int rc = ent_check_id(ent_str_c(customer), ENT_MAX_CUSTOMER_ID, "customer_id", err);
+	int rc = ent_str_check_id(ent_str_c(customer), ENT_MAX_CUSTOMER_ID, "customer_id", err);
 	if (!rc)
-		rc = ent_check_id(ent_str_c(feature), ENT_MAX_CODE, "feature_code", err);
+		rc = ent_str_check_id(ent_str_c(feature), ENT_MAX_CODE, "feature_code", err);
 	return rc;
 }
 
@@ -879,8 +879,8 @@ static void h_report(struct ent_call *call, const ProtobufCMessage *m)
 	Ent__V1__ReportUsageRequest *req = (Ent__V1__ReportUsageRequest *)m;
 	struct ent_err err;
 	if (check_ids(req->customer_id, req->feature_code, &err) ||
-	    ent_check_id(ent_str_c(req->idempotency_key), ENT_MAX_IDEM_KEY, "idempotency_key",
-			 &err)) {
+	    ent_str_check_id(ent_str_c(req->idempotency_key), ENT_MAX_IDEM_KEY, "idempotency_key",
+			     &err)) {
 		ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}
@@ -912,8 +912,9 @@ static void h_consume(struct ent_call *call, const ProtobufCMessage *m)
 	Ent__V1__ConsumeEntitlementRequest *req = (Ent__V1__ConsumeEntitlementRequest *)m;
 	struct ent_err err;
 	if (check_ids(req->customer_id, req->feature_code, &err) ||
-	    (*req->idempotency_key && ent_check_id(ent_str_c(req->idempotency_key),
-						   ENT_MAX_IDEM_KEY, "idempotency_key", &err))) {
+	    (*req->idempotency_key &&
+	     ent_str_check_id(ent_str_c(req->idempotency_key), ENT_MAX_IDEM_KEY, "idempotency_key",
+			      &err))) {
 		ent_rpc_call_fail(call, err.code, err.msg);
 		return;
 	}

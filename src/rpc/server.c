@@ -89,7 +89,7 @@ static void grpc_log_sink(gpr_log_func_args *a)
 				 : a->severity == GPR_LOG_SEVERITY_INFO ? ENT_LOG_INFO
 									: ENT_LOG_DEBUG;
 	if (lvl > ENT_LOG_DEBUG) {
-		int64_t sec = ent_now_ms() / 1000, last = atomic_load(&grpc_log_second);
+		int64_t sec = ent_time_now_ms() / 1000, last = atomic_load(&grpc_log_second);
 		if (sec != last && atomic_compare_exchange_strong(&grpc_log_second, &last, sec)) {
 			uint64_t n = atomic_exchange(&grpc_log_held, 0);
 			if (n)
@@ -486,14 +486,14 @@ static void dispatch(struct ent_wstate *ws, const grpc_event *ev)
 static size_t drain_ready(struct ent_wstate *ws, grpc_event *evs)
 {
 	size_t n = 1;
-	int64_t until = ent_mono_ns() + DRAIN_WINDOW_NS;
+	int64_t until = ent_time_mono_ns() + DRAIN_WINDOW_NS;
 	while (n < ENT_DRAIN_MAX) {
 		grpc_event ev =
 			grpc_completion_queue_next(ws->cq, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type != GRPC_OP_COMPLETE)
 			break; /* empty (or shut down: the blocking wait sees it) */
 		evs[n++] = ev;
-		if (ent_mono_ns() >= until)
+		if (ent_time_mono_ns() >= until)
 			break;
 	}
 	return n;
@@ -821,7 +821,7 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 	r->reflection = refl == 0;
 	if (refl)
 		ent_log(ENT_LOG_ERROR, "rpc: server reflection unavailable", "error",
-			ent_strerror(refl), NULL);
+			ent_err_strerror(refl), NULL);
 
 	r->workers = calloc(r->opts.threads, sizeof(*r->workers));
 	r->srvs = calloc(MAX_SRVS, sizeof(*r->srvs));
@@ -845,7 +845,8 @@ int ent_rpc_start(const struct ent_rpc_opts *opts, struct ent_rpc **out, struct 
 		ws->mb = opts->metrics ? ent_metrics_thread_block(opts->metrics) : NULL;
 		if ((rc = ent_store_view_new(r->opts.store, &ws->w.view)) != 0) {
 			ws->w.view = NULL;
-			ent_err_set(err, -rc, "rpc: cannot open a read view: %s", ent_strerror(rc));
+			ent_err_set(err, -rc, "rpc: cannot open a read view: %s",
+				    ent_err_strerror(rc));
 			goto fail;
 		}
 	}

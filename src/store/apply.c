@@ -53,7 +53,7 @@ int ent_store_wtxn_commit(struct ent_wtxn *w, struct ent_err *err)
 	MDB_txn *txn = w->txn;
 	w->txn = NULL;
 	uint8_t b[8];
-	ent_store_le64_put(b, (uint64_t)ent_now_ms());
+	ent_store_le64_put(b, (uint64_t)ent_time_now_ms());
 	MDB_val k = {11, "last_commit"}, v = {8, b};
 	int rc = mdb_put(txn, w->s->dbi[ENT_T_META], &k, &v, 0);
 	if (rc) {
@@ -721,10 +721,10 @@ static int apply_set_ended(struct ent_actx *c, const Ent__V1__EndedState *e)
 {
 	int r;
 	bool whole = !e->feature_code || !*e->feature_code; /* the customer's own marker */
-	if ((r = ent_check_id(ent_str_c(e->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id",
-			      c->err)) ||
-	    (!whole &&
-	     (r = ent_check_id(ent_str_c(e->feature_code), ENT_MAX_CODE, "feature_code", c->err))))
+	if ((r = ent_str_check_id(ent_str_c(e->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id",
+				  c->err)) ||
+	    (!whole && (r = ent_str_check_id(ent_str_c(e->feature_code), ENT_MAX_CODE,
+					     "feature_code", c->err))))
 		return r;
 	if (e->ended_at <= 0)
 		return ent_err_set(c->err, ENT_EINVAL, "ended_at: must be > 0");
@@ -873,8 +873,8 @@ static int apply_one(struct ent_wtxn *w, const Ent__V1__Event *ev, struct ent_ar
 		memset(res, 0, sizeof(*res));
 		res->err = keep;
 		if (!res->err.code || res->err.code != -r)
-			ent_err_set(&res->err, -r, "%s%s%s", ent_strerror(r), keep.code ? ": " : "",
-				    keep.code ? keep.msg : "");
+			ent_err_set(&res->err, -r, "%s%s%s", ent_err_strerror(r),
+				    keep.code ? ": " : "", keep.code ? keep.msg : "");
 		return r;
 	}
 	w->seq = seq;

@@ -71,7 +71,7 @@ int ent_store_apply_check_privs(struct ent_actx *c, const char *field, const Ent
 	for (size_t i = 0; i < n; i++) {
 		const Ent__V1__PrivilegeValue *v = pv[i];
 		char fld[320];
-		int r = ent_check_id(s_(v->code), ENT_MAX_CODE, field, c->err);
+		int r = ent_str_check_id(s_(v->code), ENT_MAX_CODE, field, c->err);
 		if (r)
 			return r;
 		snprintf(fld, sizeof(fld), "%s.%s", field, v->code);
@@ -167,7 +167,7 @@ int ent_store_apply_check_grants(struct ent_actx *c, const char *field,
 		char pfx[128], fld[192];
 		snprintf(pfx, sizeof(pfx), "%s[%zu]", field, i);
 		snprintf(fld, sizeof(fld), "%s.feature_code", pfx);
-		int r = ent_check_id(s_(g->feature_code), ENT_MAX_CODE, fld, c->err);
+		int r = ent_str_check_id(s_(g->feature_code), ENT_MAX_CODE, fld, c->err);
 		if (r)
 			return r;
 		for (size_t j = 0; j < i; j++)
@@ -483,7 +483,7 @@ static int pairs_of_feature(struct ent_actx *c, enum ent_table t, const char *fe
 
 static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 {
-	int r = ent_check_id(s_(f->code), ENT_MAX_CODE, "feature.code", c->err);
+	int r = ent_str_check_id(s_(f->code), ENT_MAX_CODE, "feature.code", c->err);
 	if (r || (r = ent_store_apply_check_time(c, f->created_at, "feature.created_at")) ||
 	    (r = ent_store_apply_check_time(c, f->updated_at, "feature.updated_at")))
 		return r;
@@ -516,7 +516,7 @@ static int check_feature(struct ent_actx *c, const Ent__V1__Feature *f)
 		const Ent__V1__PrivilegeDef *d = f->privileges[i];
 		char fld[96];
 		snprintf(fld, sizeof(fld), "feature.privileges[%zu].code", i);
-		if ((r = ent_check_id(s_(d->code), ENT_MAX_CODE, fld, c->err)))
+		if ((r = ent_str_check_id(s_(d->code), ENT_MAX_CODE, fld, c->err)))
 			return r;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(f->privileges[j]->code, d->code) == 0)
@@ -620,7 +620,7 @@ int ent_store_apply_upsert_feature(struct ent_actx *c, const Ent__V1__Feature *f
 
 int ent_store_apply_delete_feature(struct ent_actx *c, const char *code)
 {
-	int r = ent_check_id(s_(code), ENT_MAX_CODE, "code", c->err);
+	int r = ent_str_check_id(s_(code), ENT_MAX_CODE, "code", c->err);
 	if (r)
 		return r;
 	MDB_val v;
@@ -751,7 +751,7 @@ static int fan_out(struct ent_actx *c, enum ent_table t, struct ent_str code,
 int ent_store_apply_set_entitlements(struct ent_actx *c, enum ent_table t,
 				     const Ent__V1__SetEntitlementsRequest *req, bool patch)
 {
-	int r = ent_check_id(s_(req->code), ENT_MAX_CODE, "code", c->err);
+	int r = ent_str_check_id(s_(req->code), ENT_MAX_CODE, "code", c->err);
 	if (r || (r = ent_store_apply_check_text(c, req->name, "name")))
 		return r;
 	Ent__V1__Grant **norm;
@@ -806,7 +806,7 @@ int ent_store_apply_set_entitlements(struct ent_actx *c, enum ent_table t,
 
 int ent_store_apply_delete_entitlements(struct ent_actx *c, enum ent_table t, const char *code)
 {
-	int r = ent_check_id(s_(code), ENT_MAX_CODE, "code", c->err);
+	int r = ent_str_check_id(s_(code), ENT_MAX_CODE, "code", c->err);
 	if (r)
 		return r;
 	Ent__V1__SetEntitlementsRequest *old = NULL;

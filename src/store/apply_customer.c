@@ -96,10 +96,11 @@ static int recompute_features(struct ent_actx *c, struct ent_str customer,
 static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *sub)
 {
 	int r;
-	if ((r = ent_check_id(s_(sub->id), ENT_MAX_CODE, "subscription.id", c->err)) ||
-	    (r = ent_check_id(s_(sub->customer_id), ENT_MAX_CUSTOMER_ID, "subscription.customer_id",
-			      c->err)) ||
-	    (r = ent_check_id(s_(sub->plan_code), ENT_MAX_CODE, "subscription.plan_code", c->err)))
+	if ((r = ent_str_check_id(s_(sub->id), ENT_MAX_CODE, "subscription.id", c->err)) ||
+	    (r = ent_str_check_id(s_(sub->customer_id), ENT_MAX_CUSTOMER_ID,
+				  "subscription.customer_id", c->err)) ||
+	    (r = ent_str_check_id(s_(sub->plan_code), ENT_MAX_CODE, "subscription.plan_code",
+				  c->err)))
 		return r;
 	MDB_val v;
 	r = ent_store_apply_get(c, ENT_T_PLANS, s_(sub->plan_code), &v);
@@ -115,7 +116,7 @@ static int check_subscription(struct ent_actx *c, const Ent__V1__Subscription *s
 		const Ent__V1__SubscriptionAddon *a = sub->addons[i];
 		char fld[96];
 		snprintf(fld, sizeof(fld), "subscription.addons[%zu].addon_code", i);
-		if ((r = ent_check_id(s_(a->addon_code), ENT_MAX_CODE, fld, c->err)))
+		if ((r = ent_str_check_id(s_(a->addon_code), ENT_MAX_CODE, fld, c->err)))
 			return r;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(sub->addons[j]->addon_code, a->addon_code) == 0)
@@ -205,8 +206,10 @@ int ent_store_apply_cancel_subscription(struct ent_actx *c,
 					const Ent__V1__CancelSubscriptionRequest *req)
 {
 	int r;
-	if ((r = ent_check_id(s_(req->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
-	    (r = ent_check_id(s_(req->subscription_id), ENT_MAX_CODE, "subscription_id", c->err)))
+	if ((r = ent_str_check_id(s_(req->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id",
+				  c->err)) ||
+	    (r = ent_str_check_id(s_(req->subscription_id), ENT_MAX_CODE, "subscription_id",
+				  c->err)))
 		return r;
 	if (req->at < 0)
 		return ent_err_set(c->err, ENT_EINVAL, "at: must be >= 0");
@@ -288,8 +291,8 @@ static int check_pair(struct ent_actx *c, const char *customer, const char *feat
 		      struct ent_key *key, Ent__V1__Feature **f)
 {
 	int r;
-	if ((r = ent_check_id(s_(customer), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
-	    (r = ent_check_id(s_(feature), ENT_MAX_CODE, "feature_code", c->err)))
+	if ((r = ent_str_check_id(s_(customer), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
+	    (r = ent_str_check_id(s_(feature), ENT_MAX_CODE, "feature_code", c->err)))
 		return r;
 	r = ent_store_load_feature(c->s, c->txn, s_(feature), c->arena, f);
 	if (r == -ENT_ENOTFOUND)
@@ -537,8 +540,9 @@ int ent_store_apply_delete_override(struct ent_actx *c,
 				    const Ent__V1__DeleteCustomerEntitlementRequest *req)
 {
 	int r;
-	if ((r = ent_check_id(s_(req->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
-	    (r = ent_check_id(s_(req->feature_code), ENT_MAX_CODE, "feature_code", c->err)))
+	if ((r = ent_str_check_id(s_(req->customer_id), ENT_MAX_CUSTOMER_ID, "customer_id",
+				  c->err)) ||
+	    (r = ent_str_check_id(s_(req->feature_code), ENT_MAX_CODE, "feature_code", c->err)))
 		return r;
 	r = ent_store_apply_remove_override(c, s_(req->customer_id), s_(req->feature_code));
 	if (r == -ENT_ENOTFOUND)

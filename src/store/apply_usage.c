@@ -81,11 +81,11 @@ static int check_ids(struct ent_actx *c, const char *customer, const char *featu
 		     const char *idem, bool idem_required)
 {
 	int r;
-	if ((r = ent_check_id(s_(customer), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
-	    (r = ent_check_id(s_(feature), ENT_MAX_CODE, "feature_code", c->err)))
+	if ((r = ent_str_check_id(s_(customer), ENT_MAX_CUSTOMER_ID, "customer_id", c->err)) ||
+	    (r = ent_str_check_id(s_(feature), ENT_MAX_CODE, "feature_code", c->err)))
 		return r;
 	if ((idem_required || (idem && *idem)) &&
-	    (r = ent_check_id(s_(idem), ENT_MAX_IDEM_KEY, "idempotency_key", c->err)))
+	    (r = ent_str_check_id(s_(idem), ENT_MAX_IDEM_KEY, "idempotency_key", c->err)))
 		return r;
 	return 0;
 }

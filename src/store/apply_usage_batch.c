@@ -53,12 +53,12 @@ int ent_store_apply_report_usage_batch(struct ent_actx *c, const Ent__V1__Report
 		if (r == -ENT_EINVAL || r == -ENT_ENOTFOUND) {
 			o->outcome = ENT_USAGE_REFUSED;
 			o->code = -r;
-			o->msg = keep_msg(c, one.err.code ? one.err.msg : ent_strerror(r));
+			o->msg = keep_msg(c, one.err.code ? one.err.msg : ent_err_strerror(r));
 			continue;
 		}
 		if (r)
 			return ent_err_set(c->err, -r, "records[%zu].%s", i,
-					   one.err.code ? one.err.msg : ent_strerror(r));
+					   one.err.code ? one.err.msg : ent_err_strerror(r));
 		o->outcome = one.duplicate ? ENT_USAGE_DUPLICATE
 			     : one.counted ? ENT_USAGE_COUNTED
 					   : ENT_USAGE_NOT_COUNTED;

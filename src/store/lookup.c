@@ -22,7 +22,7 @@
 static void note_corrupt(struct ent_store *s, struct ent_str customer, struct ent_str feature)
 {
 	atomic_fetch_add_explicit(&s->corrupt_reads, 1, memory_order_relaxed);
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	int64_t last = atomic_load_explicit(&s->corrupt_logged_at, memory_order_relaxed);
 	if (now - last < 1000 || !atomic_compare_exchange_strong(&s->corrupt_logged_at, &last, now))
 		return;

@@ -137,7 +137,7 @@ int ent_store_restore(struct ent_wtxn *w, const char *src_dir, struct ent_store_
 		r = copy_table(w, src, stxn, t, &st.entries);
 		if (r)
 			ent_err_set(err, -r, "restore: copying table '%s': %s",
-				    ent_store_table_name(t), ent_strerror(r));
+				    ent_store_table_name(t), ent_err_strerror(r));
 	}
 	/*
 	 * The meta rows came with the tables ("seq", "fleet_stream", "schema", the idempotency

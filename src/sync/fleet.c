@@ -260,7 +260,7 @@ static int publish(void *ctx, struct ent_writer_req *req, const Ent__V1__Event *
 	/* Stamped once, here: every replica applies the same instant. */
 	Ent__V1__Event ev = *in;
 	if (ev.at == 0)
-		ev.at = ent_now_ms();
+		ev.at = ent_time_now_ms();
 	size_t n = ent__v1__event__get_packed_size(&ev);
 	if (f->max_payload > 0 && n > (size_t)f->max_payload) {
 		char msg[200];
@@ -700,7 +700,7 @@ int ent_sync_fleet_open(const struct ent_fleet_opts *o, struct ent_fleet **out, 
 	uint64_t r[2] = {0, 0};
 	FILE *u = fopen("/dev/urandom", "rb");
 	if (!u || fread(r, sizeof(r), 1, u) != 1)
-		r[0] = (uint64_t)ent_now_ms() ^ ((uint64_t)getpid() << 32);
+		r[0] = (uint64_t)ent_time_now_ms() ^ ((uint64_t)getpid() << 32);
 	if (u)
 		fclose(u);
 	snprintf(f->node, sizeof(f->node), "%016" PRIx64, r[0]);
@@ -760,7 +760,7 @@ int ent_sync_fleet_check_store(struct ent_fleet *f, struct ent_store *store, uin
 	int rc = ent_store_stats(store, &st);
 	if (rc)
 		return ent_err_set(err, -rc, "db.path: cannot read the store: %s",
-				   ent_strerror(rc));
+				   ent_err_strerror(rc));
 	char id[160];
 	rc = ent_store_get_meta(store, "fleet_stream", id, sizeof(id));
 	bool empty = rc == -ENT_ENOTFOUND && st.seq == 0;
@@ -773,7 +773,7 @@ int ent_sync_fleet_check_store(struct ent_fleet *f, struct ent_store *store, uin
 			st.seq);
 	}
 	if (rc && !empty)
-		return ent_err_set(err, -rc, "db.path: cannot read meta: %s", ent_strerror(rc));
+		return ent_err_set(err, -rc, "db.path: cannot read meta: %s", ent_err_strerror(rc));
 	/* An empty store follows the stream from its start, if the stream still has it. */
 	if (!empty && strcmp(id, f->identity) != 0)
 		return ent_err_set(
@@ -1065,7 +1065,7 @@ static bool rebootstrap_round(struct ent_fleet *f, struct rb_log *lg)
 		remove_dir(dir);
 		atomic_store(&f->rebootstrapping, false);
 		rb_wait_reason(f, lg, "fleet: re-bootstrap: the writer is stopping",
-			       ent_strerror(rc));
+			       ent_err_strerror(rc));
 		return false;
 	}
 	/* Not interruptible by stopping: the writer runs the job before it stops. */
@@ -1139,7 +1139,7 @@ int ent_sync_fleet_start(struct ent_fleet *f, struct ent_writer *w, struct ent_s
 	int rc = ent_store_stats(store, &st);
 	if (rc)
 		return ent_err_set(err, -rc, "db.path: cannot read the store: %s",
-				   ent_strerror(rc));
+				   ent_err_strerror(rc));
 	f->w = w;
 	f->store = store;
 	if (st.seq >= atomic_load(&f->start_head))

@@ -613,7 +613,7 @@ int ent_sync_objstore_put_fd(jsCtx *js, const char *bucket, int fd, uint32_t chu
 	info->chunks = chunks;
 	info->chunk_size = chunk_size;
 	info->deleted = false;
-	info->mtime_ms = ent_now_ms();
+	info->mtime_ms = ent_time_now_ms();
 	ent_sync_objstore_digest_fmt(sha, info->digest, sizeof(info->digest));
 
 	char *json = ent_sync_objstore_meta_encode(info);
@@ -784,7 +784,7 @@ int ent_sync_objstore_delete(jsCtx *js, const char *bucket, const char *name, st
 	info.size = 0;
 	info.chunks = 0;
 	info.digest[0] = '\0';
-	info.mtime_ms = ent_now_ms();
+	info.mtime_ms = ent_time_now_ms();
 	char *json = ent_sync_objstore_meta_encode(&info);
 	natsMsg *m = NULL;
 	if (!json || natsMsg_Create(&m, msubj, NULL, json, (int)strlen(json)) != NATS_OK ||

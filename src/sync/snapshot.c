@@ -508,7 +508,7 @@ static void snapshotter_round(struct ent_snapshotter *sn)
 	struct ent_err err = {0};
 	int r = ent_sync_snapshot_info(sn->js, sn->bucket, sn->o.name, &si, &err);
 	if (r == 0) {
-		int64_t age = ent_now_ms() - si.mtime_ms;
+		int64_t age = ent_time_now_ms() - si.mtime_ms;
 		if (age < sn->interval_ms || si.seq >= ss.seq)
 			return;
 	} else if (r != -ENT_ENOTFOUND) {
@@ -516,17 +516,17 @@ static void snapshotter_round(struct ent_snapshotter *sn)
 			NULL);
 		return;
 	}
-	int64_t t0 = ent_mono_ns();
+	int64_t t0 = ent_time_mono_ns();
 	uint64_t seq = 0;
 	r = ent_sync_snapshot_publish_opts(sn->js, sn->bucket, sn->store, &sn->o, &seq, &err);
-	double secs = (double)(ent_mono_ns() - t0) / 1e9;
+	double secs = (double)(ent_time_mono_ns() - t0) / 1e9;
 	pthread_mutex_lock(&sn->mu);
 	if (r) {
 		sn->st.failed++;
 	} else {
 		sn->st.published++;
 		sn->st.last_seq = seq;
-		sn->st.last_ms = ent_now_ms();
+		sn->st.last_ms = ent_time_now_ms();
 		sn->st.last_seconds = secs;
 	}
 	pthread_mutex_unlock(&sn->mu);

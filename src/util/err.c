@@ -3,7 +3,7 @@
 
 #include "ent/util.h"
 
-const char *ent_strerror(int code)
+const char *ent_err_strerror(int code)
 {
 	static const char *const names[] = {
 		[ENT_OK] = "ok",

@@ -57,7 +57,7 @@ void ent_log(enum ent_log_level level, const char *msg, ...)
 	bool json = atomic_load_explicit(&log_json, memory_order_relaxed);
 	char buf[2048], ts[40];
 	size_t at = 0, cap = sizeof(buf) - 2;
-	ent_time_fmt(ent_now_ms(), ts, sizeof(ts));
+	ent_time_fmt(ent_time_now_ms(), ts, sizeof(ts));
 	if (json)
 		at += (size_t)snprintf(buf, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
 				       level_names[level]);

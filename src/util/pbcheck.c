@@ -17,7 +17,7 @@ struct walk {
 	struct ent_err *err;
 };
 
-bool ent_utf8_valid(const uint8_t *s, size_t len)
+bool ent_pb_utf8_valid(const uint8_t *s, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
@@ -142,7 +142,7 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *desc, 
 			rc = walk_message(w, f->descriptor, val, val + len, depth + 1);
 		} else if (memchr(val, 0, len)) {
 			rc = ent_err_set(w->err, ENT_EINVAL, "%s: contains a NUL byte", w->path);
-		} else if (!ent_utf8_valid(val, len)) {
+		} else if (!ent_pb_utf8_valid(val, len)) {
 			rc = ent_err_set(w->err, ENT_EINVAL, "%s: not valid UTF-8", w->path);
 		}
 		if (rc)

@@ -22,7 +22,7 @@ int ent_str_cmp(struct ent_str a, struct ent_str b)
 	return a.len < b.len ? -1 : a.len > b.len;
 }
 
-int ent_check_id(struct ent_str s, size_t max, const char *field, struct ent_err *err)
+int ent_str_check_id(struct ent_str s, size_t max, const char *field, struct ent_err *err)
 {
 	if (s.len == 0)
 		return ent_err_set(err, ENT_EINVAL, "%s: required", field);

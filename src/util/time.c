@@ -7,21 +7,21 @@
 
 #include "ent/util.h"
 
-int64_t ent_now_ms(void)
+int64_t ent_time_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t ent_mono_ns(void)
+int64_t ent_time_mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t ent_days_from_civil(int64_t y, unsigned m, unsigned d)
+int64_t ent_time_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -31,7 +31,7 @@ int64_t ent_days_from_civil(int64_t y, unsigned m, unsigned d)
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
-void ent_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+void ent_time_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
 	z += 719468;
 	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -59,7 +59,7 @@ char *ent_time_fmt(int64_t ms, char *buf, size_t len)
 	}
 	int64_t y;
 	unsigned m, d;
-	ent_civil_from_days(days, &y, &m, &d);
+	ent_time_civil_from_days(days, &y, &m, &d);
 	snprintf(buf, len, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
 		 (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)milli);
 	return buf;
@@ -123,7 +123,7 @@ int ent_time_parse(const char *s, int64_t *ms)
 	}
 	if (*s)
 		return -ENT_EINVAL;
-	int64_t secs = ent_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
+	int64_t secs = ent_time_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
 		       mi * 60 + sec - off;
 	*ms = secs * 1000 + frac;
 	return 0;

@@ -241,7 +241,7 @@ static void arm_wait_timer(struct ent_writer *w)
 		uv_timer_stop(&w->wait_timer);
 		return;
 	}
-	int64_t now = ent_mono_ns();
+	int64_t now = ent_time_mono_ns();
 	/* Rounded up: a timer that fires a little early would find nothing due and spin. */
 	uint64_t ms = first > now ? (uint64_t)((first - now + 999999) / 1000000) : 0;
 	uv_update_time(&w->loop);
@@ -251,7 +251,7 @@ static void arm_wait_timer(struct ent_writer *w)
 static void on_wait_timer(uv_timer_t *t)
 {
 	struct ent_writer *w = t->data;
-	release_waits(w, ent_mono_ns(), false);
+	release_waits(w, ent_time_mono_ns(), false);
 	arm_wait_timer(w);
 }
 
@@ -336,7 +336,7 @@ static size_t try_group(struct ent_writer *w, struct ent_writer_req **reqs, size
 	struct ent_err err = {0};
 	struct ent_wtxn *txn;
 	/* Stamped once: a re-run of the group applies the same instants. */
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	unsigned reruns = 0;
 	memset(w->nested, 0, n);
 
@@ -344,7 +344,7 @@ again:;
 	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
 	int rc = ent_store_wtxn_begin(w->store, &txn);
 	if (rc) {
-		ent_err_set(&err, -rc, "write transaction: %s", ent_strerror(rc));
+		ent_err_set(&err, -rc, "write transaction: %s", ent_err_strerror(rc));
 		for (size_t i = 0; i < n; i++) {
 			memset(&res[i], 0, sizeof(res[i]));
 			res[i].err = err;
@@ -387,7 +387,7 @@ again:;
 			return i;
 		}
 		if (rc && !res[i].err.code)
-			ent_err_set(&res[i].err, -rc, "%s", ent_strerror(rc));
+			ent_err_set(&res[i].err, -rc, "%s", ent_err_strerror(rc));
 		if (res[i].err.code)
 			res[i].seq = 0;
 	}
@@ -410,7 +410,7 @@ again:;
 	if (rc) {
 		/* Nothing of the group reached the disk: every event is answered so. */
 		if (!err.code)
-			ent_err_set(&err, -rc, "commit: %s", ent_strerror(rc));
+			ent_err_set(&err, -rc, "commit: %s", ent_err_strerror(rc));
 		for (size_t i = 0; i < n; i++)
 			fail_result(&res[i], &err);
 		if (rc == -ENT_EFULL)
@@ -457,7 +457,7 @@ static void run_group(struct ent_writer *w, struct ent_writer_req **reqs, size_t
 		}
 	}
 	/* A full map refuses every event: one line a second, with the count, not one each. */
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	if (w->full_refused && now - w->full_logged_at >= 1000) {
 		char buf[24];
 		snprintf(buf, sizeof(buf), "%" PRIu64, w->full_refused);
@@ -501,7 +501,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 	memset(res, 0, sizeof(*res));
 	int rc = ent_store_wtxn_begin(w->store, &txn);
 	if (rc) {
-		ent_err_set(&res->err, -rc, "write transaction: %s", ent_strerror(rc));
+		ent_err_set(&res->err, -rc, "write transaction: %s", ent_err_strerror(rc));
 		answer(w, &r, res, 1);
 		return;
 	}
@@ -509,7 +509,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 	if (rc < 0) {
 		ent_store_wtxn_abort(txn);
 		if (!res->err.code)
-			ent_err_set(&res->err, -rc, "%s", ent_strerror(rc));
+			ent_err_set(&res->err, -rc, "%s", ent_err_strerror(rc));
 		res->seq = 0;
 		answer(w, &r, res, 1);
 		release_after_txn(w);
@@ -521,7 +521,7 @@ static void run_txn(struct ent_writer *w, struct ent_writer_req *r)
 	atomic_store_explicit(&w->last_commit_us, (uv_hrtime() - t0) / 1000, memory_order_relaxed);
 	if (rc) {
 		if (!res->err.code)
-			ent_err_set(&res->err, -rc, "commit: %s", ent_strerror(rc));
+			ent_err_set(&res->err, -rc, "commit: %s", ent_err_strerror(rc));
 		res->seq = 0;
 	} else {
 		res->seq = seq;
@@ -567,8 +567,8 @@ again:
 	bool seq_pending = false; /* a direct apply moved the sequence: write meta "seq" */
 	int rc = ent_store_wtxn_begin(w->store, &txn);
 	if (rc) {
-		ent_log(ENT_LOG_ERROR, "fleet: cannot begin a transaction", "err", ent_strerror(rc),
-			NULL);
+		ent_log(ENT_LOG_ERROR, "fleet: cannot begin a transaction", "err",
+			ent_err_strerror(rc), NULL);
 		*stuck = true;
 		return 0;
 	}
@@ -615,7 +615,7 @@ again:
 		if (rc == -ENT_EFULL)
 			goto abort;
 		if (rc && !res[i].err.code)
-			ent_err_set(&res[i].err, -rc, "%s", ent_strerror(rc));
+			ent_err_set(&res[i].err, -rc, "%s", ent_err_strerror(rc));
 		if (res[i].err.code) {
 			res[i].seq = 0;
 			if ((rc = ent_store_wtxn_set_seq(txn, m->seq)))
@@ -665,7 +665,7 @@ abort:
 	ent_arena_reset(&w->arena);
 	if (rc == -ENT_EFULL)
 		return n > 1 ? n / 2 : 0;
-	ent_log(ENT_LOG_ERROR, "fleet: cannot apply", "err", ent_strerror(rc), NULL);
+	ent_log(ENT_LOG_ERROR, "fleet: cannot apply", "err", ent_err_strerror(rc), NULL);
 	*stuck = true;
 	return 0;
 }
@@ -687,7 +687,7 @@ static size_t run_stream(struct ent_writer *w, struct ent_writer_msg **msgs, siz
 			start += m;
 			cap = cap > n / 2 ? n : cap * 2;
 		} else if (k == 0) {
-			int64_t now = ent_now_ms();
+			int64_t now = ent_time_now_ms();
 			if (now - w->stall_logged_at >= 10000) {
 				ent_log(ENT_LOG_ERROR,
 					"fleet: the replica cannot apply the next stream message "
@@ -904,12 +904,12 @@ static void arm_timer(struct ent_writer *w)
 	int rc = ent_store_next_boundary(w->store, &at);
 	if (rc) {
 		ent_log(ENT_LOG_ERROR, "writer: cannot read the next boundary", "err",
-			ent_strerror(rc), NULL);
+			ent_err_strerror(rc), NULL);
 		at = 0;
 	}
 	atomic_store_explicit(&w->next_boundary_at, at, memory_order_relaxed);
 
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	int64_t target = w->tick_more ? now : w->last_tick + TICK_EVERY_MS;
 	w->armed_boundary = 0;
 	if (at != 0 && at < target) {
@@ -934,7 +934,7 @@ static void arm_timer(struct ent_writer *w)
 static void on_timer(uv_timer_t *t)
 {
 	struct ent_writer *w = t->data;
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	int64_t boundary = w->armed_boundary;
 	bool boundary_due = boundary != 0 && boundary <= now;
 	/*
@@ -1015,7 +1015,7 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 	struct ent_store_stats st;
 	if (ent_store_stats(w->store, &st) == 0)
 		atomic_store(&w->seq, st.seq);
-	w->last_tick = ent_now_ms();
+	w->last_tick = ent_time_now_ms();
 	ent__v1__tick__init(&w->tick);
 	w->tick.max_entries = opts->tick_piece ? opts->tick_piece : DEFAULT_TICK_PIECE;
 	ent__v1__event__init(&w->tick_ev);

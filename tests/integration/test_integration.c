@@ -1386,7 +1386,7 @@ static int open_admin_group(void **state)
 
 static int setup_fixture(void **state)
 {
-	G.now = ent_now_ms();
+	G.now = ent_time_now_ms();
 	if (ent_client_new(G.tcp, G.token, &G.admin))
 		return -1;
 	G.fixture_ok = build_fixture() == 0;

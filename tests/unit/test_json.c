@@ -450,7 +450,7 @@ static void test_roundtrip_demo(void **state)
 	struct ent_check_result r;
 	assert_int_equal(ent_store_view_new(d2.store, &v), 0);
 	assert_int_equal(ent_store_view_begin(v), 0);
-	struct ent_check c = {ent_str_c("cus_acme"), ent_str_c("api_calls"), 1, ent_now_ms()};
+	struct ent_check c = {ent_str_c("cus_acme"), ent_str_c("api_calls"), 1, ent_time_now_ms()};
 	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_true(r.d.allowed);
 	assert_int_equal(r.d.limit, 100000);
@@ -622,7 +622,7 @@ static void test_override_forms(void **state)
 	struct ent_check_result r;
 	assert_int_equal(ent_store_view_new(d.store, &v), 0);
 	assert_int_equal(ent_store_view_begin(v), 0);
-	struct ent_check c = {ent_str_c("c"), ent_str_c("api"), 1, ent_now_ms()};
+	struct ent_check c = {ent_str_c("c"), ent_str_c("api"), 1, ent_time_now_ms()};
 	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
 	assert_true(r.d.allowed);
 	assert_int_equal(r.d.limit, 50); /* Zenskar's quantity is the limit of a metered feature */
@@ -658,7 +658,7 @@ static void test_generate(void **state)
 	struct db d1, d2;
 	db_open(&d1);
 	db_open(&d2);
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	struct ent_gen_opts o = {.customers = 1000, .seed = 42, .batch = 300, .now = now};
 	struct ent_gen_stats gs;
 	struct ent_err err = {0};

@@ -384,7 +384,7 @@ static void check_now(struct ent_store *s, const char *customer, const char *fea
 	struct ent_check c = {.customer = ent_str_c(customer),
 			      .feature = ent_str_c(feature),
 			      .quantity = 1,
-			      .at = ent_now_ms()};
+			      .at = ent_time_now_ms()};
 	assert_int_equal(ent_store_view_new(s, &v), 0);
 	assert_int_equal(ent_store_view_begin(v), 0);
 	assert_int_equal(ent_store_view_check(v, &c, &r), 0);
@@ -755,20 +755,20 @@ static void test_boundary_timer_expires_override(void **state)
 	seed(f->w, LIMIT);
 	subscribe(f->w, "s3", "cb", "basic");
 
-	int64_t expires = ent_now_ms() + 1500;
+	int64_t expires = ent_time_now_ms() + 1500;
 	struct ev_override o;
 	mk_override(&o, "cb", "beta", expires);
 	assert_int_equal(submit_wait(f->w, &o.ev, NULL), 0);
 
 	struct ent_decision d;
-	int64_t before = ent_now_ms();
+	int64_t before = ent_time_now_ms();
 	check_now(f->store, "cb", "beta", &d, NULL);
 	if (before < expires - 200) /* only meaningful if we got here before the expiry */
 		assert_true(d.allowed);
 
 	/* The timer applies the expiry: the override is dropped from the tables. */
 	assert_true(wait_no_overrides(f->store));
-	assert_true(ent_now_ms() >= expires);
+	assert_true(ent_time_now_ms() >= expires);
 	check_now(f->store, "cb", "beta", &d, NULL);
 	assert_false(d.allowed);
 
@@ -787,7 +787,7 @@ static void test_boundary_passed_while_down_fires_at_start(void **state)
 	f->w = NULL;
 
 	/* Write the override with the writer down, straight through the store. */
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	struct ev_override o;
 	mk_override(&o, "cd", "beta", now + 200);
 	o.ev.at = now;
@@ -802,7 +802,7 @@ static void test_boundary_passed_while_down_fires_at_start(void **state)
 	ent_arena_deinit(&arena);
 	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, overrides)), 1);
 
-	while (ent_now_ms() <= now + 200)
+	while (ent_time_now_ms() <= now + 200)
 		usleep(20 * 1000);
 	f->w = start_writer(f->store, 0);
 	assert_true(wait_no_overrides(f->store));
@@ -829,7 +829,7 @@ static void test_boundary_tick_runs_in_pieces(void **state)
 	ent_writer_stop(f->w);
 	f->w = NULL;
 
-	int64_t now = ent_now_ms();
+	int64_t now = ent_time_now_ms();
 	struct ent_arena arena;
 	ent_arena_init(&arena, 0);
 	struct ent_wtxn *txn;
@@ -847,7 +847,7 @@ static void test_boundary_tick_runs_in_pieces(void **state)
 	assert_int_equal(store_count(f->store, offsetof(struct ent_store_stats, overrides)),
 			 CUSTOMERS);
 
-	while (ent_now_ms() <= now + 200)
+	while (ent_time_now_ms() <= now + 200)
 		usleep(20 * 1000);
 	f->w = start_writer_piece(f->store, 0, 2);
 	assert_true(wait_no_overrides(f->store));
@@ -897,7 +897,7 @@ static void test_idem_sweep_pieces_continue(void **state)
 		assert_int_equal(submit_wait(f->w, &u.ev, NULL), 0);
 	}
 	struct ev_override o2;
-	mk_override(&o2, "ci", "beta", ent_now_ms() + 300);
+	mk_override(&o2, "ci", "beta", ent_time_now_ms() + 300);
 	assert_int_equal(submit_wait(f->w, &o2.ev, NULL), 0);
 	assert_true(wait_no_overrides(f->store));
 	wait_writer_quiet(f->w);
@@ -1187,7 +1187,7 @@ static int fake_publish(void *ctx, struct ent_writer_req *req, const Ent__V1__Ev
 	struct fake_stream *fs = ctx;
 	Ent__V1__Event ev = *in;
 	if (!ev.at)
-		ev.at = ent_now_ms();
+		ev.at = ent_time_now_ms();
 	size_t n = ent__v1__event__get_packed_size(&ev);
 	uint8_t *b = malloc(n ? n : 1);
 	ent__v1__event__pack(&ev, b);
