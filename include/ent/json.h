@@ -120,10 +120,10 @@ ENT_API int ent_json_generate(struct ent_store *store, const struct ent_gen_opts
 			      struct ent_gen_stats *stats, struct ent_err *err);
 
 /** Code of the \a k-th generated feature of \a type (enum ent_feature_type) into \a buf. */
-ENT_API const char *ent_gen_feature_code(uint8_t type, uint32_t k, char *buf, size_t len);
+ENT_API const char *ent_json_gen_feature_code(uint8_t type, uint32_t k, char *buf, size_t len);
 
 /** How many features of each type a set of \a features features has. */
-ENT_API void ent_gen_feature_counts(uint32_t features, uint32_t *metered, uint32_t *boolean,
-				    uint32_t *statics);
+ENT_API void ent_json_gen_feature_counts(uint32_t features, uint32_t *metered, uint32_t *boolean,
+					 uint32_t *statics);
 
 #endif

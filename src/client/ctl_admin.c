@@ -161,7 +161,7 @@ static ProtobufCMessage *decode_body(json_t *j, const ProtobufCMessageDescriptor
 {
 	ProtobufCMessage *m;
 	struct ent_err err = {0};
-	if (ent_client_pbjson_decode(j, desc, &m, &err)) {
+	if (ent_json_pbjson_decode(j, desc, &m, &err)) {
 		fprintf(stderr, "entctl: bad body: %s\n", err.msg);
 		if (doc_err && doc_err[0])
 			fprintf(stderr, "entctl: read as an import-document object: %s\n", doc_err);
@@ -259,7 +259,7 @@ static void resolve_now(json_t *j)
 		int64_t ms;
 		char buf[40];
 		if (json_is_string(v) && !strncasecmp(json_string_value(v), "now", 3) &&
-		    ent_client_parse_time(json_string_value(v), &ms) == 0)
+		    ent_json_parse_time(json_string_value(v), &ms) == 0)
 			json_object_set_new(j, k, json_string(ent_time_fmt(ms, buf, sizeof(buf))));
 		else
 			resolve_now(v);
@@ -382,12 +382,12 @@ static int try_document(struct admin_ctx *x, const char *section, const char *ke
 static void print_feature_row(const Ent__V1__Feature *f)
 {
 	printf("%-28s %-8s %-28s ", f->code,
-	       ent_client_enum_short(&ent__v1__feature_type__descriptor, f->type),
+	       ent_json_enum_short(&ent__v1__feature_type__descriptor, f->type),
 	       f->name[0] ? f->name : "-");
 	for (size_t i = 0; i < f->n_privileges; i++)
 		printf("%s%s:%s", i ? "," : "", f->privileges[i]->code,
-		       ent_client_enum_short(&ent__v1__privilege_type__descriptor,
-					     f->privileges[i]->value_type));
+		       ent_json_enum_short(&ent__v1__privilege_type__descriptor,
+					   f->privileges[i]->value_type));
 	if (!f->n_privileges)
 		fputc('-', stdout);
 	fputc('\n', stdout);
@@ -416,8 +416,8 @@ static void print_grants(const ProtobufCMessage *m)
 			snprintf(limit, sizeof(limit), "-");
 		printf("%-16s %-11s ", limit,
 		       g->usage_reset_period
-			       ? ent_client_enum_short(&ent__v1__reset_period__descriptor,
-						       g->usage_reset_period)
+			       ? ent_json_enum_short(&ent__v1__reset_period__descriptor,
+						     g->usage_reset_period)
 			       : "-");
 		char statics[256] = "";
 		size_t n = 0;
@@ -520,7 +520,7 @@ static int cmd_feature(struct admin_ctx *x, const char *sub)
 			for (size_t i = 0; i < resp->n_features; i++) {
 				if (acc)
 					json_array_append_new(acc,
-							      ent_client_pbjson_encode(
+							      ent_json_pbjson_encode(
 								      &resp->features[i]->base, 0));
 				else
 					print_feature_row(resp->features[i]);
@@ -820,7 +820,7 @@ int ent_ctl_admin(int argc, char **argv)
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
-			if (ent_client_parse_time(optarg, &x.at))
+			if (ent_json_parse_time(optarg, &x.at))
 				return admin_usage_error("bad --at '%s'", optarg);
 			x.at_set = true;
 			break;

@@ -44,7 +44,7 @@ static void print_usage_row(const Ent__V1__Usage *u)
 	else
 		printf("%-12s %" PRId64 "\n", "remaining", u->remaining);
 	printf("%-12s %s %s .. %s\n", "period",
-	       ent_client_enum_short(&ent__v1__reset_period__descriptor, u->reset_period),
+	       ent_json_enum_short(&ent__v1__reset_period__descriptor, u->reset_period),
 	       ent_ctl_fmt_time(u->period_start, t1, sizeof(t1)),
 	       ent_ctl_fmt_time(u->period_end, t2, sizeof(t2)));
 }
@@ -55,9 +55,9 @@ static void print_check(const ProtobufCMessage *m)
 	char t1[40];
 	printf("%-12s %s\n", "allowed", ent_ctl_yesno(r->allowed));
 	printf("%-12s %s\n", "reason",
-	       ent_client_enum_short(&ent__v1__reason__descriptor, r->reason));
+	       ent_json_enum_short(&ent__v1__reason__descriptor, r->reason));
 	printf("%-12s %s\n", "type",
-	       ent_client_enum_short(&ent__v1__feature_type__descriptor, r->feature_type));
+	       ent_json_enum_short(&ent__v1__feature_type__descriptor, r->feature_type));
 	printf("%-12s ", "value");
 	switch (r->value_case) {
 	case ENT__V1__CHECK_ENTITLEMENT_RESPONSE__VALUE_BOOL_VALUE:
@@ -123,7 +123,7 @@ static int read_command_opts(int argc, char **argv, const char *usage, struct en
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
-			if (ent_client_parse_time(optarg, at))
+			if (ent_json_parse_time(optarg, at))
 				return ent_ctl_usage_error(usage, "bad --at '%s'", optarg);
 			break;
 		case ENT_CTL_OPT_MIN_SEQ:
@@ -181,11 +181,11 @@ static void print_sources(Ent__V1__EntitlementSource **s, size_t n, bool metered
 			else
 				snprintf(limit, sizeof(limit), "%" PRId64 "%s", s[i]->usage_limit,
 					 s[i]->is_soft_limit ? " soft" : "");
-			period = ent_client_enum_short(&ent__v1__reset_period__descriptor,
-						       s[i]->usage_reset_period);
+			period = ent_json_enum_short(&ent__v1__reset_period__descriptor,
+						     s[i]->usage_reset_period);
 		}
 		printf("    %-12s %-20s %-20s %5" PRId64 " %-7s %-14s %-8s %-6s %s .. %s",
-		       ent_client_enum_short(&ent__v1__source_type__descriptor, s[i]->entity_type),
+		       ent_json_enum_short(&ent__v1__source_type__descriptor, s[i]->entity_type),
 		       s[i]->entity_id, s[i]->subscription_id[0] ? s[i]->subscription_id : "-",
 		       s[i]->quantity, ent_ctl_yesno(s[i]->is_enabled), limit, period,
 		       ent_ctl_yesno(s[i]->active),
@@ -220,7 +220,7 @@ static void print_get(const ProtobufCMessage *m)
 		int type = f->feature ? (int)f->feature->type : 0;
 		if (!e) {
 			printf("%-24s %-8s (no entitlement)\n", code,
-			       ent_client_enum_short(&ent__v1__feature_type__descriptor, type));
+			       ent_json_enum_short(&ent__v1__feature_type__descriptor, type));
 			continue;
 		}
 		char limit[40], used[24] = "-", remaining[24] = "-";
@@ -240,13 +240,13 @@ static void print_get(const ProtobufCMessage *m)
 					 e->usage->remaining);
 		}
 		printf("%-24s %-8s %-7s %-22s %-14s %10s %10s %s\n", code,
-		       ent_client_enum_short(&ent__v1__feature_type__descriptor, type),
+		       ent_json_enum_short(&ent__v1__feature_type__descriptor, type),
 		       ent_ctl_yesno(e->is_enabled),
-		       ent_client_enum_short(&ent__v1__reason__descriptor, e->reason), limit, used,
+		       ent_json_enum_short(&ent__v1__reason__descriptor, e->reason), limit, used,
 		       remaining,
 		       type == ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED
-			       ? ent_client_enum_short(&ent__v1__reset_period__descriptor,
-						       e->usage_reset_period)
+			       ? ent_json_enum_short(&ent__v1__reset_period__descriptor,
+						     e->usage_reset_period)
 			       : "-");
 		if (e->n_static_values || e->n_privileges) {
 			printf("    values: ");
@@ -316,7 +316,7 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
-			if (consume || ent_client_parse_time(optarg, &at))
+			if (consume || ent_json_parse_time(optarg, &at))
 				return ent_ctl_usage_error(use, "bad --at '%s'", optarg);
 			break;
 		case ENT_CTL_OPT_KEY:
@@ -370,7 +370,7 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 				(const Ent__V1__ConsumeEntitlementResponse *)resp;
 			printf("%-12s %s\n", "allowed", ent_ctl_yesno(cr->allowed));
 			printf("%-12s %s\n", "reason",
-			       ent_client_enum_short(&ent__v1__reason__descriptor, cr->reason));
+			       ent_json_enum_short(&ent__v1__reason__descriptor, cr->reason));
 			printf("%-12s %s\n", "duplicate", ent_ctl_yesno(cr->duplicate));
 			print_usage_row(cr->usage);
 			printf("%-12s %" PRIu64 "\n", "sequence", cr->sequence);
@@ -410,7 +410,7 @@ static const char health_usage[] =
 
 static const char *serving_name(int s)
 {
-	return ent_client_enum_short(
+	return ent_json_enum_short(
 		&grpc__health__v1__health_check_response__serving_status__descriptor, s);
 }
 

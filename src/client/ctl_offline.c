@@ -266,10 +266,10 @@ static void print_codes(const char *kind, uint8_t type, uint32_t n)
 {
 	char a[32], b[32];
 	if (n == 1)
-		printf("  %-8s %s\n", kind, ent_gen_feature_code(type, 0, a, sizeof(a)));
+		printf("  %-8s %s\n", kind, ent_json_gen_feature_code(type, 0, a, sizeof(a)));
 	else
-		printf("  %-8s %s .. %s\n", kind, ent_gen_feature_code(type, 0, a, sizeof(a)),
-		       ent_gen_feature_code(type, n - 1, b, sizeof(b)));
+		printf("  %-8s %s .. %s\n", kind, ent_json_gen_feature_code(type, 0, a, sizeof(a)),
+		       ent_json_gen_feature_code(type, n - 1, b, sizeof(b)));
 }
 
 int ent_ctl_generate(int argc, char **argv)
@@ -337,7 +337,7 @@ int ent_ctl_generate(int argc, char **argv)
 		return 1;
 	}
 	uint32_t nm, nb, ns;
-	ent_gen_feature_counts(go.features ? go.features : 20, &nm, &nb, &ns);
+	ent_json_gen_feature_counts(go.features ? go.features : 20, &nm, &nb, &ns);
 	uint32_t plans = go.plans ? go.plans : 4;
 	printf("generated %llu customers (%llu events, sequence %llu) in %.1f s\n",
 	       (unsigned long long)go.customers, (unsigned long long)gs.events,

@@ -47,7 +47,7 @@ void ent_ctl_print_json(json_t *j)
 /* Print \a m as pretty JSON (full enum names, ms times): the --json output of every command. */
 void ent_ctl_print_msg_json(const ProtobufCMessage *m)
 {
-	json_t *j = ent_client_pbjson_encode(m, 0);
+	json_t *j = ent_json_pbjson_encode(m, 0);
 	if (j)
 		ent_ctl_print_json(j);
 	json_decref(j);
@@ -114,7 +114,7 @@ static void print_tree(const json_t *j, const char *key, int indent)
 
 void ent_ctl_print_msg_tree(const ProtobufCMessage *m)
 {
-	json_t *j = ent_client_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
+	json_t *j = ent_json_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
 	if (j)
 		print_tree(j, NULL, 0);
 	json_decref(j);
@@ -165,7 +165,7 @@ void ent_ctl_print_limit(int64_t limit, bool unlimited, bool soft)
 
 void ent_ctl_print_rest(const ProtobufCMessage *m, const char *const *shown)
 {
-	json_t *j = ent_client_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
+	json_t *j = ent_json_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
 	for (const char *const *k = shown; j && *k; k++)
 		json_object_del(j, *k);
 	const char *key;

@@ -110,7 +110,7 @@ static int parse_opts(int argc, char **argv, const char *use, bool import, struc
 				return usage_error(use, "bad --timeout", optarg);
 			break;
 		case OPT_AT:
-			if (import || ent_client_parse_time(optarg, &o->at))
+			if (import || ent_json_parse_time(optarg, &o->at))
 				return usage_error(use, "bad --at", optarg);
 			break;
 		case OPT_KEY:
@@ -151,7 +151,7 @@ static int open_client(const struct opts *o, ent_client **cl)
 
 static void print_json_msg(const ProtobufCMessage *m)
 {
-	json_t *j = ent_client_pbjson_encode(m, 0);
+	json_t *j = ent_json_pbjson_encode(m, 0);
 	if (j) {
 		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 		fputc('\n', stdout);
@@ -541,8 +541,8 @@ int ent_ctl_usage_import(int argc, char **argv)
 		}
 		ProtobufCMessage *m;
 		struct ent_err err = {0};
-		if (ent_client_pbjson_decode(j, &ent__v1__report_usage_request__descriptor, &m,
-					     &err)) {
+		if (ent_json_pbjson_decode(j, &ent__v1__report_usage_request__descriptor, &m,
+					   &err)) {
 			rc = refuse(&im, im.lines, "RECORD", err.msg);
 			json_decref(j);
 			continue;

@@ -29,8 +29,8 @@ static uint64_t mix(uint64_t seed, uint64_t x)
 	return z ^ (z >> 31);
 }
 
-void ent_gen_feature_counts(uint32_t features, uint32_t *metered, uint32_t *boolean,
-			    uint32_t *statics)
+void ent_json_gen_feature_counts(uint32_t features, uint32_t *metered, uint32_t *boolean,
+				 uint32_t *statics)
 {
 	if (features < 4)
 		features = 4;
@@ -39,7 +39,7 @@ void ent_gen_feature_counts(uint32_t features, uint32_t *metered, uint32_t *bool
 	*statics = features - *metered - *boolean;
 }
 
-const char *ent_gen_feature_code(uint8_t type, uint32_t k, char *buf, size_t len)
+const char *ent_json_gen_feature_code(uint8_t type, uint32_t k, char *buf, size_t len)
 {
 	const char *kind = type == ENT_FT_METERED   ? "metered"
 			   : type == ENT_FT_BOOLEAN ? "boolean"
@@ -134,7 +134,8 @@ static int gen_features(struct gen *g)
 		for (uint32_t k = 0; k < kinds[t].n; k++) {
 			Ent__V1__Feature f = ENT__V1__FEATURE__INIT;
 			Ent__V1__Event ev = ENT__V1__EVENT__INIT;
-			f.code = (char *)ent_gen_feature_code(kinds[t].type, k, code, sizeof(code));
+			f.code = (char *)ent_json_gen_feature_code(kinds[t].type, k, code,
+								   sizeof(code));
 			snprintf(name, sizeof(name), "Synthetic %s feature %u",
 				 kinds[t].type == ENT_FT_METERED   ? "metered"
 				 : kinds[t].type == ENT_FT_BOOLEAN ? "boolean"
@@ -223,7 +224,7 @@ static int gen_plans(struct gen *g)
 			Ent__V1__Grant *gr = &gs[n];
 			ent__v1__grant__init(gr);
 			gr->feature_code = ent_arena_alloc(&a, 32);
-			ent_gen_feature_code(ENT_FT_METERED, k, gr->feature_code, 32);
+			ent_json_gen_feature_code(ENT_FT_METERED, k, gr->feature_code, 32);
 			gr->usage_limit = plan_limit(g, j, k);
 			gr->usage_reset_period =
 				(Ent__V1__ResetPeriod)gen_resets[k % sizeof(gen_resets)];
@@ -237,7 +238,7 @@ static int gen_plans(struct gen *g)
 			Ent__V1__Grant *gr = &gs[n];
 			ent__v1__grant__init(gr);
 			gr->feature_code = ent_arena_alloc(&a, 32);
-			ent_gen_feature_code(ENT_FT_BOOLEAN, k, gr->feature_code, 32);
+			ent_json_gen_feature_code(ENT_FT_BOOLEAN, k, gr->feature_code, 32);
 			gen_privs(&pv[4 * k], &pvp[4 * k], 5 * (int64_t)(j + 1), j >= 1, j);
 			gr->n_privileges = 4;
 			gr->privileges = &pvp[4 * k];
@@ -249,7 +250,7 @@ static int gen_plans(struct gen *g)
 			Ent__V1__Grant *gr = &gs[n];
 			ent__v1__grant__init(gr);
 			gr->feature_code = ent_arena_alloc(&a, 32);
-			ent_gen_feature_code(ENT_FT_STATIC, k, gr->feature_code, 32);
+			ent_json_gen_feature_code(ENT_FT_STATIC, k, gr->feature_code, 32);
 			statics[2 * k] = ent_arena_alloc(&a, 32);
 			statics[2 * k + 1] = ent_arena_alloc(&a, 32);
 			snprintf(statics[2 * k], 32, "tier-%u", j);
@@ -284,7 +285,7 @@ static int gen_addons(struct gen *g)
 	char code[32];
 	Ent__V1__Grant g0 = ENT__V1__GRANT__INIT;
 	Ent__V1__Grant *g0p = &g0;
-	ent_gen_feature_code(ENT_FT_METERED, 0, code, sizeof(code));
+	ent_json_gen_feature_code(ENT_FT_METERED, 0, code, sizeof(code));
 	g0.feature_code = code;
 	g0.usage_limit = 500;
 	g0.usage_reset_period = ENT__V1__RESET_PERIOD__RESET_PERIOD_MONTHLY;
@@ -314,7 +315,7 @@ static int gen_addons(struct gen *g)
 	for (uint32_t k = 0; k < g->nb; k++) {
 		ent__v1__grant__init(&gs[k]);
 		gs[k].feature_code = ent_arena_alloc(&a, 32);
-		ent_gen_feature_code(ENT_FT_BOOLEAN, k, gs[k].feature_code, 32);
+		ent_json_gen_feature_code(ENT_FT_BOOLEAN, k, gs[k].feature_code, 32);
 		gen_privs(&pv[4 * k], &pvp[4 * k], 100, true, 2);
 		gs[k].n_privileges = 4;
 		gs[k].privileges = &pvp[4 * k];
@@ -323,7 +324,7 @@ static int gen_addons(struct gen *g)
 	static char *premium[] = {"premium"};
 	ent__v1__grant__init(&gs[g->nb]);
 	gs[g->nb].feature_code = ent_arena_alloc(&a, 32);
-	ent_gen_feature_code(ENT_FT_STATIC, 0, gs[g->nb].feature_code, 32);
+	ent_json_gen_feature_code(ENT_FT_STATIC, 0, gs[g->nb].feature_code, 32);
 	gs[g->nb].n_static_values = 1;
 	gs[g->nb].static_values = premium;
 	gp[g->nb] = &gs[g->nb];
@@ -391,23 +392,23 @@ static int gen_customer(struct gen *g, uint64_t i)
 		o.value = &v;
 		switch (i / 20 % 3) {
 		case 0:
-			o.feature_code = (char *)ent_gen_feature_code(ENT_FT_METERED, 0, fcode,
-								      sizeof(fcode));
+			o.feature_code = (char *)ent_json_gen_feature_code(ENT_FT_METERED, 0, fcode,
+									   sizeof(fcode));
 			v.kind_case = ENT__V1__OVERRIDE_VALUE__KIND_NUMBER_VALUE;
 			v.number_value = 1000000;
 			o.reason = "generated: raised limit";
 			o.expires_at = GEN_EXPIRY_MS;
 			break;
 		case 1:
-			o.feature_code = (char *)ent_gen_feature_code(ENT_FT_BOOLEAN, 0, fcode,
-								      sizeof(fcode));
+			o.feature_code = (char *)ent_json_gen_feature_code(ENT_FT_BOOLEAN, 0, fcode,
+									   sizeof(fcode));
 			v.kind_case = ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE;
 			v.bool_value = false;
 			o.reason = "generated: disabled";
 			break;
 		default:
-			o.feature_code = (char *)ent_gen_feature_code(ENT_FT_BOOLEAN, 0, fcode,
-								      sizeof(fcode));
+			o.feature_code = (char *)ent_json_gen_feature_code(ENT_FT_BOOLEAN, 0, fcode,
+									   sizeof(fcode));
 			v.kind_case = ENT__V1__OVERRIDE_VALUE__KIND_BOOL_VALUE;
 			v.bool_value = true;
 			pv.code = "max_seats";
@@ -435,7 +436,7 @@ static int gen_customer(struct gen *g, uint64_t i)
 		Ent__V1__UsageState u = ENT__V1__USAGE_STATE__INIT;
 		u.customer_id = cus;
 		u.feature_code =
-			(char *)ent_gen_feature_code(ENT_FT_METERED, 0, fcode, sizeof(fcode));
+			(char *)ent_json_gen_feature_code(ENT_FT_METERED, 0, fcode, sizeof(fcode));
 		u.period_start = start;
 		u.used = (int64_t)(mix(g->o->seed, i) % (uint64_t)(limit + limit / 2));
 		ev.kind_case = ENT__V1__EVENT__KIND_SET_USAGE;
@@ -461,7 +462,7 @@ int ent_json_generate(struct ent_store *store, const struct ent_gen_opts *opts,
 	struct gen g = {.store = store, .o = &o, .stats = &st, .err = err};
 	g.batch = o.batch ? o.batch : 10000;
 	g.now = o.now ? o.now : ent_time_now_ms();
-	ent_gen_feature_counts(o.features, &g.nm, &g.nb, &g.ns);
+	ent_json_gen_feature_counts(o.features, &g.nm, &g.nb, &g.ns);
 	ent_arena_init(&g.arena, 0);
 
 	int rc = gen_features(&g);

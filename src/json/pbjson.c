@@ -51,7 +51,7 @@ static size_t enum_prefix(const ProtobufCEnumDescriptor *d, char *buf, size_t le
 	return n;
 }
 
-const char *ent_client_enum_short(const ProtobufCEnumDescriptor *d, int value)
+const char *ent_json_enum_short(const ProtobufCEnumDescriptor *d, int value)
 {
 	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
 	if (!v)
@@ -111,7 +111,7 @@ static json_t *encode_time(int64_t ms)
 	return json_integer(ms);
 }
 
-int ent_client_parse_time(const char *s, int64_t *ms)
+int ent_json_parse_time(const char *s, int64_t *ms)
 {
 	char *end;
 	if (!s || !*s)
@@ -393,7 +393,7 @@ static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p,
 		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
 		if (!ev)
 			return json_integer(v);
-		return json_string((o->flags & ENT_PBJSON_SHORT_ENUMS) ? ent_client_enum_short(d, v)
+		return json_string((o->flags & ENT_PBJSON_SHORT_ENUMS) ? ent_json_enum_short(d, v)
 								       : ev->name);
 	}
 	case PROTOBUF_C_TYPE_STRING:
@@ -413,7 +413,7 @@ json_t *ent_json_pb_encode(const ProtobufCMessage *m, const struct ent_pbjson_op
 	return encode_message(m, o);
 }
 
-json_t *ent_client_pbjson_encode(const ProtobufCMessage *m, unsigned flags)
+json_t *ent_json_pbjson_encode(const ProtobufCMessage *m, unsigned flags)
 {
 	struct ent_pbjson_opts o = {.flags = flags};
 	return encode_message(m, &o);
@@ -504,7 +504,7 @@ static int decode_time(struct dec *x, const json_t *j, int64_t *v)
 				doc ? "expected RFC 3339 time or Unix ms"
 				    : "expected integer or time");
 	const char *s = json_string_value(j);
-	if (doc ? ent_time_parse(s, v) : ent_client_parse_time(s, v))
+	if (doc ? ent_time_parse(s, v) : ent_json_parse_time(s, v))
 		return dec_fail(
 			x, "bad time \"%.40s\" (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)", s);
 	return 0;
@@ -769,8 +769,8 @@ int ent_json_pb_decode(const json_t *j, const ProtobufCMessageDescriptor *desc,
 	return rc;
 }
 
-int ent_client_pbjson_decode(const json_t *j, const ProtobufCMessageDescriptor *desc,
-			     ProtobufCMessage **out, struct ent_err *err)
+int ent_json_pbjson_decode(const json_t *j, const ProtobufCMessageDescriptor *desc,
+			   ProtobufCMessage **out, struct ent_err *err)
 {
 	static const struct ent_pbjson_opts o = {0};
 	return ent_json_pb_decode(j, desc, &o, NULL, out, err);

@@ -75,16 +75,16 @@ int ent_json_pb_decode(const json_t *j, const ProtobufCMessageDescriptor *desc,
 bool ent_json_is_time_name(const char *name);
 
 /** ent_json_pb_encode with only \a flags (entctl). */
-json_t *ent_client_pbjson_encode(const ProtobufCMessage *m, unsigned flags);
+json_t *ent_json_pbjson_encode(const ProtobufCMessage *m, unsigned flags);
 
 /** ent_json_pb_decode with default options and malloc (entctl). */
-int ent_client_pbjson_decode(const json_t *j, const ProtobufCMessageDescriptor *desc,
-			     ProtobufCMessage **out, struct ent_err *err);
+int ent_json_pbjson_decode(const json_t *j, const ProtobufCMessageDescriptor *desc,
+			   ProtobufCMessage **out, struct ent_err *err);
 
 /** Parse a time: integer Unix ms, RFC 3339, "now", "now+N[smhd]", "now-N[smhd]". */
-int ent_client_parse_time(const char *s, int64_t *ms);
+int ent_json_parse_time(const char *s, int64_t *ms);
 
 /** The enum value name without the enum's prefix ("REASON_ENTITLED" -> "ENTITLED"). */
-const char *ent_client_enum_short(const ProtobufCEnumDescriptor *d, int value);
+const char *ent_json_enum_short(const ProtobufCEnumDescriptor *d, int value);
 
 #endif
