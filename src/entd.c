@@ -243,8 +243,8 @@ static int start_metrics(struct daemon *d)
 static int open_decision_log(struct daemon *d, double rate)
 {
 	struct ent_err err = {0};
-	int rc = ent_decision_log_open(d->cfg.decision_log_path, rate,
-				       d->cfg.log_format == ENT_LOG_JSON, &d->dlog, &err);
+	int rc = ent_metrics_decision_log_open(d->cfg.decision_log_path, rate,
+					       d->cfg.log_format == ENT_LOG_JSON, &d->dlog, &err);
 	if (rc)
 		ent_log(ENT_LOG_ERROR, "cannot open the decision log", "error", err.msg, NULL);
 	return rc;
@@ -342,14 +342,14 @@ static void reload(struct daemon *d)
 	double rate = nc.decision_log_sample_rate;
 	if (rate != c->decision_log_sample_rate) {
 		if (d->dlog) {
-			ent_decision_log_set_rate(d->dlog, rate);
+			ent_metrics_decision_log_set_rate(d->dlog, rate);
 		} else if (open_decision_log(d, rate) == 0) {
 			ent_rpc_set_decision_log(d->rpc, d->dlog);
 		}
 		c->decision_log_sample_rate = rate;
 		CHANGED("decision_log.sample_rate");
 	}
-	if (d->dlog && ent_decision_log_reopen(d->dlog, &err))
+	if (d->dlog && ent_metrics_decision_log_reopen(d->dlog, &err))
 		ent_log(ENT_LOG_WARN, "decision log not re-opened", "error", err.msg, NULL);
 #undef CHANGED
 	ent_log(ENT_LOG_INFO, "configuration reloaded", "applied", changed[0] ? changed : "nothing",
@@ -741,7 +741,7 @@ fail_writer:
 	if (d.store)
 		ent_store_close(d.store);
 out:
-	ent_decision_log_close(d.dlog);
+	ent_metrics_decision_log_close(d.dlog);
 	pthread_mutex_destroy(&d.mu);
 	if (status == 0)
 		ent_log(ENT_LOG_INFO, "entd stopped", NULL);

@@ -226,19 +226,20 @@ struct ent_decision_log;
  * created 0640 and appended to. \a sample_rate 0..1 (0 opens it but samples nothing).
  * \return 0 or -ENT_EIO with \a err naming the path.
  */
-ENT_API int ent_decision_log_open(const char *path, double sample_rate, bool json,
-				  struct ent_decision_log **out, struct ent_err *err);
+ENT_API int ent_metrics_decision_log_open(const char *path, double sample_rate, bool json,
+					  struct ent_decision_log **out, struct ent_err *err);
 /** Change the sampling rate (SIGHUP); any thread, takes effect for the next check. */
-ENT_API void ent_decision_log_set_rate(struct ent_decision_log *l, double sample_rate);
+ENT_API void ent_metrics_decision_log_set_rate(struct ent_decision_log *l, double sample_rate);
 /**
  * Re-open the file at the same path (log rotation on SIGHUP) without a window in which
  * writers see a closed descriptor. \return 0 or -ENT_EIO (the old file stays in use).
  */
-ENT_API int ent_decision_log_reopen(struct ent_decision_log *l, struct ent_err *err);
-ENT_API void ent_decision_log_close(struct ent_decision_log *l);
+ENT_API int ent_metrics_decision_log_reopen(struct ent_decision_log *l, struct ent_err *err);
+ENT_API void ent_metrics_decision_log_close(struct ent_decision_log *l);
 
 /** Should this check be logged? Cheap: one xorshift step on the block's own state. */
-ENT_API bool ent_decision_log_sample(struct ent_decision_log *l, struct ent_metrics_block *b);
+ENT_API bool ent_metrics_decision_log_sample(struct ent_decision_log *l,
+					     struct ent_metrics_block *b);
 
 /** One audited decision; strings are borrowed for the duration of the call. */
 struct ent_decision_record {
@@ -253,9 +254,9 @@ struct ent_decision_record {
 
 /**
  * Write one line (no allocation; a stack buffer and one write). Counted in the block's
- * decisions_logged when \a b is given. Call only when ent_decision_log_sample said yes.
+ * decisions_logged when \a b is given. Call only when ent_metrics_decision_log_sample said yes.
  */
-ENT_API void ent_decision_log_write(struct ent_decision_log *l, struct ent_metrics_block *b,
-				    const struct ent_decision_record *r);
+ENT_API void ent_metrics_decision_log_write(struct ent_decision_log *l, struct ent_metrics_block *b,
+					    const struct ent_decision_record *r);
 
 #endif

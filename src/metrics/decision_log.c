@@ -45,8 +45,8 @@ static int open_file(const char *path)
 	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
 }
 
-int ent_decision_log_open(const char *path, double sample_rate, bool json,
-			  struct ent_decision_log **out, struct ent_err *err)
+int ent_metrics_decision_log_open(const char *path, double sample_rate, bool json,
+				  struct ent_decision_log **out, struct ent_err *err)
 {
 	struct ent_decision_log *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -71,12 +71,12 @@ int ent_decision_log_open(const char *path, double sample_rate, bool json,
 	return 0;
 }
 
-void ent_decision_log_set_rate(struct ent_decision_log *l, double sample_rate)
+void ent_metrics_decision_log_set_rate(struct ent_decision_log *l, double sample_rate)
 {
 	atomic_store_explicit(&l->threshold, rate_threshold(sample_rate), memory_order_relaxed);
 }
 
-int ent_decision_log_reopen(struct ent_decision_log *l, struct ent_err *err)
+int ent_metrics_decision_log_reopen(struct ent_decision_log *l, struct ent_err *err)
 {
 	if (!l->owns_fd)
 		return 0;
@@ -94,7 +94,7 @@ int ent_decision_log_reopen(struct ent_decision_log *l, struct ent_err *err)
 	return 0;
 }
 
-void ent_decision_log_close(struct ent_decision_log *l)
+void ent_metrics_decision_log_close(struct ent_decision_log *l)
 {
 	if (!l)
 		return;
@@ -104,7 +104,7 @@ void ent_decision_log_close(struct ent_decision_log *l)
 	free(l);
 }
 
-bool ent_decision_log_sample(struct ent_decision_log *l, struct ent_metrics_block *b)
+bool ent_metrics_decision_log_sample(struct ent_decision_log *l, struct ent_metrics_block *b)
 {
 	static _Thread_local uint64_t fallback = 0x2545f4914f6cdd1dULL;
 	if (!l)
@@ -146,8 +146,8 @@ static size_t put_str(char *buf, size_t at, size_t cap, const char *s, size_t le
 	return at;
 }
 
-void ent_decision_log_write(struct ent_decision_log *l, struct ent_metrics_block *b,
-			    const struct ent_decision_record *r)
+void ent_metrics_decision_log_write(struct ent_decision_log *l, struct ent_metrics_block *b,
+				    const struct ent_decision_record *r)
 {
 	if (!l)
 		return;

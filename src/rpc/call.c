@@ -119,7 +119,7 @@ static void observe_decision(struct ent_call *c, const Ent__V1__CheckEntitlement
 	ent_metrics_count_reason(mb, (unsigned)resp->reason);
 	struct ent_decision_log *dl =
 		atomic_load_explicit(&c->ws->w.rpc->dlog, memory_order_relaxed);
-	if (!dl || !req || !ent_decision_log_sample(dl, mb))
+	if (!dl || !req || !ent_metrics_decision_log_sample(dl, mb))
 		return;
 	struct ent_decision_record rec = {
 		.customer = ent_str_c(req->customer_id),
@@ -130,7 +130,7 @@ static void observe_decision(struct ent_call *c, const Ent__V1__CheckEntitlement
 		.seq = resp->sequence,
 		.at = req->at ? req->at : ent_time_now_ms(),
 	};
-	ent_decision_log_write(dl, mb, &rec);
+	ent_metrics_decision_log_write(dl, mb, &rec);
 }
 
 /*
@@ -170,7 +170,7 @@ void ent_rpc_call_observe_check(struct ent_call *c, const struct ent_check *chk,
 	ent_metrics_count_reason(mb, d->reason);
 	struct ent_decision_log *dl =
 		atomic_load_explicit(&c->ws->w.rpc->dlog, memory_order_relaxed);
-	if (!dl || !ent_decision_log_sample(dl, mb))
+	if (!dl || !ent_metrics_decision_log_sample(dl, mb))
 		return;
 	struct ent_decision_record rec = {
 		.customer = chk->customer,
@@ -181,7 +181,7 @@ void ent_rpc_call_observe_check(struct ent_call *c, const struct ent_check *chk,
 		.seq = seq,
 		.at = chk->at,
 	};
-	ent_decision_log_write(dl, mb, &rec);
+	ent_metrics_decision_log_write(dl, mb, &rec);
 }
 
 struct ent_call *ent_rpc_call_get(struct ent_wstate *ws)

@@ -375,8 +375,8 @@ static void test_decision_log(void **state)
 	struct ent_metrics_block *b = ent_metrics_thread_block(m);
 	struct ent_decision_log *l;
 	struct ent_err err = {0};
-	assert_int_equal(ent_decision_log_open(path, 1.0, false, &l, &err), 0);
-	assert_true(ent_decision_log_sample(l, b));
+	assert_int_equal(ent_metrics_decision_log_open(path, 1.0, false, &l, &err), 0);
+	assert_true(ent_metrics_decision_log_sample(l, b));
 	struct ent_decision_record r = {.customer = ENT_STR_LIT("cus_acme"),
 					.feature = ENT_STR_LIT("api=calls"),
 					.quantity = 10,
@@ -384,7 +384,7 @@ static void test_decision_log(void **state)
 					.reason = ENT_R_LIMIT_EXCEEDED,
 					.seq = 77,
 					.at = 0};
-	ent_decision_log_write(l, b, &r);
+	ent_metrics_decision_log_write(l, b, &r);
 	const char *text = slurp(path);
 	assert_non_null(strstr(text, " msg=decision customer=cus_acme feature=\"api=calls\" "
 				     "quantity=10 allowed=false reason=LIMIT_EXCEEDED seq=77 "
@@ -393,31 +393,31 @@ static void test_decision_log(void **state)
 
 	/* Rotation: the old file keeps its line, new lines go to a fresh file at the path. */
 	assert_int_equal(rename(path, rotated), 0);
-	assert_int_equal(ent_decision_log_reopen(l, &err), 0);
+	assert_int_equal(ent_metrics_decision_log_reopen(l, &err), 0);
 	r.allowed = true;
 	r.reason = ENT_R_ENTITLED;
-	ent_decision_log_write(l, b, &r);
+	ent_metrics_decision_log_write(l, b, &r);
 	assert_non_null(strstr(slurp(rotated), "reason=LIMIT_EXCEEDED"));
 	text = slurp(path);
 	assert_non_null(strstr(text, "allowed=true reason=ENTITLED"));
 	assert_null(strstr(text, "LIMIT_EXCEEDED"));
 
 	/* Rate 0 never samples; 0.5 samples about half (binomial: 10000 draws, band +-8 sigma). */
-	ent_decision_log_set_rate(l, 0);
+	ent_metrics_decision_log_set_rate(l, 0);
 	for (int i = 0; i < 1000; i++)
-		assert_false(ent_decision_log_sample(l, b));
-	ent_decision_log_set_rate(l, 0.5);
+		assert_false(ent_metrics_decision_log_sample(l, b));
+	ent_metrics_decision_log_set_rate(l, 0.5);
 	int hits = 0;
 	for (int i = 0; i < 10000; i++)
-		hits += ent_decision_log_sample(l, b);
+		hits += ent_metrics_decision_log_sample(l, b);
 	assert_in_range(hits, 4600, 5400);
-	ent_decision_log_close(l);
+	ent_metrics_decision_log_close(l);
 
 	/* JSON lines, and the count of lines in the metrics. */
-	assert_int_equal(ent_decision_log_open(path, 1.0, true, &l, &err), 0);
+	assert_int_equal(ent_metrics_decision_log_open(path, 1.0, true, &l, &err), 0);
 	r.customer = ENT_STR_LIT("cus \"quoted\"");
-	ent_decision_log_write(l, b, &r);
-	ent_decision_log_close(l);
+	ent_metrics_decision_log_write(l, b, &r);
+	ent_metrics_decision_log_close(l);
 	assert_non_null(strstr(slurp(path),
 			       "\"msg\":\"decision\",\"customer\":\"cus "
 			       "\\\"quoted\\\"\",\"feature\":\"api=calls\","
@@ -430,7 +430,7 @@ static void test_decision_log(void **state)
 	/* An unopenable path is an error naming it. */
 	char bad[160];
 	snprintf(bad, sizeof(bad), "%s/no/such/dir.log", dir);
-	assert_int_equal(ent_decision_log_open(bad, 1.0, false, &l, &err), -ENT_EIO);
+	assert_int_equal(ent_metrics_decision_log_open(bad, 1.0, false, &l, &err), -ENT_EIO);
 	assert_non_null(strstr(err.msg, "decision_log.path: cannot open"));
 
 	ent_metrics_free(m);
