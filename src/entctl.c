@@ -11,21 +11,22 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
-	{"check", ent_ctl_check,
+	{"check", ent_client_ctl_check,
 	 "check [-a ADDR] [--json] [--at TIME] CUSTOMER FEATURE [QUANTITY]"},
-	{"get", ent_ctl_get, "get [-a ADDR] [--json] CUSTOMER [FEATURE...]"},
-	{"usage", ent_ctl_usage,
+	{"get", ent_client_ctl_get, "get [-a ADDR] [--json] CUSTOMER [FEATURE...]"},
+	{"usage", ent_client_ctl_usage,
 	 "usage report [-a ADDR] [--json] [--at TIME] --key KEY CUSTOMER FEATURE QUANTITY\n"
 	 "  entctl usage import [-a ADDR] [--json] [--batch-size N] [--quiet] FILE|-"},
-	{"consume", ent_ctl_consume,
+	{"consume", ent_client_ctl_consume,
 	 "consume [-a ADDR] [--json] [--key KEY] CUSTOMER FEATURE [QUANTITY]"},
-	{"health", ent_ctl_health, "health [-a ADDR] [SERVICE]"},
-	{"admin", ent_ctl_admin, "admin [-a ADDR] [--token T] COMMAND ... (entctl admin help)"},
-	{"import", ent_ctl_import, "import --db DIR [--replace] FILE.json"},
-	{"export", ent_ctl_export, "export --db DIR [FILE.json]"},
-	{"generate", ent_ctl_generate, "generate --db DIR --customers N [--seed S]"},
-	{"verify", ent_ctl_verify, "verify --db DIR"},
-	{"fleet", ent_ctl_fleet,
+	{"health", ent_client_ctl_health, "health [-a ADDR] [SERVICE]"},
+	{"admin", ent_client_ctl_admin,
+	 "admin [-a ADDR] [--token T] COMMAND ... (entctl admin help)"},
+	{"import", ent_client_ctl_import, "import --db DIR [--replace] FILE.json"},
+	{"export", ent_client_ctl_export, "export --db DIR [FILE.json]"},
+	{"generate", ent_client_ctl_generate, "generate --db DIR --customers N [--seed S]"},
+	{"verify", ent_client_ctl_verify, "verify --db DIR"},
+	{"fleet", ent_client_ctl_fleet,
 	 "fleet snapshot publish|fetch|info --nats URL [--db DIR] ... (entctl fleet help)"},
 };
 

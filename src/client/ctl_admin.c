@@ -76,7 +76,7 @@ static int admin_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int r = ent_ctl_vusage_error(admin_usage, fmt, ap);
+	int r = ent_client_ctl_vusage_error(admin_usage, fmt, ap);
 	va_end(ap);
 	return r;
 }
@@ -176,13 +176,13 @@ static int admin_call(struct admin_ctx *x, const char *method, const ProtobufCMe
 		      void (*print)(const ProtobufCMessage *))
 {
 	ProtobufCMessage *resp;
-	int r = ent_ctl_call(x->cl, &x->co, method, req, resp_desc, &resp);
+	int r = ent_client_ctl_call(x->cl, &x->co, method, req, resp_desc, &resp);
 	if (r)
 		return r;
 	if (x->co.json)
-		ent_ctl_print_msg_json(resp);
+		ent_client_ctl_print_msg_json(resp);
 	else
-		(print ? print : ent_ctl_print_msg_tree)(resp);
+		(print ? print : ent_client_ctl_print_msg_tree)(resp);
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return 0;
 }
@@ -365,12 +365,12 @@ static int try_document(struct admin_ctx *x, const char *section, const char *ke
 			rc = ENT_CTL_EXIT_USAGE;
 			continue;
 		}
-		rc = ent_ctl_call(x->cl, &x->co, method, req, rd, &resp);
+		rc = ent_client_ctl_call(x->cl, &x->co, method, req, rd, &resp);
 		if (rc == 0 && show) {
 			if (x->co.json)
-				ent_ctl_print_msg_json(resp);
+				ent_client_ctl_print_msg_json(resp);
 			else
-				(print ? print : ent_ctl_print_msg_tree)(resp);
+				(print ? print : ent_client_ctl_print_msg_tree)(resp);
 		}
 		if (resp)
 			protobuf_c_message_free_unpacked(resp, NULL);
@@ -405,7 +405,7 @@ static void print_grants(const ProtobufCMessage *m)
 	for (size_t i = 0; i < r->n_entitlements; i++) {
 		const Ent__V1__Grant *g = r->entitlements[i];
 		bool enabled = g->enabled ? g->enabled->value : true;
-		printf("%-28s %-7s ", g->feature_code, ent_ctl_yesno(enabled));
+		printf("%-28s %-7s ", g->feature_code, ent_client_ctl_yesno(enabled));
 		char limit[40];
 		if (g->unlimited)
 			snprintf(limit, sizeof(limit), "unlimited");
@@ -425,7 +425,7 @@ static void print_grants(const ProtobufCMessage *m)
 			n += (size_t)snprintf(statics + n, sizeof(statics) - n, "%s%s",
 					      k ? "," : "", g->static_values[k]);
 		printf("%-20s ", statics[0] ? statics : "-");
-		ent_ctl_print_privileges(g->privileges, g->n_privileges);
+		ent_client_ctl_print_privileges(g->privileges, g->n_privileges);
 		fputc('\n', stdout);
 	}
 }
@@ -445,8 +445,8 @@ static void print_override_row(const Ent__V1__CustomerOverride *o)
 		snprintf(qty, sizeof(qty), "%" PRId64, o->quantity->value);
 	printf("%-20s %-24s %-10s %-8s %8" PRId64 " %-24s %-24s %s\n", o->customer_id,
 	       o->feature_code, value, qty, o->quantity_used,
-	       ent_ctl_fmt_time(o->active_from, t1, sizeof(t1)),
-	       ent_ctl_fmt_time(o->expires_at, t2, sizeof(t2)), o->reason);
+	       ent_client_ctl_fmt_time(o->active_from, t1, sizeof(t1)),
+	       ent_client_ctl_fmt_time(o->expires_at, t2, sizeof(t2)), o->reason);
 }
 
 static void print_override_header(void)
@@ -512,8 +512,9 @@ static int cmd_feature(struct admin_ctx *x, const char *sub)
 		/* Follow next_page_token to the end unless the caller asked for one page. */
 		for (;;) {
 			ProtobufCMessage *m;
-			r = ent_ctl_call(x->cl, &x->co, ENT_CTL_SVC_ADMIN "ListFeatures", &req.base,
-					 &ent__v1__list_features_response__descriptor, &m);
+			r = ent_client_ctl_call(x->cl, &x->co, ENT_CTL_SVC_ADMIN "ListFeatures",
+						&req.base,
+						&ent__v1__list_features_response__descriptor, &m);
 			if (r)
 				break;
 			Ent__V1__ListFeaturesResponse *resp = (Ent__V1__ListFeaturesResponse *)m;
@@ -538,7 +539,7 @@ static int cmd_feature(struct admin_ctx *x, const char *sub)
 			json_t *out = json_pack("{s:o}", "features", acc);
 			if (!all && token)
 				json_object_set_new(out, "next_page_token", json_string(token));
-			ent_ctl_print_json(out);
+			ent_client_ctl_print_json(out);
 			json_decref(out);
 		} else {
 			json_decref(acc);
@@ -702,13 +703,13 @@ static int cmd_override(struct admin_ctx *x, const char *sub)
 				x, ENT_CTL_SVC_ADMIN "SetCustomerEntitlement", b,
 				&ent__v1__set_customer_entitlement_request__descriptor,
 				&ent__v1__customer_entitlement_response__descriptor,
-				ent_ctl_print_msg_tree, derr.msg);
+				ent_client_ctl_print_msg_tree, derr.msg);
 		}
 		/* Zenskar's PATCH body is the request itself: only the fields given change. */
 		return admin_call_json(x, ENT_CTL_SVC_ADMIN "UpdateCustomerEntitlement", b,
 				       &ent__v1__update_customer_entitlement_request__descriptor,
 				       &ent__v1__customer_entitlement_response__descriptor,
-				       ent_ctl_print_msg_tree, NULL);
+				       ent_client_ctl_print_msg_tree, NULL);
 	}
 	if (!strcmp(sub, "delete")) {
 		if (x->argc != 2)
@@ -765,8 +766,8 @@ static int cmd_export(struct admin_ctx *x)
 		return admin_usage_error("%s", "export [FILE]");
 	Ent__V1__ExportRequest req = ENT__V1__EXPORT_REQUEST__INIT;
 	ProtobufCMessage *m;
-	int r = ent_ctl_call(x->cl, &x->co, ENT_CTL_SVC_ADMIN "Export", &req.base,
-			     &ent__v1__export_response__descriptor, &m);
+	int r = ent_client_ctl_call(x->cl, &x->co, ENT_CTL_SVC_ADMIN "Export", &req.base,
+				    &ent__v1__export_response__descriptor, &m);
 	if (r)
 		return r;
 	const Ent__V1__ExportResponse *resp = (const Ent__V1__ExportResponse *)m;
@@ -799,7 +800,7 @@ static int cmd_export(struct admin_ctx *x)
 	return 0;
 }
 
-int ent_ctl_admin(int argc, char **argv)
+int ent_client_ctl_admin(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		ENT_CTL_COMMON_LONG_OPTS,
@@ -812,10 +813,10 @@ int ent_ctl_admin(int argc, char **argv)
 	struct admin_ctx x = {0};
 	int c, r;
 
-	ent_ctl_common_init(&x.co, "ENTD_ADMIN_TOKEN");
+	ent_client_ctl_common_init(&x.co, "ENTD_ADMIN_TOKEN");
 	optind = 0;
 	/* Options may come anywhere (GNU permutation): "admin plan get pro --json" works. */
-	while ((c = ent_ctl_getopt(argc, argv, longopts, &x.co, admin_usage)) != -1) {
+	while ((c = ent_client_ctl_getopt(argc, argv, longopts, &x.co, admin_usage)) != -1) {
 		switch (c) {
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
@@ -828,7 +829,7 @@ int ent_ctl_admin(int argc, char **argv)
 			x.replace = true;
 			break;
 		case ENT_CTL_OPT_PAGE_SIZE:
-			if (ent_ctl_parse_i64(optarg, &x.page_size) || x.page_size < 0 ||
+			if (ent_client_ctl_parse_i64(optarg, &x.page_size) || x.page_size < 0 ||
 			    x.page_size > UINT32_MAX)
 				return admin_usage_error("bad --page-size '%s'", optarg);
 			break;
@@ -861,7 +862,7 @@ int ent_ctl_admin(int argc, char **argv)
 	x.argc = n - (has_sub ? 2 : 1);
 	x.argv = a + (has_sub ? 2 : 1);
 
-	if ((r = ent_ctl_open_client(&x.co, &x.cl)))
+	if ((r = ent_client_ctl_open_client(&x.co, &x.cl)))
 		return r;
 	if (!strcmp(cmd, "feature"))
 		r = cmd_feature(&x, sub);

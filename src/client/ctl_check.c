@@ -37,7 +37,7 @@ static void print_usage_row(const Ent__V1__Usage *u)
 	if (!u)
 		return;
 	printf("%-12s ", "limit");
-	ent_ctl_print_limit(u->limit, u->unlimited, u->is_soft_limit);
+	ent_client_ctl_print_limit(u->limit, u->unlimited, u->is_soft_limit);
 	printf("\n%-12s %" PRId64 "\n", "used", u->used);
 	if (u->unlimited)
 		printf("%-12s %s\n", "remaining", "unlimited");
@@ -45,15 +45,15 @@ static void print_usage_row(const Ent__V1__Usage *u)
 		printf("%-12s %" PRId64 "\n", "remaining", u->remaining);
 	printf("%-12s %s %s .. %s\n", "period",
 	       ent_json_enum_short(&ent__v1__reset_period__descriptor, u->reset_period),
-	       ent_ctl_fmt_time(u->period_start, t1, sizeof(t1)),
-	       ent_ctl_fmt_time(u->period_end, t2, sizeof(t2)));
+	       ent_client_ctl_fmt_time(u->period_start, t1, sizeof(t1)),
+	       ent_client_ctl_fmt_time(u->period_end, t2, sizeof(t2)));
 }
 
 static void print_check(const ProtobufCMessage *m)
 {
 	const Ent__V1__CheckEntitlementResponse *r = (const Ent__V1__CheckEntitlementResponse *)m;
 	char t1[40];
-	printf("%-12s %s\n", "allowed", ent_ctl_yesno(r->allowed));
+	printf("%-12s %s\n", "allowed", ent_client_ctl_yesno(r->allowed));
 	printf("%-12s %s\n", "reason",
 	       ent_json_enum_short(&ent__v1__reason__descriptor, r->reason));
 	printf("%-12s %s\n", "type",
@@ -75,19 +75,20 @@ static void print_check(const ProtobufCMessage *m)
 	fputc('\n', stdout);
 	print_usage_row(r->usage);
 	printf("%-12s ", "static");
-	ent_ctl_print_strings(r->static_values, r->n_static_values);
+	ent_client_ctl_print_strings(r->static_values, r->n_static_values);
 	printf("\n%-12s ", "privileges");
-	ent_ctl_print_privileges(r->privileges, r->n_privileges);
+	ent_client_ctl_print_privileges(r->privileges, r->n_privileges);
 	printf("\n%-12s ", "override");
 	if (r->override_applied) {
 		printf("yes, reason \"%s\", expires %s", r->override_reason,
 		       r->override_expires_at
-			       ? ent_ctl_fmt_time(r->override_expires_at, t1, sizeof(t1))
+			       ? ent_client_ctl_fmt_time(r->override_expires_at, t1, sizeof(t1))
 			       : "never");
 	} else {
 		fputs("no", stdout);
 	}
-	printf("\n%-12s %s\n", "next change", ent_ctl_fmt_time(r->next_change_at, t1, sizeof(t1)));
+	printf("\n%-12s %s\n", "next change",
+	       ent_client_ctl_fmt_time(r->next_change_at, t1, sizeof(t1)));
 	printf("%-12s %" PRIu64 "\n", "sequence", r->sequence);
 	/* The fields above; any other (a newer proto) still shows. */
 	static const char *const shown[] = {
@@ -96,7 +97,7 @@ static void print_check(const ProtobufCMessage *m)
 		"static_values",    "privileges",      "usage",
 		"override_applied", "override_reason", "override_expires_at",
 		"next_change_at",   "sequence",	       NULL};
-	ent_ctl_print_rest(m, shown);
+	ent_client_ctl_print_rest(m, shown);
 }
 
 /*
@@ -116,32 +117,33 @@ static int read_command_opts(int argc, char **argv, const char *usage, struct en
 	int64_t v;
 	int c;
 
-	ent_ctl_common_init(co, "ENTD_TOKEN");
+	ent_client_ctl_common_init(co, "ENTD_TOKEN");
 	optind = 0;
-	while ((c = ent_ctl_getopt(argc, argv, longopts, co, usage)) != -1) {
+	while ((c = ent_client_ctl_getopt(argc, argv, longopts, co, usage)) != -1) {
 		switch (c) {
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
 			if (ent_json_parse_time(optarg, at))
-				return ent_ctl_usage_error(usage, "bad --at '%s'", optarg);
+				return ent_client_ctl_usage_error(usage, "bad --at '%s'", optarg);
 			break;
 		case ENT_CTL_OPT_MIN_SEQ:
-			if (ent_ctl_parse_i64(optarg, &v) || v < 0)
-				return ent_ctl_usage_error(usage, "bad --min-seq '%s'", optarg);
+			if (ent_client_ctl_parse_i64(optarg, &v) || v < 0)
+				return ent_client_ctl_usage_error(usage, "bad --min-seq '%s'",
+								  optarg);
 			*min_seq = (uint64_t)v;
 			break;
 		case ENT_CTL_OPT_HELP:
 			printf("usage: entctl %s\n", usage);
 			return 0;
 		default:
-			return ent_ctl_usage_error(usage, "%s", "unknown option");
+			return ent_client_ctl_usage_error(usage, "%s", "unknown option");
 		}
 	}
 	return -1;
 }
 
-int ent_ctl_check(int argc, char **argv)
+int ent_client_ctl_check(int argc, char **argv)
 {
 	Ent__V1__CheckEntitlementRequest req = ENT__V1__CHECK_ENTITLEMENT_REQUEST__INIT;
 	struct ent_ctl_common co;
@@ -149,15 +151,17 @@ int ent_ctl_check(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	if (argc - optind < 2 || argc - optind > 3)
-		return ent_ctl_usage_error(check_usage, "%s",
-					   "expected CUSTOMER FEATURE [QUANTITY]");
+		return ent_client_ctl_usage_error(check_usage, "%s",
+						  "expected CUSTOMER FEATURE [QUANTITY]");
 	req.customer_id = argv[optind];
 	req.feature_code = argv[optind + 1];
-	if (argc - optind == 3 && ent_ctl_parse_i64(argv[optind + 2], &req.quantity))
-		return ent_ctl_usage_error(check_usage, "bad QUANTITY '%s'", argv[optind + 2]);
+	if (argc - optind == 3 && ent_client_ctl_parse_i64(argv[optind + 2], &req.quantity))
+		return ent_client_ctl_usage_error(check_usage, "bad QUANTITY '%s'",
+						  argv[optind + 2]);
 
-	return ent_ctl_call_show(&co, ENT_CTL_SVC_CHECK "CheckEntitlement", &req.base,
-				 &ent__v1__check_entitlement_response__descriptor, print_check);
+	return ent_client_ctl_call_show(&co, ENT_CTL_SVC_CHECK "CheckEntitlement", &req.base,
+					&ent__v1__check_entitlement_response__descriptor,
+					print_check);
 }
 
 /* ---- get ------------------------------------------------------------------------------ */
@@ -187,18 +191,18 @@ static void print_sources(Ent__V1__EntitlementSource **s, size_t n, bool metered
 		printf("    %-12s %-20s %-20s %5" PRId64 " %-7s %-14s %-8s %-6s %s .. %s",
 		       ent_json_enum_short(&ent__v1__source_type__descriptor, s[i]->entity_type),
 		       s[i]->entity_id, s[i]->subscription_id[0] ? s[i]->subscription_id : "-",
-		       s[i]->quantity, ent_ctl_yesno(s[i]->is_enabled), limit, period,
-		       ent_ctl_yesno(s[i]->active),
-		       ent_ctl_fmt_time(s[i]->active_from, t1, sizeof(t1)),
-		       ent_ctl_fmt_time(s[i]->expires_at, t2, sizeof(t2)));
+		       s[i]->quantity, ent_client_ctl_yesno(s[i]->is_enabled), limit, period,
+		       ent_client_ctl_yesno(s[i]->active),
+		       ent_client_ctl_fmt_time(s[i]->active_from, t1, sizeof(t1)),
+		       ent_client_ctl_fmt_time(s[i]->expires_at, t2, sizeof(t2)));
 		if (s[i]->reason[0])
 			printf("  \"%s\"", s[i]->reason);
 		fputc('\n', stdout);
 		if (s[i]->n_static_values || s[i]->n_privileges) {
 			printf("      values: ");
-			ent_ctl_print_strings(s[i]->static_values, s[i]->n_static_values);
+			ent_client_ctl_print_strings(s[i]->static_values, s[i]->n_static_values);
 			printf("; privileges: ");
-			ent_ctl_print_privileges(s[i]->privileges, s[i]->n_privileges);
+			ent_client_ctl_print_privileges(s[i]->privileges, s[i]->n_privileges);
 			fputc('\n', stdout);
 		}
 	}
@@ -241,7 +245,7 @@ static void print_get(const ProtobufCMessage *m)
 		}
 		printf("%-24s %-8s %-7s %-22s %-14s %10s %10s %s\n", code,
 		       ent_json_enum_short(&ent__v1__feature_type__descriptor, type),
-		       ent_ctl_yesno(e->is_enabled),
+		       ent_client_ctl_yesno(e->is_enabled),
 		       ent_json_enum_short(&ent__v1__reason__descriptor, e->reason), limit, used,
 		       remaining,
 		       type == ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED
@@ -250,25 +254,26 @@ static void print_get(const ProtobufCMessage *m)
 			       : "-");
 		if (e->n_static_values || e->n_privileges) {
 			printf("    values: ");
-			ent_ctl_print_strings(e->static_values, e->n_static_values);
+			ent_client_ctl_print_strings(e->static_values, e->n_static_values);
 			printf("; privileges: ");
-			ent_ctl_print_privileges(e->privileges, e->n_privileges);
+			ent_client_ctl_print_privileges(e->privileges, e->n_privileges);
 			fputc('\n', stdout);
 		}
 		if (e->override_reason[0] || e->override_expires_at)
 			printf("    override: \"%s\", expires %s\n", e->override_reason,
 			       e->override_expires_at
-				       ? ent_ctl_fmt_time(e->override_expires_at, t1, sizeof(t1))
+				       ? ent_client_ctl_fmt_time(e->override_expires_at, t1,
+								 sizeof(t1))
 				       : "never");
 		if (e->next_change_at)
 			printf("    next change: %s\n",
-			       ent_ctl_fmt_time(e->next_change_at, t2, sizeof(t2)));
+			       ent_client_ctl_fmt_time(e->next_change_at, t2, sizeof(t2)));
 		print_sources(f->sources, f->n_sources,
 			      type == ENT__V1__FEATURE_TYPE__FEATURE_TYPE_METERED);
 	}
 }
 
-int ent_ctl_get(int argc, char **argv)
+int ent_client_ctl_get(int argc, char **argv)
 {
 	Ent__V1__GetCustomerEntitlementsRequest req =
 		ENT__V1__GET_CUSTOMER_ENTITLEMENTS_REQUEST__INIT;
@@ -277,14 +282,15 @@ int ent_ctl_get(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	if (argc - optind < 1)
-		return ent_ctl_usage_error(get_usage, "%s", "expected CUSTOMER [FEATURE...]");
+		return ent_client_ctl_usage_error(get_usage, "%s",
+						  "expected CUSTOMER [FEATURE...]");
 	req.customer_id = argv[optind];
 	req.n_feature_codes = (size_t)(argc - optind - 1);
 	req.feature_codes = argv + optind + 1;
 
-	return ent_ctl_call_show(&co, ENT_CTL_SVC_CHECK "GetCustomerEntitlements", &req.base,
-				 &ent__v1__get_customer_entitlements_response__descriptor,
-				 print_get);
+	return ent_client_ctl_call_show(&co, ENT_CTL_SVC_CHECK "GetCustomerEntitlements", &req.base,
+					&ent__v1__get_customer_entitlements_response__descriptor,
+					print_get);
 }
 
 /* ---- usage and consume ----------------------------------------------------------------- */
@@ -309,15 +315,15 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 	struct ent_ctl_common co;
 	int c, r;
 
-	ent_ctl_common_init(&co, "ENTD_TOKEN");
+	ent_client_ctl_common_init(&co, "ENTD_TOKEN");
 	optind = 0;
-	while ((c = ent_ctl_getopt(argc, argv, longopts, &co, use)) != -1) {
+	while ((c = ent_client_ctl_getopt(argc, argv, longopts, &co, use)) != -1) {
 		switch (c) {
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_AT:
 			if (consume || ent_json_parse_time(optarg, &at))
-				return ent_ctl_usage_error(use, "bad --at '%s'", optarg);
+				return ent_client_ctl_usage_error(use, "bad --at '%s'", optarg);
 			break;
 		case ENT_CTL_OPT_KEY:
 			key = optarg;
@@ -326,23 +332,23 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 			printf("usage: entctl %s\n", use);
 			return 0;
 		default:
-			return ent_ctl_usage_error(use, "%s", "unknown option");
+			return ent_client_ctl_usage_error(use, "%s", "unknown option");
 		}
 	}
 	int n = argc - optind;
 	if (n < 2 || n > 3 || (!consume && n != 3))
-		return ent_ctl_usage_error(use, "%s",
-					   consume ? "expected CUSTOMER FEATURE [QUANTITY]"
-						   : "expected CUSTOMER FEATURE QUANTITY");
-	if (n == 3 && ent_ctl_parse_i64(argv[optind + 2], &qty))
-		return ent_ctl_usage_error(use, "bad QUANTITY '%s'", argv[optind + 2]);
+		return ent_client_ctl_usage_error(use, "%s",
+						  consume ? "expected CUSTOMER FEATURE [QUANTITY]"
+							  : "expected CUSTOMER FEATURE QUANTITY");
+	if (n == 3 && ent_client_ctl_parse_i64(argv[optind + 2], &qty))
+		return ent_client_ctl_usage_error(use, "bad QUANTITY '%s'", argv[optind + 2]);
 	if (!consume && !key)
-		return ent_ctl_usage_error(use, "%s",
-					   "--key is required (reports are idempotent by key)");
+		return ent_client_ctl_usage_error(
+			use, "%s", "--key is required (reports are idempotent by key)");
 
 	ent_client *cl;
 	ProtobufCMessage *resp;
-	if ((r = ent_ctl_open_client(&co, &cl)))
+	if ((r = ent_client_ctl_open_client(&co, &cl)))
 		return r;
 	if (consume) {
 		Ent__V1__ConsumeEntitlementRequest req = ENT__V1__CONSUME_ENTITLEMENT_REQUEST__INIT;
@@ -350,8 +356,8 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 		req.feature_code = argv[optind + 1];
 		req.quantity = qty;
 		req.idempotency_key = (char *)(key ? key : "");
-		r = ent_ctl_call(cl, &co, ENT_CTL_SVC_CHECK "ConsumeEntitlement", &req.base,
-				 &ent__v1__consume_entitlement_response__descriptor, &resp);
+		r = ent_client_ctl_call(cl, &co, ENT_CTL_SVC_CHECK "ConsumeEntitlement", &req.base,
+					&ent__v1__consume_entitlement_response__descriptor, &resp);
 	} else {
 		Ent__V1__ReportUsageRequest req = ENT__V1__REPORT_USAGE_REQUEST__INIT;
 		req.customer_id = argv[optind];
@@ -359,25 +365,25 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 		req.quantity = qty;
 		req.timestamp = at;
 		req.idempotency_key = (char *)key;
-		r = ent_ctl_call(cl, &co, ENT_CTL_SVC_CHECK "ReportUsage", &req.base,
-				 &ent__v1__report_usage_response__descriptor, &resp);
+		r = ent_client_ctl_call(cl, &co, ENT_CTL_SVC_CHECK "ReportUsage", &req.base,
+					&ent__v1__report_usage_response__descriptor, &resp);
 	}
 	if (!r) {
 		if (co.json) {
-			ent_ctl_print_msg_json(resp);
+			ent_client_ctl_print_msg_json(resp);
 		} else if (consume) {
 			const Ent__V1__ConsumeEntitlementResponse *cr =
 				(const Ent__V1__ConsumeEntitlementResponse *)resp;
-			printf("%-12s %s\n", "allowed", ent_ctl_yesno(cr->allowed));
+			printf("%-12s %s\n", "allowed", ent_client_ctl_yesno(cr->allowed));
 			printf("%-12s %s\n", "reason",
 			       ent_json_enum_short(&ent__v1__reason__descriptor, cr->reason));
-			printf("%-12s %s\n", "duplicate", ent_ctl_yesno(cr->duplicate));
+			printf("%-12s %s\n", "duplicate", ent_client_ctl_yesno(cr->duplicate));
 			print_usage_row(cr->usage);
 			printf("%-12s %" PRIu64 "\n", "sequence", cr->sequence);
 		} else {
 			const Ent__V1__ReportUsageResponse *ur =
 				(const Ent__V1__ReportUsageResponse *)resp;
-			printf("%-12s %s\n", "duplicate", ent_ctl_yesno(ur->duplicate));
+			printf("%-12s %s\n", "duplicate", ent_client_ctl_yesno(ur->duplicate));
 			print_usage_row(ur->usage);
 			printf("%-12s %" PRIu64 "\n", "sequence", ur->sequence);
 		}
@@ -387,18 +393,18 @@ static int usage_or_consume(int argc, char **argv, bool consume)
 	return r;
 }
 
-int ent_ctl_usage(int argc, char **argv)
+int ent_client_ctl_usage(int argc, char **argv)
 {
 	/* `usage import` and `usage report` live in ctl_usage.c; without a verb it reports one
 	   record as before. */
 	if (argc > 1 && !strcmp(argv[1], "import"))
-		return ent_ctl_usage_import(argc - 1, argv + 1);
+		return ent_client_ctl_usage_import(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "report"))
-		return ent_ctl_usage_report(argc - 1, argv + 1);
+		return ent_client_ctl_usage_report(argc - 1, argv + 1);
 	return usage_or_consume(argc, argv, false);
 }
 
-int ent_ctl_consume(int argc, char **argv)
+int ent_client_ctl_consume(int argc, char **argv)
 {
 	return usage_or_consume(argc, argv, true);
 }
@@ -414,7 +420,7 @@ static const char *serving_name(int s)
 		&grpc__health__v1__health_check_response__serving_status__descriptor, s);
 }
 
-int ent_ctl_health(int argc, char **argv)
+int ent_client_ctl_health(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		ENT_CTL_COMMON_LONG_OPTS,
@@ -427,15 +433,16 @@ int ent_ctl_health(int argc, char **argv)
 	int64_t wait_s = 0;
 	int c, r;
 
-	ent_ctl_common_init(&co, "ENTD_TOKEN");
+	ent_client_ctl_common_init(&co, "ENTD_TOKEN");
 	optind = 0;
-	while ((c = ent_ctl_getopt(argc, argv, longopts, &co, health_usage)) != -1) {
+	while ((c = ent_client_ctl_getopt(argc, argv, longopts, &co, health_usage)) != -1) {
 		switch (c) {
 		case ENT_CTL_OPT_BAD:
 			return ENT_CTL_EXIT_USAGE;
 		case ENT_CTL_OPT_WAIT:
-			if (ent_ctl_parse_i64(optarg, &wait_s) || wait_s < 0)
-				return ent_ctl_usage_error(health_usage, "bad --wait '%s'", optarg);
+			if (ent_client_ctl_parse_i64(optarg, &wait_s) || wait_s < 0)
+				return ent_client_ctl_usage_error(health_usage, "bad --wait '%s'",
+								  optarg);
 			break;
 		case ENT_CTL_OPT_WATCH:
 			watch = true;
@@ -444,15 +451,16 @@ int ent_ctl_health(int argc, char **argv)
 			printf("usage: entctl %s\n", health_usage);
 			return 0;
 		default:
-			return ent_ctl_usage_error(health_usage, "%s", "unknown option");
+			return ent_client_ctl_usage_error(health_usage, "%s", "unknown option");
 		}
 	}
 	if (argc - optind > 1)
-		return ent_ctl_usage_error(health_usage, "%s", "expected at most one SERVICE");
+		return ent_client_ctl_usage_error(health_usage, "%s",
+						  "expected at most one SERVICE");
 	const char *service = argc - optind == 1 ? argv[optind] : "";
 
 	ent_client *cl;
-	if ((r = ent_ctl_open_client(&co, &cl)))
+	if ((r = ent_client_ctl_open_client(&co, &cl)))
 		return r;
 	/*
 	 * --wait polls until SERVING or the time is up: meant for scripts that start entd and

@@ -448,7 +448,7 @@ static int fleet_status(int argc, char **argv)
 	return bad ? 1 : 0;
 }
 
-int ent_ctl_fleet(int argc, char **argv)
+int ent_client_ctl_fleet(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "status"))
 		return fleet_status(argc - 2, argv + 2);

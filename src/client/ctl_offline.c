@@ -111,7 +111,7 @@ static double elapsed_s(const struct timespec *t0)
 
 /* ---- import ------------------------------------------------------------------------------ */
 
-int ent_ctl_import(int argc, char **argv)
+int ent_client_ctl_import(int argc, char **argv)
 {
 	const char *db = NULL, *file = NULL;
 	bool replace = false;
@@ -170,7 +170,7 @@ int ent_ctl_import(int argc, char **argv)
 
 /* ---- export ------------------------------------------------------------------------------ */
 
-int ent_ctl_export(int argc, char **argv)
+int ent_client_ctl_export(int argc, char **argv)
 {
 	const char *db = NULL, *file = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -272,7 +272,7 @@ static void print_codes(const char *kind, uint8_t type, uint32_t n)
 		       ent_json_gen_feature_code(type, n - 1, b, sizeof(b)));
 }
 
-int ent_ctl_generate(int argc, char **argv)
+int ent_client_ctl_generate(int argc, char **argv)
 {
 	const char *db = NULL;
 	struct ent_gen_opts go = {0};

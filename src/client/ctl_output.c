@@ -26,30 +26,30 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "json/pbjson.h"
 
-const char *ent_ctl_fmt_time(int64_t ms, char *buf, size_t len)
+const char *ent_client_ctl_fmt_time(int64_t ms, char *buf, size_t len)
 {
 	if (!ms)
 		return "-";
 	return ent_time_fmt(ms, buf, len);
 }
 
-const char *ent_ctl_yesno(bool b)
+const char *ent_client_ctl_yesno(bool b)
 {
 	return b ? "yes" : "no";
 }
 
-void ent_ctl_print_json(json_t *j)
+void ent_client_ctl_print_json(json_t *j)
 {
 	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	fputc('\n', stdout);
 }
 
 /* Print \a m as pretty JSON (full enum names, ms times): the --json output of every command. */
-void ent_ctl_print_msg_json(const ProtobufCMessage *m)
+void ent_client_ctl_print_msg_json(const ProtobufCMessage *m)
 {
 	json_t *j = ent_json_pbjson_encode(m, 0);
 	if (j)
-		ent_ctl_print_json(j);
+		ent_client_ctl_print_json(j);
 	json_decref(j);
 }
 
@@ -58,7 +58,7 @@ static void print_scalar(const json_t *j, const char *key)
 {
 	char tbuf[40];
 	if (json_is_integer(j) && key && ent_json_is_time_name(key))
-		fputs(ent_ctl_fmt_time(json_integer_value(j), tbuf, sizeof(tbuf)), stdout);
+		fputs(ent_client_ctl_fmt_time(json_integer_value(j), tbuf, sizeof(tbuf)), stdout);
 	else if (json_is_string(j))
 		fputs(json_string_value(j), stdout);
 	else
@@ -112,7 +112,7 @@ static void print_tree(const json_t *j, const char *key, int indent)
 	print_scalar(j, key);
 }
 
-void ent_ctl_print_msg_tree(const ProtobufCMessage *m)
+void ent_client_ctl_print_msg_tree(const ProtobufCMessage *m)
 {
 	json_t *j = ent_json_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
 	if (j)
@@ -121,7 +121,7 @@ void ent_ctl_print_msg_tree(const ProtobufCMessage *m)
 }
 
 /* "max_seats=10 sso=true tier=gold" */
-void ent_ctl_print_privileges(Ent__V1__PrivilegeValue **p, size_t n)
+void ent_client_ctl_print_privileges(Ent__V1__PrivilegeValue **p, size_t n)
 {
 	if (!n) {
 		fputc('-', stdout);
@@ -145,7 +145,7 @@ void ent_ctl_print_privileges(Ent__V1__PrivilegeValue **p, size_t n)
 	}
 }
 
-void ent_ctl_print_strings(char **s, size_t n)
+void ent_client_ctl_print_strings(char **s, size_t n)
 {
 	if (!n) {
 		fputc('-', stdout);
@@ -155,7 +155,7 @@ void ent_ctl_print_strings(char **s, size_t n)
 		printf("%s%s", i ? ", " : "", s[i]);
 }
 
-void ent_ctl_print_limit(int64_t limit, bool unlimited, bool soft)
+void ent_client_ctl_print_limit(int64_t limit, bool unlimited, bool soft)
 {
 	if (unlimited)
 		fputs("unlimited", stdout);
@@ -163,7 +163,7 @@ void ent_ctl_print_limit(int64_t limit, bool unlimited, bool soft)
 		printf("%" PRId64 "%s", limit, soft ? " (soft)" : "");
 }
 
-void ent_ctl_print_rest(const ProtobufCMessage *m, const char *const *shown)
+void ent_client_ctl_print_rest(const ProtobufCMessage *m, const char *const *shown)
 {
 	json_t *j = ent_json_pbjson_encode(m, ENT_PBJSON_SHORT_ENUMS | ENT_PBJSON_SKIP_DEFAULTS);
 	for (const char *const *k = shown; j && *k; k++)

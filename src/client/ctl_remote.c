@@ -27,7 +27,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "json/pbjson.h"
 
-void ent_ctl_common_init(struct ent_ctl_common *co, const char *token_env)
+void ent_client_ctl_common_init(struct ent_ctl_common *co, const char *token_env)
 {
 	const char *addr = getenv("ENTD_ADDR");
 	co->addr = addr && *addr ? addr : ENT_CTL_DEFAULT_ADDR;
@@ -36,7 +36,7 @@ void ent_ctl_common_init(struct ent_ctl_common *co, const char *token_env)
 	co->timeout_ms = ENT_CTL_DEFAULT_TIMEOUT_MS;
 }
 
-int ent_ctl_vusage_error(const char *usage, const char *fmt, va_list ap)
+int ent_client_ctl_vusage_error(const char *usage, const char *fmt, va_list ap)
 {
 	fputs("entctl: ", stderr);
 	vfprintf(stderr, fmt, ap);
@@ -44,17 +44,17 @@ int ent_ctl_vusage_error(const char *usage, const char *fmt, va_list ap)
 	return ENT_CTL_EXIT_USAGE;
 }
 
-int ent_ctl_usage_error(const char *usage, const char *fmt, ...)
+int ent_client_ctl_usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int r = ent_ctl_vusage_error(usage, fmt, ap);
+	int r = ent_client_ctl_vusage_error(usage, fmt, ap);
 	va_end(ap);
 	return r;
 }
 
 /* Options shared by all commands. \return 1 when \a c was one of them, 0 if not, -1 on error. */
-int ent_ctl_common_opt(struct ent_ctl_common *co, int c, const char *arg)
+int ent_client_ctl_common_opt(struct ent_ctl_common *co, int c, const char *arg)
 {
 	char *end;
 	switch (c) {
@@ -77,7 +77,7 @@ int ent_ctl_common_opt(struct ent_ctl_common *co, int c, const char *arg)
 	return 0;
 }
 
-int ent_ctl_open_client(const struct ent_ctl_common *co, ent_client **c)
+int ent_client_ctl_open_client(const struct ent_ctl_common *co, ent_client **c)
 {
 	int rc = ent_client_new(co->addr, co->token, c);
 	if (rc) {
@@ -89,9 +89,9 @@ int ent_ctl_open_client(const struct ent_ctl_common *co, ent_client **c)
 }
 
 /* One unary call; on failure print "entctl: STATUS: message" and return ENT_CTL_EXIT_RPC. */
-int ent_ctl_call(ent_client *c, const struct ent_ctl_common *co, const char *method,
-		 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-		 ProtobufCMessage **resp)
+int ent_client_ctl_call(ent_client *c, const struct ent_ctl_common *co, const char *method,
+			const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+			ProtobufCMessage **resp)
 {
 	grpc_status_code st;
 	char details[1024];
@@ -105,7 +105,7 @@ int ent_ctl_call(ent_client *c, const struct ent_ctl_common *co, const char *met
 	return 0;
 }
 
-int ent_ctl_parse_i64(const char *s, int64_t *v)
+int ent_client_ctl_parse_i64(const char *s, int64_t *v)
 {
 	char *end;
 	errno = 0;
@@ -116,19 +116,20 @@ int ent_ctl_parse_i64(const char *s, int64_t *v)
 	return 0;
 }
 
-int ent_ctl_call_show(const struct ent_ctl_common *co, const char *method,
-		      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-		      void (*print)(const ProtobufCMessage *))
+int ent_client_ctl_call_show(const struct ent_ctl_common *co, const char *method,
+			     const ProtobufCMessage *req,
+			     const ProtobufCMessageDescriptor *resp_desc,
+			     void (*print)(const ProtobufCMessage *))
 {
 	ent_client *cl;
 	ProtobufCMessage *resp;
-	int r = ent_ctl_open_client(co, &cl);
+	int r = ent_client_ctl_open_client(co, &cl);
 	if (r)
 		return r;
-	r = ent_ctl_call(cl, co, method, req, resp_desc, &resp);
+	r = ent_client_ctl_call(cl, co, method, req, resp_desc, &resp);
 	if (!r) {
 		if (co->json)
-			ent_ctl_print_msg_json(resp);
+			ent_client_ctl_print_msg_json(resp);
 		else
 			print(resp);
 		protobuf_c_message_free_unpacked(resp, NULL);
@@ -137,15 +138,15 @@ int ent_ctl_call_show(const struct ent_ctl_common *co, const char *method,
 	return r;
 }
 
-int ent_ctl_getopt(int argc, char **argv, const struct option *longopts, struct ent_ctl_common *co,
-		   const char *usage)
+int ent_client_ctl_getopt(int argc, char **argv, const struct option *longopts,
+			  struct ent_ctl_common *co, const char *usage)
 {
 	int c, r;
 	while ((c = getopt_long(argc, argv, "a:", longopts, NULL)) != -1) {
-		if ((r = ent_ctl_common_opt(co, c, optarg)) > 0)
+		if ((r = ent_client_ctl_common_opt(co, c, optarg)) > 0)
 			continue;
 		if (r < 0) {
-			ent_ctl_usage_error(usage, "bad --timeout '%s'", optarg);
+			ent_client_ctl_usage_error(usage, "bad --timeout '%s'", optarg);
 			return ENT_CTL_OPT_BAD;
 		}
 		return c;

@@ -161,7 +161,7 @@ static void print_json_msg(const ProtobufCMessage *m)
 
 /* ---- report ----------------------------------------------------------------------------- */
 
-int ent_ctl_usage_report(int argc, char **argv)
+int ent_client_ctl_usage_report(int argc, char **argv)
 {
 	struct opts o;
 	int r = parse_opts(argc, argv, report_use, false, &o);
@@ -496,7 +496,7 @@ static void print_summary(struct import *im)
 		printf("FAILED: %s\n", im->fail_msg);
 }
 
-int ent_ctl_usage_import(int argc, char **argv)
+int ent_client_ctl_usage_import(int argc, char **argv)
 {
 	struct import im;
 	memset(&im, 0, sizeof(im));

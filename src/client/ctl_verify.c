@@ -11,7 +11,7 @@
 #include "client/ctl.h"
 #include "ent/store.h"
 
-int ent_ctl_verify(int argc, char **argv)
+int ent_client_ctl_verify(int argc, char **argv)
 {
 	const char *db = NULL;
 	for (int i = 1; i < argc; i++) {
