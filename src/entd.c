@@ -628,6 +628,7 @@ int main(int argc, char **argv)
 		goto fail_writer;
 	struct ent_writer_opts wo = {.store = d.store,
 				     .max_group = d.cfg.writer_max_group,
+				     .nice = (int)d.cfg.writer_nice,
 				     .idem_retention_ms = d.cfg.writer_idem_retention_ms,
 				     .fleet = d.fleet ? ent_sync_fleet_hooks(d.fleet) : NULL};
 	if ((rc = ent_writer_start(&wo, &d.writer)) != 0) {

@@ -121,6 +121,7 @@ struct ent_config {
 	unsigned check_min_seq_wait_max; /**< check.min_sequence_wait_max: parked checks */
 
 	unsigned writer_max_group;	  /**< writer.max_group: events per transaction */
+	unsigned writer_nice;		  /**< writer.nice: the writer thread's nice increment */
 	int64_t writer_idem_retention_ms; /**< writer.idem_retention_ms */
 
 	/* fleet mode (docs/fleet.md); fleet_nats NULL: embedded mode */

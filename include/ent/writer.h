@@ -57,6 +57,7 @@ struct ent_writer_opts {
 	uint32_t tick_piece; /**< boundary entries (x4 swept idempotency keys) per tick txn; 0: 1024
 			      */
 	const struct ent_writer_fleet *fleet; /**< NULL: embedded mode; else kept (borrowed) */
+	int nice; /**< nice increment of the writer thread (Linux sets it per thread); 0: none */
 };
 
 /**

@@ -109,6 +109,8 @@ const struct setting ent_config_settings[] = {
 	 "close a metrics connection idle (or sending its request) this long"},
 	{"writer.max_group", "ENTD_WRITER_MAX_GROUP", "writer-max-group", K_UINT, false,
 	 OFF(writer_max_group), 1, 65536, "events committed in one transaction at most"},
+	{"writer.nice", "ENTD_WRITER_NICE", "writer-nice", K_UINT, false, OFF(writer_nice), 0, 19,
+	 "nice increment of the writer thread, so checks get the CPU first (0: same priority)"},
 	{"writer.idem_retention_ms", "ENTD_IDEM_RETENTION_MS", "idem-retention-ms", K_DURATION,
 	 false, OFF(writer_idem_retention_ms), 60 * SEC, 3660 * DAY,
 	 "how long usage idempotency keys are remembered"},
@@ -290,6 +292,7 @@ void ent_config_defaults(struct ent_config *cfg)
 	cfg->check_min_seq_wait_ms = 2 * 1000;
 	cfg->check_min_seq_wait_max = 1024;
 	cfg->writer_max_group = 1024;
+	cfg->writer_nice = 10;
 	cfg->writer_idem_retention_ms = 7 * 24 * 3600 * 1000LL;
 	cfg->fleet_stream = strdup("ENTD_EVENTS");
 	cfg->fleet_subject = strdup("entd.events");

@@ -8,12 +8,16 @@
  * expiry or activation, period end) and at least hourly, and applies a Tick event.
  * docs/writer.md tells the whole story (ordering, failure isolation, disk full).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -74,6 +78,7 @@ struct fail_item {
 struct ent_writer {
 	struct ent_store *store;
 	size_t max_group;
+	int nice;	     /**< writer.nice, applied by the thread itself */
 	size_t stream_group; /**< fleet mode: messages per stream group at most */
 	int64_t idem_retention_ms;
 
@@ -984,9 +989,29 @@ static void on_stop(uv_async_t *h)
 	uv_close((uv_handle_t *)&w->retry, NULL);
 }
 
+/*
+ * The writer runs below the check threads' priority (writer.nice): on a sidecar's one or two
+ * cores a large change (a plan patch recomputing 100,000 aggregates) then takes the CPU the
+ * checks leave, instead of halving their throughput; the change is acknowledged later
+ * instead. Linux keeps a nice value per thread, so only this thread is lowered.
+ */
+static void lower_priority(int nice)
+{
+	if (nice <= 0)
+		return;
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	if (setpriority(PRIO_PROCESS, (id_t)tid, nice) != 0) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", nice);
+		ent_log(ENT_LOG_WARN, "writer: cannot lower the writer thread's priority",
+			"writer.nice", v, "err", strerror(errno), NULL);
+	}
+}
+
 static void loop_main(void *arg)
 {
 	struct ent_writer *w = arg;
+	lower_priority(w->nice);
 	arm_timer(w);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 }
@@ -1000,6 +1025,7 @@ int ent_writer_start(const struct ent_writer_opts *opts, struct ent_writer **out
 		return -ENT_ENOMEM;
 	w->store = opts->store;
 	w->max_group = opts->max_group ? opts->max_group : DEFAULT_MAX_GROUP;
+	w->nice = opts->nice;
 	w->idem_retention_ms =
 		opts->idem_retention_ms > 0 ? opts->idem_retention_ms : DEFAULT_IDEM_RETENTION_MS;
 	w->fleet = opts->fleet;

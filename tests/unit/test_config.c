@@ -177,6 +177,7 @@ static void test_defaults_validate(void **state)
 	assert_true(cfg.map_size == 16ULL << 30);
 	assert_true(cfg.threads >= 1 && cfg.threads <= 256);
 	assert_true(cfg.max_message_bytes == 4ULL << 20);
+	assert_int_equal(cfg.writer_nice, 10);
 	assert_int_equal(cfg.log_level, ENT_LOG_INFO);
 	assert_int_equal(cfg.log_format, ENT_LOG_LOGFMT);
 	assert_null(cfg.metrics_listen);
@@ -220,7 +221,7 @@ static void test_load_everything(void **state)
 		 "log:\n  level: debug\n  format: json\n"
 		 "decision_log:\n  sample_rate: 0.25\n  path: %s/decisions.log\n"
 		 "metrics:\n  listen: 127.0.0.1:9464\n"
-		 "writer:\n  max_group: 256\n  idem_retention_ms: 2d\n",
+		 "writer:\n  max_group: 256\n  idem_retention_ms: 2d\n  nice: 3\n",
 		 tmp, tmp, cert, key, cert, tmp);
 	struct ent_config cfg;
 	struct ent_err err = {0};
@@ -259,6 +260,7 @@ static void test_load_everything(void **state)
 	assert_string_equal(cfg.metrics_listen, "127.0.0.1:9464");
 	assert_int_equal(cfg.writer_max_group, 256);
 	assert_int_equal(cfg.writer_idem_retention_ms, 2 * 86400000LL);
+	assert_int_equal(cfg.writer_nice, 3);
 	rc = ent_config_validate(&cfg, &err);
 	if (rc)
 		fail_msg("%s", err.msg);
@@ -750,6 +752,9 @@ static void test_validate(void **state)
 	cfg.writer_max_group = 0;
 	expect_invalid(&cfg, "writer.max_group: 0 is not in 1..65536");
 	cfg.writer_max_group = 1;
+	cfg.writer_nice = 20;
+	expect_invalid(&cfg, "writer.nice: 20 is not in 0..19");
+	cfg.writer_nice = 10;
 	cfg.check_min_seq_wait_max = 0;
 	expect_invalid(&cfg, "check.min_sequence_wait_max: 0 is not in 1..1000000");
 	cfg.check_min_seq_wait_max = 1;

@@ -108,5 +108,39 @@ class ConfigErrors(ops.DaemonTest):
         self.assertNotIn("file-secret-1", out)
 
 
+WRITER_CONFIG = """
+db:
+  path: {db}
+threads: 2
+listeners:
+  - address: 127.0.0.1:{probe}
+"""
+
+
+def thread_nices(pid):
+    """The nice value of each thread of process \a pid (field 19 of /proc/PID/task/TID/stat)."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            stat = f.read()
+        out.append(int(stat[stat.rindex(")") + 2:].split()[16]))
+    return out
+
+
+class WriterPriority(ops.DaemonTest):
+    """writer.nice: the writer thread alone runs at the configured nice increment (default
+    10), so checks get the CPU first while a large change applies; 0 leaves it as is."""
+
+    def test_default_lowers_only_the_writer(self):
+        d = self.daemon(WRITER_CONFIG).start()
+        nices = thread_nices(d.pid)
+        self.assertEqual(nices.count(10), 1, nices)
+        self.assertEqual(nices.count(0), len(nices) - 1, nices)
+
+    def test_zero_leaves_every_thread_alone(self):
+        d = self.daemon(WRITER_CONFIG, args=["--writer-nice", "0"]).start()
+        self.assertEqual(set(thread_nices(d.pid)), {0})
+
+
 if __name__ == "__main__":
     ops.main()
