@@ -52,6 +52,15 @@ DB=${DB:-$ROOT/bench/results/db-$CUSTOMERS}
 . "$ROOT/bench/lib.sh"
 bench_setup entcpu
 
+# The base build serves a copy of the data set: both servers run at once (measured in turn),
+# and entd locks its directory against a second process (<db>/entd.lock).
+BASE_DB=
+if [ -n "$BASE" ]; then
+	BASE_DB=$WORK/base-db
+	mkdir -p "$BASE_DB"
+	cp "$DB/data.mdb" "$BASE_DB/data.mdb"
+fi
+
 # start_server KIND: sets SPID and ADDR
 start_server() {
 	local port
@@ -60,7 +69,7 @@ start_server() {
 	if [ "$1" = ref ] && [ -z "$BASE" ]; then
 		taskset -c 0 "$BUILD/bench/ref_noop" --listen "$ADDR" --threads 1 2>"$WORK/$1.log" &
 	elif [ "$1" = ref ]; then
-		taskset -c 0 "$BASE" --db "$DB" --listen "$ADDR" --threads 1 --map-size 64G \
+		taskset -c 0 "$BASE" --db "$BASE_DB" --listen "$ADDR" --threads 1 --map-size 64G \
 			--log-level warn 2>"$WORK/$1.log" &
 	else
 		taskset -c 0 "$BUILD/entd" --db "$DB" --listen "$ADDR" --threads 1 --map-size 64G \
