@@ -464,11 +464,41 @@ def run_entd(args, timeout=60):
     try:
         cmd = [wp.ARGS.entd, "--db", os.path.join(tmp, "db"), "--listen",
                "127.0.0.1:%d" % harness.free_port()] + list(args)
-        p = subprocess.run(PDEATHSIG + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout)
-        return p.returncode, p.stdout.decode(errors="replace")
+        p = subprocess.Popen(PDEATHSIG + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # A hang is a finding: say where each thread of entd waits before killing it.
+            where = _threads_of(p.pid)
+            p.kill()
+            out, _ = p.communicate()
+            raise AssertionError("entd %s did not exit within %ds; its threads: %s\noutput:\n%s"
+                                 % (" ".join(args), timeout, where,
+                                    out.decode(errors="replace")))
+        return p.returncode, out.decode(errors="replace")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _threads_of(pid):
+    """Each thread of process \a pid: name, state and kernel wait channel (for a hang)."""
+    out = []
+    try:
+        for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+            base = "/proc/%d/task/%s/" % (pid, tid)
+            try:
+                with open(base + "comm") as f:
+                    comm = f.read().strip()
+                with open(base + "stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(base + "wchan") as f:
+                    wchan = f.read().strip()
+            except OSError:
+                continue
+            out.append("%s %s %s %s" % (tid, comm, state, wchan))
+    except OSError as ex:
+        return "unreadable (%s)" % ex
+    return "; ".join(out)
 
 
 def raw_publish(nats_port, subject, payload, headers=None):
