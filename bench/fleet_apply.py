@@ -134,6 +134,22 @@ def run_replica(entd, url, work, extra):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def start_nats(work):
+    """nats-server -js on free loopback ports with its store in work/js, once its monitoring
+    port answers; returns (process, client port, monitoring port). Stop it by its PID."""
+    port, http = free_port(), free_port()
+    nats = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", "nats-server", "-js",
+                             "-a", "127.0.0.1", "-p", str(port), "-m", str(http), "-sd",
+                             os.path.join(work, "js")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", http)).close()
+            return nats, port, http
+        except OSError:
+            time.sleep(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--entd", required=True)
@@ -146,19 +162,9 @@ def main():
     A = ap.parse_args()
     work = tempfile.mkdtemp(prefix="entd-fleet-apply-")
     pb = gen(A.proto_dir, os.path.join(work, "py"))
-    port, http = free_port(), free_port()
-    nats = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", "nats-server", "-js",
-                             "-a", "127.0.0.1", "-p", str(port), "-m", str(http), "-sd",
-                             os.path.join(work, "js")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nats, port, http = start_nats(work)
     url = "nats://127.0.0.1:%d" % port
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", http)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         # The stream, created by a replica with the defaults (and its start-up time, empty).
         bins = [("new", A.entd)] + ([("base", A.base_entd)] if A.base_entd else [])
         empty = {b: min(run_replica(path, url, work, []) for _ in range(3)) for b, path in bins}

@@ -19,7 +19,6 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -131,19 +130,9 @@ def main():
     work = tempfile.mkdtemp(prefix="entd-fleet-same-")
     pb = fa.gen(A.proto_dir, os.path.join(work, "py"))
     harness.generate(A.proto_dir, "protoc", os.path.join(work, "hpy"))
-    port, http = fa.free_port(), fa.free_port()
-    nats = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", "nats-server", "-js",
-                             "-a", "127.0.0.1", "-p", str(port), "-m", str(http), "-sd",
-                             os.path.join(work, "js")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nats, port, http = fa.start_nats(work)
     url = "nats://127.0.0.1:%d" % port
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", http)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         fa.run_replica(A.entd, url, work, [])  # creates the stream
         total = fa.publish_all(port, b"entd.events", mixed(pb, A.events, A.customers, A.bad_ratio))
         while fa.stream_msgs(http, "ENTD_EVENTS")[0] < total:
