@@ -62,6 +62,10 @@ class Storm:
         t, a, e = pb["types"], pb["admin"], pb["entitlement"]
         api = wp.Api(self.target, metadata=[("authorization", "Bearer " + self.token)])
         try:
+            # Connected before the storm: gRPC 1.51 can report a connect still in progress as
+            # failed ("No such file or directory", docs/entctl.md), which would stop this
+            # thread before the kill this test is about.
+            grpc.channel_ready_future(api.channel).result(timeout=60)
             j = 0
             while not self.stop.is_set():
                 j += 1
