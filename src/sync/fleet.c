@@ -356,6 +356,20 @@ static void release_msg(struct ent_writer_msg *m)
 }
 
 /*
+ * Called with feed_mu held: this replica cannot apply \a msg in order, so it stops feeding
+ * (hole) and wakes the re-bootstrap thread; \a msg is dropped and feed_mu released.
+ */
+static void stop_feeding(struct ent_fleet *f, natsMsg *msg)
+{
+	atomic_store(&f->hole, true);
+	pthread_mutex_unlock(&f->feed_mu);
+	natsMsg_Destroy(msg);
+	pthread_mutex_lock(&f->rb_mu);
+	pthread_cond_broadcast(&f->rb_cv);
+	pthread_mutex_unlock(&f->rb_mu);
+}
+
+/*
  * The delivery thread: stream messages in order. A sequence that is not the next one means
  * the stream no longer holds what this replica needs (retention, a purge): applying on would
  * leave a hole, so the replica stops here, says so, and wakes the re-bootstrap thread
@@ -389,24 +403,14 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 			"fleet: the stream no longer holds the next sequence this replica needs; "
 			"it stops applying and re-bootstraps from a snapshot",
 			"want", want, "got", got, NULL);
-		atomic_store(&f->hole, true);
-		pthread_mutex_unlock(&f->feed_mu);
-		natsMsg_Destroy(msg);
-		pthread_mutex_lock(&f->rb_mu);
-		pthread_cond_broadcast(&f->rb_cv);
-		pthread_mutex_unlock(&f->rb_mu);
+		stop_feeding(f, msg);
 		return;
 	}
 	struct fmsg *fm = malloc(sizeof(*fm));
 	if (!fm) {
 		/* Cannot queue it: stop rather than skip (the replica would diverge). */
 		ent_log(ENT_LOG_ERROR, "fleet: out of memory; the replica stops applying", NULL);
-		atomic_store(&f->hole, true);
-		pthread_mutex_unlock(&f->feed_mu);
-		natsMsg_Destroy(msg);
-		pthread_mutex_lock(&f->rb_mu);
-		pthread_cond_broadcast(&f->rb_cv);
-		pthread_mutex_unlock(&f->rb_mu);
+		stop_feeding(f, msg);
 		return;
 	}
 	memset(fm, 0, sizeof(*fm));
